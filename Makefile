@@ -1,0 +1,51 @@
+# The two commands: `make demo` and `make test`. Every target uses .venv/ at the repo root.
+VENV    := .venv
+PY      := $(VENV)/bin/python
+CLI     := $(VENV)/bin/lammps-stream
+RUNS      ?= 24
+TEST_RUNS ?= 8
+NP        ?= 2
+SEED      ?= 2026
+KEEP      ?=
+PYTEST_ARGS ?=
+
+.PHONY: install demo test unit integration lint format stack-up stack-down clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	@command -v python3 >/dev/null || { echo "python3 not found: install Python 3.11+"; exit 2; }
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[all]'
+	@touch $@
+
+demo: install
+	$(CLI) demo --runs $(RUNS) --test-runs $(TEST_RUNS) --np $(NP) --seed $(SEED) \
+		--out results/demo $(if $(KEEP),--keep,)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: install
+	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+integration: install
+	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+stack-up: install
+	$(CLI) stack up
+
+stack-down: install
+	$(CLI) stack down
+
+clean:
+	rm -rf $(VENV) results .pytest_cache .ruff_cache *.egg-info

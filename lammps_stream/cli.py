@@ -1,0 +1,368 @@
+"""The ``lammps-stream`` command.
+
+Every command reads the configuration (``--config``, ``LAMMPS_STREAM_*``, ``--set
+key=value``) and imports the component it drives only when it runs, so a producer
+host needs no Faust and a consumer host no LAMMPS. A mistake ends with one line on
+stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from lammps_stream import __version__
+from lammps_stream.config import Config, load_config
+from lammps_stream.errors import LammpsStreamError, UsageError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a mistake in one line, with the way to get help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1, for ``--count``, ``--np`` and the sizes."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def cmd_stack(config: Config, args: argparse.Namespace) -> int:
+    from lammps_stream.stack import LocalStack, status_json
+
+    console = _console()
+    stack = LocalStack(config, say=lambda msg: console.print(f"[dim]{msg}[/dim]"))
+    if args.action == "up":
+        rows = stack.up()
+    elif args.action == "down":
+        stopped = stack.down()
+        console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+        return 0
+    else:
+        rows = stack.status()
+    if getattr(args, "json", False):
+        print(status_json(rows))
+    else:
+        _print_status(console, rows)
+    return 0 if all(row.healthy for row in rows if row.name == "kafka" or config.stack.start_service) else 1
+
+
+def _print_status(console: Any, rows: list[Any]) -> None:
+    from rich.table import Table
+
+    table = Table("part", "pid", "address", "health", "detail")
+    for row in rows:
+        health = "[green]healthy[/green]" if row.healthy else "[red]down[/red]"
+        table.add_row(row.name, str(row.pid or "-"), row.address, health, row.detail)
+    console.print(table)
+
+
+def cmd_kafka(config: Config, args: argparse.Namespace) -> int:
+    from lammps_stream.stack.kafka import tool_command
+
+    command = tool_command(config, args.tool, list(args.tool_args))
+    os.execv(command[0], command)
+    return 0  # pragma: no cover
+
+
+def cmd_run_one(config: Config, args: argparse.Namespace) -> int:
+    from producers.mpi import inside_mpi_launch
+
+    np = args.np or config.producer.np
+    if not inside_mpi_launch():
+        return _relaunch_under_mpi(config, np, args.threads or config.producer.threads)
+    from lammps_stream.schemas import new_id
+    from producers.launch import run_one_here
+
+    params = {
+        "deck": args.deck or config.producer.deck,
+        "x": args.x, "y": args.y, "z": args.z,
+        "steps": args.steps or _default_steps(args.deck or config.producer.deck, config),
+        "threads": args.threads or config.producer.threads,
+        "vars": dict(args.var or []),
+    }
+    if not params["vars"]:
+        del params["vars"]
+    summary = run_one_here(
+        config, deck=params["deck"], params=params, run_id=args.run_id or new_id(),
+        split=args.split, submitted_at=args.submitted_at,
+    )
+    if summary is None:
+        return 0
+    if args.json:
+        print(json.dumps(summary), flush=True)
+    else:
+        _print_run(_console(), summary)
+    return 0 if summary["status"] == "ok" else 1
+
+
+def _relaunch_under_mpi(config: Config, np: int, threads: int) -> int:
+    import subprocess
+
+    from producers.mpi import launch_env, mpiexec
+
+    command = [mpiexec(config.producer.mpiexec), "-n", str(np), sys.executable, "-m",
+               "lammps_stream", *sys.argv[1:]]
+    return subprocess.run(command, env=launch_env(threads), stdin=subprocess.DEVNULL,
+                          check=False).returncode
+
+
+def _default_steps(deck: str, config: Config) -> int:
+    from producers.decks import resolve_deck
+
+    return config.producer.steps or resolve_deck(deck).default_steps
+
+
+def _print_run(console: Any, summary: dict[str, Any]) -> None:
+    p = summary["params"]
+    size = f"{p['deck']} {p['x']}×{p['y']}×{p['z']} steps={p['steps']} np={p['ranks']}"
+    if summary["status"] == "ok":
+        console.print(
+            f"[green]✓[/green] {summary['run_id'][:8]} {summary['split']:5} {size}: "
+            f"{summary['wall_seconds']:.2f} s → {summary['delivery']}"
+        )
+    else:
+        console.print(f"[red]✗[/red] {summary['run_id'][:8]} {size}: {summary['error']} → "
+                      f"{summary['delivery']}")
+
+
+def cmd_produce(config: Config, args: argparse.Namespace) -> int:
+    from producers.publisher import Publisher
+
+    if args.flush:
+        publisher = Publisher(config)
+        try:
+            sent = publisher.flush_spool()
+        finally:
+            publisher.close()
+        _console().print(f"flushed {len(sent)} spooled record(s) to {config.kafka.topics.runs}")
+        if args.count is None:
+            return 0
+    if args.count is None:
+        raise UsageError("produce: give --count N (how many runs), or --flush to replay the spool")
+    reports = produce_runs(config, count=args.count, np=args.np, seed=args.seed,
+                           deck=args.deck, split=args.split)
+    return 0 if all(r.status == "ok" for r in reports) else 1
+
+
+def produce_runs(
+    config: Config, *, count: int, np: int | None, seed: int | None, deck: str | None,
+    split: str, label: str = "",
+) -> list[Any]:
+    """Sample ``count`` runs and launch them with a progress bar (``produce`` and ``demo``)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from producers.decks import resolve_deck
+    from producers.launch import produce
+    from producers.mpi import mpiexec
+    from producers.sampling import random_plans
+
+    p = config.producer
+    the_deck = resolve_deck(deck or p.deck)
+    mpiexec(p.mpiexec)
+    plans = random_plans(
+        count, seed=seed, deck=deck or p.deck,
+        ranges={"x": tuple(p.x), "y": tuple(p.y), "z": tuple(p.z)},
+        ranks=np or p.np, steps=p.steps or the_deck.default_steps, threads=p.threads, split=split,
+    )
+    console = _console()
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=False) as progress:
+        task = progress.add_task(label or f"{split} runs", total=len(plans))
+
+        def done(report: Any) -> None:
+            _print_run(progress.console, report.__dict__)
+            progress.advance(task)
+
+        return produce(config, plans, on_done=done)
+
+
+def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    try:
+        from model_service.worker import serve
+    except ImportError as exc:
+        raise UsageError(f"serve needs the service extra ({exc.name} missing): "
+                         "pip install 'lammps-stream-ml[service]'") from None
+    return serve(config)
+
+
+def cmd_predictions(config: Config, args: argparse.Namespace) -> int:
+    from consumers.reader import read_predictions, table_row, to_json_line
+
+    stream = read_predictions(config, from_beginning=args.from_beginning or not args.follow,
+                              follow=args.follow)
+    if args.model:
+        stream = (p for p in stream if p["model"] == args.model)
+    if args.follow:
+        return _follow(stream, args)
+    rows = list(stream)[-args.limit:] if args.limit else list(stream)
+    if args.json:
+        for p in rows:
+            print(to_json_line(p))
+        return 0
+    from rich.table import Table
+
+    table = Table("run", "split", "params", "model", "predicted s", "actual s", "error s")
+    for p in rows:
+        table.add_row(*table_row(p).values())
+    _console().print(table)
+    return 0
+
+
+def _follow(stream: Any, args: argparse.Namespace) -> int:
+    from consumers.reader import table_row, to_json_line
+
+    for count, prediction in enumerate(stream, start=1):
+        if args.json:
+            print(to_json_line(prediction), flush=True)
+        else:
+            row = table_row(prediction)
+            print("  ".join([row["run"], f"{row['split']:5}", f"{row['model']:15}",
+                             f"pred {row['predicted']:>8}", f"actual {row['actual']:>8}",
+                             f"err {row['error']:>7}", row["params"]]), flush=True)
+        if args.limit and count >= args.limit:
+            break
+    return 0
+
+
+def cmd_demo(config: Config, args: argparse.Namespace) -> int:
+    from lammps_stream.demo import run_demo
+
+    return run_demo(config, runs=args.runs, test_runs=args.test_runs, np=args.np,
+                    seed=args.seed, out=args.out, keep=args.keep, console=_console())
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+# -- parser --------------------------------------------------------------------------------
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="lammps-stream", description="Stream LAMMPS runs into online models.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--config", metavar="FILE", default="",
+                        help="YAML config (default: $LAMMPS_STREAM_CONFIG or ./lammps-stream.yaml)")
+    parser.add_argument("--set", metavar="KEY=VALUE", type=key_value, action="append", default=[],
+                        help="override any setting, e.g. --set kafka.partitions=6")
+    parser.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+
+    stack = sub.add_parser("stack", help="start, stop or inspect the local Kafka + service")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.add_argument("--json", action="store_true", help="status as JSON")
+    stack.add_argument("--no-service", action="store_true", help="start Kafka only")
+    stack.set_defaults(handler=cmd_stack)
+
+    kafka = sub.add_parser("kafka", help="run an Apache Kafka console tool against the broker")
+    kafka.add_argument("tool", help="console-consumer, console-producer, topics, consumer-groups, "
+                       "get-offsets, metadata-quorum, storage")
+    kafka.add_argument("tool_args", nargs=argparse.REMAINDER, help="the tool's own flags")
+    kafka.set_defaults(handler=cmd_kafka)
+
+    run_one = sub.add_parser("run-one", help="run one LAMMPS deck under MPI and publish its record")
+    run_one.add_argument("--deck", help="lj, eam, chain, chute, rhodo, or a path")
+    run_one.add_argument("-x", type=positive_int, default=1)
+    run_one.add_argument("-y", type=positive_int, default=1)
+    run_one.add_argument("-z", type=positive_int, default=1)
+    run_one.add_argument("--steps", type=positive_int)
+    run_one.add_argument("--np", type=positive_int, help="MPI ranks when not started by mpiexec")
+    run_one.add_argument("--threads", type=positive_int)
+    run_one.add_argument("--var", type=key_value, action="append", help="extra -var NAME=VALUE")
+    run_one.add_argument("--split", choices=["train", "test"], default="train")
+    run_one.add_argument("--run-id")
+    run_one.add_argument("--submitted-at")
+    run_one.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run_one.set_defaults(handler=cmd_run_one)
+
+    produce = sub.add_parser("produce", help="launch N runs at random sizes")
+    produce.add_argument("--count", type=non_negative_int)
+    produce.add_argument("--np", type=positive_int, help="MPI ranks per run")
+    produce.add_argument("--seed", type=int)
+    produce.add_argument("--deck")
+    produce.add_argument("--split", choices=["train", "test"], default="train")
+    produce.add_argument("--flush", action="store_true", help="replay spooled records first")
+    produce.set_defaults(handler=cmd_produce)
+
+    serve = sub.add_parser("serve", help="run the model service (Faust worker) in the foreground")
+    serve.add_argument("--stack-state", help=argparse.SUPPRESS)
+    serve.set_defaults(handler=cmd_serve)
+
+    preds = sub.add_parser("predictions", help="show predictions from the predictions topic")
+    preds.add_argument("--follow", "-f", action="store_true", help="wait for new predictions")
+    preds.add_argument("--json", action="store_true", help="one JSON object per line")
+    preds.add_argument("--limit", type=non_negative_int, default=None,
+                       help="at most N (without --follow: the last N, default 20)")
+    preds.add_argument("--from-beginning", action="store_true")
+    preds.add_argument("--model")
+    preds.set_defaults(handler=cmd_predictions)
+
+    demo = sub.add_parser("demo", help="the whole pipeline end to end on the local stack")
+    demo.add_argument("--runs", type=non_negative_int, default=24)
+    demo.add_argument("--test-runs", type=positive_int, default=8)
+    demo.add_argument("--np", type=positive_int, default=2)
+    demo.add_argument("--seed", type=int, default=2026)
+    demo.add_argument("--out", default="results/demo")
+    demo.add_argument("--keep", action="store_true", help="leave the stack running")
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    """``--set`` pairs and the shortcut flags as dotted config keys."""
+    overrides: dict[str, Any] = dict(args.set)
+    if args.bootstrap:
+        overrides["kafka.bootstrap"] = args.bootstrap
+    if getattr(args, "no_service", False):
+        overrides["stack.start_service"] = False
+    return overrides
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``lammps-stream``."""
+    args = build_parser().parse_args(argv)
+    if args.command == "predictions" and args.limit is None and not args.follow:
+        args.limit = 20
+    handler: Callable[[Config, argparse.Namespace], int] = args.handler
+    try:
+        config = load_config(args.config, overrides=overrides_from(args))
+        return handler(config, args)
+    except LammpsStreamError as err:
+        print(f"lammps-stream: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

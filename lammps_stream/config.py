@@ -1,0 +1,345 @@
+"""One place for every setting: defaults, then ``lammps-stream.yaml``, then
+``LAMMPS_STREAM_*`` environment variables, then command-line overrides.
+
+Every key has a dotted name (``kafka.bootstrap``); its environment variable is the
+name upper-cased with dots turned into underscores (``LAMMPS_STREAM_KAFKA_BOOTSTRAP``).
+
+>>> cfg = load_config(env={}, path=None)
+>>> cfg.kafka.bootstrap
+'127.0.0.1:9092'
+>>> load_config(env={"LAMMPS_STREAM_KAFKA_PARTITIONS": "6"}, path=None).kafka.partitions
+6
+>>> load_config(env={}, path=None, overrides={"service.http_port": "7000"}).service.http_port
+7000
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lammps_stream.errors import ConfigError
+
+ENV_PREFIX = "LAMMPS_STREAM_"
+CONFIG_ENV = "LAMMPS_STREAM_CONFIG"
+DEFAULT_FILE = "lammps-stream.yaml"
+
+
+@dataclass(frozen=True)
+class TopicsConfig:
+    """Topic names; the contract's defaults."""
+
+    runs: str = "lammps.runs"
+    predictions: str = "lammps.predictions"
+    requests: str = "lammps.requests"
+    models: str = "lammps.models"
+    dlq: str = "lammps.dlq"
+    suggestions: str = "lammps.suggestions"
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    """Where the broker is, and how the local stack runs one."""
+
+    bootstrap: str = "127.0.0.1:9092"
+    controller_port: int = 9093
+    partitions: int = 3
+    version: str = "4.1.1"
+    heap: str = "768m"
+    request_timeout_seconds: float = 10.0
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
+
+    def __post_init__(self) -> None:
+        _check_host_port("kafka.bootstrap", self.bootstrap)
+        _check_range("kafka.controller_port", self.controller_port, 1, 65535)
+        _check_range("kafka.partitions", self.partitions, 1, 1000)
+        _check_range("kafka.request_timeout_seconds", self.request_timeout_seconds, 0.1, 600)
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """The model service (Faust worker)."""
+
+    app_id: str = "lammps-stream"
+    http_host: str = "127.0.0.1"
+    http_port: int = 6066
+    models: list[str] = field(
+        default_factory=lambda: ["linear", "bayes_linear", "pa", "hoeffding_tree"]
+    )
+    interval_coverage: float = 0.9
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        _check_range("service.http_port", self.http_port, 1, 65535)
+        _check_range("service.interval_coverage", self.interval_coverage, 0.5, 0.999)
+        if not self.models:
+            raise ConfigError("service.models: list at least one model, e.g. [linear]")
+        _check_choice("service.log_level", self.log_level, ("debug", "info", "warning", "error"))
+
+    @property
+    def url(self) -> str:
+        """Base URL of the worker's web port."""
+        return f"http://{self.http_host}:{self.http_port}"
+
+
+@dataclass(frozen=True)
+class ProducerConfig:
+    """How runs are launched and sampled."""
+
+    deck: str = "lj"
+    np: int = 2
+    threads: int = 1
+    x: list[int] = field(default_factory=lambda: [1, 3])
+    y: list[int] = field(default_factory=lambda: [1, 2])
+    z: list[int] = field(default_factory=lambda: [1, 2])
+    steps: int = 0
+    mpiexec: str = ""
+    timeout_seconds: float = 900.0
+    spool_dir: str = "~/.local/state/lammps-stream/spool"
+
+    def __post_init__(self) -> None:
+        _check_range("producer.np", self.np, 1, 100000)
+        _check_range("producer.threads", self.threads, 1, 1024)
+        _check_range("producer.steps", self.steps, 0, 10**9)
+        _check_range("producer.timeout_seconds", self.timeout_seconds, 1, 10**7)
+        for axis in ("x", "y", "z"):
+            bounds = getattr(self, axis)
+            if len(bounds) != 2 or not 1 <= bounds[0] <= bounds[1]:
+                raise ConfigError(
+                    f"producer.{axis}: expected [low, high] with 1 <= low <= high, got {bounds}"
+                )
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Where the local stack keeps its state and its downloads."""
+
+    state_dir: str = "~/.local/state/lammps-stream/stack"
+    cache_dir: str = "~/.cache/lammps-stream"
+    start_service: bool = True
+    start_timeout_seconds: float = 90.0
+
+    def __post_init__(self) -> None:
+        _check_range("stack.start_timeout_seconds", self.start_timeout_seconds, 1, 3600)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of the project, grouped by the part that reads it."""
+
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    producer: ProducerConfig = field(default_factory=ProducerConfig)
+    stack: StackConfig = field(default_factory=StackConfig)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = "",
+    env: typing.Mapping[str, str] | None = None,
+    overrides: typing.Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the configuration: defaults < file < environment < overrides.
+
+    ``path=""`` means: ``$LAMMPS_STREAM_CONFIG`` if set, else ``./lammps-stream.yaml``
+    if it exists. ``path=None`` reads no file. Raises :class:`ConfigError` with one
+    line naming the key and what is allowed.
+    """
+    env = os.environ if env is None else env
+    tree: dict[str, Any] = {}
+    file = _config_file(path, env)
+    if file is not None:
+        _merge(tree, _read_yaml(file))
+    for key, value in _env_settings(env).items():
+        _set_dotted(tree, key, _parse_scalar(value))
+    for key, value in (overrides or {}).items():
+        if key not in _known_keys():
+            raise ConfigError(f"{key}: not a setting; known keys: {', '.join(_known_keys())}")
+        _set_dotted(tree, key, _parse_scalar(value) if isinstance(value, str) else value)
+    return _build(Config, tree, prefix="")
+
+
+def dump_config(config: Config) -> str:
+    """The configuration as YAML, readable back by :func:`load_config`.
+
+    >>> load_config(env={}, path=None) == Config()
+    True
+    """
+    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
+
+
+def child_env(config_file: Path, base: typing.Mapping[str, str] | None = None) -> dict[str, str]:
+    """An environment for a child process that reads exactly ``config_file``.
+
+    Other ``LAMMPS_STREAM_*`` variables are dropped: the file already holds their effect.
+    """
+    env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith(ENV_PREFIX)}
+    env[CONFIG_ENV] = str(config_file)
+    return env
+
+
+def known_keys() -> list[str]:
+    """Every dotted setting name, e.g. ``kafka.bootstrap``."""
+    return list(_known_keys())
+
+
+def expand(path: str) -> Path:
+    """A config path with ``~`` and variables expanded.
+
+    >>> expand("~/x").is_absolute()
+    True
+    """
+    return Path(os.path.expandvars(os.path.expanduser(path)))
+
+
+def _config_file(path: str | os.PathLike[str] | None, env: typing.Mapping[str, str]) -> Path | None:
+    if path is None:
+        return None
+    if path == "":
+        if env.get(CONFIG_ENV):
+            return _existing(Path(env[CONFIG_ENV]), CONFIG_ENV)
+        default = Path(DEFAULT_FILE)
+        return default if default.is_file() else None
+    return _existing(Path(path), "--config")
+
+
+def _existing(path: Path, source: str) -> Path:
+    if not path.is_file():
+        raise ConfigError(f"{source}: config file {path} does not exist; give an existing YAML file")
+    return path
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (kafka:, service:, ...)")
+    return data
+
+
+def _env_settings(env: typing.Mapping[str, str]) -> dict[str, str]:
+    by_env = {ENV_PREFIX + key.replace(".", "_").upper(): key for key in _known_keys()}
+    settings = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        if name not in by_env:
+            raise ConfigError(
+                f"{name}: no such setting; unset it or use one of "
+                f"{ENV_PREFIX}<SECTION>_<KEY>, e.g. {ENV_PREFIX}KAFKA_BOOTSTRAP"
+            )
+        settings[by_env[name]] = value
+    return settings
+
+
+def _parse_scalar(value: str) -> Any:
+    try:
+        return yaml.safe_load(value) if value.strip() else value
+    except yaml.YAMLError:
+        return value
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = tree
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def _merge(into: dict[str, Any], other: dict[str, Any]) -> None:
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _known_keys(cls: type = Config, prefix: str = "") -> list[str]:
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            keys.extend(_known_keys(kind, f"{prefix}{f.name}."))
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def _build(cls: type, tree: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "config"
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(tree).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in tree:
+        if key not in names:
+            raise ConfigError(f"{prefix}{key}: unknown key; allowed here: {', '.join(sorted(names))}")
+    kwargs = {}
+    for name, value in tree.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            kwargs[name] = _build(kind, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(f"{prefix}{name}", value, kind)
+    return cls(**kwargs)
+
+
+def _coerce(key: str, value: Any, kind: Any) -> Any:
+    origin = typing.get_origin(kind)
+    if origin is list:
+        (item,) = typing.get_args(kind)
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(key, v, item) for v in value]
+    if isinstance(kind, types.UnionType):
+        kind = typing.get_args(kind)[0]
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if kind is str:
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported setting type {kind}")  # pragma: no cover
+
+
+def _check_range(key: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{key}: must be between {low} and {high}, got {value}")
+
+
+def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _check_host_port(key: str, value: str) -> None:
+    for part in value.split(","):
+        host, _, port = part.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{key}: expected host:port[,host:port...], got {value!r}")

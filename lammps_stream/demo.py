@@ -1,0 +1,130 @@
+"""``lammps-stream demo``: the whole pipeline, end to end, on the local stack.
+
+Starts Kafka and the service, launches training runs then test runs of real LAMMPS
+under mpiexec, waits until every run has a prediction from every model, and writes
+``predictions.jsonl`` (as consumed from the topic) and ``accuracy.json`` (test split).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from lammps_stream.config import Config
+from lammps_stream.errors import UsageError
+
+WAIT_IDLE_SECONDS = 60.0
+
+
+def run_demo(
+    config: Config, *, runs: int, test_runs: int, np: int, seed: int, out: str, keep: bool,
+    console: Any,
+) -> int:
+    """Run the demo; 0 when every run got a prediction from every model."""
+    from lammps_stream.cli import produce_runs
+    from lammps_stream.stack import LocalStack
+
+    out_dir = _writable(Path(out))
+    stack = LocalStack(config, say=lambda msg: console.print(f"[dim]{msg}[/dim]"))
+    started = time.monotonic()
+    try:
+        stack.up()
+        reports = produce_runs(config, count=runs, np=np, seed=seed, deck=None, split="train",
+                               label="training runs") if runs else []
+        reports += produce_runs(config, count=test_runs, np=np, seed=seed + 1, deck=None,
+                                split="test", label="test runs")
+        ok = [r for r in reports if r.status == "ok"]
+        failed = [r for r in reports if r.status != "ok"]
+        for report in failed:
+            console.print(f"[red]run {report.run_id[:8]} failed: {report.error}[/red]")
+        predictions = collect(config, [r.run_id for r in ok], config.service.models, console)
+        return _report(console, out_dir, predictions, ok, config.service.models,
+                       failed, time.monotonic() - started)
+    finally:
+        if keep:
+            console.print("stack left running (KEEP=1); stop it with `lammps-stream stack down`")
+        else:
+            stack.down()
+
+
+def collect(config: Config, run_ids: list[str], models: list[str], console: Any) -> list[dict[str, Any]]:
+    """Read predictions until each (run, model) pair has one, or none arrive for a minute."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress
+
+    from consumers.reader import read_predictions
+
+    wanted = {(run_id, model) for run_id in run_ids for model in models}
+    seen: set[tuple[str, str]] = set()
+    found: list[dict[str, Any]] = []
+    with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), console=console) as bar:
+        task = bar.add_task("predictions", total=len(wanted))
+        if not wanted:
+            return found
+        stream = read_predictions(config, from_beginning=True, follow=True,
+                                  idle_timeout=WAIT_IDLE_SECONDS)
+        for prediction in stream:
+            pair = (prediction.get("run_id"), prediction["model"])
+            if pair not in wanted:
+                continue
+            found.append(prediction)
+            if pair not in seen:
+                seen.add(pair)
+                bar.advance(task)
+            if seen == wanted:
+                break
+    return found
+
+
+def _report(
+    console: Any, out_dir: Path, predictions: list[dict[str, Any]], ok: list[Any],
+    models: list[str], failed: list[Any], elapsed: float,
+) -> int:
+    from rich.table import Table
+
+    from consumers.accuracy import accuracy, best_model
+
+    with open(out_dir / "predictions.jsonl", "w", encoding="utf-8") as handle:
+        for prediction in predictions:
+            handle.write(json.dumps(prediction, separators=(",", ":")) + "\n")
+    table_data = accuracy(predictions, split="test")
+    (out_dir / "accuracy.json").write_text(json.dumps(table_data, indent=2) + "\n")
+
+    table = Table("model", "n", "MAE s", "RMSE s", "R²", "MAPE",
+                  title=f"Accuracy on {sum(r.split == 'test' for r in ok)} held-out test runs")
+    best = best_model(table_data)
+    for model, row in table_data.items():
+        name = f"[bold]{model}[/bold] ★" if model == best else model
+        table.add_row(name, str(row["n"]), _fmt(row["mae"]), _fmt(row["rmse"]),
+                      _fmt(row["r2"]), _fmt(row["mape"], percent=True))
+    console.print(table)
+    expected = len(ok) * len(models)
+    pairs = {(p["run_id"], p["model"]) for p in predictions}
+    console.print(f"{len(predictions)} predictions for {len(ok)} runs × {len(models)} models "
+                  f"in {elapsed:.0f} s → {out_dir}/predictions.jsonl, {out_dir}/accuracy.json")
+    if len(pairs) < expected:
+        console.print(f"[red]only {len(pairs)} of {expected} (run, model) predictions arrived[/red]")
+        return 1
+    if len(predictions) > len(pairs):
+        console.print(f"[red]{len(predictions) - len(pairs)} duplicate predictions[/red]")
+        return 1
+    return 1 if failed else 0
+
+
+def _fmt(value: float | None, percent: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.1f} %" if percent else f"{value:.3f}"
+
+
+def _writable(out: Path) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write there ({exc.strerror}); choose another directory") from None
+    return out
+

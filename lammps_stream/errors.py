@@ -1,0 +1,49 @@
+"""Errors a user can act on. The CLI prints ``str(error)`` as one line and exits 2.
+
+>>> str(ConfigError("kafka.partitions: must be between 1 and 1000, got 0"))
+'kafka.partitions: must be between 1 and 1000, got 0'
+"""
+
+from __future__ import annotations
+
+
+class LammpsStreamError(Exception):
+    """Base of every error the project raises on purpose."""
+
+
+class ConfigError(LammpsStreamError):
+    """A setting is missing, unknown or out of range."""
+
+
+class UsageError(LammpsStreamError):
+    """A command-line value is wrong; the message says how to mend it."""
+
+
+class ToolMissingError(LammpsStreamError):
+    """A program the stack needs (java, mvn, mpiexec) is not installed."""
+
+
+class BrokerUnavailableError(LammpsStreamError):
+    """The Kafka broker cannot be reached."""
+
+
+class StackError(LammpsStreamError):
+    """A part of the local stack failed to start or stop."""
+
+
+class RunError(LammpsStreamError):
+    """A LAMMPS run could not be set up (unknown deck, missing files)."""
+
+
+class InvalidRecordError(LammpsStreamError):
+    """A record breaks its schema; ``code`` is a stable reason for the dead letter topic.
+
+    >>> err = InvalidRecordError("missing_field", "params.x is required")
+    >>> err.code, str(err)
+    ('missing_field', 'params.x is required')
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message

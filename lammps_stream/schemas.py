@@ -1,0 +1,337 @@
+"""The records that travel through Kafka, and their validation.
+
+Every record is a UTF-8 JSON object with a ``schema`` field. Producers validate before
+they send; the service validates on receipt and sends what fails to the dead letter
+topic with the error's stable ``code``.
+
+>>> record = example_run_record()
+>>> validate_run_record(record)["params"]["x"]
+2
+>>> decode_run_record(b"{not json")
+Traceback (most recent call last):
+...
+lammps_stream.errors.InvalidRecordError: not valid JSON: Expecting property name enclosed in double quotes at char 1
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from lammps_stream.errors import InvalidRecordError
+
+RUN_SCHEMA = "lammps-stream.run/1"
+PREDICTION_SCHEMA = "lammps-stream.prediction/1"
+DEAD_LETTER_SCHEMA = "lammps-stream.dead/1"
+
+SPLITS = ("train", "test")
+STATUSES = ("ok", "failed")
+SCHEDULERS = ("local", "slurm", "flux", "kubernetes")
+BREAKDOWN_SECTIONS = ("pair", "neigh", "comm", "output", "modify", "other")
+SIZE_PARAMS = ("x", "y", "z", "steps", "ranks", "threads")
+
+
+def now() -> str:
+    """The current UTC time in RFC 3339, as every record writes it.
+
+    >>> now().endswith("Z")
+    True
+    """
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_time(value: str) -> datetime:
+    """Read an RFC 3339 timestamp written by :func:`now`.
+
+    >>> parse_time("2026-01-02T03:04:05.000006Z").microsecond
+    6
+    """
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def new_id() -> str:
+    """A fresh run or request id (uuid4 text)."""
+    return str(uuid.uuid4())
+
+
+def encode(record: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON; NaN and infinity are refused.
+
+    >>> encode({"a": 1})
+    b'{"a":1}'
+    """
+    return json.dumps(record, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def decode_json(raw: bytes) -> Any:
+    """Bytes to JSON, or :class:`InvalidRecordError` (``not_utf8``, ``malformed_json``)."""
+    try:
+        text = raw.decode("utf-8")
+    except (UnicodeDecodeError, AttributeError):
+        raise InvalidRecordError("not_utf8", "record is not UTF-8 text") from None
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except InvalidRecordError:
+        raise
+    except ValueError as exc:
+        raise InvalidRecordError("malformed_json", f"not valid JSON: {exc}") from None
+
+
+def decode_run_record(raw: bytes) -> dict[str, Any]:
+    """Decode and validate a RunRecord from Kafka bytes."""
+    return validate_run_record(decode_json(raw))
+
+
+def validate_run_record(record: Any) -> dict[str, Any]:
+    """Check a RunRecord against ``lammps-stream.run/1``; return it unchanged.
+
+    >>> bad = example_run_record(); bad["params"]["x"] = 0
+    >>> validate_run_record(bad)
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.InvalidRecordError: params.x: must be a positive integer, got 0
+    """
+    _check_schema(record, RUN_SCHEMA)
+    _uuid(record, "run_id")
+    _choice(record, "split", SPLITS)
+    _choice(record, "status", STATUSES)
+    params = _object(record, "params")
+    _text(params, "deck", "params.")
+    for name in SIZE_PARAMS:
+        _positive_int(params, name, "params.")
+    env = _object(record, "env")
+    for name in ("lammps_version", "mpi_library", "hostname", "cpu_model"):
+        _text(env, name, "env.", allow_empty=True)
+    _choice(env, "scheduler", SCHEDULERS, "env.")
+    times = _object(record, "times")
+    for name in ("submitted_at", "started_at", "finished_at"):
+        _timestamp(times, name, "times.")
+    if record["status"] == "ok":
+        _validate_result(_object(record, "result"))
+    else:
+        error = _object(record, "error")
+        _text(error, "type", "error.")
+        _text(error, "message", "error.", allow_empty=True)
+    return record
+
+
+def _validate_result(result: dict[str, Any]) -> None:
+    wall = _number(result, "wall_seconds", "result.")
+    if wall <= 0:
+        raise InvalidRecordError(
+            "non_positive_wall_time", f"result.wall_seconds: must be > 0, got {wall}"
+        )
+    _number(result, "loop_seconds", "result.", minimum=0)
+    _number(result, "timesteps_per_second", "result.", minimum=0)
+    natoms = result.get("natoms")
+    if not isinstance(natoms, int) or isinstance(natoms, bool) or natoms < 0:
+        raise _field_error(result, "natoms", "result.", "a non-negative integer")
+    breakdown = _object(result, "breakdown", "result.")
+    for section in BREAKDOWN_SECTIONS:
+        _number(breakdown, section, "result.breakdown.", minimum=0)
+
+
+def validate_prediction(record: Any) -> dict[str, Any]:
+    """Check a Prediction against ``lammps-stream.prediction/1``.
+
+    >>> p = validate_prediction(example_prediction())
+    >>> p["model"]
+    'linear'
+    """
+    _check_schema(record, PREDICTION_SCHEMA)
+    if not record.get("run_id") and not record.get("request_id"):
+        raise InvalidRecordError("missing_field", "run_id or request_id is required")
+    _text(record, "model")
+    _non_negative_int(record, "model_version")
+    _number(record, "predicted_wall_seconds")
+    interval = _object(record, "interval")
+    for bound in ("low", "high"):
+        if interval.get(bound) is not None:
+            _number(interval, bound, "interval.")
+    _number(interval, "coverage", "interval.", minimum=0)
+    if record.get("actual_wall_seconds") is not None:
+        _number(record, "actual_wall_seconds", minimum=0)
+    if record.get("split") is not None:
+        _choice(record, "split", SPLITS)
+    _object(record, "params")
+    _timestamp(record, "emitted_at")
+    return record
+
+
+def dead_letter(
+    raw: bytes, code: str, message: str, *, topic: str, partition: int, offset: int
+) -> dict[str, Any]:
+    """A DeadLetter carrying the original bytes (base64) and why they were refused.
+
+    >>> dl = dead_letter(b"{", "malformed_json", "bad", topic="t", partition=0, offset=7)
+    >>> dl["reason"]["code"], base64.b64decode(dl["original_base64"])
+    ('malformed_json', b'{')
+    """
+    return {
+        "schema": DEAD_LETTER_SCHEMA,
+        "original_base64": base64.b64encode(raw).decode("ascii"),
+        "reason": {"code": code, "message": message},
+        "source": {"topic": topic, "partition": partition, "offset": offset},
+        "received_at": now(),
+    }
+
+
+def example_run_record(**changes: Any) -> dict[str, Any]:
+    """A valid RunRecord for docs and tests; keyword arguments replace top-level fields."""
+    record: dict[str, Any] = {
+        "schema": RUN_SCHEMA,
+        "run_id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+        "split": "train",
+        "status": "ok",
+        "params": {"deck": "lj", "x": 2, "y": 1, "z": 1, "steps": 100, "ranks": 2, "threads": 1},
+        "result": {
+            "wall_seconds": 2.1,
+            "loop_seconds": 1.7,
+            "natoms": 64000,
+            "timesteps_per_second": 58.8,
+            "breakdown": {s: 0.1 for s in BREAKDOWN_SECTIONS},
+        },
+        "env": {
+            "lammps_version": "20250722",
+            "mpi_library": "MPICH 5.0.2",
+            "hostname": "node1",
+            "cpu_model": "x86_64",
+            "scheduler": "local",
+            "job_id": None,
+        },
+        "times": {
+            "submitted_at": "2026-01-01T00:00:00.000000Z",
+            "started_at": "2026-01-01T00:00:01.000000Z",
+            "finished_at": "2026-01-01T00:00:03.100000Z",
+        },
+    }
+    record.update(changes)
+    return record
+
+
+def example_prediction(**changes: Any) -> dict[str, Any]:
+    """A valid Prediction for docs and tests."""
+    record: dict[str, Any] = {
+        "schema": PREDICTION_SCHEMA,
+        "run_id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+        "model": "linear",
+        "model_version": 10,
+        "predicted_wall_seconds": 2.0,
+        "interval": {"low": 1.5, "high": 2.5, "coverage": 0.9},
+        "actual_wall_seconds": 2.1,
+        "split": "test",
+        "params": {"deck": "lj", "x": 2},
+        "emitted_at": "2026-01-01T00:00:04.000000Z",
+    }
+    record.update(changes)
+    return record
+
+
+def _refuse_constant(name: str) -> None:
+    raise InvalidRecordError("not_finite", f"JSON constant {name} is not allowed")
+
+
+def _check_schema(record: Any, expected: str) -> None:
+    if not isinstance(record, dict):
+        raise InvalidRecordError("not_an_object", f"expected a JSON object, got {_kind(record)}")
+    schema = record.get("schema")
+    if schema is None:
+        raise InvalidRecordError("missing_field", "schema is required")
+    if schema != expected:
+        raise InvalidRecordError(
+            "unknown_schema", f"schema {schema!r} is not supported; expected {expected!r}"
+        )
+
+
+def _kind(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _field_error(obj: dict[str, Any], name: str, prefix: str, wanted: str) -> InvalidRecordError:
+    if name not in obj:
+        return InvalidRecordError("missing_field", f"{prefix}{name} is required")
+    return InvalidRecordError(
+        "wrong_type", f"{prefix}{name}: must be {wanted}, got {obj[name]!r}"
+    )
+
+
+def _object(obj: dict[str, Any], name: str, prefix: str = "") -> dict[str, Any]:
+    value = obj.get(name)
+    if not isinstance(value, dict):
+        raise _field_error(obj, name, prefix, "an object")
+    return value
+
+
+def _text(obj: dict[str, Any], name: str, prefix: str = "", allow_empty: bool = False) -> str:
+    value = obj.get(name)
+    if not isinstance(value, str) or (not allow_empty and not value):
+        raise _field_error(obj, name, prefix, "a non-empty string")
+    return value
+
+
+def _choice(obj: dict[str, Any], name: str, allowed: tuple[str, ...], prefix: str = "") -> str:
+    value = obj.get(name)
+    if value not in allowed:
+        if name not in obj:
+            raise InvalidRecordError("missing_field", f"{prefix}{name} is required")
+        raise InvalidRecordError(
+            "bad_value", f"{prefix}{name}: must be one of {', '.join(allowed)}, got {value!r}"
+        )
+    return value
+
+
+def _uuid(obj: dict[str, Any], name: str) -> str:
+    value = _text(obj, name)
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise InvalidRecordError("bad_value", f"{name}: must be a UUID, got {value!r}") from None
+    return value
+
+
+def _number(
+    obj: dict[str, Any], name: str, prefix: str = "", minimum: float | None = None
+) -> float:
+    value = obj.get(name)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise _field_error(obj, name, prefix, "a number")
+    if not math.isfinite(value):
+        raise InvalidRecordError("not_finite", f"{prefix}{name}: must be finite, got {value}")
+    if minimum is not None and value < minimum:
+        raise InvalidRecordError("bad_value", f"{prefix}{name}: must be >= {minimum}, got {value}")
+    return float(value)
+
+
+def _positive_int(obj: dict[str, Any], name: str, prefix: str = "") -> int:
+    value = obj.get(name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _field_error(obj, name, prefix, "a positive integer")
+    if value < 1:
+        raise InvalidRecordError(
+            "bad_value", f"{prefix}{name}: must be a positive integer, got {value}"
+        )
+    return value
+
+
+def _non_negative_int(obj: dict[str, Any], name: str, prefix: str = "") -> int:
+    value = obj.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _field_error(obj, name, prefix, "a non-negative integer")
+    return value
+
+
+def _timestamp(obj: dict[str, Any], name: str, prefix: str = "") -> str:
+    value = _text(obj, name, prefix)
+    try:
+        parse_time(value)
+    except ValueError:
+        raise InvalidRecordError(
+            "bad_value", f"{prefix}{name}: must be an RFC 3339 time, got {value!r}"
+        ) from None
+    return value

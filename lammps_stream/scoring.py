@@ -1,0 +1,60 @@
+"""Regression scores computed one pair at a time: n, MAE, RMSE, R², MAPE.
+
+The service scores its models with it; consumers score the predictions they read.
+
+>>> s = Scores()
+>>> for actual, predicted in [(1.0, 1.5), (2.0, 2.0), (3.0, 2.5)]:
+...     s.update(actual, predicted)
+>>> s.n, round(s.mae, 3), round(s.rmse, 3), round(s.r2, 3), round(s.mape, 3)
+(3, 0.333, 0.408, 0.75, 0.222)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass
+class Scores:
+    """Running regression scores; MAPE is a ratio (0.1 = 10 %)."""
+
+    n: int = 0
+    _abs_error: float = 0.0
+    _sq_error: float = 0.0
+    _pct_error: float = 0.0
+    _mean: float = 0.0
+    _m2: float = 0.0
+
+    def update(self, actual: float, predicted: float) -> None:
+        """Add one (actual, predicted) pair."""
+        error = actual - predicted
+        self.n += 1
+        self._abs_error += abs(error)
+        self._sq_error += error * error
+        self._pct_error += abs(error) / abs(actual) if actual else 0.0
+        delta = actual - self._mean
+        self._mean += delta / self.n
+        self._m2 += delta * (actual - self._mean)
+
+    @property
+    def mae(self) -> float:
+        return self._abs_error / self.n if self.n else math.nan
+
+    @property
+    def rmse(self) -> float:
+        return math.sqrt(self._sq_error / self.n) if self.n else math.nan
+
+    @property
+    def r2(self) -> float:
+        """1 - SSE/SST; NaN until the actual values vary."""
+        return 1.0 - self._sq_error / self._m2 if self._m2 > 0 else math.nan
+
+    @property
+    def mape(self) -> float:
+        return self._pct_error / self.n if self.n else math.nan
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        """``{n, mae, rmse, r2, mape}`` with NaN as None (JSON has no NaN)."""
+        values = {"mae": self.mae, "rmse": self.rmse, "r2": self.r2, "mape": self.mape}
+        return {"n": self.n} | {k: None if math.isnan(v) else v for k, v in values.items()}

@@ -1,0 +1,183 @@
+"""The local stack: one Kafka node and the model service, as background processes.
+
+``lammps-stream stack up`` starts what is not running yet (twice starts no twins),
+``stack status`` shows each part's pid, address and health, ``stack down`` stops them.
+
+>>> from lammps_stream.config import load_config
+>>> stack = LocalStack(load_config(path=None, env={}))
+>>> [part.name for part in stack.parts()]
+['kafka', 'service']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lammps_stream.broker import broker_healthy, ensure_topics, port_open
+from lammps_stream.config import Config, child_env, dump_config, expand
+from lammps_stream.errors import StackError
+from lammps_stream.stack import kafka
+from lammps_stream.stack.processes import ManagedProcess
+
+
+@dataclass(frozen=True)
+class PartStatus:
+    """One line of ``stack status``."""
+
+    name: str
+    pid: int | None
+    address: str
+    healthy: bool
+    detail: str
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    """Whether ``GET url`` answers 2xx."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+class LocalStack:
+    """Start, stop and inspect the local Kafka broker and model service."""
+
+    def __init__(self, config: Config, say: Callable[[str], None] = lambda _msg: None) -> None:
+        self.config = config
+        self.say = say
+        self.state_dir = expand(config.stack.state_dir)
+        self.kafka_dir = self.state_dir / "kafka"
+        self.properties = self.kafka_dir / "server.properties"
+        self.broker = ManagedProcess("kafka", self.state_dir, marker=str(self.properties))
+        self.service = ManagedProcess(
+            "service", self.state_dir, marker=f"serve --stack-state {self.state_dir}"
+        )
+
+    def parts(self) -> list[ManagedProcess]:
+        return [self.broker, self.service]
+
+    # -- up -------------------------------------------------------------------------------
+    def up(self) -> list[PartStatus]:
+        """Start every part that is not running; return the status afterwards."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._start_broker()
+        created = ensure_topics(self.config)
+        if created:
+            self.say(f"created topics: {', '.join(created)}")
+        if self.config.stack.start_service:
+            self._start_service()
+        return self.status()
+
+    def _start_broker(self) -> None:
+        if self.broker.pid() is not None:
+            self.say(f"kafka already running (pid {self.broker.pid()})")
+            return
+        host, port = self._broker_address()
+        for p in (port, self.config.kafka.controller_port):
+            if port_open(host, p):
+                raise StackError(
+                    f"port {host}:{p} is already in use by another program; stop it or "
+                    "choose other ports with kafka.bootstrap / kafka.controller_port"
+                )
+        self.say(f"fetching Apache Kafka {self.config.kafka.version} jars (cached after the first time)")
+        kafka.kafka_libs(self.config)
+        data_dir = self.kafka_dir / "data"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.properties.write_text(kafka.server_properties(self.config, data_dir))
+        kafka.format_storage(self.config, self.properties, data_dir)
+        logs = self.state_dir / "logs"
+        self.broker.start(kafka.broker_command(self.config, self.properties, logs))
+        self.say(f"starting kafka on {self.config.kafka.bootstrap}")
+        self._wait(self.broker, lambda: broker_healthy(self.config), logs / "server.log")
+
+    def _start_service(self) -> None:
+        if self.service.pid() is not None:
+            self.say(f"service already running (pid {self.service.pid()})")
+            return
+        cfg = self.config.service
+        if port_open(cfg.http_host, cfg.http_port):
+            raise StackError(
+                f"port {cfg.http_host}:{cfg.http_port} is already in use by another program; "
+                "stop it or set service.http_port"
+            )
+        effective = self.state_dir / "effective-config.yaml"
+        effective.write_text(dump_config(self.config))
+        env = child_env(effective)
+        command = [sys.executable, "-m", "lammps_stream", "serve", "--stack-state", str(self.state_dir)]
+        self.service.start(command, env=env, cwd=self.state_dir)
+        self.say(f"starting model service on {cfg.url}")
+        self._wait(self.service, lambda: http_ok(f"{cfg.url}/readyz"), self.service.log_file)
+
+    def _wait(self, part: ManagedProcess, healthy: Callable[[], bool], log: Path) -> None:
+        deadline = time.monotonic() + self.config.stack.start_timeout_seconds
+        while time.monotonic() < deadline:
+            if healthy():
+                return
+            if part.exited():
+                raise StackError(
+                    f"{part.name} exited while starting; see {log}:\n{_tail(log) or part.tail()}"
+                )
+            time.sleep(0.5)
+        part.stop()
+        raise StackError(
+            f"{part.name} did not become healthy within {self.config.stack.start_timeout_seconds:.0f}"
+            f" s (stack.start_timeout_seconds); see {log}"
+        )
+
+    # -- down -----------------------------------------------------------------------------
+    def down(self) -> list[str]:
+        """Stop the service, then the broker; return the names of what was stopped."""
+        stopped = [part.name for part in (self.service, self.broker) if part.stop()]
+        return stopped
+
+    # -- status ---------------------------------------------------------------------------
+    def status(self) -> list[PartStatus]:
+        """Each part's pid, address and health."""
+        host, port = self._broker_address()
+        kafka_pid = self.broker.pid()
+        kafka_ok = kafka_pid is not None and broker_healthy(self.config)
+        url = self.config.service.url
+        service_pid = self.service.pid()
+        live = service_pid is not None and http_ok(f"{url}/healthz")
+        ready = live and http_ok(f"{url}/readyz")
+        return [
+            PartStatus(
+                "kafka", kafka_pid, f"{host}:{port}", kafka_ok,
+                _detail(kafka_pid, kafka_ok, "answers metadata requests"),
+            ),
+            PartStatus(
+                "service", service_pid, url, ready,
+                _detail(service_pid, ready, "ready" if ready else "alive, not ready" if live else ""),
+            ),
+        ]
+
+    def _broker_address(self) -> tuple[str, int]:
+        host, _, port = self.config.kafka.bootstrap.split(",")[0].rpartition(":")
+        return host, int(port)
+
+
+def _detail(pid: int | None, healthy: bool, good: str) -> str:
+    if pid is None:
+        return "not running"
+    return good if healthy else (good or "not answering")
+
+
+def _tail(path: Path, lines: int = 12) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def status_json(rows: list[PartStatus]) -> str:
+    """``stack status --json``."""
+    return json.dumps([dataclasses.asdict(row) for row in rows], indent=2)

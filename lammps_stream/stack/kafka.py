@@ -1,0 +1,168 @@
+"""Apache Kafka for the local stack: jars from Maven Central, one KRaft node.
+
+The jars are resolved by Maven from the small ``pom.xml`` beside this module into
+``<cache_dir>/kafka-<version>/libs`` (outside the clone) once; the broker runs
+``kafka.Kafka`` with java, its storage formatted by ``kafka.tools.StorageTool``.
+
+>>> sorted(CONSOLE_TOOLS)[:3]
+['console-consumer', 'console-producer', 'consumer-groups']
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from importlib import resources
+from pathlib import Path
+
+from lammps_stream.config import Config, expand
+from lammps_stream.errors import StackError, ToolMissingError
+
+CONSOLE_TOOLS = {
+    "console-consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer",
+    "console-producer": "org.apache.kafka.tools.ConsoleProducer",
+    "topics": "org.apache.kafka.tools.TopicCommand",
+    "consumer-groups": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+    "get-offsets": "org.apache.kafka.tools.GetOffsetShell",
+    "metadata-quorum": "org.apache.kafka.tools.MetadataQuorumCommand",
+    "storage": "kafka.tools.StorageTool",
+}
+BROKER_MAIN = "kafka.Kafka"
+STORAGE_MAIN = "kafka.tools.StorageTool"
+
+
+def resource_path(name: str) -> Path:
+    """A file shipped beside this module (pom.xml, log4j2 configs)."""
+    return Path(str(resources.files("lammps_stream.stack") / name))
+
+
+def require_tool(name: str, install_hint: str) -> str:
+    """The full path of ``name`` on PATH, or :class:`ToolMissingError` with how to install it."""
+    path = shutil.which(name)
+    if path is None:
+        raise ToolMissingError(f"{name} not found on PATH; install it ({install_hint})")
+    return path
+
+
+def java() -> str:
+    """The java executable (Kafka 4.x needs Java 17 or newer)."""
+    return require_tool("java", "e.g. apt-get install openjdk-17-jre-headless")
+
+
+def kafka_libs(config: Config) -> Path:
+    """The directory of Kafka's jars, downloaded through Maven on first use."""
+    libs = expand(config.stack.cache_dir) / f"kafka-{config.kafka.version}" / "libs"
+    marker = libs / ".complete"
+    if marker.is_file():
+        return libs
+    mvn = require_tool("mvn", "e.g. apt-get install maven")
+    java()
+    partial = libs.with_name("libs.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    command = [
+        mvn, "-q", "-B", "-f", str(resource_path("pom.xml")),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={partial}",
+        f"-Dkafka.version={config.kafka.version}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        last = (result.stdout + result.stderr).strip().splitlines()[-3:]
+        raise StackError(
+            f"Maven could not fetch Kafka {config.kafka.version}: {' | '.join(last)}; "
+            "check kafka.version and that Maven Central is reachable"
+        )
+    shutil.rmtree(libs, ignore_errors=True)
+    partial.rename(libs)
+    marker.write_text(config.kafka.version + "\n")
+    return libs
+
+
+def java_command(config: Config, main_class: str, args: list[str], log4j: str, *jvm: str) -> list[str]:
+    """``java -cp <libs>/* <main_class> args`` with the given log4j2 config."""
+    return [
+        java(),
+        *jvm,
+        f"-Dlog4j2.configurationFile={resource_path(log4j)}",
+        "-cp",
+        str(kafka_libs(config) / "*"),
+        main_class,
+        *args,
+    ]
+
+
+def tool_command(config: Config, tool: str, args: list[str]) -> list[str]:
+    """A Kafka console tool's command line, with ``--bootstrap-server`` filled in.
+
+    Raises :class:`StackError` for an unknown tool name.
+    """
+    if tool not in CONSOLE_TOOLS:
+        raise StackError(f"unknown Kafka tool {tool!r}; choose one of {', '.join(sorted(CONSOLE_TOOLS))}")
+    if tool != "storage" and "--bootstrap-server" not in args:
+        args = ["--bootstrap-server", config.kafka.bootstrap, *args]
+    return java_command(config, CONSOLE_TOOLS[tool], args, "log4j2-tools.xml", "-Xmx256m")
+
+
+def server_properties(config: Config, data_dir: Path) -> str:
+    """The broker's ``server.properties``: combined broker+controller, one node."""
+    host, _, port = config.kafka.bootstrap.split(",")[0].rpartition(":")
+    controller = f"{host}:{config.kafka.controller_port}"
+    lines = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.bootstrap.servers": controller,
+        "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{controller}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(data_dir),
+        "num.partitions": str(config.kafka.partitions),
+        "default.replication.factor": "1",
+        "min.insync.replicas": "1",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "3",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "auto.create.topics.enable": "true",
+        "log.retention.hours": "168",
+    }
+    return "".join(f"{key}={value}\n" for key, value in lines.items())
+
+
+def format_storage(config: Config, properties: Path, data_dir: Path) -> None:
+    """Format KRaft storage once; a formatted directory is left as it is."""
+    if (data_dir / "meta.properties").is_file():
+        return
+    cluster_id = subprocess.run(
+        java_command(config, STORAGE_MAIN, ["random-uuid"], "log4j2-tools.xml"),
+        capture_output=True, text=True, check=False,
+    )
+    if cluster_id.returncode != 0:
+        raise StackError(f"Kafka StorageTool random-uuid failed: {cluster_id.stderr.strip()[-300:]}")
+    args = ["format", "--standalone", "-t", cluster_id.stdout.strip(), "-c", str(properties)]
+    result = subprocess.run(
+        java_command(config, STORAGE_MAIN, args, "log4j2-tools.xml"),
+        capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        raise StackError(f"Kafka storage format failed: {(result.stdout + result.stderr).strip()[-300:]}")
+
+
+def broker_command(config: Config, properties: Path, logs_dir: Path) -> list[str]:
+    """The java command line of the broker."""
+    heap = config.kafka.heap
+    return java_command(
+        config,
+        BROKER_MAIN,
+        [str(properties)],
+        "log4j2-broker.xml",
+        f"-Xms{heap}",
+        f"-Xmx{heap}",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        f"-Dkafka.logs.dir={logs_dir}",
+    )

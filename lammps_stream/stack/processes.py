@@ -1,0 +1,141 @@
+"""Background processes with pid files that a stale file cannot fool.
+
+A pid file holds the pid and a marker string; a pid counts as ours only while a
+process with that pid is alive *and* its command line contains the marker.
+
+>>> import tempfile
+>>> proc = ManagedProcess("sleeper", Path(tempfile.mkdtemp()), marker="sleep")
+>>> proc.pid() is None
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class ManagedProcess:
+    """One named background process of the stack, tracked in ``state_dir/<name>.pid``."""
+
+    name: str
+    state_dir: Path
+    marker: str
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "logs" / f"{self.name}.out"
+
+    def pid(self) -> int | None:
+        """The live pid of this process, or None (a stale pid file is removed)."""
+        try:
+            pid = int(self.pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        if _alive(pid) and self.marker in _cmdline(pid):
+            return pid
+        with contextlib.suppress(OSError):
+            self.pid_file.unlink()
+        return None
+
+    def start(self, command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
+        """Start ``command`` detached, output to :attr:`log_file`; return its pid."""
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as log:
+            proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(f"{proc.pid}\n")
+        return proc.pid
+
+    def exited(self) -> bool:
+        """Whether the process we started has already died (reaps a zombie child)."""
+        pid = self.pid()
+        if pid is None:
+            return True
+        with contextlib.suppress(ChildProcessError):
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done == pid:
+                return True
+        return False
+
+    def stop(self, timeout: float = 20.0) -> bool:
+        """SIGTERM, then SIGKILL after ``timeout``; True if something was stopped."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _running(pid):
+            time.sleep(0.1)
+        if _running(pid):
+            _signal_group(pid, signal.SIGKILL)
+            while _running(pid):
+                time.sleep(0.05)
+        with contextlib.suppress(OSError):
+            self.pid_file.unlink()
+        return True
+
+    def tail(self, lines: int = 15) -> str:
+        """The last lines of the process's output, for error messages."""
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _running(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    if not _alive(pid):
+        return False
+    return _state(pid) != "Z"
+
+
+def _state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[-1].split()[0]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)

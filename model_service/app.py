@@ -1,0 +1,139 @@
+"""The Faust application: ``lammps.runs`` in, ``lammps.predictions`` and ``lammps.dlq`` out,
+and the HTTP views on the worker's web port.
+
+Data flow of the one agent::
+
+    raw bytes ──decode+validate──► RunRecord ──Learner.handle──► predictions ──► lammps.predictions
+         └── InvalidRecordError ──► DeadLetter ──► lammps.dlq
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+
+from lammps_stream.broker import bootstrap_servers
+from lammps_stream.config import Config, expand
+from lammps_stream.errors import InvalidRecordError
+from lammps_stream.schemas import dead_letter, decode_run_record, encode, parse_time
+from model_service.learner import Learner, Outcome
+from model_service.metrics import CONTENT_TYPE, ServiceMetrics
+
+log = logging.getLogger("lammps_stream.service")
+
+
+class ModelService:
+    """The worker's state: the learner, the metrics, and readiness."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.learner = Learner(config.service.models, config.service.interval_coverage)
+        self.metrics = ServiceMetrics()
+        self.assigned = False
+        self.started_at = time.time()
+
+
+def create_app(config: Config) -> faust.App:
+    """Build the Faust app for ``config``; ``app.service`` holds its :class:`ModelService`."""
+    service = ModelService(config)
+    app = faust.App(
+        config.service.app_id,
+        broker=[f"kafka://{server}" for server in bootstrap_servers(config.kafka.bootstrap)],
+        store="memory://",
+        topic_partitions=config.kafka.partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=True,
+        web_bind=config.service.http_host,
+        web_host=config.service.http_host,
+        web_port=config.service.http_port,
+        web_in_thread=False,
+        autodiscover=False,
+        datadir=str(expand(config.stack.state_dir) / "service-data"),
+    )
+    app.service = service
+    topics = config.kafka.topics
+    runs = app.topic(topics.runs, key_serializer="raw", value_serializer="raw")
+    predictions = app.topic(topics.predictions, key_serializer="raw", value_serializer="raw")
+    dlq = app.topic(topics.dlq, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(runs, name="learn")
+    async def learn(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            raw = message.value if isinstance(message.value, bytes) else bytes(message.value or b"")
+            try:
+                record = decode_run_record(raw)
+                outcome = service.learner.handle(record)
+            except InvalidRecordError as err:
+                await _dead_letter(dlq, service, message, raw, err.code, err.message)
+                continue
+            except Exception as exc:  # a model blowing up must not stop the stream
+                log.exception("processing failed for offset %s", message.offset)
+                await _dead_letter(dlq, service, message, raw, "processing_error", repr(exc))
+                continue
+            await _publish(predictions, service, record, outcome)
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        service.assigned = True
+
+    _add_views(app, service)
+    return app
+
+
+async def _publish(topic: Any, service: ModelService, record: dict[str, Any], outcome: Outcome) -> None:
+    metrics = service.metrics
+    metrics.record(outcome.kind)
+    for step in outcome.steps:
+        key = record["run_id"].encode()
+        await topic.send(key=key, value=encode(step.prediction))
+        state = service.learner.state[step.model]
+        metrics.model_step(step.model, step.predict_seconds, step.learn_seconds, state.learned)
+        metrics.scores_of(step.model, state.prequential, state.test)
+    if outcome.steps:
+        finished = parse_time(record["times"]["finished_at"]).timestamp()
+        metrics.latency.observe(max(0.0, time.time() - finished))
+
+
+async def _dead_letter(
+    topic: Any, service: ModelService, message: Any, raw: bytes, code: str, reason: str
+) -> None:
+    log.warning("dead letter (%s) at %s[%s]@%s: %s", code, message.topic, message.partition,
+                message.offset, reason)
+    letter = dead_letter(
+        raw, code, reason, topic=message.topic, partition=message.partition, offset=message.offset
+    )
+    await topic.send(key=message.key, value=encode(letter))
+    service.metrics.dead(code)
+
+
+def _add_views(app: faust.App, service: ModelService) -> None:
+    @app.page("/models")
+    async def models(web: Any, request: Any) -> Any:
+        return web.json({"models": service.learner.summaries()})
+
+    @app.page("/models/{name}")
+    async def model(web: Any, request: Any, name: str) -> Any:
+        state = service.learner.state.get(name)
+        if state is None:
+            known = ", ".join(service.learner.state)
+            return web.json({"error": f"no model {name!r}; known: {known}"}, status=404)
+        return web.json(state.summary())
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        return web.bytes(service.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok", "uptime_seconds": time.time() - service.started_at})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        ready = service.assigned and not app.rebalancing
+        return web.json({"ready": ready}, status=200 if ready else 503)

@@ -1,0 +1,99 @@
+"""The service's Prometheus metrics, named as the contract says: prefix
+``lammps_stream_``, units in the names, one ``model`` label on per-model series.
+
+>>> m = ServiceMetrics()
+>>> m.record("learned")
+>>> b"lammps_stream_records_total" in m.exposition()
+True
+"""
+
+from __future__ import annotations
+
+import math
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+
+from lammps_stream.scoring import Scores
+
+FAST_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2, 0.1)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+SCORE_NAMES = {
+    "mae": "mae_seconds",
+    "rmse": "rmse_seconds",
+    "r2": "r2_ratio",
+    "mape": "mape_ratio",
+}
+
+__all__ = ["CONTENT_TYPE", "ServiceMetrics"]
+
+
+class ServiceMetrics:
+    """Every series the worker exposes on ``/metrics``, in its own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.records = Counter(
+            "lammps_stream_records", "Run records received, by outcome "
+            "(learned, test, failed, duplicate, dead)", ["outcome"], registry=r,
+        )
+        self.dead_letters = Counter(
+            "lammps_stream_dead_letters", "Records sent to the dead letter topic, by reason",
+            ["reason"], registry=r,
+        )
+        self.predictions = Counter(
+            "lammps_stream_predictions", "Predictions published", ["model"], registry=r
+        )
+        self.learned = Gauge(
+            "lammps_stream_model_learned_records", "Records each model has learned",
+            ["model"], registry=r,
+        )
+        self.learn_seconds = Histogram(
+            "lammps_stream_learn_seconds", "Time of one learn_one", ["model"],
+            buckets=FAST_BUCKETS, registry=r,
+        )
+        self.predict_seconds = Histogram(
+            "lammps_stream_predict_seconds", "Time of one predict_one", ["model"],
+            buckets=FAST_BUCKETS, registry=r,
+        )
+        self.latency = Histogram(
+            "lammps_stream_end_to_end_latency_seconds",
+            "Run finished to its prediction published", buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.scores: dict[tuple[str, str], Gauge] = {}
+        for stream in ("prequential", "test"):
+            for key, suffix in SCORE_NAMES.items():
+                self.scores[(stream, key)] = Gauge(
+                    f"lammps_stream_{stream}_{suffix}",
+                    f"{key.upper()} of each model on the {stream} "
+                    f"{'stream (predict, then learn)' if stream == 'prequential' else 'split'}",
+                    ["model"], registry=r,
+                )
+
+    def record(self, outcome: str) -> None:
+        self.records.labels(outcome=outcome).inc()
+
+    def dead(self, reason: str) -> None:
+        self.record("dead")
+        self.dead_letters.labels(reason=reason).inc()
+
+    def model_step(
+        self, model: str, predict_seconds: float, learn_seconds: float | None, learned: int
+    ) -> None:
+        self.predictions.labels(model=model).inc()
+        self.predict_seconds.labels(model=model).observe(predict_seconds)
+        if learn_seconds is not None:
+            self.learn_seconds.labels(model=model).observe(learn_seconds)
+        self.learned.labels(model=model).set(learned)
+
+    def scores_of(self, model: str, prequential: Scores, test: Scores) -> None:
+        for stream, scores in (("prequential", prequential), ("test", test)):
+            for key in SCORE_NAMES:
+                value = getattr(scores, key)
+                if not math.isnan(value):
+                    self.scores[(stream, key)].labels(model=model).set(value)
+
+    def exposition(self) -> bytes:
+        """The text format Prometheus scrapes."""
+        return generate_latest(self.registry)

