@@ -16,7 +16,9 @@ from typing import Any
 from lammps_stream.scoring import Scores
 
 
-def accuracy(predictions: Iterable[dict[str, Any]], split: str = "test") -> dict[str, dict[str, Any]]:
+def accuracy(
+    predictions: Iterable[dict[str, Any]], split: str = "test"
+) -> dict[str, dict[str, Any]]:
     """``{model: {n, mae, rmse, r2, mape}}`` over ``split`` predictions with an actual."""
     scores: dict[str, Scores] = {}
     for p in predictions:

@@ -75,7 +75,11 @@ def cmd_stack(config: Config, args: argparse.Namespace) -> int:
         print(status_json(rows))
     else:
         _print_status(console, rows)
-    return 0 if all(row.healthy for row in rows if row.name == "kafka" or config.stack.start_service) else 1
+    return (
+        0
+        if all(row.healthy for row in rows if row.name == "kafka" or config.stack.start_service)
+        else 1
+    )
 
 
 def _print_status(console: Any, rows: list[Any]) -> None:
@@ -107,7 +111,9 @@ def cmd_run_one(config: Config, args: argparse.Namespace) -> int:
 
     params = {
         "deck": args.deck or config.producer.deck,
-        "x": args.x, "y": args.y, "z": args.z,
+        "x": args.x,
+        "y": args.y,
+        "z": args.z,
         "steps": args.steps or _default_steps(args.deck or config.producer.deck, config),
         "threads": args.threads or config.producer.threads,
         "vars": dict(args.var or []),
@@ -115,8 +121,12 @@ def cmd_run_one(config: Config, args: argparse.Namespace) -> int:
     if not params["vars"]:
         del params["vars"]
     summary = run_one_here(
-        config, deck=params["deck"], params=params, run_id=args.run_id or new_id(),
-        split=args.split, submitted_at=args.submitted_at,
+        config,
+        deck=params["deck"],
+        params=params,
+        run_id=args.run_id or new_id(),
+        split=args.split,
+        submitted_at=args.submitted_at,
     )
     if summary is None:
         return 0
@@ -132,10 +142,18 @@ def _relaunch_under_mpi(config: Config, np: int, threads: int) -> int:
 
     from producers.mpi import launch_env, mpiexec
 
-    command = [mpiexec(config.producer.mpiexec), "-n", str(np), sys.executable, "-m",
-               "lammps_stream", *sys.argv[1:]]
-    return subprocess.run(command, env=launch_env(threads), stdin=subprocess.DEVNULL,
-                          check=False).returncode
+    command = [
+        mpiexec(config.producer.mpiexec),
+        "-n",
+        str(np),
+        sys.executable,
+        "-m",
+        "lammps_stream",
+        *sys.argv[1:],
+    ]
+    return subprocess.run(
+        command, env=launch_env(threads), stdin=subprocess.DEVNULL, check=False
+    ).returncode
 
 
 def _default_steps(deck: str, config: Config) -> int:
@@ -153,8 +171,10 @@ def _print_run(console: Any, summary: dict[str, Any]) -> None:
             f"{summary['wall_seconds']:.2f} s → {summary['delivery']}"
         )
     else:
-        console.print(f"[red]✗[/red] {summary['run_id'][:8]} {size}: {summary['error']} → "
-                      f"{summary['delivery']}")
+        console.print(
+            f"[red]✗[/red] {summary['run_id'][:8]} {size}: {summary['error']} → "
+            f"{summary['delivery']}"
+        )
 
 
 def cmd_produce(config: Config, args: argparse.Namespace) -> int:
@@ -171,14 +191,21 @@ def cmd_produce(config: Config, args: argparse.Namespace) -> int:
             return 0
     if args.count is None:
         raise UsageError("produce: give --count N (how many runs), or --flush to replay the spool")
-    reports = produce_runs(config, count=args.count, np=args.np, seed=args.seed,
-                           deck=args.deck, split=args.split)
+    reports = produce_runs(
+        config, count=args.count, np=args.np, seed=args.seed, deck=args.deck, split=args.split
+    )
     return 0 if all(r.status == "ok" for r in reports) else 1
 
 
 def produce_runs(
-    config: Config, *, count: int, np: int | None, seed: int | None, deck: str | None,
-    split: str, label: str = "",
+    config: Config,
+    *,
+    count: int,
+    np: int | None,
+    seed: int | None,
+    deck: str | None,
+    split: str,
+    label: str = "",
 ) -> list[Any]:
     """Sample ``count`` runs and launch them with a progress bar (``produce`` and ``demo``)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -192,13 +219,24 @@ def produce_runs(
     the_deck = resolve_deck(deck or p.deck)
     mpiexec(p.mpiexec)
     plans = random_plans(
-        count, seed=seed, deck=deck or p.deck,
+        count,
+        seed=seed,
+        deck=deck or p.deck,
         ranges={"x": tuple(p.x), "y": tuple(p.y), "z": tuple(p.z)},
-        ranks=np or p.np, steps=p.steps or the_deck.default_steps, threads=p.threads, split=split,
+        ranks=np or p.np,
+        steps=p.steps or the_deck.default_steps,
+        threads=p.threads,
+        split=split,
     )
     console = _console()
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=False) as progress:
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
         task = progress.add_task(label or f"{split} runs", total=len(plans))
 
         def done(report: Any) -> None:
@@ -212,21 +250,24 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     try:
         from model_service.worker import serve
     except ImportError as exc:
-        raise UsageError(f"serve needs the service extra ({exc.name} missing): "
-                         "pip install 'lammps-stream-ml[service]'") from None
+        raise UsageError(
+            f"serve needs the service extra ({exc.name} missing): "
+            "pip install 'lammps-stream-ml[service]'"
+        ) from None
     return serve(config)
 
 
 def cmd_predictions(config: Config, args: argparse.Namespace) -> int:
     from consumers.reader import read_predictions, table_row, to_json_line
 
-    stream = read_predictions(config, from_beginning=args.from_beginning or not args.follow,
-                              follow=args.follow)
+    stream = read_predictions(
+        config, from_beginning=args.from_beginning or not args.follow, follow=args.follow
+    )
     if args.model:
         stream = (p for p in stream if p["model"] == args.model)
     if args.follow:
         return _follow(stream, args)
-    rows = list(stream)[-args.limit:] if args.limit else list(stream)
+    rows = list(stream)[-args.limit :] if args.limit else list(stream)
     if args.json:
         for p in rows:
             print(to_json_line(p))
@@ -248,9 +289,20 @@ def _follow(stream: Any, args: argparse.Namespace) -> int:
             print(to_json_line(prediction), flush=True)
         else:
             row = table_row(prediction)
-            print("  ".join([row["run"], f"{row['split']:5}", f"{row['model']:15}",
-                             f"pred {row['predicted']:>8}", f"actual {row['actual']:>8}",
-                             f"err {row['error']:>7}", row["params"]]), flush=True)
+            print(
+                "  ".join(
+                    [
+                        row["run"],
+                        f"{row['split']:5}",
+                        f"{row['model']:15}",
+                        f"pred {row['predicted']:>8}",
+                        f"actual {row['actual']:>8}",
+                        f"err {row['error']:>7}",
+                        row["params"],
+                    ]
+                ),
+                flush=True,
+            )
         if args.limit and count >= args.limit:
             break
     return 0
@@ -259,8 +311,16 @@ def _follow(stream: Any, args: argparse.Namespace) -> int:
 def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     from lammps_stream.demo import run_demo
 
-    return run_demo(config, runs=args.runs, test_runs=args.test_runs, np=args.np,
-                    seed=args.seed, out=args.out, keep=args.keep, console=_console())
+    return run_demo(
+        config,
+        runs=args.runs,
+        test_runs=args.test_runs,
+        np=args.np,
+        seed=args.seed,
+        out=args.out,
+        keep=args.keep,
+        console=_console(),
+    )
 
 
 def _console() -> Any:
@@ -275,12 +335,24 @@ def _console() -> Any:
 def build_parser() -> Parser:
     parser = Parser(prog="lammps-stream", description="Stream LAMMPS runs into online models.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--config", metavar="FILE", default="",
-                        help="YAML config (default: $LAMMPS_STREAM_CONFIG or ./lammps-stream.yaml)")
-    parser.add_argument("--set", metavar="KEY=VALUE", type=key_value, action="append", default=[],
-                        help="override any setting, e.g. --set kafka.partitions=6")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default="",
+        help="YAML config (default: $LAMMPS_STREAM_CONFIG or ./lammps-stream.yaml)",
+    )
+    parser.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        type=key_value,
+        action="append",
+        default=[],
+        help="override any setting, e.g. --set kafka.partitions=6",
+    )
     parser.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=Parser
+    )
 
     stack = sub.add_parser("stack", help="start, stop or inspect the local Kafka + service")
     stack.add_argument("action", choices=["up", "down", "status"])
@@ -289,8 +361,11 @@ def build_parser() -> Parser:
     stack.set_defaults(handler=cmd_stack)
 
     kafka = sub.add_parser("kafka", help="run an Apache Kafka console tool against the broker")
-    kafka.add_argument("tool", help="console-consumer, console-producer, topics, consumer-groups, "
-                       "get-offsets, metadata-quorum, storage")
+    kafka.add_argument(
+        "tool",
+        help="console-consumer, console-producer, topics, consumer-groups, "
+        "get-offsets, metadata-quorum, storage",
+    )
     kafka.add_argument("tool_args", nargs=argparse.REMAINDER, help="the tool's own flags")
     kafka.set_defaults(handler=cmd_kafka)
 
@@ -325,8 +400,12 @@ def build_parser() -> Parser:
     preds = sub.add_parser("predictions", help="show predictions from the predictions topic")
     preds.add_argument("--follow", "-f", action="store_true", help="wait for new predictions")
     preds.add_argument("--json", action="store_true", help="one JSON object per line")
-    preds.add_argument("--limit", type=non_negative_int, default=None,
-                       help="at most N (without --follow: the last N, default 20)")
+    preds.add_argument(
+        "--limit",
+        type=non_negative_int,
+        default=None,
+        help="at most N (without --follow: the last N, default 20)",
+    )
     preds.add_argument("--from-beginning", action="store_true")
     preds.add_argument("--model")
     preds.set_defaults(handler=cmd_predictions)

@@ -179,7 +179,11 @@ def child_env(config_file: Path, base: typing.Mapping[str, str] | None = None) -
 
     Other ``LAMMPS_STREAM_*`` variables are dropped: the file already holds their effect.
     """
-    env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith(ENV_PREFIX)}
+    env = {
+        k: v
+        for k, v in (os.environ if base is None else base).items()
+        if not k.startswith(ENV_PREFIX)
+    }
     env[CONFIG_ENV] = str(config_file)
     return env
 
@@ -211,7 +215,9 @@ def _config_file(path: str | os.PathLike[str] | None, env: typing.Mapping[str, s
 
 def _existing(path: Path, source: str) -> Path:
     if not path.is_file():
-        raise ConfigError(f"{source}: config file {path} does not exist; give an existing YAML file")
+        raise ConfigError(
+            f"{source}: config file {path} does not exist; give an existing YAML file"
+        )
     return path
 
 
@@ -221,7 +227,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise ConfigError(
+            f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -287,7 +295,9 @@ def _build(cls: type, tree: Any, prefix: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     for key in tree:
         if key not in names:
-            raise ConfigError(f"{prefix}{key}: unknown key; allowed here: {', '.join(sorted(names))}")
+            raise ConfigError(
+                f"{prefix}{key}: unknown key; allowed here: {', '.join(sorted(names))}"
+            )
     kwargs = {}
     for name, value in tree.items():
         kind = hints[name]

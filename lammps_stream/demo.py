@@ -19,7 +19,14 @@ WAIT_IDLE_SECONDS = 60.0
 
 
 def run_demo(
-    config: Config, *, runs: int, test_runs: int, np: int, seed: int, out: str, keep: bool,
+    config: Config,
+    *,
+    runs: int,
+    test_runs: int,
+    np: int,
+    seed: int,
+    out: str,
+    keep: bool,
     console: Any,
 ) -> int:
     """Run the demo; 0 when every run got a prediction from every model."""
@@ -31,17 +38,42 @@ def run_demo(
     started = time.monotonic()
     try:
         stack.up()
-        reports = produce_runs(config, count=runs, np=np, seed=seed, deck=None, split="train",
-                               label="training runs") if runs else []
-        reports += produce_runs(config, count=test_runs, np=np, seed=seed + 1, deck=None,
-                                split="test", label="test runs")
+        reports = (
+            produce_runs(
+                config,
+                count=runs,
+                np=np,
+                seed=seed,
+                deck=None,
+                split="train",
+                label="training runs",
+            )
+            if runs
+            else []
+        )
+        reports += produce_runs(
+            config,
+            count=test_runs,
+            np=np,
+            seed=seed + 1,
+            deck=None,
+            split="test",
+            label="test runs",
+        )
         ok = [r for r in reports if r.status == "ok"]
         failed = [r for r in reports if r.status != "ok"]
         for report in failed:
             console.print(f"[red]run {report.run_id[:8]} failed: {report.error}[/red]")
         predictions = collect(config, [r.run_id for r in ok], config.service.models, console)
-        return _report(console, out_dir, predictions, ok, config.service.models,
-                       failed, time.monotonic() - started)
+        return _report(
+            console,
+            out_dir,
+            predictions,
+            ok,
+            config.service.models,
+            failed,
+            time.monotonic() - started,
+        )
     finally:
         if keep:
             console.print("stack left running (KEEP=1); stop it with `lammps-stream stack down`")
@@ -49,7 +81,9 @@ def run_demo(
             stack.down()
 
 
-def collect(config: Config, run_ids: list[str], models: list[str], console: Any) -> list[dict[str, Any]]:
+def collect(
+    config: Config, run_ids: list[str], models: list[str], console: Any
+) -> list[dict[str, Any]]:
     """Read predictions until each (run, model) pair has one, or none arrive for a minute."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress
 
@@ -62,8 +96,9 @@ def collect(config: Config, run_ids: list[str], models: list[str], console: Any)
         task = bar.add_task("predictions", total=len(wanted))
         if not wanted:
             return found
-        stream = read_predictions(config, from_beginning=True, follow=True,
-                                  idle_timeout=WAIT_IDLE_SECONDS)
+        stream = read_predictions(
+            config, from_beginning=True, follow=True, idle_timeout=WAIT_IDLE_SECONDS
+        )
         for prediction in stream:
             pair = (prediction.get("run_id"), prediction["model"])
             if pair not in wanted:
@@ -78,8 +113,13 @@ def collect(config: Config, run_ids: list[str], models: list[str], console: Any)
 
 
 def _report(
-    console: Any, out_dir: Path, predictions: list[dict[str, Any]], ok: list[Any],
-    models: list[str], failed: list[Any], elapsed: float,
+    console: Any,
+    out_dir: Path,
+    predictions: list[dict[str, Any]],
+    ok: list[Any],
+    models: list[str],
+    failed: list[Any],
+    elapsed: float,
 ) -> int:
     from rich.table import Table
 
@@ -91,20 +131,37 @@ def _report(
     table_data = accuracy(predictions, split="test")
     (out_dir / "accuracy.json").write_text(json.dumps(table_data, indent=2) + "\n")
 
-    table = Table("model", "n", "MAE s", "RMSE s", "R²", "MAPE",
-                  title=f"Accuracy on {sum(r.split == 'test' for r in ok)} held-out test runs")
+    table = Table(
+        "model",
+        "n",
+        "MAE s",
+        "RMSE s",
+        "R²",
+        "MAPE",
+        title=f"Accuracy on {sum(r.split == 'test' for r in ok)} held-out test runs",
+    )
     best = best_model(table_data)
     for model, row in table_data.items():
         name = f"[bold]{model}[/bold] ★" if model == best else model
-        table.add_row(name, str(row["n"]), _fmt(row["mae"]), _fmt(row["rmse"]),
-                      _fmt(row["r2"]), _fmt(row["mape"], percent=True))
+        table.add_row(
+            name,
+            str(row["n"]),
+            _fmt(row["mae"]),
+            _fmt(row["rmse"]),
+            _fmt(row["r2"]),
+            _fmt(row["mape"], percent=True),
+        )
     console.print(table)
     expected = len(ok) * len(models)
     pairs = {(p["run_id"], p["model"]) for p in predictions}
-    console.print(f"{len(predictions)} predictions for {len(ok)} runs × {len(models)} models "
-                  f"in {elapsed:.0f} s → {out_dir}/predictions.jsonl, {out_dir}/accuracy.json")
+    console.print(
+        f"{len(predictions)} predictions for {len(ok)} runs × {len(models)} models "
+        f"in {elapsed:.0f} s → {out_dir}/predictions.jsonl, {out_dir}/accuracy.json"
+    )
     if len(pairs) < expected:
-        console.print(f"[red]only {len(pairs)} of {expected} (run, model) predictions arrived[/red]")
+        console.print(
+            f"[red]only {len(pairs)} of {expected} (run, model) predictions arrived[/red]"
+        )
         return 1
     if len(predictions) > len(pairs):
         console.print(f"[red]{len(predictions) - len(pairs)} duplicate predictions[/red]")
@@ -125,6 +182,7 @@ def _writable(out: Path) -> Path:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise UsageError(f"--out {out}: cannot write there ({exc.strerror}); choose another directory") from None
+        raise UsageError(
+            f"--out {out}: cannot write there ({exc.strerror}); choose another directory"
+        ) from None
     return out
-

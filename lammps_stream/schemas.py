@@ -10,7 +10,7 @@ topic with the error's stable ``code``.
 >>> decode_run_record(b"{not json")
 Traceback (most recent call last):
 ...
-lammps_stream.errors.InvalidRecordError: not valid JSON: Expecting property name enclosed in double quotes at char 1
+lammps_stream.errors.InvalidRecordError: not valid JSON: Expecting property name ...
 """
 
 from __future__ import annotations
@@ -256,9 +256,7 @@ def _kind(value: Any) -> str:
 def _field_error(obj: dict[str, Any], name: str, prefix: str, wanted: str) -> InvalidRecordError:
     if name not in obj:
         return InvalidRecordError("missing_field", f"{prefix}{name} is required")
-    return InvalidRecordError(
-        "wrong_type", f"{prefix}{name}: must be {wanted}, got {obj[name]!r}"
-    )
+    return InvalidRecordError("wrong_type", f"{prefix}{name}: must be {wanted}, got {obj[name]!r}")
 
 
 def _object(obj: dict[str, Any], name: str, prefix: str = "") -> dict[str, Any]:

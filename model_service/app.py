@@ -86,7 +86,9 @@ def create_app(config: Config) -> faust.App:
     return app
 
 
-async def _publish(topic: Any, service: ModelService, record: dict[str, Any], outcome: Outcome) -> None:
+async def _publish(
+    topic: Any, service: ModelService, record: dict[str, Any], outcome: Outcome
+) -> None:
     metrics = service.metrics
     metrics.record(outcome.kind)
     for step in outcome.steps:
@@ -103,8 +105,14 @@ async def _publish(topic: Any, service: ModelService, record: dict[str, Any], ou
 async def _dead_letter(
     topic: Any, service: ModelService, message: Any, raw: bytes, code: str, reason: str
 ) -> None:
-    log.warning("dead letter (%s) at %s[%s]@%s: %s", code, message.topic, message.partition,
-                message.offset, reason)
+    log.warning(
+        "dead letter (%s) at %s[%s]@%s: %s",
+        code,
+        message.topic,
+        message.partition,
+        message.offset,
+        reason,
+    )
     letter = dead_letter(
         raw, code, reason, topic=message.topic, partition=message.partition, offset=message.offset
     )

@@ -108,7 +108,8 @@ class Learner:
     def __init__(self, names: list[str], coverage: float) -> None:
         models = build_models(names)
         self.state = {
-            name: ModelState(name, model, ResidualInterval(coverage)) for name, model in models.items()
+            name: ModelState(name, model, ResidualInterval(coverage))
+            for name, model in models.items()
         }
         self.seen: set[str] = set()
 

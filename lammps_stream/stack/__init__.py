@@ -88,7 +88,9 @@ class LocalStack:
                     f"port {host}:{p} is already in use by another program; stop it or "
                     "choose other ports with kafka.bootstrap / kafka.controller_port"
                 )
-        self.say(f"fetching Apache Kafka {self.config.kafka.version} jars (cached after the first time)")
+        self.say(
+            f"fetching Apache Kafka {self.config.kafka.version} jars (cached after the first time)"
+        )
         kafka.kafka_libs(self.config)
         data_dir = self.kafka_dir / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -112,7 +114,14 @@ class LocalStack:
         effective = self.state_dir / "effective-config.yaml"
         effective.write_text(dump_config(self.config))
         env = child_env(effective)
-        command = [sys.executable, "-m", "lammps_stream", "serve", "--stack-state", str(self.state_dir)]
+        command = [
+            sys.executable,
+            "-m",
+            "lammps_stream",
+            "serve",
+            "--stack-state",
+            str(self.state_dir),
+        ]
         self.service.start(command, env=env, cwd=self.state_dir)
         self.say(f"starting model service on {cfg.url}")
         self._wait(self.service, lambda: http_ok(f"{cfg.url}/readyz"), self.service.log_file)
@@ -128,9 +137,10 @@ class LocalStack:
                 )
             time.sleep(0.5)
         part.stop()
+        limit = self.config.stack.start_timeout_seconds
         raise StackError(
-            f"{part.name} did not become healthy within {self.config.stack.start_timeout_seconds:.0f}"
-            f" s (stack.start_timeout_seconds); see {log}"
+            f"{part.name} did not become healthy within {limit:.0f} s "
+            f"(stack.start_timeout_seconds); see {log}"
         )
 
     # -- down -----------------------------------------------------------------------------
@@ -151,12 +161,20 @@ class LocalStack:
         ready = live and http_ok(f"{url}/readyz")
         return [
             PartStatus(
-                "kafka", kafka_pid, f"{host}:{port}", kafka_ok,
+                "kafka",
+                kafka_pid,
+                f"{host}:{port}",
+                kafka_ok,
                 _detail(kafka_pid, kafka_ok, "answers metadata requests"),
             ),
             PartStatus(
-                "service", service_pid, url, ready,
-                _detail(service_pid, ready, "ready" if ready else "alive, not ready" if live else ""),
+                "service",
+                service_pid,
+                url,
+                ready,
+                _detail(
+                    service_pid, ready, "ready" if ready else "alive, not ready" if live else ""
+                ),
             ),
         ]
 

@@ -60,7 +60,11 @@ def kafka_libs(config: Config) -> Path:
     partial = libs.with_name("libs.partial")
     shutil.rmtree(partial, ignore_errors=True)
     command = [
-        mvn, "-q", "-B", "-f", str(resource_path("pom.xml")),
+        mvn,
+        "-q",
+        "-B",
+        "-f",
+        str(resource_path("pom.xml")),
         "dependency:copy-dependencies",
         f"-DoutputDirectory={partial}",
         f"-Dkafka.version={config.kafka.version}",
@@ -78,7 +82,9 @@ def kafka_libs(config: Config) -> Path:
     return libs
 
 
-def java_command(config: Config, main_class: str, args: list[str], log4j: str, *jvm: str) -> list[str]:
+def java_command(
+    config: Config, main_class: str, args: list[str], log4j: str, *jvm: str
+) -> list[str]:
     """``java -cp <libs>/* <main_class> args`` with the given log4j2 config."""
     return [
         java(),
@@ -97,7 +103,9 @@ def tool_command(config: Config, tool: str, args: list[str]) -> list[str]:
     Raises :class:`StackError` for an unknown tool name.
     """
     if tool not in CONSOLE_TOOLS:
-        raise StackError(f"unknown Kafka tool {tool!r}; choose one of {', '.join(sorted(CONSOLE_TOOLS))}")
+        raise StackError(
+            f"unknown Kafka tool {tool!r}; choose one of {', '.join(sorted(CONSOLE_TOOLS))}"
+        )
     if tool != "storage" and "--bootstrap-server" not in args:
         args = ["--bootstrap-server", config.kafka.bootstrap, *args]
     return java_command(config, CONSOLE_TOOLS[tool], args, "log4j2-tools.xml", "-Xmx256m")
@@ -139,17 +147,25 @@ def format_storage(config: Config, properties: Path, data_dir: Path) -> None:
         return
     cluster_id = subprocess.run(
         java_command(config, STORAGE_MAIN, ["random-uuid"], "log4j2-tools.xml"),
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if cluster_id.returncode != 0:
-        raise StackError(f"Kafka StorageTool random-uuid failed: {cluster_id.stderr.strip()[-300:]}")
+        raise StackError(
+            f"Kafka StorageTool random-uuid failed: {cluster_id.stderr.strip()[-300:]}"
+        )
     args = ["format", "--standalone", "-t", cluster_id.stdout.strip(), "-c", str(properties)]
     result = subprocess.run(
         java_command(config, STORAGE_MAIN, args, "log4j2-tools.xml"),
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
-        raise StackError(f"Kafka storage format failed: {(result.stdout + result.stderr).strip()[-300:]}")
+        raise StackError(
+            f"Kafka storage format failed: {(result.stdout + result.stderr).strip()[-300:]}"
+        )
 
 
 def broker_command(config: Config, properties: Path, logs_dir: Path) -> list[str]:

@@ -16,7 +16,7 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -27,6 +27,7 @@ class ManagedProcess:
     name: str
     state_dir: Path
     marker: str
+    _child: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
     @property
     def pid_file(self) -> Path:
@@ -38,6 +39,8 @@ class ManagedProcess:
 
     def pid(self) -> int | None:
         """The live pid of this process, or None (a stale pid file is removed)."""
+        if self._child is not None and self._child.poll() is None:
+            return self._child.pid  # started by us: trusted even before its exec completes
         try:
             pid = int(self.pid_file.read_text().split()[0])
         except (OSError, ValueError, IndexError):
@@ -48,7 +51,9 @@ class ManagedProcess:
             self.pid_file.unlink()
         return None
 
-    def start(self, command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
+    def start(
+        self, command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> int:
         """Start ``command`` detached, output to :attr:`log_file`; return its pid."""
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
@@ -62,18 +67,14 @@ class ManagedProcess:
                 start_new_session=True,
             )
         self.pid_file.write_text(f"{proc.pid}\n")
+        self._child = proc
         return proc.pid
 
     def exited(self) -> bool:
-        """Whether the process we started has already died (reaps a zombie child)."""
-        pid = self.pid()
-        if pid is None:
-            return True
-        with contextlib.suppress(ChildProcessError):
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done == pid:
-                return True
-        return False
+        """Whether the process has died (for one we started: reaped, exit code known)."""
+        if self._child is not None:
+            return self._child.poll() is not None
+        return self.pid() is None
 
     def stop(self, timeout: float = 20.0) -> bool:
         """SIGTERM, then SIGKILL after ``timeout``; True if something was stopped."""
@@ -90,6 +91,7 @@ class ManagedProcess:
                 time.sleep(0.05)
         with contextlib.suppress(OSError):
             self.pid_file.unlink()
+        self._child = None
         return True
 
     def tail(self, lines: int = 15) -> str:
@@ -128,7 +130,9 @@ def _state(pid: int) -> str:
 
 def _cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
     except OSError:
         return ""
 

@@ -1,0 +1,58 @@
+"""Helpers for tests against the real broker."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from lammps_stream.broker import make_consumer, make_producer
+from lammps_stream.config import Config
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+def read_topic(
+    config: Config, topic: str, until: Any, timeout: float = 90.0
+) -> list[dict[str, Any]]:
+    """JSON records of ``topic`` from the beginning, until ``until(records)`` or timeout."""
+    from kafka import TopicPartition
+
+    consumer = make_consumer(config)
+    try:
+        parts = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+        ]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        records: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records += [record for m in batch if (record := _json(m.value)) is not None]
+            if until(records):
+                return records
+        return records
+    finally:
+        consumer.close()
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None  # the malformed records the tests themselves send
+
+
+def send_raw(config: Config, topic: str, value: bytes, key: bytes | None = None) -> None:
+    producer = make_producer(config)
+    try:
+        producer.send(topic, key=key, value=value).get(timeout=30)
+    finally:
+        producer.close()

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lammps_stream.config import Config, dump_config, known_keys, load_config
+from lammps_stream.errors import ConfigError
+
+
+def test_defaults_match_the_contract() -> None:
+    cfg = load_config(path=None, env={})
+    assert cfg.kafka.bootstrap == "127.0.0.1:9092"
+    assert cfg.service.url == "http://127.0.0.1:6066"
+    assert cfg.kafka.topics.runs == "lammps.runs"
+    assert cfg.kafka.topics.dlq == "lammps.dlq"
+
+
+def test_file_then_env_then_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "lammps-stream.yaml"
+    path.write_text("kafka:\n  partitions: 4\n  bootstrap: h:1\nservice:\n  http_port: 7000\n")
+    env = {"LAMMPS_STREAM_KAFKA_PARTITIONS": "5", "LAMMPS_STREAM_KAFKA_TOPICS_RUNS": "my.runs"}
+    cfg = load_config(path, env=env, overrides={"kafka.bootstrap": "h:2"})
+    assert cfg.kafka.partitions == 5
+    assert cfg.kafka.bootstrap == "h:2"
+    assert cfg.service.http_port == 7000
+    assert cfg.kafka.topics.runs == "my.runs"
+
+
+def test_config_file_from_environment(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("producer:\n  np: 4\n")
+    assert load_config(env={"LAMMPS_STREAM_CONFIG": str(path)}).producer.np == 4
+
+
+def test_every_key_has_an_environment_variable() -> None:
+    for key in known_keys():
+        name = "LAMMPS_STREAM_" + key.replace(".", "_").upper()
+        cfg = load_config(path=None, env={name: _default_text(key)})
+        assert cfg == Config(), key
+
+
+def _default_text(key: str) -> str:
+    node = Config()
+    for part in key.split("."):
+        node = getattr(node, part)
+    if isinstance(node, list):
+        return "[" + ", ".join(str(v) for v in node) + "]"
+    return str(node).lower() if isinstance(node, bool) else str(node)
+
+
+def test_round_trip_through_yaml(tmp_path: Path) -> None:
+    cfg = load_config(path=None, env={}, overrides={"kafka.partitions": 7})
+    path = tmp_path / "c.yaml"
+    path.write_text(dump_config(cfg))
+    assert load_config(path, env={}) == cfg
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("kafka:\n  partitions: 0\n", "kafka.partitions: must be between 1 and 1000, got 0"),
+        ("kafka:\n  partitions: lots\n", "kafka.partitions: expected an integer, got 'lots'"),
+        ("kafka:\n  bootstrap: nohost\n", "kafka.bootstrap: expected host:port"),
+        ("kafka:\n  partitons: 3\n", "kafka.partitons: unknown key; allowed here:"),
+        ("servce: {}\n", "servce: unknown key"),
+        ("producer:\n  x: [3, 1]\n", "producer.x: expected [low, high]"),
+        ("service:\n  models: []\n", "service.models: list at least one model"),
+        ("- just\n- a list\n", "expected a mapping of sections"),
+        ("kafka: [\n", "not valid YAML"),
+    ],
+)
+def test_invalid_file_names_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=None) as info:
+        load_config(path, env={})
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_environment_variable_is_refused() -> None:
+    with pytest.raises(ConfigError, match="LAMMPS_STREAM_KAFKA_BOOTSTRAPP: no such setting"):
+        load_config(path=None, env={"LAMMPS_STREAM_KAFKA_BOOTSTRAPP": "h:1"})
+
+
+def test_unknown_override_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"kafka\.nope: not a setting"):
+        load_config(path=None, env={}, overrides={"kafka.nope": "1"})
+
+
+def test_missing_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml", env={})

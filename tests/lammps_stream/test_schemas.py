@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pytest
+
+from lammps_stream.errors import InvalidRecordError
+from lammps_stream.schemas import (
+    decode_run_record,
+    encode,
+    example_prediction,
+    example_run_record,
+    validate_prediction,
+    validate_run_record,
+)
+
+
+def _broken(path: str, value: object = ...) -> dict:
+    record = copy.deepcopy(example_run_record())
+    *parents, leaf = path.split(".")
+    node = record
+    for part in parents:
+        node = node[part]
+    if value is ...:
+        del node[leaf]
+    else:
+        node[leaf] = value
+    return record
+
+
+def test_example_record_is_valid_and_round_trips() -> None:
+    record = example_run_record()
+    assert decode_run_record(encode(record)) == record
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"{not json", "malformed_json"),
+        (b"\xff\xfe", "not_utf8"),
+        (b"[1, 2]", "not_an_object"),
+        (b'{"schema": "lammps-stream.run/2"}', "unknown_schema"),
+        (b'{"wall": NaN}', "not_finite"),
+        (b"{}", "missing_field"),
+    ],
+)
+def test_bytes_that_are_not_run_records(raw: bytes, code: str) -> None:
+    with pytest.raises(InvalidRecordError) as info:
+        decode_run_record(raw)
+    assert info.value.code == code
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "code"),
+    [
+        ("run_id", ..., "missing_field"),
+        ("run_id", "not-a-uuid", "bad_value"),
+        ("split", "validation", "bad_value"),
+        ("params.x", ..., "missing_field"),
+        ("params.x", 0, "bad_value"),
+        ("params.x", "2", "wrong_type"),
+        ("params.ranks", True, "wrong_type"),
+        ("result.wall_seconds", 0, "non_positive_wall_time"),
+        ("result.wall_seconds", -1.5, "non_positive_wall_time"),
+        ("result.wall_seconds", math.inf, "not_finite"),
+        ("result.natoms", -1, "wrong_type"),
+        ("result.breakdown.pair", ..., "missing_field"),
+        ("env.scheduler", "pbs", "bad_value"),
+        ("times.finished_at", "yesterday", "bad_value"),
+    ],
+)
+def test_each_broken_field_has_a_stable_code(path: str, value: object, code: str) -> None:
+    with pytest.raises(InvalidRecordError) as info:
+        validate_run_record(_broken(path, value))
+    assert info.value.code == code
+    assert path.split(".")[-1] in str(info.value)
+
+
+def test_failed_run_needs_an_error_not_a_result() -> None:
+    record = example_run_record(status="failed")
+    del record["result"]
+    with pytest.raises(InvalidRecordError, match="error is required"):
+        validate_run_record(record)
+    record["error"] = {"type": "Timeout", "message": "run exceeded 10 s"}
+    assert validate_run_record(record)["status"] == "failed"
+
+
+def test_encode_refuses_nan() -> None:
+    with pytest.raises(ValueError):
+        encode({"x": math.nan})
+
+
+def test_prediction_schema() -> None:
+    assert validate_prediction(example_prediction())
+    request = example_prediction(run_id=None, request_id="r1", actual_wall_seconds=None, split=None)
+    assert validate_prediction(request)["request_id"] == "r1"
+    with pytest.raises(InvalidRecordError):
+        validate_prediction(example_prediction(run_id=None))
+    assert json.loads(encode(example_prediction()))["model"] == "linear"

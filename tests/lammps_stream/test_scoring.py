@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lammps_stream.scoring import Scores
+
+
+def test_scores_match_closed_forms() -> None:
+    actual = [2.0, 4.0, 6.0, 8.0]
+    predicted = [2.5, 3.5, 6.0, 9.0]
+    s = Scores()
+    for a, p in zip(actual, predicted, strict=True):
+        s.update(a, p)
+    errors = [a - p for a, p in zip(actual, predicted, strict=True)]
+    mean = sum(actual) / 4
+    assert s.mae == pytest.approx(sum(map(abs, errors)) / 4)
+    assert s.rmse == pytest.approx(math.sqrt(sum(e * e for e in errors) / 4))
+    sst = sum((a - mean) ** 2 for a in actual)
+    assert s.r2 == pytest.approx(1 - sum(e * e for e in errors) / sst)
+    assert s.mape == pytest.approx(sum(abs(e) / a for e, a in zip(errors, actual, strict=True)) / 4)
+
+
+def test_empty_scores_are_none_in_json() -> None:
+    assert Scores().as_dict() == {"n": 0, "mae": None, "rmse": None, "r2": None, "mape": None}

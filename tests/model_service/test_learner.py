@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lammps_stream.errors import ConfigError
+from lammps_stream.schemas import example_run_record, new_id, validate_prediction
+from model_service.learner import Learner, ResidualInterval
+
+
+def _record(x: int, wall: float, split: str = "train") -> dict:
+    record = example_run_record(run_id=new_id(), split=split)
+    record["params"] = record["params"] | {"x": x}
+    record["result"] = record["result"] | {"wall_seconds": wall}
+    return record
+
+
+def test_every_model_predicts_before_it_learns() -> None:
+    learner = Learner(["linear", "bayes_linear", "pa", "hoeffding_tree"], coverage=0.9)
+    outcome = learner.handle(_record(2, 4.0))
+    assert outcome.kind == "learned"
+    assert len(outcome.predictions) == 4
+    for prediction in outcome.predictions:
+        validate_prediction(prediction)
+        assert prediction["model_version"] == 0  # predicted by the untrained model
+        assert prediction["actual_wall_seconds"] == 4.0
+    assert all(s.learned == 1 for s in learner.state.values())
+
+
+def test_test_split_is_scored_never_learned() -> None:
+    learner = Learner(["linear"], coverage=0.9)
+    learner.handle(_record(1, 2.0))
+    outcome = learner.handle(_record(2, 4.0, split="test"))
+    assert outcome.kind == "test"
+    state = learner.state["linear"]
+    assert state.learned == 1 and state.test.n == 1 and state.prequential.n == 1
+
+
+def test_failed_and_duplicate_runs_are_not_learned() -> None:
+    learner = Learner(["linear"], coverage=0.9)
+    failed = example_run_record(
+        run_id=new_id(), status="failed", error={"type": "Timeout", "message": "x"}
+    )
+    assert learner.handle(failed).kind == "failed"
+    record = _record(1, 2.0)
+    assert learner.handle(record).kind == "learned"
+    assert learner.handle(record).kind == "duplicate"
+    assert learner.state["linear"].learned == 1
+
+
+def test_linear_model_learns_a_linear_cost() -> None:
+    learner = Learner(["linear"], coverage=0.9)
+    for i in range(300):
+        x = 1 + i % 6
+        learner.handle(_record(x, 0.3 + 1.0 * x))
+    prediction = learner.handle(_record(4, 4.3, split="test")).predictions[0]
+    assert prediction["predicted_wall_seconds"] == pytest.approx(4.3, rel=0.1)
+    low, high = prediction["interval"]["low"], prediction["interval"]["high"]
+    assert low is not None and low <= prediction["predicted_wall_seconds"] <= high
+
+
+def test_predictions_are_never_negative_or_nan() -> None:
+    learner = Learner(["pa"], coverage=0.9)
+    for wall in (1e-3, 50.0, 1e-3, 80.0):
+        for p in learner.handle(_record(1, wall)).predictions:
+            value = p["predicted_wall_seconds"]
+            assert value >= 0 and math.isfinite(value)
+
+
+def test_interval_quantile() -> None:
+    band = ResidualInterval(coverage=0.9)
+    assert band.bounds(5.0) == (None, None)
+    for r in range(1, 11):
+        band.update(float(r))
+    assert band.bounds(20.0) == (11.0, 29.0)
+
+
+def test_unknown_model_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="unknown model 'forest'"):
+        Learner(["forest"], coverage=0.9)

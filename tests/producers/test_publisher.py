@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lammps_stream.config import load_config
+from lammps_stream.errors import BrokerUnavailableError, InvalidRecordError
+from lammps_stream.schemas import example_run_record, new_id
+from producers.publisher import Delivery, Publisher
+
+
+class FlakyBroker:
+    """Stands in for Kafka inside a unit test: down until ``up`` is set."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.sent: list[str] = []
+
+    def __call__(self, record: dict) -> Delivery:
+        if not self.up:
+            raise BrokerUnavailableError("down")
+        self.sent.append(record["run_id"])
+        return Delivery(record["run_id"], "sent", 0, len(self.sent) - 1)
+
+
+@pytest.fixture
+def publisher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Publisher, FlakyBroker]:
+    config = load_config(path=None, env={}, overrides={"producer.spool_dir": str(tmp_path)})
+    pub = Publisher(config)
+    broker = FlakyBroker()
+    monkeypatch.setattr(pub, "_send", broker)
+    return pub, broker
+
+
+def test_outage_spools_and_the_next_publish_replays_in_order(publisher) -> None:
+    pub, broker = publisher
+    first, second, third = (example_run_record(run_id=new_id()) for _ in range(3))
+    assert pub.publish(first).status == "spooled"
+    assert pub.publish(second).status == "spooled"
+    assert len(pub.spool) == 2
+    broker.up = True
+    assert pub.publish(third).status == "sent"
+    assert broker.sent == [first["run_id"], second["run_id"], third["run_id"]]
+    assert len(pub.spool) == 0
+
+
+def test_flush_replays_each_record_once(publisher) -> None:
+    pub, broker = publisher
+    record = example_run_record(run_id=new_id())
+    pub.publish(record)
+    broker.up = True
+    assert [d.run_id for d in pub.flush_spool()] == [record["run_id"]]
+    assert pub.flush_spool() == []
+    assert broker.sent == [record["run_id"]]
+
+
+def test_flush_while_down_keeps_the_spool(publisher) -> None:
+    pub, _ = publisher
+    pub.publish(example_run_record(run_id=new_id()))
+    with pytest.raises(BrokerUnavailableError):
+        pub.flush_spool()
+    assert len(pub.spool) == 1
+
+
+def test_invalid_record_is_refused_before_sending(publisher) -> None:
+    pub, broker = publisher
+    broker.up = True
+    with pytest.raises(InvalidRecordError):
+        pub.publish(example_run_record(split="nope"))
+    assert broker.sent == []

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from producers.runner import machine_env, parse_breakdown, parse_loop_time
+
+LOG = """\
+Loop time of 0.856973 on 2 procs for 100 steps with 32000 atoms
+
+Performance: 50410.008 tau/day, 116.690 timesteps/s, 3.734 Matom-step/s
+92.2% CPU use with 2 MPI tasks x 1 OpenMP threads
+
+MPI task timing breakdown:
+Section |  min time  |  avg time  |  max time  |%varavg| %total
+---------------------------------------------------------------
+Pair    | 0.6037     | 0.64438    | 0.68507    |   5.1 | 75.19
+Bond    | 0.001      | 0.002      | 0.003      |   0.0 |  0.20
+Neigh   | 0.10026    | 0.10033    | 0.10039    |   0.0 | 11.71
+Comm    | 0.056034   | 0.097194   | 0.13835    |  13.2 | 11.34
+Output  | 0.00012692 | 0.00012743 | 0.00012794 |   0.0 |  0.01
+Modify  | 0.012372   | 0.012863   | 0.013355   |   0.4 |  1.50
+Other   |            | 0.002082   |            |       |  0.24
+"""
+
+
+def test_loop_time_is_read_from_the_log() -> None:
+    assert parse_loop_time(LOG) == 0.856973
+    assert parse_loop_time("no run here") is None
+
+
+def test_breakdown_uses_average_times() -> None:
+    sections = parse_breakdown(LOG)
+    assert sections["pair"] == round(0.64438 + 0.002, 6)
+    assert sections["neigh"] == 0.10033
+    assert sections["comm"] == 0.097194
+    assert sections["modify"] == 0.012863
+    assert set(sections) == {"pair", "neigh", "comm", "output", "modify", "other"}
+
+
+def test_scheduler_is_detected(monkeypatch) -> None:
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
+    assert machine_env("1", "MPICH")["scheduler"] == "slurm"
+    assert machine_env("1", "MPICH")["job_id"] == "42"
+    monkeypatch.delenv("SLURM_JOB_ID")
+    monkeypatch.delenv("FLUX_JOB_ID", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert machine_env("1", "MPICH")["scheduler"] == "local"
