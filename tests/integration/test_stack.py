@@ -1,0 +1,69 @@
+"""``lammps-stream stack up|status|down`` as a user types it, on its own ports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lammps_stream.broker import port_open
+from lammps_stream.config import dump_config, load_config
+
+PORTS = {"kafka.bootstrap": "127.0.0.1:29092", "kafka.controller_port": 29093,
+         "service.http_port": 26066}
+
+
+@pytest.fixture
+def own_stack(tmp_path: Path, cli):
+    config = load_config(path=None, env={}, overrides=PORTS | {
+        "stack.state_dir": str(tmp_path / "state"), "service.app_id": "lammps-stream-stack-test",
+        "stack.start_timeout_seconds": 120})
+    path = tmp_path / "config.yaml"
+    path.write_text(dump_config(config))
+
+    def run(*args: str):
+        return cli(*args, env={"LAMMPS_STREAM_CONFIG": str(path)})
+
+    yield config, run
+    run("stack", "down")
+
+
+def _status(run) -> dict[str, dict]:
+    result = run("stack", "status", "--json")
+    return {row["name"]: row for row in json.loads(result.stdout)}
+
+
+def test_up_status_twice_stale_pid_and_down(own_stack) -> None:
+    config, run = own_stack
+    up = run("stack", "up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    first = _status(run)
+    assert first["kafka"]["healthy"] and first["service"]["healthy"]
+    assert first["service"]["detail"] == "ready"
+
+    again = run("stack", "up")
+    assert "already running" in again.stdout
+    second = _status(run)
+    assert {k: v["pid"] for k, v in second.items()} == {k: v["pid"] for k, v in first.items()}
+
+    down = run("stack", "down")
+    assert "stopped: service, kafka" in down.stdout
+    for port in (29092, 29093, 26066):
+        assert not port_open("127.0.0.1", port)
+
+    state = Path(config.stack.state_dir)
+    (state / "kafka.pid").write_text("999999\n")  # a pid nobody has
+    (state / "service.pid").write_text(f"{first['kafka']['pid']}\n")  # a reused, foreign pid
+    stale = _status(run)
+    assert stale["kafka"]["pid"] is None and stale["service"]["pid"] is None
+    assert run("stack", "status").returncode == 1
+    assert "nothing was running" in run("stack", "down").stdout
+
+
+def test_kafka_console_tools_use_the_same_jars(stack, cli) -> None:
+    topics = cli("kafka", "topics", "--list", check=True)
+    assert stack.kafka.topics.runs in topics.stdout.split()
+    described = cli("kafka", "topics", "--describe", "--topic", stack.kafka.topics.models,
+                    check=True)
+    assert "cleanup.policy=compact" in described.stdout
