@@ -10,15 +10,25 @@ import pytest
 from lammps_stream.broker import port_open
 from lammps_stream.config import dump_config, load_config
 
-PORTS = {"kafka.bootstrap": "127.0.0.1:29092", "kafka.controller_port": 29093,
-         "service.http_port": 26066}
+PORTS = {
+    "kafka.bootstrap": "127.0.0.1:29092",
+    "kafka.controller_port": 29093,
+    "service.http_port": 26066,
+}
 
 
 @pytest.fixture
 def own_stack(tmp_path: Path, cli):
-    config = load_config(path=None, env={}, overrides=PORTS | {
-        "stack.state_dir": str(tmp_path / "state"), "service.app_id": "lammps-stream-stack-test",
-        "stack.start_timeout_seconds": 120})
+    config = load_config(
+        path=None,
+        env={},
+        overrides=PORTS
+        | {
+            "stack.state_dir": str(tmp_path / "state"),
+            "service.app_id": "lammps-stream-stack-test",
+            "stack.start_timeout_seconds": 120,
+        },
+    )
     path = tmp_path / "config.yaml"
     path.write_text(dump_config(config))
 
@@ -64,6 +74,7 @@ def test_up_status_twice_stale_pid_and_down(own_stack) -> None:
 def test_kafka_console_tools_use_the_same_jars(stack, cli) -> None:
     topics = cli("kafka", "topics", "--list", check=True)
     assert stack.kafka.topics.runs in topics.stdout.split()
-    described = cli("kafka", "topics", "--describe", "--topic", stack.kafka.topics.models,
-                    check=True)
+    described = cli(
+        "kafka", "topics", "--describe", "--topic", stack.kafka.topics.models, check=True
+    )
     assert "cleanup.policy=compact" in described.stdout
