@@ -101,35 +101,16 @@ def cmd_kafka(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_run_one(config: Config, args: argparse.Namespace) -> int:
+    from producers.launch import launch, run_one_here
     from producers.mpi import inside_mpi_launch
 
-    np = args.np or config.producer.np
-    if not inside_mpi_launch():
-        return _relaunch_under_mpi(config, np, args.threads or config.producer.threads)
-    from lammps_stream.schemas import new_id
-    from producers.launch import run_one_here
-
-    params = {
-        "deck": args.deck or config.producer.deck,
-        "x": args.x,
-        "y": args.y,
-        "z": args.z,
-        "steps": args.steps or _default_steps(args.deck or config.producer.deck, config),
-        "threads": args.threads or config.producer.threads,
-        "vars": dict(args.var or []),
-    }
-    if not params["vars"]:
-        del params["vars"]
-    summary = run_one_here(
-        config,
-        deck=params["deck"],
-        params=params,
-        run_id=args.run_id or new_id(),
-        split=args.split,
-        submitted_at=args.submitted_at,
-    )
-    if summary is None:
-        return 0
+    plan = _run_one_plan(config, args)
+    if inside_mpi_launch():
+        summary = run_one_here(config, plan, submitted_at=args.submitted_at)
+        if summary is None:  # ranks other than 0 report nothing
+            return 0
+    else:
+        summary = launch(config, plan, config.producer.timeout_seconds).__dict__
     if args.json:
         print(json.dumps(summary), flush=True)
     else:
@@ -137,23 +118,27 @@ def cmd_run_one(config: Config, args: argparse.Namespace) -> int:
     return 0 if summary["status"] == "ok" else 1
 
 
-def _relaunch_under_mpi(config: Config, np: int, threads: int) -> int:
-    import subprocess
+def _run_one_plan(config: Config, args: argparse.Namespace) -> Any:
+    """The run ``run-one`` flags describe, or line ``--index`` of a ``--plan`` file."""
+    from producers.sampling import RunPlan, read_plan
 
-    from producers.mpi import launch_env, mpiexec
-
-    command = [
-        mpiexec(config.producer.mpiexec),
-        "-n",
-        str(np),
-        sys.executable,
-        "-m",
-        "lammps_stream",
-        *sys.argv[1:],
-    ]
-    return subprocess.run(
-        command, env=launch_env(threads), stdin=subprocess.DEVNULL, check=False
-    ).returncode
+    if args.plan:
+        return read_plan(args.plan, args.index)
+    deck = args.deck or config.producer.deck
+    params: dict[str, Any] = {
+        "deck": deck,
+        "x": args.x,
+        "y": args.y,
+        "z": args.z,
+        "steps": args.steps or _default_steps(deck, config),
+        "ranks": args.np or config.producer.np,
+        "threads": args.threads or config.producer.threads,
+    }
+    if args.var:
+        params["vars"] = dict(args.var)
+    if args.run_id:
+        return RunPlan(params=params, split=args.split, run_id=args.run_id)
+    return RunPlan(params=params, split=args.split)
 
 
 def _default_steps(deck: str, config: Config) -> int:
@@ -189,45 +174,54 @@ def cmd_produce(config: Config, args: argparse.Namespace) -> int:
         _console().print(f"flushed {len(sent)} spooled record(s) to {config.kafka.topics.runs}")
         if args.count is None:
             return 0
-    if args.count is None:
+    sampler = args.sampler or config.producer.sampler
+    if args.count is None and sampler != "grid":
         raise UsageError("produce: give --count N (how many runs), or --flush to replay the spool")
-    reports = produce_runs(
-        config, count=args.count, np=args.np, seed=args.seed, deck=args.deck, split=args.split
-    )
+    plans = plan_from_args(config, args, sampler)
+    if args.dry_run:
+        _print_plans(_console(), plans)
+        return 0
+    reports = launch_plans(config, plans)
     return 0 if all(r.status == "ok" for r in reports) else 1
 
 
-def produce_runs(
-    config: Config,
-    *,
-    count: int,
-    np: int | None,
-    seed: int | None,
-    deck: str | None,
-    split: str,
-    label: str = "",
-) -> list[Any]:
-    """Sample ``count`` runs and launch them with a progress bar (``produce`` and ``demo``)."""
+def plan_from_args(config: Config, args: argparse.Namespace, sampler: str) -> list[Any]:
+    """The runs that the ``produce``/``submit`` flags ask for."""
+    from producers.sampling import plan_runs
+    from producers.space import ParameterSpace, space_from_config
+
+    if args.space:
+        space = ParameterSpace.from_file(args.space)
+    else:
+        space = space_from_config(config.producer)
+    space = space.fixed(deck=args.deck, ranks=args.np)
+    return plan_runs(space, args.count, sampler=sampler, seed=args.seed, split=args.split)
+
+
+def _print_plans(console: Any, plans: list[Any]) -> None:
+    from rich.table import Table
+
+    title = f"{len(plans)} planned runs (dry run: nothing launched)"
+    table = Table(
+        "#", "run", "split", "deck", "x", "y", "z", "steps", "ranks", "threads", "vars", title=title
+    )
+    for i, plan in enumerate(plans):
+        p = plan.params
+        extra = " ".join(f"{k}={v}" for k, v in p.get("vars", {}).items())
+        sizes = [str(p[k]) for k in ("x", "y", "z", "steps", "ranks", "threads")]
+        table.add_row(str(i), plan.run_id[:8], plan.split, str(p["deck"]), *sizes, extra)
+    console.print(table)
+
+
+def launch_plans(config: Config, plans: list[Any], label: str = "") -> list[Any]:
+    """Launch ``plans`` one after another with a progress bar (``produce`` and ``demo``)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from producers.decks import resolve_deck
     from producers.launch import produce
     from producers.mpi import mpiexec
-    from producers.sampling import random_plans
 
-    p = config.producer
-    the_deck = resolve_deck(deck or p.deck)
-    mpiexec(p.mpiexec)
-    plans = random_plans(
-        count,
-        seed=seed,
-        deck=deck or p.deck,
-        ranges={"x": tuple(p.x), "y": tuple(p.y), "z": tuple(p.z)},
-        ranks=np or p.np,
-        steps=p.steps or the_deck.default_steps,
-        threads=p.threads,
-        split=split,
-    )
+    mpiexec(config.producer.mpiexec)
+    split = plans[0].split if plans else "train"
     console = _console()
     with Progress(
         "[progress.description]{task.description}",
@@ -380,6 +374,12 @@ def build_parser() -> Parser:
     run_one.add_argument("--var", type=key_value, action="append", help="extra -var NAME=VALUE")
     run_one.add_argument("--split", choices=["train", "test"], default="train")
     run_one.add_argument("--run-id")
+    run_one.add_argument("--plan", metavar="FILE", help="a plan file written by `submit`")
+    run_one.add_argument(
+        "--index",
+        type=non_negative_int,
+        help="which line of --plan (default: $SLURM_ARRAY_TASK_ID or $FLUX_TASK_INDEX)",
+    )
     run_one.add_argument("--submitted-at")
     run_one.add_argument("--json", action="store_true", help="print the summary as JSON")
     run_one.set_defaults(handler=cmd_run_one)
@@ -390,6 +390,9 @@ def build_parser() -> Parser:
     produce.add_argument("--seed", type=int)
     produce.add_argument("--deck")
     produce.add_argument("--split", choices=["train", "test"], default="train")
+    produce.add_argument("--space", metavar="FILE", help="parameter space YAML (see docs/hpc.md)")
+    produce.add_argument("--sampler", choices=["random", "lhs", "sobol", "grid"])
+    produce.add_argument("--dry-run", action="store_true", help="print the planned runs only")
     produce.add_argument("--flush", action="store_true", help="replay spooled records first")
     produce.set_defaults(handler=cmd_produce)
 

@@ -100,11 +100,21 @@ class ProducerConfig:
     y: list[int] = field(default_factory=lambda: [1, 2])
     z: list[int] = field(default_factory=lambda: [1, 2])
     steps: int = 0
+    space: str = ""
+    sampler: str = "random"
     mpiexec: str = ""
     timeout_seconds: float = 900.0
     spool_dir: str = "~/.local/state/lammps-stream/spool"
+    pushgateway: str = ""
+    jobs_dir: str = "~/.local/state/lammps-stream/jobs"
+    launcher: str = "mpiexec"
+    image: str = ""
+    partition: str = ""
+    time_limit: str = "00:30:00"
 
     def __post_init__(self) -> None:
+        _check_choice("producer.sampler", self.sampler, ("random", "lhs", "sobol", "grid"))
+        _check_choice("producer.launcher", self.launcher, ("mpiexec", "srun"))
         _check_range("producer.np", self.np, 1, 100000)
         _check_range("producer.threads", self.threads, 1, 1024)
         _check_range("producer.steps", self.steps, 0, 10**9)

@@ -30,36 +30,21 @@ def run_demo(
     console: Any,
 ) -> int:
     """Run the demo; 0 when every run got a prediction from every model."""
-    from lammps_stream.cli import produce_runs
+    from lammps_stream.cli import launch_plans
     from lammps_stream.stack import LocalStack
+    from producers.sampling import plan_runs
+    from producers.space import space_from_config
 
     out_dir = _writable(Path(out))
     stack = LocalStack(config, say=lambda msg: console.print(f"[dim]{msg}[/dim]"))
     started = time.monotonic()
     try:
         stack.up()
-        reports = (
-            produce_runs(
-                config,
-                count=runs,
-                np=np,
-                seed=seed,
-                deck=None,
-                split="train",
-                label="training runs",
-            )
-            if runs
-            else []
-        )
-        reports += produce_runs(
-            config,
-            count=test_runs,
-            np=np,
-            seed=seed + 1,
-            deck=None,
-            split="test",
-            label="test runs",
-        )
+        space = space_from_config(config.producer).fixed(ranks=np)
+        train = plan_runs(space, runs, sampler="random", seed=seed, split="train")
+        test = plan_runs(space, test_runs, sampler="random", seed=seed + 1, split="test")
+        reports = launch_plans(config, train, "training runs") if train else []
+        reports += launch_plans(config, test, "test runs")
         ok = [r for r in reports if r.status == "ok"]
         failed = [r for r in reports if r.status != "ok"]
         for report in failed:

@@ -44,25 +44,29 @@ class RunReport:
 
 
 def run_one_here(
-    config: Config,
-    *,
-    deck: str,
-    params: dict[str, Any],
-    run_id: str,
-    split: str,
-    submitted_at: str | None,
+    config: Config, plan: RunPlan, submitted_at: str | None = None
 ) -> dict[str, Any] | None:
-    """Run on every rank of this MPI job; rank 0 publishes and returns a summary."""
-    outcome = run_deck(resolve_deck(deck), params | {"deck": resolve_deck(deck).name})
+    """Run ``plan`` on every rank of this MPI job; rank 0 publishes and returns a summary."""
+    deck = resolve_deck(str(plan.params["deck"]))
+    outcome = run_deck(deck, plan.params | {"deck": deck.name})
     if outcome is None:
         return None
-    record = run_record(run_id, split, outcome, submitted_at)
+    record = run_record(plan.run_id, plan.split, outcome, submitted_at)
+    return _summary(record, publish(config, record))
+
+
+def publish(config: Config, record: dict[str, Any]) -> Delivery:
+    """Publish (or spool) one record, then push its figures if a Pushgateway is configured."""
     publisher = Publisher(config)
     try:
         delivery = publisher.publish(record)
     finally:
         publisher.close()
-    return _summary(record, delivery)
+    if config.producer.pushgateway:
+        from producers.pushgateway import push_run
+
+        push_run(config.producer.pushgateway, record)
+    return delivery
 
 
 def mpi_command(config: Config, np: int, run_one_args: list[str]) -> list[str]:
@@ -108,8 +112,15 @@ def run_one_args(plan: RunPlan, submitted_at: str) -> list[str]:
     return args
 
 
-def launch(config: Config, plan: RunPlan, timeout: float, config_file: Path) -> RunReport:
+def launch(
+    config: Config, plan: RunPlan, timeout: float, config_file: Path | None = None
+) -> RunReport:
     """Run ``plan`` under mpiexec; publish a failed record if it dies without reporting."""
+    if config_file is None:
+        with tempfile.TemporaryDirectory(prefix="lammps-stream-") as tmp:
+            config_file = Path(tmp) / "config.yaml"
+            config_file.write_text(dump_config(config))
+            return launch(config, plan, timeout, config_file)
     submitted_at = now()
     command = mpi_command(config, int(plan.params["ranks"]), run_one_args(plan, submitted_at))
     env = child_env(config_file, launch_env(int(plan.params.get("threads", 1))))
@@ -156,12 +167,7 @@ def _report_failure(
 ) -> RunReport:
     params = plan.params | {"deck": resolve_deck(str(plan.params["deck"])).name}
     record = failed_record(plan.run_id, plan.split, params, error_type, message, submitted_at)
-    publisher = Publisher(config)
-    try:
-        delivery = publisher.publish(record)
-    finally:
-        publisher.close()
-    return RunReport(**_summary(record, delivery) | {"error": f"{error_type}: {message}"})
+    return RunReport(**_summary(record, publish(config, record)))
 
 
 def _summary(record: dict[str, Any], delivery: Delivery) -> dict[str, Any]:

@@ -1,21 +1,35 @@
-"""Problem sizes to run: seeded random draws over the configured ranges.
+"""Plans of runs drawn from a :class:`~producers.space.ParameterSpace`.
 
->>> plans = random_plans(3, seed=1, deck="lj", ranges={"x": (1, 3), "y": (1, 2), "z": (1, 2)},
-...                      ranks=2, steps=100)
->>> len(plans), plans[0].params["deck"], 1 <= plans[0].params["x"] <= 3
-(3, 'lj', True)
->>> plans == random_plans(3, seed=1, deck="lj", ranges={"x": (1, 3), "y": (1, 2), "z": (1, 2)},
-...                       ranks=2, steps=100)
+Samplers: ``random`` (seeded uniform), ``lhs`` (Latin hypercube) and ``sobol`` (scrambled
+Sobol), both from ``scipy.stats.qmc``, and ``grid`` (every combination, in order).
+
+>>> from producers.space import ParameterSpace
+>>> space = ParameterSpace.from_mapping({"decks": ["lj"], "x": [1, 3], "y": [1, 2], "z": [1, 2],
+...                                      "steps": 100, "ranks": 2})
+>>> plans = plan_runs(space, 4, sampler="lhs", seed=1)
+>>> len(plans), sorted({p.params["deck"] for p in plans}), plans[0].params["ranks"]
+(4, ['lj'], 2)
+>>> [p.params for p in plan_runs(space, 4, sampler="lhs", seed=1)] == [p.params for p in plans]
 True
+>>> len(plan_runs(space, None, sampler="grid", seed=None))
+12
 """
 
 from __future__ import annotations
 
+import json
+import os
 import random
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from lammps_stream.errors import UsageError
 from lammps_stream.schemas import new_id
+from producers.space import ParameterSpace
+
+SAMPLERS = ("random", "lhs", "sobol", "grid")
 
 
 @dataclass(frozen=True)
@@ -27,23 +41,83 @@ class RunPlan:
     run_id: str = field(default_factory=new_id, compare=False)
 
 
-def random_plans(
-    count: int,
+def unit_points(sampler: str, count: int, dimensions: int, seed: int | None) -> list[list[float]]:
+    """``count`` points in the unit cube ``[0, 1)^dimensions``."""
+    if sampler == "random":
+        rng = random.Random(seed)
+        return [[rng.random() for _ in range(dimensions)] for _ in range(count)]
+    from scipy.stats import qmc
+
+    if sampler == "lhs":
+        engine = qmc.LatinHypercube(d=dimensions, seed=seed)
+    elif sampler == "sobol":
+        engine = qmc.Sobol(d=dimensions, scramble=True, seed=seed)
+    else:
+        raise UsageError(f"--sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Sobol prefers powers of two; any count is fine here
+        return engine.random(count).tolist()
+
+
+def plan_runs(
+    space: ParameterSpace,
+    count: int | None,
     *,
-    seed: int | None,
-    deck: str,
-    ranges: dict[str, tuple[int, int]],
-    ranks: int,
-    steps: int,
-    threads: int = 1,
+    sampler: str = "random",
+    seed: int | None = None,
     split: str = "train",
+    grid_points: int = 3,
 ) -> list[RunPlan]:
-    """``count`` runs with x, y, z drawn uniformly from their inclusive ranges."""
-    rng = random.Random(seed)
-    plans = []
-    for _ in range(count):
-        params = {"deck": deck}
-        params |= {axis: rng.randint(low, high) for axis, (low, high) in ranges.items()}
-        params |= {"steps": steps, "ranks": ranks, "threads": threads}
-        plans.append(RunPlan(params=params, split=split))
-    return plans
+    """``count`` plans (for ``grid``: the whole grid, or its first ``count``)."""
+    if sampler == "grid":
+        points = space.grid(grid_points)
+        chosen = points if count is None else points[:count]
+    else:
+        if count is None:
+            raise UsageError(f"--sampler {sampler} needs --count N")
+        chosen = [space.point(u) for u in unit_points(sampler, count, space.size, seed)]
+    return [RunPlan(params=_complete(p), split=split) for p in chosen]
+
+
+def _complete(params: dict[str, Any]) -> dict[str, Any]:
+    """Fill what the deck decides: its own step count, and 1 for axes it does not replicate."""
+    from producers.decks import resolve_deck
+
+    deck = resolve_deck(str(params["deck"]))
+    params = dict(params)
+    if not params.get("steps"):
+        params["steps"] = deck.default_steps
+    for axis in ("x", "y", "z"):
+        if axis not in deck.variables:
+            params[axis] = 1
+    return params
+
+
+def write_plans(path: Path, plans: list[RunPlan]) -> Path:
+    """One JSON object per line: what each array task of a submitted job runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(asdict(plan)) + "\n" for plan in plans))
+    return path
+
+
+def read_plan(path: str | Path, index: int | None) -> RunPlan:
+    """Line ``index`` of a plan file; without it, the scheduler's task index.
+
+    >>> import tempfile
+    >>> file = write_plans(Path(tempfile.mkdtemp()) / "p.jsonl", [RunPlan({"deck": "lj"})] * 2)
+    >>> read_plan(file, 1).params
+    {'deck': 'lj'}
+    """
+    if index is None:
+        task = os.environ.get("SLURM_ARRAY_TASK_ID") or os.environ.get("FLUX_TASK_INDEX")
+        if task is None:
+            raise UsageError("--plan needs --index N (or run it as a Slurm array task)")
+        index = int(task)
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise UsageError(f"--plan {path}: cannot read it ({exc.strerror})") from None
+    if not 0 <= index < len(lines):
+        raise UsageError(f"--plan {path}: has {len(lines)} runs, no index {index}")
+    data = json.loads(lines[index])
+    return RunPlan(params=data["params"], split=data["split"], run_id=data["run_id"])

@@ -1,28 +1,78 @@
 from __future__ import annotations
 
-from producers.sampling import random_plans
+import pytest
 
-RANGES = {"x": (1, 4), "y": (2, 2), "z": (1, 3)}
+from lammps_stream.errors import UsageError
+from producers.sampling import plan_runs, unit_points
+from producers.space import ParameterSpace
+
+SPACE = ParameterSpace.from_mapping(
+    {
+        "decks": ["lj", "eam"],
+        "x": [1, 4],
+        "y": 2,
+        "z": [1, 3],
+        "steps": 50,
+        "ranks": {"values": [1, 2]},
+        "vars": {"t": [0.5, 1.5]},
+    }
+)
 
 
-def test_plans_are_seeded_and_in_range() -> None:
-    plans = random_plans(50, seed=3, deck="lj", ranges=RANGES, ranks=2, steps=100)
-    again = random_plans(50, seed=3, deck="lj", ranges=RANGES, ranks=2, steps=100)
+@pytest.mark.parametrize("sampler", ["random", "lhs", "sobol"])
+def test_samplers_are_seeded_and_stay_in_range(sampler: str) -> None:
+    plans = plan_runs(SPACE, 40, sampler=sampler, seed=3)
+    again = plan_runs(SPACE, 40, sampler=sampler, seed=3)
     assert [p.params for p in plans] == [p.params for p in again]
-    assert len({p.run_id for p in plans}) == 50
-    assert all(1 <= p.params["x"] <= 4 and p.params["y"] == 2 for p in plans)
+    assert len({p.run_id for p in plans}) == 40
+    for p in (plan.params for plan in plans):
+        assert 1 <= p["x"] <= 4 and p["y"] == 2 and 1 <= p["z"] <= 3
+        assert p["ranks"] in (1, 2) and p["steps"] == 50 and p["deck"] in ("lj", "eam")
+        assert 0.5 <= p["vars"]["t"] <= 1.5
     assert {p.params["x"] for p in plans} == {1, 2, 3, 4}
 
 
-def test_split_and_ranks_are_carried() -> None:
-    (plan,) = random_plans(1, seed=None, deck="eam", ranges=RANGES, ranks=3, steps=20, split="test")
+def test_latin_hypercube_covers_every_stratum() -> None:
+    points = unit_points("lhs", 10, 3, seed=0)
+    for dim in range(3):
+        assert sorted(int(p[dim] * 10) for p in points) == list(range(10))
+
+
+def test_grid_is_every_combination() -> None:
+    plans = plan_runs(SPACE, None, sampler="grid")
+    assert len(plans) == 2 * 4 * 1 * 3 * 1 * 2 * 1 * 3
+    assert len({tuple(sorted((k, str(v)) for k, v in p.params.items())) for p in plans}) == len(
+        plans
+    )
+    assert len(plan_runs(SPACE, 5, sampler="grid")) == 5
+
+
+def test_deck_defaults_fill_steps_and_unreplicated_axes() -> None:
+    space = ParameterSpace.from_mapping({"decks": ["chute"], "x": 2, "y": 2, "z": 3})
+    (plan,) = plan_runs(space, 1, sampler="random", seed=1, split="test")
+    assert plan.params["steps"] == 100  # the deck's own `run 100`
+    assert plan.params["z"] == 1  # in.chute.scaled replicates x and y only
     assert plan.split == "test"
-    assert plan.params | {"x": 0, "z": 0} == {
-        "deck": "eam",
-        "x": 0,
-        "y": 2,
-        "z": 0,
-        "steps": 20,
-        "ranks": 3,
-        "threads": 1,
-    }
+
+
+def test_random_sampler_needs_a_count() -> None:
+    with pytest.raises(UsageError, match="needs --count"):
+        plan_runs(SPACE, None, sampler="random")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"x": [3, 1]}, "low 3 is above high 1"),
+        ({"x": [1, 2, 3]}, "a range is [low, high]"),
+        ({"ranks": 0}, "must be >= 1"),
+        ({"x": 1.5}, "expected whole numbers"),
+        ({"decks": []}, "decks must be a non-empty list"),
+        ({"size": 3}, "unknown key 'size'"),
+        ({"ranks": {"choices": [1]}}, "write choices as {values: [a, b, ...]}"),
+    ],
+)
+def test_bad_spaces_say_what_is_wrong(data: dict, message: str) -> None:
+    with pytest.raises(UsageError) as info:
+        ParameterSpace.from_mapping(data)
+    assert message in str(info.value)
