@@ -24,6 +24,11 @@
 #   resource (CR_Core), so jobs need not ask for any.
 # - ReturnToService=2: a node that went down (daemons restarted) comes back by itself.
 # - Quick scheduling (sched_interval, bf_interval) so job arrays start within seconds.
+# - MinJobAge stays at the default 300 s. `sbatch --wait` polls after 2, 10, 42, 74, ... s
+#   (it sleeps 2 s, then x4 while below MinJobAge/2, up to 32 s), so a lower MinJobAge polls
+#   faster, but finished array tasks are then purged before sbatch sees them and
+#   `sbatch --wait --array` exits 0 although a task failed (seen with MinJobAge=5). Tests that
+#   need the result sooner can poll `squeue -h -j ID` themselves.
 set -euo pipefail
 
 CONF=/etc/slurm/slurm.conf
@@ -134,7 +139,7 @@ SlurmctldLogFile=$LOGS/slurmctld.log
 SlurmdLogFile=$LOGS/slurmd.log
 SlurmctldTimeout=30
 SlurmdTimeout=30
-MinJobAge=5
+MinJobAge=300
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus Sockets=1 CoresPerSocket=$cpus ThreadsPerCore=1 RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF

@@ -104,17 +104,20 @@ def cmd_run_one(config: Config, args: argparse.Namespace) -> int:
     from producers.launch import launch, run_one_here
     from producers.mpi import inside_mpi_launch
 
+    def report(summary: dict[str, Any]) -> None:
+        if args.json:
+            print(json.dumps(summary), flush=True)
+        else:
+            _print_run(_console(), summary)
+
     plan = _run_one_plan(config, args)
     if inside_mpi_launch():
-        summary = run_one_here(config, plan, submitted_at=args.submitted_at)
+        summary = run_one_here(config, plan, submitted_at=args.submitted_at, report=report)
         if summary is None:  # ranks other than 0 report nothing
             return 0
     else:
         summary = launch(config, plan, config.producer.timeout_seconds).__dict__
-    if args.json:
-        print(json.dumps(summary), flush=True)
-    else:
-        _print_run(_console(), summary)
+        report(summary)
     return 0 if summary["status"] == "ok" else 1
 
 

@@ -26,7 +26,7 @@ from producers.decks import resolve_deck
 from producers.mpi import launch_env, mpiexec
 from producers.publisher import Delivery, Publisher
 from producers.records import failed_record, run_record
-from producers.runner import run_deck
+from producers.runner import parse_abort, run_deck
 from producers.sampling import RunPlan
 
 
@@ -44,15 +44,26 @@ class RunReport:
 
 
 def run_one_here(
-    config: Config, plan: RunPlan, submitted_at: str | None = None
+    config: Config,
+    plan: RunPlan,
+    submitted_at: str | None = None,
+    report: Callable[[dict[str, Any]], None] = lambda summary: None,
 ) -> dict[str, Any] | None:
-    """Run ``plan`` on every rank of this MPI job; rank 0 publishes and returns a summary."""
+    """Run ``plan`` on every rank of this MPI job; rank 0 publishes, reports and returns a
+    summary. After an error that hit only some ranks, rank 0 aborts the job once reported."""
     deck = resolve_deck(str(plan.params["deck"]))
     outcome = run_deck(deck, plan.params | {"deck": deck.name})
     if outcome is None:
         return None
     record = run_record(plan.run_id, plan.split, outcome, submitted_at)
-    return _summary(record, publish(config, record))
+    summary = _summary(record, publish(config, record))
+    report(summary)
+    if outcome.must_abort:
+        from mpi4py import MPI
+
+        sys.stdout.flush()
+        MPI.COMM_WORLD.Abort(1)
+    return summary
 
 
 def publish(config: Config, record: dict[str, Any]) -> Delivery:
@@ -143,6 +154,10 @@ def launch(
     summary = _last_json_line(out)
     if summary is not None:
         return RunReport(**summary)
+    aborted = parse_abort(err)
+    if aborted is not None:
+        message = f"{aborted['type']}: {aborted['message']}"
+        return _report_failure(config, plan, submitted_at, "MPIAbort", message)
     message = (err.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
     return _report_failure(config, plan, submitted_at, "LaunchFailed", message)
 

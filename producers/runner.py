@@ -12,10 +12,12 @@ are read from its log, the wall time is ``MPI.Wtime`` around the whole run.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +44,7 @@ class RunOutcome:
     result: dict[str, Any] | None = None
     error: dict[str, str] | None = None
     log_tail: list[str] = field(default_factory=list)
+    must_abort: bool = False
 
     @property
     def ok(self) -> bool:
@@ -121,13 +124,20 @@ def run_deck(deck: Deck, params: dict[str, Any], comm: Any = None) -> RunOutcome
             version = str(lmp.version())
             lmp.commands_string(script)
             natoms = int(lmp.get_natoms())
-        finally:
+        except Exception as exc:
+            error = _error(exc)
+        if not _one_rank_error(error):  # closing is collective: only when every rank can
             lmp.close()
     except Exception as exc:
-        error = {"type": type(exc).__name__, "message": str(exc).strip()[:2000]}
+        error = _error(exc)
     finally:
         os.chdir(previous)
-    comm.Barrier()
+    if _one_rank_error(error):
+        if rank != 0:
+            abort_job(comm, error)
+        # rank 0 reports, then run-one aborts the job: the other ranks never return
+    else:
+        comm.Barrier()
     wall = MPI.Wtime() - start
     finished_at = now()
     if rank != 0:
@@ -141,6 +151,7 @@ def run_deck(deck: Deck, params: dict[str, Any], comm: Any = None) -> RunOutcome
         finished_at=finished_at,
         env=machine_env(version, mpi_library),
         log_tail=log.splitlines()[-20:],
+        must_abort=_one_rank_error(error),
     )
     loop = parse_loop_time(log)
     if error is None and loop is None:
@@ -157,6 +168,38 @@ def run_deck(deck: Deck, params: dict[str, Any], comm: Any = None) -> RunOutcome
         "breakdown": parse_breakdown(log),
     }
     return outcome
+
+
+ABORT_MARKER = "LAMMPS_STREAM_RUN_ERROR "
+
+
+def abort_job(comm: Any, error: dict[str, str]) -> None:
+    """Tell the launcher why (one marked stderr line), then abort every rank of the job."""
+    sys.stderr.write(ABORT_MARKER + json.dumps(error) + "\n")
+    sys.stderr.flush()
+    comm.Abort(1)
+
+
+def parse_abort(stderr: str) -> dict[str, str] | None:
+    """The error a rank wrote with :func:`abort_job`, if any.
+
+    >>> parse_abort('noise\\nLAMMPS_STREAM_RUN_ERROR {"type": "E", "message": "m"}\\n')
+    {'type': 'E', 'message': 'm'}
+    """
+    for line in stderr.splitlines():
+        if line.startswith(ABORT_MARKER):
+            with contextlib.suppress(ValueError):
+                return json.loads(line[len(ABORT_MARKER) :])
+    return None
+
+
+def _error(exc: Exception) -> dict[str, str]:
+    return {"type": type(exc).__name__, "message": str(exc).strip()[:2000]}
+
+
+def _one_rank_error(error: dict[str, str] | None) -> bool:
+    """LAMMPS raises MPIAbortException when an error hit only some ranks."""
+    return error is not None and error["type"] == "MPIAbortException"
 
 
 def _read(path: Path) -> str:

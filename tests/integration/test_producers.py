@@ -1,0 +1,78 @@
+"""Producers against real parts: every shipped deck under mpiexec, every way a run can
+fail, a real broker outage, and a real Pushgateway."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lammps_stream.schemas import new_id, validate_run_record
+from producers.decks import BUNDLED
+from producers.runner import ABORT_MARKER
+from tests.integration.conftest import read_topic
+
+DECKS = Path(__file__).parent / "decks"
+
+
+def _record(stack, run_id: str) -> dict:
+    records = read_topic(stack, stack.kafka.topics.runs,
+                         lambda rs: any(r.get("run_id") == run_id for r in rs))
+    matching = [r for r in records if r.get("run_id") == run_id]
+    assert len(matching) == 1, f"{len(matching)} records for {run_id}"
+    return validate_run_record(matching[0])
+
+
+@pytest.mark.parametrize("deck", sorted(BUNDLED))
+def test_every_shipped_deck_runs_at_its_smallest_size(stack, cli, deck: str) -> None:
+    run_id = new_id()
+    cli("run-one", "--deck", deck, "--np", "2", "--steps", "20", "--run-id", run_id, check=True)
+    record = _record(stack, run_id)
+    assert record["status"] == "ok"
+    assert record["params"] | {"deck": deck} == record["params"]
+    assert record["params"]["ranks"] == 2 and record["params"]["steps"] == 20
+    assert record["result"]["natoms"] > 0 and record["result"]["loop_seconds"] > 0
+
+
+@pytest.mark.parametrize(
+    ("deck", "error_type", "text"),
+    [
+        ("in.unknown_command", "Exception", "Unknown command: not_a_command"),
+        ("in.one_rank_error", "MPIAbortException", "Cannot open print file"),
+        ("in.endless", "Timeout", "run exceeded 5 s"),
+    ],
+)
+def test_a_failing_run_becomes_a_failed_record(stack, cli, deck, error_type, text) -> None:
+    run_id = new_id()
+    result = cli("--set", "producer.timeout_seconds=5", "run-one", "--deck", str(DECKS / deck),
+                 "--np", "2", "--run-id", run_id, "--json", timeout=120)
+    assert result.returncode == 1
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "failed" and summary["delivery"] == "sent"
+    record = _record(stack, run_id)
+    assert record["status"] == "failed"
+    assert record["error"]["type"] == error_type
+    assert text in record["error"]["message"]
+
+
+def test_an_abort_on_another_rank_is_reported_to_the_launcher() -> None:
+    from producers.mpi import launch_env, mpiexec
+
+    code = (
+        "from mpi4py import MPI\n"
+        "from producers.runner import abort_job\n"
+        "c = MPI.COMM_WORLD\n"
+        "abort_job(c, {'type': 'MPIAbortException', 'message': 'boom on 1'}) if c.rank == 1 "
+        "else c.Barrier()\n"
+    )
+    result = subprocess.run([mpiexec(), "-n", "2", sys.executable, "-c", code],
+                            capture_output=True, text=True, env=launch_env(),
+                            stdin=subprocess.DEVNULL, timeout=60, check=False)
+    assert result.returncode != 0
+    from producers.runner import parse_abort
+
+    assert ABORT_MARKER in result.stderr
+    assert parse_abort(result.stderr) == {"type": "MPIAbortException", "message": "boom on 1"}
