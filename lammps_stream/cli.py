@@ -243,6 +243,54 @@ def launch_plans(config: Config, plans: list[Any], label: str = "") -> list[Any]
         return produce(config, plans, on_done=done)
 
 
+def cmd_submit(config: Config, args: argparse.Namespace) -> int:
+    from producers import submit
+
+    sampler = args.sampler or config.producer.sampler
+    if args.count is None and sampler != "grid":
+        raise UsageError(f"submit {args.scheduler}: give --count N (how many runs)")
+    plans = plan_from_args(config, args, sampler)
+    console = _console()
+    if args.dry_run:
+        _print_plans(console, plans)
+        return 0
+    job = submit.write_job(config, plans, args.scheduler)
+    count = len(job.plan.read_text().splitlines())
+    if args.print:
+        print(job.script.read_text(), end="")
+        console.print(
+            f"[dim]not submitted; script, plan and config are in {job.directory}[/dim]",
+            highlight=False,
+        )
+        return 0
+    if args.scheduler == "flux":
+        job_id = submit.flux_batch(job.script)
+        console.print(f"submitted Flux batch job {job_id}: {count} runs; files in {job.directory}")
+        return 0
+    job_id = submit.sbatch(job.script)
+    console.print(f"submitted Slurm job array {job_id}: {count} tasks; files in {job.directory}")
+    if not args.wait:
+        return 0
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task(f"job {job_id}", total=count)
+        states = submit.wait_for_array(
+            job_id, count, lambda done: progress.update(task, completed=done)
+        )
+    failed = {t: s for t, s in states.items() if s != "COMPLETED"}
+    for t, s in sorted(failed.items()):
+        console.print(f"[red]task {t}: {s}[/red] (see {job.directory}/slurm-{job_id}_{t}.out)")
+    console.print(f"{len(states) - len(failed)} of {count} tasks completed")
+    return 1 if failed or len(states) < count else 0
+
+
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     try:
         from model_service.worker import serve
@@ -388,16 +436,19 @@ def build_parser() -> Parser:
     run_one.set_defaults(handler=cmd_run_one)
 
     produce = sub.add_parser("produce", help="launch N runs at random sizes")
-    produce.add_argument("--count", type=non_negative_int)
-    produce.add_argument("--np", type=positive_int, help="MPI ranks per run")
-    produce.add_argument("--seed", type=int)
-    produce.add_argument("--deck")
-    produce.add_argument("--split", choices=["train", "test"], default="train")
-    produce.add_argument("--space", metavar="FILE", help="parameter space YAML (see docs/hpc.md)")
-    produce.add_argument("--sampler", choices=["random", "lhs", "sobol", "grid"])
-    produce.add_argument("--dry-run", action="store_true", help="print the planned runs only")
+    _add_plan_flags(produce)
     produce.add_argument("--flush", action="store_true", help="replay spooled records first")
     produce.set_defaults(handler=cmd_produce)
+
+    submit = sub.add_parser("submit", help="submit runs as a Slurm job array or Flux jobs")
+    submit.add_argument("scheduler", choices=["slurm", "flux"])
+    _add_plan_flags(submit)
+    submit.add_argument("--wait", action="store_true", help="wait for every task (Slurm)")
+    submit.add_argument("--print", action="store_true", help="show the script, do not submit")
+    submit.add_argument("--image", help="Singularity/Apptainer image the tasks run inside")
+    submit.add_argument("--partition", help="Slurm partition")
+    submit.add_argument("--time", dest="time_limit", help="time limit per task, e.g. 00:30:00")
+    submit.set_defaults(handler=cmd_submit)
 
     serve = sub.add_parser("serve", help="run the model service (Faust worker) in the foreground")
     serve.add_argument("--stack-state", help=argparse.SUPPRESS)
@@ -427,6 +478,18 @@ def build_parser() -> Parser:
     return parser
 
 
+def _add_plan_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags ``produce`` and ``submit`` share to plan runs."""
+    parser.add_argument("--count", type=non_negative_int, help="how many runs")
+    parser.add_argument("--np", type=positive_int, help="MPI ranks per run")
+    parser.add_argument("--seed", type=int, help="seed of the sampler")
+    parser.add_argument("--deck", help="lj, eam, chain, chute, rhodo, or a path")
+    parser.add_argument("--split", choices=["train", "test"], default="train")
+    parser.add_argument("--space", metavar="FILE", help="parameter space YAML (see docs/hpc.md)")
+    parser.add_argument("--sampler", choices=["random", "lhs", "sobol", "grid"])
+    parser.add_argument("--dry-run", action="store_true", help="print the planned runs only")
+
+
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     """``--set`` pairs and the shortcut flags as dotted config keys."""
     overrides: dict[str, Any] = dict(args.set)
@@ -434,6 +497,13 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         overrides["kafka.bootstrap"] = args.bootstrap
     if getattr(args, "no_service", False):
         overrides["stack.start_service"] = False
+    for flag, key in (
+        ("image", "producer.image"),
+        ("partition", "producer.partition"),
+        ("time_limit", "producer.time_limit"),
+    ):
+        if getattr(args, flag, None):
+            overrides[key] = getattr(args, flag)
     return overrides
 
 

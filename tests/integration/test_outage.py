@@ -37,3 +37,45 @@ def test_run_is_spooled_when_the_broker_is_unreachable_then_flushed_once(stack, 
         timeout=30,
     )
     assert sum(r.get("run_id") == run_id for r in records) == 1
+
+
+def test_kafka_stopped_then_started_loses_and_duplicates_nothing(cli, tmp_path) -> None:
+    from lammps_stream.config import dump_config, load_config
+
+    config = load_config(
+        path=None,
+        env={},
+        overrides={
+            "kafka.bootstrap": "127.0.0.1:39092",
+            "kafka.controller_port": 39093,
+            "stack.state_dir": str(tmp_path / "state"),
+            "producer.spool_dir": str(tmp_path / "spool"),
+            "kafka.request_timeout_seconds": 2,
+        },
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(dump_config(config))
+
+    def run(*args: str, check: bool = True):
+        return cli(*args, env={"LAMMPS_STREAM_CONFIG": str(path)}, check=check)
+
+    try:
+        run("stack", "up", "--no-service")
+        run("stack", "down")
+        run_id = new_id()
+        result = run("run-one", "--np", "2", "--run-id", run_id, "--json")
+        assert json.loads(result.stdout.strip().splitlines()[-1])["delivery"] == "spooled"
+        assert len(list((tmp_path / "spool").glob("*.json"))) == 1
+
+        run("stack", "up", "--no-service")  # same storage: the topic and its data are kept
+        assert "flushed 1 spooled record(s)" in run("produce", "--flush").stdout
+        records = read_topic(
+            config,
+            config.kafka.topics.runs,
+            lambda rs: any(r.get("run_id") == run_id for r in rs),
+            timeout=30,
+        )
+        assert sum(r.get("run_id") == run_id for r in records) == 1
+        assert list((tmp_path / "spool").glob("*.json")) == []
+    finally:
+        run("stack", "down", check=False)

@@ -19,8 +19,9 @@ DECKS = Path(__file__).parent / "decks"
 
 
 def _record(stack, run_id: str) -> dict:
-    records = read_topic(stack, stack.kafka.topics.runs,
-                         lambda rs: any(r.get("run_id") == run_id for r in rs))
+    records = read_topic(
+        stack, stack.kafka.topics.runs, lambda rs: any(r.get("run_id") == run_id for r in rs)
+    )
     matching = [r for r in records if r.get("run_id") == run_id]
     assert len(matching) == 1, f"{len(matching)} records for {run_id}"
     return validate_run_record(matching[0])
@@ -47,8 +48,19 @@ def test_every_shipped_deck_runs_at_its_smallest_size(stack, cli, deck: str) -> 
 )
 def test_a_failing_run_becomes_a_failed_record(stack, cli, deck, error_type, text) -> None:
     run_id = new_id()
-    result = cli("--set", "producer.timeout_seconds=5", "run-one", "--deck", str(DECKS / deck),
-                 "--np", "2", "--run-id", run_id, "--json", timeout=120)
+    result = cli(
+        "--set",
+        "producer.timeout_seconds=5",
+        "run-one",
+        "--deck",
+        str(DECKS / deck),
+        "--np",
+        "2",
+        "--run-id",
+        run_id,
+        "--json",
+        timeout=120,
+    )
     assert result.returncode == 1
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["status"] == "failed" and summary["delivery"] == "sent"
@@ -68,9 +80,15 @@ def test_an_abort_on_another_rank_is_reported_to_the_launcher() -> None:
         "abort_job(c, {'type': 'MPIAbortException', 'message': 'boom on 1'}) if c.rank == 1 "
         "else c.Barrier()\n"
     )
-    result = subprocess.run([mpiexec(), "-n", "2", sys.executable, "-c", code],
-                            capture_output=True, text=True, env=launch_env(),
-                            stdin=subprocess.DEVNULL, timeout=60, check=False)
+    result = subprocess.run(
+        [mpiexec(), "-n", "2", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=launch_env(),
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode != 0
     from producers.runner import parse_abort
 

@@ -46,6 +46,9 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
         (["run-one", "--split", "validate"], "invalid choice: 'validate'"),
         (["kafka", "no-such-tool"], "unknown Kafka tool 'no-such-tool'"),
         (["nothing"], "invalid choice: 'nothing'"),
+        (["produce", "--count", "1", "--space", "/no/such.yaml"], "cannot read it"),
+        (["produce", "--sampler", "sobol"], "give --count N"),
+        (["submit", "pbs"], "invalid choice: 'pbs'"),
     ],
 )
 def test_usage_mistakes(args: list[str], expected: str) -> None:
@@ -91,6 +94,14 @@ def test_missing_java(tmp_path: Path) -> None:
     }
     line = one_line_error(run("stack", "up", env=env))
     assert "java not found on PATH; install it" in line
+
+
+def test_submit_without_the_scheduler_installed(tmp_path: Path) -> None:
+    env = {"PATH": str(tmp_path), "LAMMPS_STREAM_PRODUCER_JOBS_DIR": str(tmp_path / "jobs")}
+    line = one_line_error(run("submit", "flux", "--count", "1", env=env))
+    assert "flux not found on PATH" in line and "--print" in line
+    line = one_line_error(run("submit", "slurm", "--count", "1", env=env))
+    assert "sbatch not found on PATH" in line
 
 
 def test_unwritable_demo_output(tmp_path: Path) -> None:

@@ -69,3 +69,10 @@ def test_invalid_record_is_refused_before_sending(publisher) -> None:
     with pytest.raises(InvalidRecordError):
         pub.publish(example_run_record(split="nope"))
     assert broker.sent == []
+
+
+def test_an_unreachable_pushgateway_never_fails_a_run() -> None:
+    from producers.pushgateway import push_run
+
+    record = example_run_record(run_id=new_id())
+    assert push_run("http://127.0.0.1:1", record) is False

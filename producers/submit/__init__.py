@@ -1,0 +1,212 @@
+"""Submit planned runs to a scheduler: a Slurm job array, or Flux jobs.
+
+The script templates beside this module (``slurm.sbatch``, ``flux.sh``) are plain
+shell with ``${name}`` fields; every submission writes its script, its plan file (one
+run per line) and its configuration into a job directory where a user can read, edit
+and resubmit them.
+
+>>> script = render("slurm.sbatch", count=3, last_index=2, job_name="ls", ranks=2, threads=1,
+...                 time_limit="00:10:00", job_dir="/j", partition_line="", config_file="/j/c",
+...                 plan_file="/j/p", command="run")
+>>> "#SBATCH --array=0-2" in script
+True
+"""
+
+from __future__ import annotations
+
+import shlex
+import string
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from lammps_stream.config import Config, dump_config, expand
+from lammps_stream.errors import LammpsStreamError, ToolMissingError, UsageError
+from producers.sampling import RunPlan, write_plans
+
+TEMPLATES = ("slurm.sbatch", "flux.sh")
+
+
+class SubmitError(LammpsStreamError):
+    """The scheduler refused the job or a task failed."""
+
+
+@dataclass(frozen=True)
+class JobFiles:
+    """What a submission writes: its directory, script, plan and configuration."""
+
+    directory: Path
+    script: Path
+    plan: Path
+    config: Path
+
+
+def render(template: str, **fields: Any) -> str:
+    """Fill a template's ``${name}`` fields; a missing field is an error."""
+    text = (resources.files("producers.submit") / template).read_text()
+    return string.Template(text).substitute({k: str(v) for k, v in fields.items()})
+
+
+def task_command(config: Config, plan_file: Path, index: str, scheduler: str) -> str:
+    """The command one task runs: ``run-one --plan FILE --index N``, inside an image if set.
+
+    Slurm tasks launch their ranks with mpiexec (``producer.launcher: mpiexec``) or are
+    started as ranks by ``srun --mpi=pmi2``; Flux jobs are started as ranks by Flux.
+    """
+    p = config.producer
+    if p.image:
+        base = ["singularity", "exec", p.image, "lammps-stream"]
+    else:
+        base = [sys.executable, "-m", "lammps_stream"]
+    run_one = [*base, "run-one", "--plan", str(plan_file), "--index"]
+    quoted = " ".join(shlex.quote(part) for part in run_one) + f" {index}"
+    if scheduler == "slurm" and p.launcher == "srun":
+        return f'srun --mpi=pmi2 --ntasks="$SLURM_NTASKS" {quoted}'
+    return quoted
+
+
+def write_job(config: Config, plans: list[RunPlan], scheduler: str) -> JobFiles:
+    """Write the plan, the configuration and the script of a submission."""
+    if not plans:
+        raise UsageError("submit: no runs planned; give --count N >= 1")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    directory = expand(config.producer.jobs_dir) / f"{stamp}-{scheduler}-{plans[0].run_id[:8]}"
+    directory.mkdir(parents=True, exist_ok=True)
+    plan = write_plans(directory / "plans.jsonl", plans)
+    config_file = directory / "lammps-stream.yaml"
+    config_file.write_text(dump_config(config))
+    p = config.producer
+    fields = {
+        "count": len(plans),
+        "last_index": len(plans) - 1,
+        "job_name": "lammps-stream",
+        "ranks": max(int(plan.params["ranks"]) for plan in plans),
+        "threads": max(int(plan.params.get("threads", 1)) for plan in plans),
+        "job_dir": directory,
+        "config_file": config_file,
+        "plan_file": plan,
+    }
+    if scheduler == "slurm":
+        script = directory / "job.sbatch"
+        command = task_command(config, plan, '"$SLURM_ARRAY_TASK_ID"', "slurm")
+        partition = f"#SBATCH --partition={p.partition}" if p.partition else ""
+        text = render(
+            "slurm.sbatch",
+            **fields,
+            time_limit=p.time_limit,
+            partition_line=partition,
+            command=command,
+        )
+    else:
+        script = directory / "job.flux.sh"
+        command = task_command(config, plan, "{cc}", "flux")
+        text = render(
+            "flux.sh",
+            **fields,
+            script=script,
+            command=command,
+            time_limit_minutes=_minutes(p.time_limit),
+        )
+    script.write_text(text)
+    script.chmod(0o755)
+    return JobFiles(directory, script, plan, config_file)
+
+
+def sbatch(script: Path) -> str:
+    """Submit with ``sbatch --parsable``; return the job id."""
+    binary = _tool("sbatch", "Slurm's sbatch")
+    result = subprocess.run(
+        [binary, "--parsable", str(script)], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise SubmitError(
+            f"sbatch refused {script}: {result.stderr.strip() or result.stdout.strip()}"
+        )
+    return result.stdout.strip().split(";")[0]
+
+
+def wait_for_array(
+    job_id: str, count: int, on_progress: Any = None, poll: float = 1.0
+) -> dict[str, str]:
+    """Wait until no task of the array is pending or running; return each task's state.
+
+    Polls ``squeue`` (``sbatch --wait`` checks only every 30 s or so) and reads the final
+    states with ``scontrol show job`` (kept for ``MinJobAge`` seconds after the end).
+    """
+    squeue = _tool("squeue", "Slurm's squeue")
+    while True:
+        result = subprocess.run(
+            [squeue, "-h", "-r", "-j", job_id, "-o", "%i %T"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        active = [line for line in result.stdout.splitlines() if line.strip()]
+        if on_progress is not None:
+            on_progress(count - len(active))
+        if not active:
+            break
+        time.sleep(poll)
+    return array_states(job_id)
+
+
+def array_states(job_id: str) -> dict[str, str]:
+    """``{task_id: JobState}`` of an array, from ``scontrol show job``."""
+    scontrol = _tool("scontrol", "Slurm's scontrol")
+    result = subprocess.run(
+        [scontrol, "-o", "show", "job", job_id], capture_output=True, text=True, check=False
+    )
+    states = {}
+    for line in result.stdout.splitlines():
+        fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
+        task = fields.get("ArrayTaskId", fields.get("JobId", "?"))
+        states[task] = fields.get("JobState", "UNKNOWN")
+    return states
+
+
+def flux_batch(script: Path, nodes: int = 1) -> str:
+    """Submit the Flux script as a batch job; return its job id."""
+    binary = _tool("flux", "Flux (flux-core)")
+    result = subprocess.run(
+        [binary, "batch", f"--nodes={nodes}", str(script)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SubmitError(f"flux batch refused {script}: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def _tool(name: str, what: str) -> str:
+    import shutil
+
+    path = shutil.which(name)
+    if path is None:
+        raise ToolMissingError(
+            f"{name} not found on PATH: {what} is needed to submit; "
+            "use --print to write the script without submitting"
+        )
+    return path
+
+
+def _minutes(time_limit: str) -> int:
+    """Slurm's ``[D-]HH:MM:SS`` (or minutes) as whole minutes, at least 1.
+
+    >>> _minutes("01:30:00"), _minutes("1-00:00:00"), _minutes("45")
+    (90, 1440, 45)
+    """
+    days, _, clock = time_limit.rpartition("-")
+    parts = [int(x) for x in clock.split(":")]
+    if len(parts) == 1:
+        minutes = parts[0]
+    else:
+        while len(parts) < 3:
+            parts.insert(0, 0)
+        minutes = parts[0] * 60 + parts[1] + (1 if parts[2] else 0)
+    return max(1, minutes + int(days or 0) * 1440)
