@@ -81,17 +81,18 @@ def publish(config: Config, record: dict[str, Any]) -> Delivery:
 
 
 def mpi_command(config: Config, np: int, run_one_args: list[str]) -> list[str]:
-    """``mpiexec -n np <python> -m lammps_stream run-one ...``."""
-    return [
-        mpiexec(config.producer.mpiexec),
-        "-n",
-        str(np),
-        sys.executable,
-        "-m",
-        "lammps_stream",
-        "run-one",
-        *run_one_args,
-    ]
+    """``mpiexec -n np <python> -m lammps_stream run-one ...`` (or ``srun --mpi=pmi2``).
+
+    >>> from lammps_stream.config import load_config
+    >>> cfg = load_config(path=None, env={}, overrides={"producer.launcher": "srun"})
+    >>> mpi_command(cfg, 4, ["--json"])[:3]
+    ['srun', '--mpi=pmi2', '--ntasks=4']
+    """
+    if config.producer.launcher == "srun":
+        launcher = ["srun", "--mpi=pmi2", f"--ntasks={np}"]
+    else:
+        launcher = [mpiexec(config.producer.mpiexec), "-n", str(np)]
+    return [*launcher, sys.executable, "-m", "lammps_stream", "run-one", *run_one_args]
 
 
 def run_one_args(plan: RunPlan, submitted_at: str) -> list[str]:

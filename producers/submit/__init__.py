@@ -55,8 +55,9 @@ def render(template: str, **fields: Any) -> str:
 def task_command(config: Config, plan_file: Path, index: str, scheduler: str) -> str:
     """The command one task runs: ``run-one --plan FILE --index N``, inside an image if set.
 
-    Slurm tasks launch their ranks with mpiexec (``producer.launcher: mpiexec``) or are
-    started as ranks by ``srun --mpi=pmi2``; Flux jobs are started as ranks by Flux.
+    In a Slurm task, ``run-one`` starts the ranks itself (``producer.launcher``: mpiexec,
+    or ``srun --mpi=pmi2``) and stays as their watchdog, so that a run that dies is still
+    reported. A Flux job is started as its ranks by Flux.
     """
     p = config.producer
     if p.image:
@@ -64,10 +65,7 @@ def task_command(config: Config, plan_file: Path, index: str, scheduler: str) ->
     else:
         base = [sys.executable, "-m", "lammps_stream"]
     run_one = [*base, "run-one", "--plan", str(plan_file), "--index"]
-    quoted = " ".join(shlex.quote(part) for part in run_one) + f" {index}"
-    if scheduler == "slurm" and p.launcher == "srun":
-        return f'srun --mpi=pmi2 --ntasks="$SLURM_NTASKS" {quoted}'
-    return quoted
+    return " ".join(shlex.quote(part) for part in run_one) + f" {index}"
 
 
 def write_job(config: Config, plans: list[RunPlan], scheduler: str) -> JobFiles:

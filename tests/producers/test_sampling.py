@@ -76,3 +76,12 @@ def test_bad_spaces_say_what_is_wrong(data: dict, message: str) -> None:
     with pytest.raises(UsageError) as info:
         ParameterSpace.from_mapping(data)
     assert message in str(info.value)
+
+
+def test_the_documented_example_space_plans() -> None:
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "docs" / "examples" / "space-all-decks.yaml"
+    plans = plan_runs(ParameterSpace.from_file(path), 40, sampler="lhs", seed=1)
+    assert {p.params["deck"] for p in plans} == {"lj", "eam", "chain", "chute", "rhodo"}
+    assert all(p.params["z"] == 1 for p in plans if p.params["deck"] == "chute")

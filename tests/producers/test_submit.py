@@ -33,11 +33,10 @@ def test_slurm_script_is_a_job_array_over_the_plan(tmp_path: Path) -> None:
     assert subprocess.run(["bash", "-n", str(job.script)], check=False).returncode == 0
 
 
-def test_slurm_with_srun_and_an_image(tmp_path: Path) -> None:
-    config = _config(tmp_path, **{"producer.launcher": "srun", "producer.image": "/img/ls.sif"})
+def test_slurm_task_inside_an_image(tmp_path: Path) -> None:
+    config = _config(tmp_path, **{"producer.image": "/img/ls.sif"})
     text = submit.write_job(config, PLANS, "slurm").script.read_text()
-    expected = 'srun --mpi=pmi2 --ntasks="$SLURM_NTASKS" singularity exec /img/ls.sif lammps-stream'
-    assert f"{expected} run-one" in text
+    assert "\nsingularity exec /img/ls.sif lammps-stream run-one --plan" in text
 
 
 def test_flux_script_submits_one_job_per_run(tmp_path: Path) -> None:
