@@ -58,13 +58,26 @@ def test_a_job_array_publishes_one_record_per_task(stack, cli, slurm, tmp_path: 
 
 
 def test_srun_starts_the_ranks_when_asked(stack, cli, slurm, tmp_path: Path) -> None:
-    result = cli("--set", f"producer.jobs_dir={tmp_path}", "--set", "producer.launcher=srun",
-                 "submit", "slurm", "--count", "1", "--np", "2", "--wait", timeout=300)
+    result = cli(
+        "--set",
+        f"producer.jobs_dir={tmp_path}",
+        "--set",
+        "producer.launcher=srun",
+        "submit",
+        "slurm",
+        "--count",
+        "1",
+        "--np",
+        "2",
+        "--wait",
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     (job_dir,) = tmp_path.iterdir()
     run_id = json.loads((job_dir / "plans.jsonl").read_text())["run_id"]
-    records = read_topic(stack, stack.kafka.topics.runs,
-                         lambda rs: any(r.get("run_id") == run_id for r in rs))
+    records = read_topic(
+        stack, stack.kafka.topics.runs, lambda rs: any(r.get("run_id") == run_id for r in rs)
+    )
     (record,) = [r for r in records if r.get("run_id") == run_id]
     assert record["status"] == "ok" and record["params"]["ranks"] == 2
     assert record["env"]["scheduler"] == "slurm"
