@@ -3,7 +3,7 @@
 Samplers: ``random`` (seeded uniform), ``lhs`` (Latin hypercube) and ``sobol`` (scrambled
 Sobol), both from ``scipy.stats.qmc``, and ``grid`` (every combination, in order).
 
->>> from producers.space import ParameterSpace
+>>> from producers.space import ParameterSpace, SpaceSet
 >>> space = ParameterSpace.from_mapping({"decks": ["lj"], "x": [1, 3], "y": [1, 2], "z": [1, 2],
 ...                                      "steps": 100, "ranks": 2})
 >>> plans = plan_runs(space, 4, sampler="lhs", seed=1)
@@ -27,7 +27,7 @@ from typing import Any
 
 from lammps_stream.errors import UsageError
 from lammps_stream.schemas import new_id
-from producers.space import ParameterSpace
+from producers.space import ParameterSpace, SpaceSet
 
 SAMPLERS = ("random", "lhs", "sobol", "grid")
 
@@ -60,7 +60,7 @@ def unit_points(sampler: str, count: int, dimensions: int, seed: int | None) -> 
 
 
 def plan_runs(
-    space: ParameterSpace,
+    space: ParameterSpace | SpaceSet,
     count: int | None,
     *,
     sampler: str = "random",
@@ -69,6 +69,10 @@ def plan_runs(
     grid_points: int = 3,
 ) -> list[RunPlan]:
     """``count`` plans (for ``grid``: the whole grid, or its first ``count``)."""
+    if isinstance(space, SpaceSet):
+        return _plan_set(
+            space, count, sampler=sampler, seed=seed, split=split, grid_points=grid_points
+        )
     if sampler == "grid":
         points = space.grid(grid_points)
         chosen = points if count is None else points[:count]
@@ -77,6 +81,34 @@ def plan_runs(
             raise UsageError(f"--sampler {sampler} needs --count N")
         chosen = [space.point(u) for u in unit_points(sampler, count, space.size, seed)]
     return [RunPlan(params=_complete(p), split=split) for p in chosen]
+
+
+def _plan_set(
+    spaces: SpaceSet,
+    count: int | None,
+    *,
+    sampler: str,
+    seed: int | None,
+    split: str,
+    grid_points: int,
+) -> list[RunPlan]:
+    n = len(spaces.members)
+    shares = [None] * n if count is None else [count // n + (i < count % n) for i in range(n)]
+    groups = [
+        plan_runs(
+            member,
+            share,
+            sampler=sampler,
+            split=split,
+            grid_points=grid_points,
+            seed=None if seed is None else seed + i,
+        )
+        for i, (member, share) in enumerate(zip(spaces.members, shares, strict=True))
+    ]
+    interleaved = [
+        group[i] for i in range(max(map(len, groups))) for group in groups if i < len(group)
+    ]
+    return interleaved if count is None else interleaved[:count]
 
 
 def _complete(params: dict[str, Any]) -> dict[str, Any]:

@@ -119,8 +119,8 @@ class ParameterSpace:
         return cls(tuple(dims), var_dims)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> ParameterSpace:
-        """Read a space from YAML."""
+    def from_file(cls, path: str | Path) -> ParameterSpace | SpaceSet:
+        """Read a space from YAML: one mapping, or ``spaces: [mapping, ...]`` for a set."""
         file = Path(path).expanduser()
         try:
             data = yaml.safe_load(file.read_text())
@@ -130,6 +130,18 @@ class ParameterSpace:
             raise UsageError(f"--space {file}: not valid YAML ({exc})") from None
         if not isinstance(data, dict):
             raise UsageError(f"--space {file}: expected a mapping (decks:, x:, y:, ...)")
+        if "spaces" in data:
+            members = data["spaces"]
+            if set(data) != {"spaces"} or not isinstance(members, list) or not members:
+                raise UsageError(
+                    f"--space {file}: `spaces:` must be the only key, a non-empty list"
+                )
+            return SpaceSet(
+                tuple(
+                    cls.from_mapping(m if isinstance(m, dict) else {}, source=f"{file} spaces[{i}]")
+                    for i, m in enumerate(members)
+                )
+            )
         return cls.from_mapping(data, source=str(file))
 
     def fixed(self, **values: Any) -> ParameterSpace:
@@ -185,6 +197,20 @@ class ParameterSpace:
         out = {d.name: d.describe() for d in self.dimensions}
         out |= {f"vars.{d.name}": d.describe() for d in self.var_dimensions}
         return out
+
+
+@dataclass(frozen=True)
+class SpaceSet:
+    """Several spaces sampled in turn, e.g. one per deck with ranges that suit its cost.
+
+    A sampler splits its count evenly over the members (the first ones take the remainder)
+    and interleaves their runs, so that every deck appears early in the stream.
+    """
+
+    members: tuple[ParameterSpace, ...]
+
+    def fixed(self, **values: Any) -> SpaceSet:
+        return SpaceSet(tuple(member.fixed(**values) for member in self.members))
 
 
 def _dimension(name: str, spec: Any, source: str, integer: bool, minimum: int | None) -> Dimension:

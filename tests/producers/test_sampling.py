@@ -85,3 +85,16 @@ def test_the_documented_example_space_plans() -> None:
     plans = plan_runs(ParameterSpace.from_file(path), 40, sampler="lhs", seed=1)
     assert {p.params["deck"] for p in plans} == {"lj", "eam", "chain", "chute", "rhodo"}
     assert all(p.params["z"] == 1 for p in plans if p.params["deck"] == "chute")
+
+
+def test_a_set_of_spaces_splits_and_interleaves(tmp_path) -> None:
+    path = tmp_path / "set.yaml"
+    path.write_text("spaces:\n  - {decks: [lj], x: [1, 3]}\n  - {decks: [rhodo], steps: 10}\n")
+    space = ParameterSpace.from_file(path)
+    plans = plan_runs(space, 5, sampler="lhs", seed=2)
+    assert [p.params["deck"] for p in plans] == ["lj", "rhodo", "lj", "rhodo", "lj"]
+    assert all(p.params["steps"] == 10 for p in plans if p.params["deck"] == "rhodo")
+    assert [p.params for p in plan_runs(space, 5, sampler="lhs", seed=2)] == [
+        p.params for p in plans
+    ]
+    assert len(plan_runs(space.fixed(ranks=2), None, sampler="grid")) == 3 + 1
