@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Install Helm from the Go module proxy when it is missing, and print where it is.
 #
-#   bash .ci/helm.sh            -> prints the absolute path of a helm v3.21.4 binary
+#   helm="$(bash .ci/helm.sh)"     # absolute path of a helm v3.21.4 binary
 #
-# Built with `go install helm.sh/helm/v3/cmd/helm@VERSION` (Go from PATH or /usr/local/go/bin)
-# into a cache outside the clone: ${LAMMPS_STREAM_HELM_BIN:-~/.cache/lammps-stream/bin}.
-# Idempotent: a binary of the right version already there is reused, nothing is downloaded.
-# Everything but the final path goes to stderr, so `helm=$(bash .ci/helm.sh)` works.
+# Built with `go install helm.sh/helm/v3/cmd/helm@VERSION` (go from PATH, else
+# /usr/local/go/bin/go) into a cache outside the clone,
+# ${LAMMPS_STREAM_HELM_BIN:-~/.cache/lammps-stream/bin}. The ldflags are those of Helm's own
+# Makefile, so `helm version` names the release and the default Kubernetes version is the one
+# its client-go targets (tests pass --kube-version anyway). Idempotent: a binary of the right
+# version already there is reused and nothing is downloaded. Only the path goes to stdout.
 set -euo pipefail
 
 version="${HELM_VERSION:-v3.21.4}"
@@ -23,21 +25,33 @@ if [[ -x "$helm" && "$(installed_version)" == "$version" ]]; then
 fi
 
 go_bin="$(command -v go || true)"
-[[ -z "$go_bin" && -x /usr/local/go/bin/go ]] && go_bin=/usr/local/go/bin/go
+if [[ -z "$go_bin" && -x /usr/local/go/bin/go ]]; then
+  go_bin=/usr/local/go/bin/go
+fi
 if [[ -z "$go_bin" ]]; then
   echo "helm.sh: Go is needed to build helm $version (go install); put go on PATH" >&2
   exit 2
 fi
 
+# The Go module proxy only (it serves the checksum database too); no VCS fetches.
+export GOPROXY="https://proxy.golang.org" GOFLAGS="-buildvcs=false" CGO_ENABLED=0
+module="helm.sh/helm/v3"
+echo "helm.sh: building helm $version with $("$go_bin" env GOVERSION) into $bin_dir" >&2
+go_mod="$("$go_bin" mod download -json "$module@$version" \
+  | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
+client_go="$(awk '$1 == "k8s.io/client-go" { print $2 }' "$go_mod")"   # e.g. v0.36.2
+k8s_minor="$(echo "$client_go" | cut -d. -f2)"
+ldflags="-w -s -X $module/internal/version.version=$version"
+for pkg in pkg/lint/rules pkg/chartutil; do
+  ldflags+=" -X $module/$pkg.k8sVersionMajor=1 -X $module/$pkg.k8sVersionMinor=$k8s_minor"
+done
 mkdir -p "$bin_dir"
-echo "helm.sh: building helm $version with $("$go_bin" version | cut -d' ' -f3) into $bin_dir" >&2
-# The Go module proxy only (it also serves the checksum database); no VCS fetches.
-GOBIN="$bin_dir" GOPROXY="https://proxy.golang.org" GOFLAGS="-buildvcs=false" \
-  CGO_ENABLED=0 "$go_bin" install "helm.sh/helm/v3/cmd/helm@$version" >&2
+GOBIN="$bin_dir" "$go_bin" install -trimpath -ldflags "$ldflags" "$module/cmd/helm@$version" >&2
 
 got="$(installed_version)"
 if [[ "$got" != "$version" ]]; then
   echo "helm.sh: built $helm but it reports version '${got:-?}', expected $version" >&2
   exit 1
 fi
+echo "helm.sh: $("$helm" version --short) (default Kubernetes 1.$k8s_minor)" >&2
 echo "$helm"

@@ -11,11 +11,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lammps_stream.broker import make_consumer
 from lammps_stream.config import Config
-from lammps_stream.errors import BrokerUnavailableError, InvalidRecordError
+from lammps_stream.errors import (
+    InvalidRecordError,
+    NoDataError,
+    UsageError,
+)
 from lammps_stream.schemas import decode_json, validate_prediction
 
 
@@ -25,12 +30,14 @@ def read_predictions(
     from_beginning: bool = True,
     follow: bool = False,
     idle_timeout: float | None = None,
+    since: datetime | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield valid Predictions in arrival order.
+    """Yield valid Predictions in arrival order (per partition).
 
     Without ``follow`` it stops at the end offsets seen when it started; with it, it
     waits for more (until ``idle_timeout`` seconds pass without any, if given).
-    Records that are not Predictions are skipped.
+    ``since`` starts at the first record published at or after that time. Records that
+    are not Predictions are skipped.
     """
     from kafka import TopicPartition
 
@@ -38,14 +45,16 @@ def read_predictions(
     consumer = make_consumer(config)
     try:
         partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            raise BrokerUnavailableError(
-                f"topic {topic} does not exist on {config.kafka.bootstrap}; "
-                "start the stack with `lammps-stream stack up`"
+        if not partitions:
+            raise NoDataError(
+                f"topic {topic} does not exist on {config.kafka.bootstrap} yet; "
+                "`lammps-stream stack up` creates it"
             )
         assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(assigned)
-        if from_beginning:
+        if since is not None:
+            _seek_to_time(consumer, assigned, since)
+        elif from_beginning:
             consumer.seek_to_beginning(*assigned)
         else:
             consumer.seek_to_end(*assigned)
@@ -66,6 +75,83 @@ def read_predictions(
                         yield prediction
     finally:
         consumer.close()
+
+
+def load_predictions(
+    config: Config,
+    *,
+    model: str | None = None,
+    split: str | None = None,
+    run: str | None = None,
+    since: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Every matching prediction now on the topic, in the order they were emitted.
+
+    Raises :class:`NoDataError` when there is none, saying what to run first.
+    """
+    found = [
+        p
+        for p in read_predictions(config, since=since)
+        if matches(p, model=model, split=split, run=run)
+    ]
+    if not found:
+        wanted = " ".join(
+            f"{k}={v}" for k, v in (("model", model), ("split", split), ("run", run)) if v
+        )
+        raise NoDataError(
+            f"no predictions{' matching ' + wanted if wanted else ''} on "
+            f"{config.kafka.topics.predictions} yet; publish runs with `lammps-stream produce`"
+        )
+    return sorted(found, key=lambda p: p["emitted_at"])
+
+
+def matches(
+    prediction: dict[str, Any], *, model: str | None, split: str | None, run: str | None
+) -> bool:
+    """Whether a prediction passes the ``--model``, ``--split`` and ``--run`` filters.
+
+    >>> from lammps_stream.schemas import example_prediction
+    >>> matches(example_prediction(), model="linear", split="test", run="0f8f")
+    True
+    >>> matches(example_prediction(), model="pa", split=None, run=None)
+    False
+    """
+    ident = prediction.get("run_id") or prediction.get("request_id") or ""
+    return (
+        (model is None or prediction["model"] == model)
+        and (split is None or prediction.get("split") == split)
+        and (run is None or ident.startswith(run))
+    )
+
+
+def parse_since(text: str) -> datetime:
+    """``--since``: a duration back from now (``90s``, ``10m``, ``2h``, ``1d``) or a time.
+
+    >>> parse_since("2026-01-02T03:04:05Z").year
+    2026
+    >>> round((datetime.now(UTC) - parse_since("10m")).total_seconds() / 60)
+    10
+    """
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[:-1].isdigit() and text[-1:] in units:
+        return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"--since {text!r}: give a duration like 10m, 2h, 1d or a time like "
+            "2026-11-25T10:00:00Z"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _seek_to_time(consumer: Any, assigned: list[Any], since: datetime) -> None:
+    stamp = int(since.timestamp() * 1000)
+    offsets = consumer.offsets_for_times({tp: stamp for tp in assigned})
+    end = consumer.end_offsets(assigned)
+    for tp in assigned:
+        found = offsets.get(tp)
+        consumer.seek(tp, found.offset if found is not None else end[tp])
 
 
 def _parse(raw: bytes) -> dict[str, Any] | None:

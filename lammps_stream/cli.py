@@ -9,7 +9,7 @@ stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from lammps_stream import __version__
 from lammps_stream.config import Config, load_config
+from lammps_stream.console import console as make_console
 from lammps_stream.errors import LammpsStreamError, UsageError
 
 
@@ -61,7 +62,7 @@ def key_value(text: str) -> tuple[str, str]:
 def cmd_stack(config: Config, args: argparse.Namespace) -> int:
     from lammps_stream.stack import LocalStack, status_json
 
-    console = _console()
+    console = make_console()
     stack = LocalStack(config, say=lambda msg: console.print(f"[dim]{msg}[/dim]"))
     if args.action == "up":
         rows = stack.up()
@@ -100,259 +101,6 @@ def cmd_kafka(config: Config, args: argparse.Namespace) -> int:
     return 0  # pragma: no cover
 
 
-def cmd_run_one(config: Config, args: argparse.Namespace) -> int:
-    from producers.launch import launch, run_one_here
-    from producers.mpi import inside_mpi_launch
-
-    def report(summary: dict[str, Any]) -> None:
-        if args.json:
-            print(json.dumps(summary), flush=True)
-        else:
-            _print_run(_console(), summary)
-
-    plan = _run_one_plan(config, args)
-    if inside_mpi_launch():
-        summary = run_one_here(config, plan, submitted_at=args.submitted_at, report=report)
-        if summary is None:  # ranks other than 0 report nothing
-            return 0
-    else:
-        summary = launch(config, plan, config.producer.timeout_seconds).__dict__
-        report(summary)
-    return 0 if summary["status"] == "ok" else 1
-
-
-def _run_one_plan(config: Config, args: argparse.Namespace) -> Any:
-    """The run ``run-one`` flags describe, or line ``--index`` of a ``--plan`` file."""
-    from producers.sampling import RunPlan, read_plan
-
-    if args.plan:
-        return read_plan(args.plan, args.index)
-    deck = args.deck or config.producer.deck
-    params: dict[str, Any] = {
-        "deck": deck,
-        "x": args.x,
-        "y": args.y,
-        "z": args.z,
-        "steps": args.steps or _default_steps(deck, config),
-        "ranks": args.np or config.producer.np,
-        "threads": args.threads or config.producer.threads,
-    }
-    if args.var:
-        params["vars"] = dict(args.var)
-    if args.run_id:
-        return RunPlan(params=params, split=args.split, run_id=args.run_id)
-    return RunPlan(params=params, split=args.split)
-
-
-def _default_steps(deck: str, config: Config) -> int:
-    from producers.decks import resolve_deck
-
-    return config.producer.steps or resolve_deck(deck).default_steps
-
-
-def _print_run(console: Any, summary: dict[str, Any]) -> None:
-    p = summary["params"]
-    size = f"{p['deck']} {p['x']}×{p['y']}×{p['z']} steps={p['steps']} np={p['ranks']}"
-    if summary["status"] == "ok":
-        console.print(
-            f"[green]✓[/green] {summary['run_id'][:8]} {summary['split']:5} {size}: "
-            f"{summary['wall_seconds']:.2f} s → {summary['delivery']}"
-        )
-    else:
-        console.print(
-            f"[red]✗[/red] {summary['run_id'][:8]} {size}: {summary['error']} → "
-            f"{summary['delivery']}"
-        )
-
-
-def cmd_produce(config: Config, args: argparse.Namespace) -> int:
-    from producers.publisher import Publisher
-
-    if args.flush:
-        publisher = Publisher(config)
-        try:
-            sent = publisher.flush_spool()
-        finally:
-            publisher.close()
-        _console().print(f"flushed {len(sent)} spooled record(s) to {config.kafka.topics.runs}")
-        if args.count is None:
-            return 0
-    sampler = args.sampler or config.producer.sampler
-    if args.count is None and sampler != "grid":
-        raise UsageError("produce: give --count N (how many runs), or --flush to replay the spool")
-    plans = plan_from_args(config, args, sampler)
-    if args.dry_run:
-        _print_plans(_console(), plans)
-        return 0
-    reports = launch_plans(config, plans)
-    return 0 if all(r.status == "ok" for r in reports) else 1
-
-
-def plan_from_args(config: Config, args: argparse.Namespace, sampler: str) -> list[Any]:
-    """The runs that the ``produce``/``submit`` flags ask for."""
-    from producers.sampling import plan_runs
-    from producers.space import ParameterSpace, space_from_config
-
-    if args.space:
-        space = ParameterSpace.from_file(args.space)
-    else:
-        space = space_from_config(config.producer)
-    space = space.fixed(deck=args.deck, ranks=args.np)
-    return plan_runs(space, args.count, sampler=sampler, seed=args.seed, split=args.split)
-
-
-def _print_plans(console: Any, plans: list[Any]) -> None:
-    from rich.table import Table
-
-    title = f"{len(plans)} planned runs (dry run: nothing launched)"
-    table = Table(
-        "#", "run", "split", "deck", "x", "y", "z", "steps", "ranks", "threads", "vars", title=title
-    )
-    for i, plan in enumerate(plans):
-        p = plan.params
-        extra = " ".join(f"{k}={v}" for k, v in p.get("vars", {}).items())
-        sizes = [str(p[k]) for k in ("x", "y", "z", "steps", "ranks", "threads")]
-        table.add_row(str(i), plan.run_id[:8], plan.split, str(p["deck"]), *sizes, extra)
-    console.print(table)
-
-
-def launch_plans(config: Config, plans: list[Any], label: str = "") -> list[Any]:
-    """Launch ``plans`` one after another with a progress bar (``produce`` and ``demo``)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    from producers.launch import produce
-    from producers.mpi import mpiexec
-
-    mpiexec(config.producer.mpiexec)
-    split = plans[0].split if plans else "train"
-    console = _console()
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
-        task = progress.add_task(label or f"{split} runs", total=len(plans))
-
-        def done(report: Any) -> None:
-            _print_run(progress.console, report.__dict__)
-            progress.advance(task)
-
-        return produce(config, plans, on_done=done)
-
-
-def cmd_submit(config: Config, args: argparse.Namespace) -> int:
-    from producers import submit
-
-    sampler = args.sampler or config.producer.sampler
-    if args.count is None and sampler != "grid":
-        raise UsageError(f"submit {args.scheduler}: give --count N (how many runs)")
-    plans = plan_from_args(config, args, sampler)
-    console = _console()
-    if args.dry_run:
-        _print_plans(console, plans)
-        return 0
-    job = submit.write_job(config, plans, args.scheduler)
-    count = len(job.plan.read_text().splitlines())
-    if args.print:
-        print(job.script.read_text(), end="")
-        console.print(
-            f"[dim]not submitted; script, plan and config are in {job.directory}[/dim]",
-            highlight=False,
-        )
-        return 0
-    if args.scheduler == "flux":
-        job_id = submit.flux_batch(job.script)
-        console.print(f"submitted Flux batch job {job_id}: {count} runs; files in {job.directory}")
-        return 0
-    job_id = submit.sbatch(job.script)
-    console.print(f"submitted Slurm job array {job_id}: {count} tasks; files in {job.directory}")
-    if not args.wait:
-        return 0
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    with Progress(
-        "{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        task = progress.add_task(f"job {job_id}", total=count)
-        states = submit.wait_for_array(
-            job_id, count, lambda done: progress.update(task, completed=done)
-        )
-    failed = {t: s for t, s in states.items() if s != "COMPLETED"}
-    for t, s in sorted(failed.items()):
-        console.print(f"[red]task {t}: {s}[/red] (see {job.directory}/slurm-{job_id}_{t}.out)")
-    console.print(f"{len(states) - len(failed)} of {count} tasks completed")
-    return 1 if failed or len(states) < count else 0
-
-
-def cmd_serve(config: Config, args: argparse.Namespace) -> int:
-    try:
-        from model_service.worker import serve
-    except ImportError as exc:
-        raise UsageError(
-            f"serve needs the service extra ({exc.name} missing): "
-            "pip install 'lammps-stream-ml[service]'"
-        ) from None
-    return serve(config)
-
-
-def cmd_predictions(config: Config, args: argparse.Namespace) -> int:
-    from consumers.reader import read_predictions, table_row, to_json_line
-
-    stream = read_predictions(
-        config, from_beginning=args.from_beginning or not args.follow, follow=args.follow
-    )
-    if args.model:
-        stream = (p for p in stream if p["model"] == args.model)
-    if args.follow:
-        return _follow(stream, args)
-    rows = list(stream)[-args.limit :] if args.limit else list(stream)
-    if args.json:
-        for p in rows:
-            print(to_json_line(p))
-        return 0
-    from rich.table import Table
-
-    table = Table("run", "split", "params", "model", "predicted s", "actual s", "error s")
-    for p in rows:
-        table.add_row(*table_row(p).values())
-    _console().print(table)
-    return 0
-
-
-def _follow(stream: Any, args: argparse.Namespace) -> int:
-    from consumers.reader import table_row, to_json_line
-
-    for count, prediction in enumerate(stream, start=1):
-        if args.json:
-            print(to_json_line(prediction), flush=True)
-        else:
-            row = table_row(prediction)
-            print(
-                "  ".join(
-                    [
-                        row["run"],
-                        f"{row['split']:5}",
-                        f"{row['model']:15}",
-                        f"pred {row['predicted']:>8}",
-                        f"actual {row['actual']:>8}",
-                        f"err {row['error']:>7}",
-                        row["params"],
-                    ]
-                ),
-                flush=True,
-            )
-        if args.limit and count >= args.limit:
-            break
-    return 0
-
-
 def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     from lammps_stream.demo import run_demo
 
@@ -364,14 +112,8 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
         seed=args.seed,
         out=args.out,
         keep=args.keep,
-        console=_console(),
+        console=make_console(),
     )
-
-
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=False, highlight=False)
 
 
 # -- parser --------------------------------------------------------------------------------
@@ -433,12 +175,12 @@ def build_parser() -> Parser:
     )
     run_one.add_argument("--submitted-at")
     run_one.add_argument("--json", action="store_true", help="print the summary as JSON")
-    run_one.set_defaults(handler=cmd_run_one)
+    run_one.set_defaults(handler="producers.commands:run_one")
 
     produce = sub.add_parser("produce", help="launch N runs at random sizes")
     _add_plan_flags(produce)
     produce.add_argument("--flush", action="store_true", help="replay spooled records first")
-    produce.set_defaults(handler=cmd_produce)
+    produce.set_defaults(handler="producers.commands:produce")
 
     submit = sub.add_parser("submit", help="submit runs as a Slurm job array or Flux jobs")
     submit.add_argument("scheduler", choices=["slurm", "flux"])
@@ -448,11 +190,11 @@ def build_parser() -> Parser:
     submit.add_argument("--image", help="Singularity/Apptainer image the tasks run inside")
     submit.add_argument("--partition", help="Slurm partition")
     submit.add_argument("--time", dest="time_limit", help="time limit per task, e.g. 00:30:00")
-    submit.set_defaults(handler=cmd_submit)
+    submit.set_defaults(handler="producers.commands:submit")
 
     serve = sub.add_parser("serve", help="run the model service (Faust worker) in the foreground")
     serve.add_argument("--stack-state", help=argparse.SUPPRESS)
-    serve.set_defaults(handler=cmd_serve)
+    serve.set_defaults(handler="model_service.worker:serve")
 
     preds = sub.add_parser("predictions", help="show predictions from the predictions topic")
     preds.add_argument("--follow", "-f", action="store_true", help="wait for new predictions")
@@ -463,9 +205,30 @@ def build_parser() -> Parser:
         default=None,
         help="at most N (without --follow: the last N, default 20)",
     )
-    preds.add_argument("--from-beginning", action="store_true")
-    preds.add_argument("--model")
-    preds.set_defaults(handler=cmd_predictions)
+    preds.add_argument("--from-beginning", action="store_true", help="with --follow: replay first")
+    preds.add_argument("--since", help="start at a time: 10m, 2h, 1d or 2026-11-25T10:00:00Z")
+    _add_filter_flags(preds, split=True)
+    preds.set_defaults(handler="consumers.commands:predictions")
+
+    history = sub.add_parser("history", help="every model's scores against records learned")
+    history.add_argument("--out", required=True, help="CSV file (or .parquet with pyarrow)")
+    history.add_argument("--model")
+    history.set_defaults(handler="consumers.commands:history")
+
+    evaluate = sub.add_parser("evaluate", help="held-out accuracy per model (markdown, JSON)")
+    evaluate.add_argument("--json", action="store_true", help="JSON instead of markdown")
+    evaluate.add_argument("--out", help="also write evaluation.md and evaluation.json here")
+    evaluate.add_argument("--split", choices=["test", "train"], default="test")
+    evaluate.add_argument("--model")
+    evaluate.set_defaults(handler="consumers.commands:evaluate")
+
+    plot = sub.add_parser("plot", help="figures (PNG) from the predictions")
+    plot.add_argument("--out", required=True, help="directory for the PNG files")
+    plot.set_defaults(handler="consumers.commands:plot")
+
+    report = sub.add_parser("report", help="a markdown and a self-contained HTML report")
+    report.add_argument("--out", required=True, help="directory for report.md, report.html")
+    report.set_defaults(handler="consumers.commands:report")
 
     demo = sub.add_parser("demo", help="the whole pipeline end to end on the local stack")
     demo.add_argument("--runs", type=non_negative_int, default=24)
@@ -478,6 +241,13 @@ def build_parser() -> Parser:
     return parser
 
 
+def _add_filter_flags(parser: argparse.ArgumentParser, split: bool) -> None:
+    parser.add_argument("--model", help="only this model")
+    parser.add_argument("--run", help="only this run (an id or its first characters)")
+    if split:
+        parser.add_argument("--split", choices=["train", "test"], help="only this split")
+
+
 def _add_plan_flags(parser: argparse.ArgumentParser) -> None:
     """The flags ``produce`` and ``submit`` share to plan runs."""
     parser.add_argument("--count", type=non_negative_int, help="how many runs")
@@ -488,6 +258,20 @@ def _add_plan_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", metavar="FILE", help="parameter space YAML (see docs/hpc.md)")
     parser.add_argument("--sampler", choices=["random", "lhs", "sobol", "grid"])
     parser.add_argument("--dry-run", action="store_true", help="print the planned runs only")
+
+
+def resolve(handler: str | Callable[[Config, argparse.Namespace], int]) -> Any:
+    """A command's handler; ``"module:function"`` is imported only when the command runs,
+    so that each component's dependencies are needed only by its own commands."""
+    if callable(handler):
+        return handler
+    module, _, name = handler.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        extra = {"producers": "producer", "model_service": "service"}.get(module.split(".")[0])
+        hint = f"pip install 'lammps-stream-ml[{extra}]'" if extra else "reinstall lammps-stream-ml"
+        raise UsageError(f"this command needs {exc.name}, which is not installed: {hint}") from None
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -512,10 +296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "predictions" and args.limit is None and not args.follow:
         args.limit = 20
-    handler: Callable[[Config, argparse.Namespace], int] = args.handler
     try:
         config = load_config(args.config, overrides=overrides_from(args))
-        return handler(config, args)
+        return resolve(args.handler)(config, args)
     except LammpsStreamError as err:
         print(f"lammps-stream: {err}", file=sys.stderr)
         return 2

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from lammps_stream.config import Config
-from lammps_stream.errors import UsageError
 
 WAIT_IDLE_SECONDS = 60.0
 
@@ -30,12 +29,14 @@ def run_demo(
     console: Any,
 ) -> int:
     """Run the demo; 0 when every run got a prediction from every model."""
-    from lammps_stream.cli import launch_plans
+    from consumers.commands import models_info
+    from consumers.output import writable_dir
     from lammps_stream.stack import LocalStack
+    from producers.commands import launch_plans
     from producers.sampling import plan_runs
     from producers.space import space_from_config
 
-    out_dir = _writable(Path(out))
+    out_dir = writable_dir(Path(out))
     stack = LocalStack(config, say=lambda msg: console.print(f"[dim]{msg}[/dim]"))
     started = time.monotonic()
     try:
@@ -50,10 +51,12 @@ def run_demo(
         for report in failed:
             console.print(f"[red]run {report.run_id[:8]} failed: {report.error}[/red]")
         predictions = collect(config, [r.run_id for r in ok], config.service.models, console)
+        info = models_info(config)
         return _report(
             console,
             out_dir,
             predictions,
+            info,
             ok,
             config.service.models,
             failed,
@@ -101,6 +104,7 @@ def _report(
     console: Any,
     out_dir: Path,
     predictions: list[dict[str, Any]],
+    models_info: list[dict[str, Any]] | None,
     ok: list[Any],
     models: list[str],
     failed: list[Any],
@@ -109,6 +113,7 @@ def _report(
     from rich.table import Table
 
     from consumers.accuracy import accuracy, best_model
+    from consumers.report import write_report
 
     with open(out_dir / "predictions.jsonl", "w", encoding="utf-8") as handle:
         for prediction in predictions:
@@ -137,6 +142,8 @@ def _report(
             _fmt(row["mape"], percent=True),
         )
     console.print(table)
+    _, page = write_report(predictions, out_dir, models_info, title="lammps-stream demo")
+    console.print(f"report with figures: {page}")
     expected = len(ok) * len(models)
     pairs = {(p["run_id"], p["model"]) for p in predictions}
     console.print(
@@ -158,16 +165,3 @@ def _fmt(value: float | None, percent: bool = False) -> str:
     if value is None:
         return "-"
     return f"{100 * value:.1f} %" if percent else f"{value:.3f}"
-
-
-def _writable(out: Path) -> Path:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(
-            f"--out {out}: cannot write there ({exc.strerror}); choose another directory"
-        ) from None
-    return out

@@ -27,6 +27,10 @@ class BrokerUnavailableError(LammpsStreamError):
     """The Kafka broker cannot be reached."""
 
 
+class NoDataError(LammpsStreamError):
+    """A topic holds nothing to work on yet; the message says what to run first."""
+
+
 class StackError(LammpsStreamError):
     """A part of the local stack failed to start or stop."""
 

@@ -25,7 +25,7 @@ from typing import Any
 from lammps_stream.schemas import PREDICTION_SCHEMA, now
 from lammps_stream.scoring import Scores
 from model_service.features import features
-from model_service.zoo import DESCRIPTIONS, build_models
+from model_service.zoo import DESCRIPTIONS, build_models, coefficients
 
 MIN_RESIDUALS = 5
 RESIDUAL_WINDOW = 500
@@ -77,6 +77,7 @@ class ModelState:
             "learned": self.learned,
             "metrics": {"prequential": self.prequential.as_dict(), "test": self.test.as_dict()},
             "interval_coverage": self.interval.coverage,
+            "weights": coefficients(self.model),
         }
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from lammps_stream.config import Config
 
 
-def serve(config: Config) -> int:
-    """Start the worker; returns when it is stopped (SIGTERM or Ctrl-C)."""
+def serve(config: Config, args: Any = None) -> int:
+    """``lammps-stream serve``: start the worker; return when it is stopped (SIGTERM, Ctrl-C)."""
     import faust
 
     from model_service.app import create_app

@@ -70,3 +70,23 @@ def build_models(names: list[str]) -> dict[str, Any]:
             f"service.models: unknown model {unknown[0]!r}; choose from {', '.join(sorted(MODELS))}"
         )
     return {name: MODELS[name]() for name in names}
+
+
+def coefficients(model: Any) -> dict[str, float] | None:
+    """The weights of a linear model (inside a target scaler or pipeline), else None.
+
+    >>> model = build_models(["pa"])["pa"]
+    >>> model.learn_one({"a": 1.0}, 2.0)
+    >>> list(coefficients(model))
+    ['a']
+    >>> coefficients(build_models(["hoeffding_tree"])["hoeffding_tree"]) is None
+    True
+    """
+    inner = getattr(model, "regressor", model)
+    steps = getattr(inner, "steps", None)
+    if steps:
+        inner = list(steps.values())[-1]
+    weights = getattr(inner, "weights", None)
+    if weights is None:
+        return None
+    return {str(name): float(value) for name, value in dict(weights).items()}

@@ -135,7 +135,7 @@ def server_properties(config: Config, data_dir: Path) -> str:
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
-        "auto.create.topics.enable": "true",
+        "auto.create.topics.enable": "false",  # a typo in a topic name must not create one
         "log.retention.hours": "168",
     }
     return "".join(f"{key}={value}\n" for key, value in lines.items())

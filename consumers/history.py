@@ -1,0 +1,105 @@
+"""A tidy table of every model's scores against records learned and time.
+
+One row per prediction with a known actual, in stream order: the model, how many records
+it had learned when it predicted, the run, and its cumulative scores on that split so far
+(prequential for train, held-out for test) plus a rolling MAE over the last 20.
+
+>>> from lammps_stream.schemas import example_prediction
+>>> rows = history_rows([example_prediction(split="train", model_version=v,
+...                                         predicted_wall_seconds=2.0 + v)
+...                      for v in range(3)])
+>>> [(r["learned"], round(r["mae"], 3)) for r in rows]
+[(0, 0.1), (1, 0.5), (2, 0.967)]
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import deque
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from lammps_stream.errors import UsageError
+from lammps_stream.scoring import Scores
+
+ROLLING = 20
+COLUMNS = (
+    "emitted_at",
+    "model",
+    "split",
+    "learned",
+    "run_id",
+    "deck",
+    "cells",
+    "ranks",
+    "actual",
+    "predicted",
+    "abs_error",
+    "n",
+    "mae",
+    "rmse",
+    "r2",
+    "mape",
+    "rolling_mae",
+)
+
+
+def history_rows(predictions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tidy rows, in the order the predictions were published."""
+    scores: dict[tuple[str, str], Scores] = {}
+    recent: dict[tuple[str, str], deque[float]] = {}
+    rows = []
+    for p in predictions:
+        actual = p.get("actual_wall_seconds")
+        if actual is None or p.get("split") is None:
+            continue
+        key = (p["model"], p["split"])
+        s = scores.setdefault(key, Scores())
+        window = recent.setdefault(key, deque(maxlen=ROLLING))
+        predicted = p["predicted_wall_seconds"]
+        s.update(actual, predicted)
+        window.append(abs(actual - predicted))
+        params = p.get("params", {})
+        rows.append(
+            {
+                "emitted_at": p["emitted_at"],
+                "model": p["model"],
+                "split": p["split"],
+                "learned": p["model_version"],
+                "run_id": p.get("run_id"),
+                "deck": params.get("deck"),
+                "cells": params.get("x", 1) * params.get("y", 1) * params.get("z", 1),
+                "ranks": params.get("ranks"),
+                "actual": actual,
+                "predicted": predicted,
+                "abs_error": abs(actual - predicted),
+                **s.as_dict(),
+                "rolling_mae": sum(window) / len(window),
+            }
+        )
+    return rows
+
+
+def write_history(rows: list[dict[str, Any]], out: Path) -> Path:
+    """CSV, or Parquet when ``out`` ends in ``.parquet`` (needs pyarrow)."""
+    if out.suffix == ".parquet":
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise UsageError(
+                f"--out {out}: Parquet needs pyarrow (pip install pyarrow); or write .csv"
+            ) from None
+        table = (
+            pa.Table.from_pylist(rows or [], schema=None)
+            if rows
+            else pa.table({c: [] for c in COLUMNS})
+        )
+        pq.write_table(table, out)
+        return out
+    with open(out, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return out

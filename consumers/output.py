@@ -1,0 +1,32 @@
+"""Where consumers write: directories checked before any work is done.
+
+>>> import tempfile, pathlib
+>>> writable_dir(pathlib.Path(tempfile.mkdtemp()) / "new").is_dir()
+True
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lammps_stream.errors import UsageError
+
+
+def writable_dir(out: Path, flag: str = "--out") -> Path:
+    """Create ``out`` if needed and prove it can be written, or :class:`UsageError`."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(
+            f"{flag} {out}: cannot write there ({exc.strerror}); choose another directory"
+        ) from None
+    return out
+
+
+def writable_file(path: Path, flag: str = "--out") -> Path:
+    """The parent of ``path`` checked with :func:`writable_dir`."""
+    writable_dir(path.parent if str(path.parent) else Path("."), flag)
+    return path

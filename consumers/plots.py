@@ -1,0 +1,159 @@
+"""Figures (PNG, matplotlib) from the predictions a model service published.
+
+- ``predicted_vs_actual.png``: one panel per model, test runs over train runs, y = x.
+- ``learning_curves.png``: rolling MAE against records learned, every model on one figure.
+- ``error_by_deck.png`` and ``error_by_size.png``: the best model's held-out error.
+- ``weights.png``: the coefficients of the linear models, when the service offers them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from consumers.evaluate import evaluate
+from consumers.history import history_rows
+
+
+def plot_all(
+    predictions: list[dict[str, Any]], out: Path, models_info: list[dict[str, Any]] | None = None
+) -> list[Path]:
+    """Write every figure the data allows into ``out``; return their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    written = [
+        _predicted_vs_actual(predictions, out / "predicted_vs_actual.png"),
+        _learning_curves(predictions, out / "learning_curves.png"),
+    ]
+    best = evaluate(predictions).best
+    if best is not None:
+        written += [
+            _error_by(predictions, best, "deck", out / "error_by_deck.png"),
+            _error_by(predictions, best, "cells", out / "error_by_size.png"),
+        ]
+    weighted = [m for m in models_info or [] if m.get("weights")]
+    if weighted:
+        written.append(_weights(weighted, out / "weights.png"))
+    return [path for path in written if path is not None]
+
+
+def _models(predictions: list[dict[str, Any]]) -> list[str]:
+    return sorted({p["model"] for p in predictions})
+
+
+def _predicted_vs_actual(predictions: list[dict[str, Any]], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    models = _models(predictions)
+    cols = min(3, len(models))
+    rows = (len(models) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4 * rows), squeeze=False)
+    known = [p for p in predictions if p.get("actual_wall_seconds")]
+    values = [p["actual_wall_seconds"] for p in known] + [
+        p["predicted_wall_seconds"] for p in known if p["predicted_wall_seconds"] > 0
+    ]
+    low, high = min(values) * 0.7, max(values) * 1.4
+    for ax, model in zip(axes.flat, models, strict=False):
+        for split, style in (("train", {"c": "0.75", "s": 10}), ("test", {"c": "C3", "s": 22})):
+            pts = [p for p in known if p["model"] == model and p["split"] == split]
+            ax.scatter(
+                [p["actual_wall_seconds"] for p in pts],
+                [max(p["predicted_wall_seconds"], low) for p in pts],
+                label=f"{split} ({len(pts)})",
+                **style,
+            )
+        ax.plot([low, high], [low, high], "k--", lw=1, label="y = x")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlim=(low, high),
+            ylim=(low, high),
+            title=model,
+            xlabel="actual wall time (s)",
+            ylabel="predicted (s)",
+        )
+        ax.legend(fontsize=8, loc="upper left")
+    for ax in list(axes.flat)[len(models) :]:
+        ax.axis("off")
+    fig.suptitle(
+        "Predicted vs actual wall time (each prediction made before the model learned the run)"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _learning_curves(predictions: list[dict[str, Any]], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    rows = [r for r in history_rows(predictions) if r["split"] == "train"]
+    for model in _models(predictions):
+        mine = [r for r in rows if r["model"] == model]
+        ax.plot([r["learned"] for r in mine], [r["rolling_mae"] for r in mine], label=model)
+    ax.set(
+        yscale="log",
+        xlabel="records learned",
+        ylabel="rolling MAE over 20 runs (s)",
+        title="Learning curves: prequential error (predict, then learn)",
+    )
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _error_by(predictions: list[dict[str, Any]], model: str, key: str, path: Path) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    test = [
+        p
+        for p in predictions
+        if p["model"] == model and p.get("split") == "test" and p.get("actual_wall_seconds")
+    ]
+    if not test:
+        return None
+    groups: dict[Any, list[float]] = defaultdict(list)
+    for p in test:
+        params = p.get("params", {})
+        group = (
+            params.get("deck")
+            if key == "deck"
+            else (params.get("x", 1) * params.get("y", 1) * params.get("z", 1))
+        )
+        error = abs(p["predicted_wall_seconds"] - p["actual_wall_seconds"])
+        groups[group].append(100 * error / p["actual_wall_seconds"])
+    labels = sorted(groups, key=str) if key == "deck" else sorted(groups)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.boxplot([groups[g] for g in labels], tick_labels=[str(g) for g in labels])
+    ax.set(
+        xlabel="deck" if key == "deck" else "replicated cells (x·y·z)",
+        ylabel="absolute error (% of actual)",
+        title=f"{model}: held-out error by {'deck' if key == 'deck' else 'size'} "
+        f"({len(test)} test runs)",
+    )
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _weights(models: list[dict[str, Any]], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4.5), squeeze=False)
+    for ax, info in zip(axes.flat, models, strict=True):
+        weights = sorted(info["weights"].items(), key=lambda kv: abs(kv[1]))
+        ax.barh([k for k, _ in weights], [v for _, v in weights], color="C0")
+        ax.set(title=f"{info['name']}: coefficients", xlabel="weight (scaled features)")
+        ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

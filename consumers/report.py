@@ -1,0 +1,114 @@
+"""One report from the predictions: ``report.md`` and a self-contained ``report.html``
+(figures embedded), with the held-out table, the prequential table and every figure.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from consumers.evaluate import evaluate
+from consumers.plots import plot_all
+
+CAPTIONS = {
+    "predicted_vs_actual.png": "Predicted against actual wall time, per model. Every prediction "
+    "was made before the model learned that run; test runs are never learned.",
+    "learning_curves.png": "Prequential error while learning: the MAE of the last 20 predictions "
+    "against the number of records the model had learned.",
+    "error_by_deck.png": "The best model's held-out error by deck.",
+    "error_by_size.png": "The best model's held-out error by problem size.",
+    "weights.png": "Coefficients of the linear models on their scaled features.",
+}
+
+
+def write_report(
+    predictions: list[dict[str, Any]],
+    out: Path,
+    models_info: list[dict[str, Any]] | None = None,
+    title: str = "lammps-stream report",
+) -> tuple[Path, Path]:
+    """Write ``report.md``, ``report.html`` and the figures into ``out``."""
+    figures = plot_all(predictions, out, models_info)
+    held_out = evaluate(predictions, "test")
+    prequential = evaluate(predictions, "train")
+    runs = {p["run_id"]: p for p in predictions if p.get("run_id")}
+    decks = Counter(p.get("params", {}).get("deck") for p in runs.values())
+    splits = Counter(p.get("split") for p in runs.values())
+    summary = (
+        f"{len(runs)} runs ({splits.get('train', 0)} train, {splits.get('test', 0)} test) over "
+        f"{', '.join(f'{d} ({n})' for d, n in sorted(decks.items(), key=str))}; "
+        f"{len(held_out.table)} models; generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC}."
+    )
+    sections = [
+        (f"Held-out accuracy ({held_out.split} split)", held_out.to_markdown()),
+        (
+            "Prequential accuracy (train split: predict, score, then learn)",
+            prequential.to_markdown().split("\n\nFor comparison")[0] + "\n",
+        ),
+    ]
+    md = [f"# {title}", "", summary, ""]
+    for heading, table in sections:
+        md += [f"## {heading}", "", table]
+    md += ["## Figures", ""]
+    for fig in figures:
+        md += [f"![{fig.stem}]({fig.name})", "", CAPTIONS.get(fig.name, ""), ""]
+    markdown = out / "report.md"
+    markdown.write_text("\n".join(md))
+    page = out / "report.html"
+    page.write_text(_html(title, summary, sections, figures))
+    return markdown, page
+
+
+def _html(title: str, summary: str, sections: list[tuple[str, str]], figures: list[Path]) -> str:
+    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(summary)}</p>"]
+    for heading, table in sections:
+        body.append(f"<h2>{html.escape(heading)}</h2>")
+        body.append(_markdown_to_html(table))
+    body.append("<h2>Figures</h2>")
+    for fig in figures:
+        data = base64.b64encode(fig.read_bytes()).decode("ascii")
+        caption = html.escape(CAPTIONS.get(fig.name, fig.stem))
+        body.append(
+            f'<figure><img alt="{fig.stem}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{caption}</figcaption></figure>"
+        )
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"
+        "color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+        "padding:4px 10px;text-align:right}td:first-child,th:first-child{text-align:left}"
+        "img{max-width:100%}figcaption{color:#555;font-size:0.9em}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    )
+
+
+def _markdown_to_html(text: str) -> str:
+    """The tables and paragraphs :mod:`consumers.evaluate` writes, as HTML."""
+    out, rows = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            if set(line.replace("|", "").strip()) <= set("-: "):
+                continue
+            rows.append(
+                [html.escape(c.strip().replace("**", "")) for c in line.strip("|").split("|")]
+            )
+            continue
+        if rows:
+            head, *rest = rows
+            out.append(
+                "<table><tr>"
+                + "".join(f"<th>{c}</th>" for c in head)
+                + "</tr>"
+                + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rest)
+                + "</table>"
+            )
+            rows = []
+        if line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    return "\n".join(out)

@@ -1,0 +1,206 @@
+"""The producer's commands: ``run-one``, ``produce`` and ``submit``.
+
+``lammps_stream.cli`` builds the parser and calls these; they use only ``producers`` and
+the shared ``lammps_stream`` core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from lammps_stream.config import Config
+from lammps_stream.console import console as _console
+from lammps_stream.errors import UsageError
+
+
+def run_one(config: Config, args: argparse.Namespace) -> int:
+    from producers.launch import launch, run_one_here
+    from producers.mpi import inside_mpi_launch
+
+    def report(summary: dict[str, Any]) -> None:
+        if args.json:
+            print(json.dumps(summary), flush=True)
+        else:
+            print_run(_console(), summary)
+
+    plan = _run_one_plan(config, args)
+    if inside_mpi_launch():
+        summary = run_one_here(config, plan, submitted_at=args.submitted_at, report=report)
+        if summary is None:  # ranks other than 0 report nothing
+            return 0
+    else:
+        summary = launch(config, plan, config.producer.timeout_seconds).__dict__
+        report(summary)
+    return 0 if summary["status"] == "ok" else 1
+
+
+def _run_one_plan(config: Config, args: argparse.Namespace) -> Any:
+    """The run ``run-one`` flags describe, or line ``--index`` of a ``--plan`` file."""
+    from producers.sampling import RunPlan, read_plan
+
+    if args.plan:
+        return read_plan(args.plan, args.index)
+    deck = args.deck or config.producer.deck
+    params: dict[str, Any] = {
+        "deck": deck,
+        "x": args.x,
+        "y": args.y,
+        "z": args.z,
+        "steps": args.steps or _default_steps(deck, config),
+        "ranks": args.np or config.producer.np,
+        "threads": args.threads or config.producer.threads,
+    }
+    if args.var:
+        params["vars"] = dict(args.var)
+    if args.run_id:
+        return RunPlan(params=params, split=args.split, run_id=args.run_id)
+    return RunPlan(params=params, split=args.split)
+
+
+def _default_steps(deck: str, config: Config) -> int:
+    from producers.decks import resolve_deck
+
+    return config.producer.steps or resolve_deck(deck).default_steps
+
+
+def print_run(console: Any, summary: dict[str, Any]) -> None:
+    p = summary["params"]
+    size = f"{p['deck']} {p['x']}×{p['y']}×{p['z']} steps={p['steps']} np={p['ranks']}"
+    if summary["status"] == "ok":
+        console.print(
+            f"[green]✓[/green] {summary['run_id'][:8]} {summary['split']:5} {size}: "
+            f"{summary['wall_seconds']:.2f} s → {summary['delivery']}"
+        )
+    else:
+        console.print(
+            f"[red]✗[/red] {summary['run_id'][:8]} {size}: {summary['error']} → "
+            f"{summary['delivery']}"
+        )
+
+
+def produce(config: Config, args: argparse.Namespace) -> int:
+    from producers.publisher import Publisher
+
+    if args.flush:
+        publisher = Publisher(config)
+        try:
+            sent = publisher.flush_spool()
+        finally:
+            publisher.close()
+        _console().print(f"flushed {len(sent)} spooled record(s) to {config.kafka.topics.runs}")
+        if args.count is None:
+            return 0
+    sampler = args.sampler or config.producer.sampler
+    if args.count is None and sampler != "grid":
+        raise UsageError("produce: give --count N (how many runs), or --flush to replay the spool")
+    plans = plan_from_args(config, args, sampler)
+    if args.dry_run:
+        print_plans(_console(), plans)
+        return 0
+    reports = launch_plans(config, plans)
+    return 0 if all(r.status == "ok" for r in reports) else 1
+
+
+def plan_from_args(config: Config, args: argparse.Namespace, sampler: str) -> list[Any]:
+    """The runs that the ``produce``/``submit`` flags ask for."""
+    from producers.sampling import plan_runs
+    from producers.space import ParameterSpace, space_from_config
+
+    if args.space:
+        space = ParameterSpace.from_file(args.space)
+    else:
+        space = space_from_config(config.producer)
+    space = space.fixed(deck=args.deck, ranks=args.np)
+    return plan_runs(space, args.count, sampler=sampler, seed=args.seed, split=args.split)
+
+
+def print_plans(console: Any, plans: list[Any]) -> None:
+    from rich.table import Table
+
+    title = f"{len(plans)} planned runs (dry run: nothing launched)"
+    table = Table(
+        "#", "run", "split", "deck", "x", "y", "z", "steps", "ranks", "threads", "vars", title=title
+    )
+    for i, plan in enumerate(plans):
+        p = plan.params
+        extra = " ".join(f"{k}={v}" for k, v in p.get("vars", {}).items())
+        sizes = [str(p[k]) for k in ("x", "y", "z", "steps", "ranks", "threads")]
+        table.add_row(str(i), plan.run_id[:8], plan.split, str(p["deck"]), *sizes, extra)
+    console.print(table)
+
+
+def launch_plans(config: Config, plans: list[Any], label: str = "") -> list[Any]:
+    """Launch ``plans`` one after another with a progress bar (``produce`` and ``demo``)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from producers.launch import produce as launch_all
+    from producers.mpi import mpiexec
+
+    mpiexec(config.producer.mpiexec)
+    split = plans[0].split if plans else "train"
+    console = _console()
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task(label or f"{split} runs", total=len(plans))
+
+        def done(report: Any) -> None:
+            print_run(progress.console, report.__dict__)
+            progress.advance(task)
+
+        return launch_all(config, plans, on_done=done)
+
+
+def submit(config: Config, args: argparse.Namespace) -> int:
+    from producers import submit as submission
+
+    sampler = args.sampler or config.producer.sampler
+    if args.count is None and sampler != "grid":
+        raise UsageError(f"submit {args.scheduler}: give --count N (how many runs)")
+    plans = plan_from_args(config, args, sampler)
+    console = _console()
+    if args.dry_run:
+        print_plans(console, plans)
+        return 0
+    job = submission.write_job(config, plans, args.scheduler)
+    count = len(job.plan.read_text().splitlines())
+    if args.print:
+        print(job.script.read_text(), end="")
+        console.print(
+            f"[dim]not submitted; script, plan and config are in {job.directory}[/dim]",
+            highlight=False,
+        )
+        return 0
+    if args.scheduler == "flux":
+        job_id = submission.flux_batch(job.script)
+        console.print(f"submitted Flux batch job {job_id}: {count} runs; files in {job.directory}")
+        return 0
+    job_id = submission.sbatch(job.script)
+    console.print(f"submitted Slurm job array {job_id}: {count} tasks; files in {job.directory}")
+    if not args.wait:
+        return 0
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task(f"job {job_id}", total=count)
+        states = submission.wait_for_array(
+            job_id, count, lambda done: progress.update(task, completed=done)
+        )
+    failed = {t: s for t, s in states.items() if s != "COMPLETED"}
+    for t, s in sorted(failed.items()):
+        console.print(f"[red]task {t}: {s}[/red] (see {job.directory}/slurm-{job_id}_{t}.out)")
+    console.print(f"{len(states) - len(failed)} of {count} tasks completed")
+    return 1 if failed or len(states) < count else 0
