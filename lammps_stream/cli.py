@@ -28,25 +28,29 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1, for ``--count``, ``--np`` and the sizes."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``, refused with a one-line reason.
+
+    >>> whole_number(1)("3")
+    3
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number >= {minimum}, got {text!r}"
+            ) from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+positive_int = whole_number(1)
+non_negative_int = whole_number(0)
 
 
 def key_value(text: str) -> tuple[str, str]:
@@ -180,6 +184,7 @@ def build_parser() -> Parser:
     produce = sub.add_parser("produce", help="launch N runs at random sizes")
     _add_plan_flags(produce)
     produce.add_argument("--flush", action="store_true", help="replay spooled records first")
+    produce.add_argument("--replay", metavar="FILE", help="publish recorded RunRecords (JSONL)")
     produce.set_defaults(handler="producers.commands:produce")
 
     submit = sub.add_parser("submit", help="submit runs as a Slurm job array or Flux jobs")

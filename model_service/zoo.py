@@ -1,7 +1,7 @@
 """The river models the service can run, by name.
 
 >>> sorted(MODELS)
-['bayes_linear', 'hoeffding_tree', 'linear', 'pa']
+['bayes_linear', 'bayes_log', 'hoeffding_tree', 'linear', 'pa']
 >>> model = build_models(["linear"])["linear"]
 >>> model.learn_one({"a": 1.0}, 2.0)
 >>> round(model.predict_one({"a": 1.0}), 3) >= 0
@@ -48,17 +48,30 @@ def _hoeffding_tree() -> Any:
     )
 
 
+def _bayes_log() -> Any:
+    import math
+
+    from river import compose, linear_model
+
+    from model_service.features import log_features
+
+    regressor = compose.FuncTransformer(log_features) | linear_model.BayesianLinearRegression()
+    return compose.TargetTransformRegressor(regressor, func=math.log, inverse_func=math.exp)
+
+
 MODELS: dict[str, Callable[[], Any]] = {
     "linear": _linear,
     "bayes_linear": _bayes_linear,
     "pa": _pa,
     "hoeffding_tree": _hoeffding_tree,
+    "bayes_log": _bayes_log,
 }
 DESCRIPTIONS = {
     "linear": "TargetStandardScaler(StandardScaler | LinearRegression, SGD 0.05)",
     "bayes_linear": "BayesianLinearRegression on the raw features",
     "pa": "TargetStandardScaler(StandardScaler | PARegressor, C=0.1)",
     "hoeffding_tree": "HoeffdingTreeRegressor, Bayesian linear models in its leaves",
+    "bayes_log": "BayesianLinearRegression on log work measures, learning log wall time",
 }
 
 

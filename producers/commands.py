@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from lammps_stream.config import Config
@@ -92,6 +93,8 @@ def produce(config: Config, args: argparse.Namespace) -> int:
         _console().print(f"flushed {len(sent)} spooled record(s) to {config.kafka.topics.runs}")
         if args.count is None:
             return 0
+    if args.replay:
+        return replay(config, args.replay)
     sampler = args.sampler or config.producer.sampler
     if args.count is None and sampler != "grid":
         raise UsageError("produce: give --count N (how many runs), or --flush to replay the spool")
@@ -101,6 +104,40 @@ def produce(config: Config, args: argparse.Namespace) -> int:
         return 0
     reports = launch_plans(config, plans)
     return 0 if all(r.status == "ok" for r in reports) else 1
+
+
+def replay(config: Config, path: str) -> int:
+    """Publish recorded RunRecords (JSON lines) again, as they are: a recorded campaign
+    can be streamed through a fresh service. Invalid lines are reported and skipped."""
+    from lammps_stream.errors import InvalidRecordError
+    from lammps_stream.schemas import decode_run_record
+    from producers.publisher import Publisher
+
+    try:
+        lines = Path(path).read_bytes().splitlines()
+    except OSError as exc:
+        raise UsageError(f"--replay {path}: cannot read it ({exc.strerror})") from None
+    publisher = Publisher(config)
+    sent = skipped = 0
+    try:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = decode_run_record(line)
+            except InvalidRecordError as err:
+                _console().print(f"[red]line {number}: {err} ({err.code}); skipped[/red]")
+                skipped += 1
+                continue
+            publisher.publish(record)
+            sent += 1
+    finally:
+        publisher.close()
+    _console().print(
+        f"replayed {sent} record(s) from {path} to {config.kafka.topics.runs}"
+        + (f"; skipped {skipped}" if skipped else "")
+    )
+    return 1 if skipped else 0
 
 
 def plan_from_args(config: Config, args: argparse.Namespace, sampler: str) -> list[Any]:

@@ -145,17 +145,12 @@ def format_storage(config: Config, properties: Path, data_dir: Path) -> None:
     """Format KRaft storage once; a formatted directory is left as it is."""
     if (data_dir / "meta.properties").is_file():
         return
-    cluster_id = subprocess.run(
-        java_command(config, STORAGE_MAIN, ["random-uuid"], "log4j2-tools.xml"),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if cluster_id.returncode != 0:
-        raise StackError(
-            f"Kafka StorageTool random-uuid failed: {cluster_id.stderr.strip()[-300:]}"
-        )
-    args = ["format", "--standalone", "-t", cluster_id.stdout.strip(), "-c", str(properties)]
+    cluster_id = _storage_tool(config, ["random-uuid"]).strip()
+    _storage_tool(config, ["format", "--standalone", "-t", cluster_id, "-c", str(properties)])
+
+
+def _storage_tool(config: Config, args: list[str]) -> str:
+    """Run ``kafka.tools.StorageTool``; its stdout, or :class:`StackError` with its output."""
     result = subprocess.run(
         java_command(config, STORAGE_MAIN, args, "log4j2-tools.xml"),
         capture_output=True,
@@ -163,9 +158,9 @@ def format_storage(config: Config, properties: Path, data_dir: Path) -> None:
         check=False,
     )
     if result.returncode != 0:
-        raise StackError(
-            f"Kafka storage format failed: {(result.stdout + result.stderr).strip()[-300:]}"
-        )
+        output = (result.stdout + result.stderr).strip()[-300:]
+        raise StackError(f"Kafka StorageTool {args[0]} failed: {output}")
+    return result.stdout
 
 
 def broker_command(config: Config, properties: Path, logs_dir: Path) -> list[str]:

@@ -158,3 +158,22 @@ def test_produce_launches_runs_with_progress(stack: Config, cli) -> None:
     mine = [r for r in records if r.get("run_id", "")[:8] in ids]
     assert len(mine) == 2 and all(r["split"] == "test" and r["status"] == "ok" for r in mine)
     assert all(1 <= r["params"]["x"] <= 3 for r in mine)
+
+
+def test_replay_publishes_recorded_runs_and_reports_bad_lines(stack: Config, cli, tmp_path) -> None:
+    first, second = new_id(), new_id()
+    path = tmp_path / "runs.jsonl"
+    path.write_bytes(
+        encode(example_run_record(run_id=first))
+        + b"\n{broken\n"
+        + encode(example_run_record(run_id=second, split="test"))
+        + b"\n"
+    )
+    result = cli("produce", "--replay", str(path))
+    assert result.returncode == 1
+    assert "line 2:" in result.stdout and "malformed_json" in result.stdout
+    assert "replayed 2 record(s)" in result.stdout
+    for run_id in (first, second):
+        assert len(_predictions_for(stack, run_id, len(stack.service.models))) == len(
+            stack.service.models
+        )

@@ -69,30 +69,27 @@ def test_unreachable_broker() -> None:
     assert "lammps-stream stack up" in line
 
 
-def test_missing_maven(tmp_path: Path) -> None:
-    env = {
+def _no_tools_env(tmp_path: Path) -> dict[str, str]:
+    """A PATH with nothing on it, and a stack of its own on unused ports."""
+    return {
         "PATH": str(tmp_path),
         "LAMMPS_STREAM_STACK_CACHE_DIR": str(tmp_path / "cache"),
         "LAMMPS_STREAM_STACK_STATE_DIR": str(tmp_path / "state"),
         "LAMMPS_STREAM_KAFKA_BOOTSTRAP": "127.0.0.1:19992",
         "LAMMPS_STREAM_KAFKA_CONTROLLER_PORT": "19993",
     }
-    line = one_line_error(run("stack", "up", env=env))
+
+
+def test_missing_maven(tmp_path: Path) -> None:
+    line = one_line_error(run("stack", "up", env=_no_tools_env(tmp_path)))
     assert "mvn not found on PATH; install it" in line
 
 
 def test_missing_java(tmp_path: Path) -> None:
     libs = tmp_path / "cache" / "kafka-4.1.1" / "libs"
     libs.mkdir(parents=True)
-    (libs / ".complete").write_text("4.1.1\n")
-    env = {
-        "PATH": str(tmp_path),
-        "LAMMPS_STREAM_STACK_CACHE_DIR": str(tmp_path / "cache"),
-        "LAMMPS_STREAM_STACK_STATE_DIR": str(tmp_path / "state"),
-        "LAMMPS_STREAM_KAFKA_BOOTSTRAP": "127.0.0.1:19992",
-        "LAMMPS_STREAM_KAFKA_CONTROLLER_PORT": "19993",
-    }
-    line = one_line_error(run("stack", "up", env=env))
+    (libs / ".complete").write_text("4.1.1\n")  # jars cached: java is the next thing needed
+    line = one_line_error(run("stack", "up", env=_no_tools_env(tmp_path)))
     assert "java not found on PATH; install it" in line
 
 
