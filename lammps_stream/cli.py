@@ -80,11 +80,8 @@ def cmd_stack(config: Config, args: argparse.Namespace) -> int:
         print(status_json(rows))
     else:
         _print_status(console, rows)
-    return (
-        0
-        if all(row.healthy for row in rows if row.name == "kafka" or config.stack.start_service)
-        else 1
-    )
+    expected = [row for row in rows if row.name == "kafka" or config.stack.start_service]
+    return 0 if all(row.healthy for row in expected) else 1
 
 
 def _print_status(console: Any, rows: list[Any]) -> None:

@@ -71,7 +71,7 @@ class ServiceConfig:
     http_host: str = "127.0.0.1"
     http_port: int = 6066
     models: list[str] = field(
-        default_factory=lambda: ["linear", "bayes_linear", "pa", "hoeffding_tree"]
+        default_factory=lambda: ["linear", "bayes_linear", "pa", "hoeffding_tree", "bayes_log"]
     )
     interval_coverage: float = 0.9
     log_level: str = "info"

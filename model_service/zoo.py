@@ -2,9 +2,15 @@
 
 >>> sorted(MODELS)
 ['bayes_linear', 'bayes_log', 'hoeffding_tree', 'linear', 'pa']
->>> model = build_models(["linear"])["linear"]
->>> model.learn_one({"a": 1.0}, 2.0)
->>> round(model.predict_one({"a": 1.0}), 3) >= 0
+
+Every model takes :func:`~model_service.features.features` of a run's parameters and
+predicts its wall time in seconds:
+
+>>> from model_service.features import features
+>>> x = features({"deck": "lj", "x": 2, "y": 1, "z": 1, "steps": 100, "ranks": 2, "threads": 1})
+>>> model = build_models(["bayes_log"])["bayes_log"]
+>>> model.learn_one(x, 2.0)
+>>> model.predict_one(x) > 0
 True
 """
 
@@ -16,13 +22,32 @@ from typing import Any
 from lammps_stream.errors import ConfigError
 
 
-def _linear() -> Any:
-    from river import linear_model, optim, preprocessing
+def _in_log_space(regressor: Any) -> Any:
+    """``regressor`` fed :func:`~model_service.features.log_features`, learning log wall time."""
+    import math
 
-    regressor = preprocessing.StandardScaler() | linear_model.LinearRegression(
-        optimizer=optim.SGD(0.05), intercept_lr=0.05
+    from river import compose
+
+    from model_service.features import log_features
+
+    return compose.TargetTransformRegressor(
+        compose.FuncTransformer(log_features) | regressor, func=math.log, inverse_func=_exp
     )
-    return preprocessing.TargetStandardScaler(regressor)
+
+
+def _exp(value: float) -> float:
+    """``exp`` that an untrained model's wild guess cannot overflow."""
+    import math
+
+    return math.exp(min(value, 30.0))
+
+
+def _linear() -> Any:
+    from river import linear_model, optim
+
+    return _in_log_space(
+        linear_model.LinearRegression(optimizer=optim.SGD(0.01), intercept_lr=0.01)
+    )
 
 
 def _bayes_linear() -> Any:
@@ -34,29 +59,25 @@ def _bayes_linear() -> Any:
 
 
 def _pa() -> Any:
-    from river import linear_model, preprocessing
+    from river import linear_model
 
-    regressor = preprocessing.StandardScaler() | linear_model.PARegressor(C=0.1, eps=0.01)
-    return preprocessing.TargetStandardScaler(regressor)
+    return _in_log_space(linear_model.PARegressor(C=0.01, eps=0.01))
 
 
 def _hoeffding_tree() -> Any:
     from river import linear_model, tree
 
-    return tree.HoeffdingTreeRegressor(
-        grace_period=20, leaf_prediction="model", leaf_model=linear_model.BayesianLinearRegression()
+    leaf = linear_model.BayesianLinearRegression(beta=100.0)
+    return _in_log_space(
+        tree.HoeffdingTreeRegressor(grace_period=20, leaf_prediction="model", leaf_model=leaf)
     )
 
 
 def _bayes_log() -> Any:
-    import math
+    from river import linear_model
 
-    from river import compose, linear_model
-
-    from model_service.features import log_features
-
-    regressor = compose.FuncTransformer(log_features) | linear_model.BayesianLinearRegression()
-    return compose.TargetTransformRegressor(regressor, func=math.log, inverse_func=math.exp)
+    # beta is the noise precision: residuals of log wall time are ~0.1, so ~100.
+    return _in_log_space(linear_model.BayesianLinearRegression(beta=100.0))
 
 
 MODELS: dict[str, Callable[[], Any]] = {
@@ -67,11 +88,11 @@ MODELS: dict[str, Callable[[], Any]] = {
     "bayes_log": _bayes_log,
 }
 DESCRIPTIONS = {
-    "linear": "TargetStandardScaler(StandardScaler | LinearRegression, SGD 0.05)",
-    "bayes_linear": "BayesianLinearRegression on the raw features",
-    "pa": "TargetStandardScaler(StandardScaler | PARegressor, C=0.1)",
-    "hoeffding_tree": "HoeffdingTreeRegressor, Bayesian linear models in its leaves",
-    "bayes_log": "BayesianLinearRegression on log work measures, learning log wall time",
+    "linear": "LinearRegression (SGD 0.01) on log work measures, learning log wall time",
+    "bayes_linear": "BayesianLinearRegression on the work measures per deck, in seconds",
+    "pa": "PARegressor (C=0.01) on log work measures, learning log wall time",
+    "hoeffding_tree": "HoeffdingTreeRegressor with Bayesian linear leaves, in log space",
+    "bayes_log": "BayesianLinearRegression (beta=100) on log work measures, log wall time",
 }
 
 
@@ -88,10 +109,12 @@ def build_models(names: list[str]) -> dict[str, Any]:
 def coefficients(model: Any) -> dict[str, float] | None:
     """The weights of a linear model (inside a target scaler or pipeline), else None.
 
+    >>> from model_service.features import features
+    >>> x = features({"deck": "lj", "x": 2, "y": 1, "z": 1, "steps": 100, "ranks": 2, "threads": 1})
     >>> model = build_models(["pa"])["pa"]
-    >>> model.learn_one({"a": 1.0}, 2.0)
-    >>> list(coefficients(model))
-    ['a']
+    >>> model.learn_one(x, 2.0)
+    >>> "log_steps|lj" in coefficients(model)
+    True
     >>> coefficients(build_models(["hoeffding_tree"])["hoeffding_tree"]) is None
     True
     """

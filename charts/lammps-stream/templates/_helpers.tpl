@@ -1,0 +1,128 @@
+{{/* Names, labels and the pieces every pod of the chart shares. */}}
+
+{{- define "lammps-stream.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "lammps-stream.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "lammps-stream.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "lammps-stream.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: lammps-stream-ml
+{{- end -}}
+
+{{- define "lammps-stream.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "lammps-stream.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "lammps-stream.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "lammps-stream.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "lammps-stream.image" -}}
+{{- printf "%s:%s" .image.repository (.image.tag | default .root.Chart.AppVersion) -}}
+{{- end -}}
+
+{{/* Environment every lammps-stream container gets: the config file, the keys a pod decides
+itself, and the Secrets. Takes (dict "root" $ "extra" list). */}}
+{{- define "lammps-stream.env" -}}
+{{- $root := .root -}}
+- name: LAMMPS_STREAM_CONFIG
+  value: /etc/lammps-stream/lammps-stream.yaml
+- name: LAMMPS_STREAM_STACK_STATE_DIR
+  value: /var/lib/lammps-stream/state
+- name: LAMMPS_STREAM_STACK_CACHE_DIR
+  value: /var/lib/lammps-stream/cache
+- name: LAMMPS_STREAM_PRODUCER_SPOOL_DIR
+  value: /var/lib/lammps-stream/spool
+- name: LAMMPS_STREAM_PRODUCER_JOBS_DIR
+  value: /var/lib/lammps-stream/jobs
+- name: HOME
+  value: /tmp
+- name: PYTHONDONTWRITEBYTECODE
+  value: "1"
+{{- range .extra }}
+- {{ toYaml . | nindent 2 | trim }}
+{{- end }}
+{{- with $root.Values.secrets.kafka }}
+{{- if .existingSecret }}
+{{- range $name, $key := .env }}
+- name: {{ $name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $root.Values.secrets.kafka.existingSecret }}
+      key: {{ $key }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if and .service $root.Values.secrets.snapshotKey.existingSecret }}
+- name: {{ $root.Values.secrets.snapshotKey.env }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $root.Values.secrets.snapshotKey.existingSecret }}
+      key: {{ $root.Values.secrets.snapshotKey.key }}
+{{- end }}
+{{- end -}}
+
+{{- define "lammps-stream.volumeMounts" -}}
+- name: config
+  mountPath: /etc/lammps-stream
+  readOnly: true
+- name: state
+  mountPath: /var/lib/lammps-stream
+- name: tmp
+  mountPath: /tmp
+{{- end -}}
+
+{{- define "lammps-stream.volumes" -}}
+- name: config
+  configMap:
+    name: {{ include "lammps-stream.fullname" . }}-config
+- name: state
+  emptyDir: {}
+- name: tmp
+  emptyDir: {}
+{{- end -}}
+
+{{/* The plan every producer variant runs: jobs.plan (a plans.jsonl) or one line per jobs.runs
+entry. Fails, naming the value, when neither is given or a line is not a planned run. */}}
+{{- define "lammps-stream.planLines" -}}
+{{- $lines := list -}}
+{{- if .Values.jobs.plan -}}
+{{- range $i, $line := splitList "\n" (trim .Values.jobs.plan) -}}
+{{- $run := fromJson $line -}}
+{{- if or (hasKey $run "Error") (not (hasKey $run "params")) (not (hasKey $run "run_id")) -}}
+{{- fail (printf "jobs.plan: line %d is not a planned run (a JSON object with run_id, split, params, as `lammps-stream submit ... --print` writes): %s" (add1 $i) $line) -}}
+{{- end -}}
+{{- $lines = append $lines (trim $line) -}}
+{{- end -}}
+{{- else -}}
+{{- range $i, $run := .Values.jobs.runs -}}
+{{- $params := dict "deck" $run.deck "x" ($run.x | default 1) "y" ($run.y | default 1) "z" ($run.z | default 1) "steps" $run.steps "ranks" $run.ranks "threads" ($run.threads | default 1) -}}
+{{- $lines = append $lines (dict "run_id" ($run.run_id | default (uuidv4)) "split" ($run.split | default "train") "params" $params | toJson) -}}
+{{- end -}}
+{{- end -}}
+{{- if not $lines -}}
+{{- fail "jobs: a producer job is enabled but there is nothing to run; give jobs.runs (a list of runs) or jobs.plan (--set-file jobs.plan=plans.jsonl)" -}}
+{{- end -}}
+{{- toJson $lines -}}
+{{- end -}}

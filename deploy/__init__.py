@@ -1,0 +1,1 @@
+"""Deployment tooling shared by the charts, the dashboards and their checks (tests/deploy)."""

@@ -1,0 +1,1 @@
+"""The Grafana dashboards, defined once in :mod:`deploy.dashboards.build`."""

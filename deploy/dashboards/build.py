@@ -1,0 +1,374 @@
+"""The Grafana dashboards of lammps-stream-ml: the one source of truth.
+
+Each dashboard is a list of panels, each panel a few PromQL queries. ``main`` writes them as
+Grafana JSON into ``charts/lammps-stream/dashboards/``, where the chart packs them into
+ConfigMaps labelled ``grafana_dashboard: "1"`` (and from where they can be imported into any
+Grafana by hand). tests/deploy checks that the JSON there is what this module builds, that
+every query passes ``promtool check rules``, and that every query returns data from a real
+Prometheus scraping a real model service.
+
+    python -m deploy.dashboards.build           # rewrite the JSON files
+    python -m deploy.dashboards.build --check   # exit 1 if they differ from this module
+
+Queries may use Grafana's ``$__rate_interval``; nothing else is templated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT_DIR = ROOT / "charts" / "lammps-stream" / "dashboards"
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+RATE = "$__rate_interval"
+# Panels whose series come from outside the model service and the producers' Pushgateway:
+# the checks against a real Prometheus name them instead of querying them.
+EXTERNAL_SOURCE_TAG = "source: kafka-exporter"
+
+
+@dataclass(frozen=True)
+class Query:
+    expr: str
+    legend: str = ""
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    description: str
+    queries: tuple[Query, ...]
+    unit: str = "short"
+    kind: str = "timeseries"  # timeseries or stat
+    width: int = 12
+    height: int = 8
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    uid: str
+    title: str
+    description: str
+    panels: tuple[Panel, ...]
+    tags: tuple[str, ...] = field(default=("lammps-stream",))
+
+
+def q(expr: str, legend: str = "") -> Query:
+    return Query(" ".join(expr.split()), legend)
+
+
+PIPELINE = Dashboard(
+    uid="lammps-stream-pipeline",
+    title="lammps-stream: pipeline health",
+    description=(
+        "Records flowing from lammps.runs through the model service: throughput by outcome, "
+        "consumer lag, dead letters and end-to-end latency (run finished -> prediction "
+        "published). Series from the service's /metrics; the lag panel needs kafka-exporter."
+    ),
+    panels=(
+        Panel(
+            "Records per second, by outcome",
+            "Run records the service handled: learned (train), test (predicted, never learned), "
+            "failed runs (counted, not learned), duplicates (run_id seen before), dead letters.",
+            (q(f"sum by (outcome) (rate(lammps_stream_records_total[{RATE}]))", "{{outcome}}"),),
+            unit="reqps",
+        ),
+        Panel(
+            "Predictions per second, by model",
+            "Predictions published to lammps.predictions.",
+            (q(f"sum by (model) (rate(lammps_stream_predictions_total[{RATE}]))", "{{model}}"),),
+            unit="reqps",
+        ),
+        Panel(
+            "Consumer lag of the model service",
+            "Messages on each topic not yet consumed by the service's consumer group (its "
+            "service.app_id). Faust does not export its lag: these series come from "
+            "kafka-exporter (the kafka-stack chart deploys it with Strimzi's kafkaExporter or, "
+            f"without Strimzi, as a Deployment). {EXTERNAL_SOURCE_TAG}",
+            (
+                q(
+                    "sum by (consumergroup, topic) "
+                    '(kafka_consumergroup_lag{consumergroup=~"lammps-stream.*"})',
+                    "{{consumergroup}} {{topic}}",
+                ),
+            ),
+        ),
+        Panel(
+            "Dead letters per second, by reason",
+            "Records sent to lammps.dlq, by reason code (malformed_json, missing_field, "
+            "non_positive_wall_time, ...). Read them with `lammps-stream kafka console-consumer "
+            "--topic lammps.dlq`.",
+            (q(f"sum by (reason) (rate(lammps_stream_dead_letters_total[{RATE}]))", "{{reason}}"),),
+            unit="reqps",
+        ),
+        Panel(
+            "End-to-end latency",
+            "From a run's finished_at to its prediction being published: p50, p95, p99.",
+            tuple(
+                q(
+                    f"histogram_quantile({p}, sum by (le) "
+                    f"(rate(lammps_stream_end_to_end_latency_seconds_bucket[{RATE}])))",
+                    f"p{round(p * 100)}",
+                )
+                for p in (0.5, 0.95, 0.99)
+            ),
+            unit="s",
+        ),
+        Panel(
+            "Records by outcome, in total",
+            "Counts since the worker started.",
+            (q("sum by (outcome) (lammps_stream_records_total)", "{{outcome}}"),),
+            kind="stat",
+        ),
+    ),
+)
+
+MODELS = Dashboard(
+    uid="lammps-stream-models",
+    title="lammps-stream: model quality",
+    description=(
+        "How good each river model's wall-time prediction is, over time: prequential scores "
+        "(predict, then learn, on train records) and scores on the held-out test split."
+    ),
+    panels=(
+        Panel(
+            "Prequential MAE, by model",
+            "Mean absolute error of each prediction made before learning the record.",
+            (q("lammps_stream_prequential_mae_seconds", "{{model}}"),),
+            unit="s",
+            min=0,
+        ),
+        Panel(
+            "Prequential R², by model",
+            "Coefficient of determination of the prequential predictions (1 is perfect).",
+            (q("lammps_stream_prequential_r2_ratio", "{{model}}"),),
+            unit="none",
+            max=1,
+        ),
+        Panel(
+            "Test-split MAE, by model",
+            "Mean absolute error on test records (predicted and scored, never learned).",
+            (q("lammps_stream_test_mae_seconds", "{{model}}"),),
+            unit="s",
+            min=0,
+        ),
+        Panel(
+            "Test-split R², by model",
+            "R² on the test records.",
+            (q("lammps_stream_test_r2_ratio", "{{model}}"),),
+            unit="none",
+            max=1,
+        ),
+        Panel(
+            "Prequential RMSE and MAPE, by model",
+            "Root mean squared error (seconds) and mean absolute percentage error (ratio).",
+            (
+                q("lammps_stream_prequential_rmse_seconds", "RMSE {{model}}"),
+                q("lammps_stream_prequential_mape_ratio", "MAPE {{model}}"),
+            ),
+        ),
+        Panel(
+            "Records learned, by model",
+            "Train records each model has learned.",
+            (q("lammps_stream_model_learned_records", "{{model}}"),),
+            min=0,
+        ),
+        Panel(
+            "Learn and predict time (p95), by model",
+            "Time of one learn_one / predict_one call.",
+            (
+                q(
+                    "histogram_quantile(0.95, sum by (le, model) "
+                    f"(rate(lammps_stream_learn_seconds_bucket[{RATE}])))",
+                    "learn {{model}}",
+                ),
+                q(
+                    "histogram_quantile(0.95, sum by (le, model) "
+                    f"(rate(lammps_stream_predict_seconds_bucket[{RATE}])))",
+                    "predict {{model}}",
+                ),
+            ),
+            unit="s",
+            width=24,
+        ),
+    ),
+)
+
+RUNS = Dashboard(
+    uid="lammps-stream-runs",
+    title="lammps-stream: LAMMPS runs",
+    description=(
+        "What the producers ran, from the figures each run pushes to the Prometheus "
+        "Pushgateway (producer.pushgateway): the gateway keeps the last run of each deck on "
+        "each host, so these panels sample the latest runs over time. Every run, with its "
+        "full parameters, is on lammps.runs."
+    ),
+    panels=(
+        Panel(
+            "Wall time of the last run, by deck and host",
+            "result.wall_seconds of the latest run of each deck on each host.",
+            (
+                q(
+                    "max by (deck, instance) (lammps_stream_run_wall_seconds)",
+                    "{{deck}} {{instance}}",
+                ),
+            ),
+            unit="s",
+        ),
+        Panel(
+            "Size of the last run (atoms), by deck",
+            "Atoms in the latest run of each deck: the replication x*y*z times the deck's cell.",
+            (q("max by (deck, instance) (lammps_stream_run_atoms)", "{{deck}} {{instance}}"),),
+        ),
+        Panel(
+            "Wall time per million atoms, by deck",
+            "The last run's wall time divided by its size, to compare runs of different sizes.",
+            (
+                q(
+                    "max by (deck, instance) (lammps_stream_run_wall_seconds) "
+                    "/ (max by (deck, instance) (lammps_stream_run_atoms) / 1e6)",
+                    "{{deck}} {{instance}}",
+                ),
+            ),
+            unit="s",
+        ),
+        Panel(
+            "Timesteps per second, by deck",
+            "Simulation speed of the latest run (steps / loop time).",
+            (
+                q(
+                    "max by (deck, instance) (lammps_stream_run_timesteps_per_second)",
+                    "{{deck}} {{instance}}",
+                ),
+            ),
+        ),
+        Panel(
+            "MPI ranks of the last run, by deck",
+            "How many ranks the latest run of each deck used.",
+            (q("max by (deck, instance) (lammps_stream_run_ranks)", "{{deck}} {{instance}}"),),
+        ),
+        Panel(
+            "Last run failed, by deck",
+            "1 when the latest run of the deck on that host failed (error, abort or timeout).",
+            (q("max by (deck, instance) (lammps_stream_run_failed)", "{{deck}} {{instance}}"),),
+            min=0,
+            max=1,
+        ),
+    ),
+)
+
+DASHBOARDS = (PIPELINE, MODELS, RUNS)
+
+
+def panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
+    defaults: dict[str, Any] = {"unit": panel.unit}
+    if panel.min is not None:
+        defaults["min"] = panel.min
+    if panel.max is not None:
+        defaults["max"] = panel.max
+    body: dict[str, Any] = {
+        "id": panel_id,
+        "type": panel.kind,
+        "title": panel.title,
+        "description": panel.description,
+        "datasource": DATASOURCE,
+        "gridPos": {"h": panel.height, "w": panel.width, "x": x, "y": y},
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "targets": [
+            {
+                "refId": chr(ord("A") + i),
+                "datasource": DATASOURCE,
+                "expr": query.expr,
+                "legendFormat": query.legend,
+                "range": True,
+            }
+            for i, query in enumerate(panel.queries)
+        ],
+    }
+    if panel.kind == "timeseries":
+        body["options"] = {
+            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        }
+    else:
+        body["options"] = {"reduceOptions": {"calcs": ["lastNotNull"]}, "textMode": "auto"}
+    return body
+
+
+def dashboard_json(dashboard: Dashboard) -> dict[str, Any]:
+    """Grafana's dashboard JSON model (schemaVersion 39) for ``dashboard``."""
+    panels = []
+    x = y = row_height = 0
+    for panel_id, panel in enumerate(dashboard.panels, start=1):
+        if x + panel.width > 24:
+            x, y, row_height = 0, y + row_height, 0
+        panels.append(panel_json(panel, panel_id, x, y))
+        x += panel.width
+        row_height = max(row_height, panel.height)
+    return {
+        "uid": dashboard.uid,
+        "title": dashboard.title,
+        "description": dashboard.description + " Generated by deploy/dashboards/build.py.",
+        "tags": list(dashboard.tags),
+        "editable": True,
+        "schemaVersion": 39,
+        "version": 1,
+        "time": {"from": "now-6h", "to": "now"},
+        "refresh": "30s",
+        "timezone": "browser",
+        "templating": {
+            "list": [
+                {
+                    "name": "datasource",
+                    "label": "Prometheus",
+                    "type": "datasource",
+                    "query": "prometheus",
+                    "current": {},
+                    "hide": 0,
+                }
+            ]
+        },
+        "annotations": {"list": []},
+        "panels": panels,
+    }
+
+
+def render(dashboard: Dashboard) -> str:
+    return json.dumps(dashboard_json(dashboard), indent=2, ensure_ascii=False) + "\n"
+
+
+def files() -> dict[Path, str]:
+    """Every dashboard file this module writes, with its content."""
+    return {OUT_DIR / f"{d.uid}.json": render(d) for d in DASHBOARDS}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy.dashboards.build", description=__doc__)
+    parser.add_argument("--check", action="store_true", help="only check the files are current")
+    args = parser.parse_args(argv)
+    stale = [
+        path for path, text in files().items() if not path.is_file() or path.read_text() != text
+    ]
+    if args.check:
+        for path in stale:
+            print(
+                f"{path.relative_to(ROOT)} is not what deploy/dashboards/build.py builds; "
+                "run `python -m deploy.dashboards.build`",
+                file=sys.stderr,
+            )
+        return 1 if stale else 0
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    for path, text in files().items():
+        path.write_text(text)
+        print(f"wrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

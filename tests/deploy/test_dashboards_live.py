@@ -1,0 +1,260 @@
+"""Every dashboard panel's query returns data from a real Prometheus (Debian `prometheus`)
+scraping the real model service of the test stack and a real Pushgateway, after real records:
+train and test runs, a malformed record, and one real LAMMPS run through `run-one`.
+
+The consumer-lag panel is the one exception: its series come from kafka-exporter, which the
+kafka-stack chart deploys in a cluster but which is not available on these machines (it is
+not a Debian package, and the Go module proxy does not serve it), so it is checked by
+promtool only (test_promql.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deploy import checks
+from lammps_stream.broker import make_producer, port_open
+from lammps_stream.config import Config
+from lammps_stream.schemas import encode, example_run_record, new_id, now
+
+pytestmark = pytest.mark.integration
+
+PROMETHEUS_PORT = 19190
+PUSHGATEWAY_PORT = 19191
+TRAIN_SIZES = [(1, 1, 1), (2, 1, 1), (2, 2, 1), (3, 1, 1), (2, 2, 2), (3, 2, 1), (1, 2, 1)]
+TEST_SIZES = [(2, 1, 2), (3, 2, 2), (1, 1, 2)]
+
+
+def _start(command: list[str], port: int, what: str, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while not port_open("127.0.0.1", port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"{what} did not start on port {port}:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
+    assert binary, "prometheus-pushgateway is not installed (.ci/run installs it with apt)"
+    log = tmp_path_factory.mktemp("pushgateway") / "pushgateway.log"
+    proc = _start(
+        # in memory only: Debian's default persistence file would carry series between runs
+        [binary, f"--web.listen-address=127.0.0.1:{PUSHGATEWAY_PORT}", "--persistence.file="],
+        PUSHGATEWAY_PORT,
+        "pushgateway",
+        log,
+    )
+    try:
+        yield f"http://127.0.0.1:{PUSHGATEWAY_PORT}"
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def alert_rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The chart's PrometheusRule as a plain rules file, as docs/kubernetes.md shows."""
+    objects = checks.render(checks.CHARTS[0], checks.CHARTS[0] / "values.yaml")
+    (rule,) = [obj for obj in objects if obj["kind"] == "PrometheusRule"]
+    path = tmp_path_factory.mktemp("rules") / "rules.yml"
+    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    stack: Config, pushgateway: str, alert_rules: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A real Prometheus from deploy/prometheus/prometheus.yml, pointed at the test stack."""
+    binary = shutil.which("prometheus")
+    assert binary, "prometheus is not installed (.ci/run installs it with apt)"
+    root = tmp_path_factory.mktemp("prometheus")
+    config = yaml.safe_load((checks.ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    config["rule_files"] = [str(alert_rules)]
+    targets = {
+        "lammps-stream": f"{stack.service.http_host}:{stack.service.http_port}",
+        "pushgateway": f"127.0.0.1:{PUSHGATEWAY_PORT}",
+    }
+    assert {job["job_name"] for job in config["scrape_configs"]} == set(targets)
+    for job in config["scrape_configs"]:
+        job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
+    (root / "prometheus.yml").write_text(yaml.safe_dump(config))
+    proc = _start(
+        [
+            binary,
+            f"--config.file={root / 'prometheus.yml'}",
+            f"--storage.tsdb.path={root / 'data'}",
+            f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}",
+        ],
+        PROMETHEUS_PORT,
+        "prometheus",
+        root / "prometheus.log",
+    )
+    url = f"http://127.0.0.1:{PROMETHEUS_PORT}"
+    try:
+        wait_for(lambda: _targets_up(url) == set(targets), "both scrape targets up", url)
+        yield url
+    finally:
+        _stop(proc)
+
+
+def api(url: str, path: str, **params: str) -> Any:
+    query = f"?{urllib.parse.urlencode(params)}" if params else ""
+    with urllib.request.urlopen(f"{url}/api/v1/{path}{query}", timeout=10) as response:
+        body = json.load(response)
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def instant(url: str, expr: str) -> list[dict[str, Any]]:
+    return api(url, "query", query=expr)["result"]
+
+
+def _targets_up(url: str) -> set[str]:
+    active = api(url, "targets")["activeTargets"]
+    return {t["labels"]["job"] for t in active if t["health"] == "up"}
+
+
+def wait_for(condition: Any, what: str, url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what} (Prometheus at {url})")
+        time.sleep(0.5)
+
+
+def _value(url: str, expr: str) -> float:
+    result = instant(url, expr)
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+@pytest.fixture(scope="module")
+def fed(stack: Config, prometheus: str, pushgateway: str, config_file: Path) -> str:
+    """Records sent once Prometheus scrapes, so every rate() window sees them arrive."""
+    before = {
+        outcome: _value(prometheus, f'sum(lammps_stream_records_total{{outcome="{outcome}"}})')
+        for outcome in ("learned", "test", "dead")
+    }
+    producer = make_producer(stack)
+    topic = stack.kafka.topics.runs
+    try:
+        for split, sizes in (("train", TRAIN_SIZES), ("test", TEST_SIZES)):
+            for i, (x, y, z) in enumerate(sizes):
+                record = example_run_record(run_id=new_id(), split=split)
+                record["params"] |= {"x": x, "y": y, "z": z}
+                cells = x * y * z
+                record["result"]["wall_seconds"] = 0.3 + 1.1 * cells + 0.05 * i
+                record["result"]["natoms"] = 32000 * cells
+                record["times"]["finished_at"] = now()
+                producer.send(topic, key=record["run_id"].encode(), value=encode(record))
+        producer.send(topic, key=b"broken", value=b'{"schema": "lammps-stream.run/1", "run_')
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+    run_one(
+        config_file,
+        *("--set", f"producer.pushgateway={pushgateway}", "run-one", "--deck", "lj"),
+        *("--np", "2", "--steps", "20", "--run-id", new_id()),
+    )
+    expected = {
+        "learned": before["learned"] + len(TRAIN_SIZES) + 1,
+        "test": before["test"] + len(TEST_SIZES),
+        "dead": before["dead"] + 1,
+    }
+    for outcome, count in expected.items():
+        expr = f'sum(lammps_stream_records_total{{outcome="{outcome}"}})'
+        wait_for(
+            lambda e=expr, c=count: _value(prometheus, e) >= c, f"{expr} >= {count}", prometheus
+        )
+    wait_for(
+        lambda: _value(prometheus, 'count(lammps_stream_run_wall_seconds{deck="lj"})') >= 1,
+        "the run's figures scraped from the Pushgateway",
+        prometheus,
+    )
+    time.sleep(2.5)  # two more scrapes: every rate() window holds the increase
+    return prometheus
+
+
+def run_one(config_file: Path, *args: str) -> None:
+    """`lammps-stream ARGS` as the `cli` fixture runs it (that one is per test; this is not)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAMMPS_STREAM_")}
+    env["LAMMPS_STREAM_CONFIG"] = str(config_file)
+    result = subprocess.run(
+        [sys.executable, "-m", "lammps_stream", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert result.returncode == 0, (
+        f"lammps-stream {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    )
+
+
+LIVE = [e for e in checks.dashboard_expressions() if not e.external]
+
+
+def test_only_the_lag_panel_is_left_to_kafka_exporter() -> None:
+    external = [e.source for e in checks.dashboard_expressions() if e.external]
+    assert external == [
+        "dashboard lammps-stream-pipeline: Consumer lag of the model service (A)"
+    ], external
+    assert all("kafka_consumergroup_lag" not in e.expr for e in LIVE)
+
+
+@pytest.mark.parametrize("expression", LIVE, ids=[e.source for e in LIVE])
+def test_dashboard_query_returns_data(fed: str, expression: checks.Expression) -> None:
+    result = instant(fed, expression.promql)
+    assert result, f"{expression.source}: no data for {expression.promql}"
+    values = [float(sample["value"][1]) for sample in result]
+    assert any(math.isfinite(v) for v in values), (
+        f"{expression.source}: only NaN/Inf for {expression.promql}: {result}"
+    )
+
+
+def test_prometheus_loads_and_evaluates_the_alert_rules(fed: str) -> None:
+    groups = api(fed, "rules")["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    assert {r["name"] for r in rules} == {
+        "LammpsStreamNothingLearned",
+        "LammpsStreamDeadLetters",
+        "LammpsStreamModelR2Low",
+        "LammpsStreamModelR2Falling",
+    }
+    wait_for(
+        lambda: all(
+            r.get("health") == "ok" for g in api(fed, "rules")["groups"] for r in g["rules"]
+        ),
+        "every alert rule evaluated with health ok",
+        fed,
+        timeout=20,
+    )
