@@ -1,8 +1,12 @@
 """A tidy table of every model's scores against records learned and time.
 
-One row per prediction with a known actual, in stream order: the model, how many records
-it had learned when it predicted, the run, and its cumulative scores on that split so far
-(prequential for train, held-out for test) plus a rolling MAE over the last 20.
+Two sources, told apart by the ``source`` column:
+
+- ``prediction``: one row per prediction with a known actual, in stream order — the model,
+  how many records it had learned when it predicted, the run, and its cumulative scores on
+  that split so far (prequential for train, held-out for test), plus a rolling MAE over 20;
+- ``snapshot``: one row per model snapshot on the models topic and split, with the scores the
+  service itself reported when it published the snapshot.
 
 >>> from lammps_stream.schemas import example_prediction
 >>> rows = history_rows([example_prediction(split="train", model_version=v,
@@ -25,6 +29,7 @@ from lammps_stream.scoring import Scores
 
 ROLLING = 20
 COLUMNS = (
+    "source",
     "emitted_at",
     "model",
     "split",
@@ -63,6 +68,7 @@ def history_rows(predictions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         params = p.get("params", {})
         rows.append(
             {
+                "source": "prediction",
                 "emitted_at": p["emitted_at"],
                 "model": p["model"],
                 "split": p["split"],
@@ -78,6 +84,32 @@ def history_rows(predictions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 "rolling_mae": sum(window) / len(window),
             }
         )
+    return rows
+
+
+def snapshot_rows(snapshots: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows from ModelSnapshots' own metrics (their model bytes are never read).
+
+    >>> snap = {"model": "pa", "learned": 50, "created_at": "2026-01-01T00:00:00Z",
+    ...         "metrics": {"prequential": {"n": 50, "mae": 0.5, "rmse": 0.7, "r2": 0.9,
+    ...                                     "mape": 0.1}, "test": {"n": 0}}}
+    >>> [(r["split"], r["n"], r["mae"]) for r in snapshot_rows([snap])]
+    [('train', 50, 0.5), ('test', 0, None)]
+    """
+    rows = []
+    for snap in snapshots:
+        for stream, split in (("prequential", "train"), ("test", "test")):
+            scores = snap["metrics"].get(stream, {})
+            rows.append(
+                {
+                    "source": "snapshot",
+                    "emitted_at": snap["created_at"],
+                    "model": snap["model"],
+                    "split": split,
+                    "learned": snap["learned"],
+                    **{key: scores.get(key) for key in ("n", "mae", "rmse", "r2", "mape")},
+                }
+            )
     return rows
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +21,7 @@ from lammps_stream.errors import (
     NoDataError,
     UsageError,
 )
-from lammps_stream.schemas import decode_json, validate_prediction
+from lammps_stream.schemas import decode_json, validate_prediction, validate_snapshot
 
 
 def read_predictions(
@@ -39,9 +39,36 @@ def read_predictions(
     ``since`` starts at the first record published at or after that time. Records that
     are not Predictions are skipped.
     """
+    return read_records(
+        config,
+        config.kafka.topics.predictions,
+        validate_prediction,
+        from_beginning=from_beginning,
+        follow=follow,
+        idle_timeout=idle_timeout,
+        since=since,
+    )
+
+
+def read_snapshots(config: Config) -> list[dict[str, Any]]:
+    """Every ModelSnapshot now on the models topic, oldest first (model bytes left unread)."""
+    found = read_records(config, config.kafka.topics.models, validate_snapshot)
+    return sorted(found, key=lambda s: s["created_at"])
+
+
+def read_records(
+    config: Config,
+    topic: str,
+    validate: Callable[[Any], dict[str, Any]],
+    *,
+    from_beginning: bool = True,
+    follow: bool = False,
+    idle_timeout: float | None = None,
+    since: datetime | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Yield the records of ``topic`` that ``validate`` accepts; the others are skipped."""
     from kafka import TopicPartition
 
-    topic = config.kafka.topics.predictions
     consumer = make_consumer(config)
     try:
         partitions = consumer.partitions_for_topic(topic)
@@ -70,9 +97,9 @@ def read_predictions(
                 return
             for records in batch.values():
                 for message in records:
-                    prediction = _parse(message.value)
-                    if prediction is not None:
-                        yield prediction
+                    record = _parse(message.value, validate)
+                    if record is not None:
+                        yield record
     finally:
         consumer.close()
 
@@ -154,9 +181,9 @@ def _seek_to_time(consumer: Any, assigned: list[Any], since: datetime) -> None:
         consumer.seek(tp, found.offset if found is not None else end[tp])
 
 
-def _parse(raw: bytes) -> dict[str, Any] | None:
+def _parse(raw: bytes, validate: Callable[[Any], dict[str, Any]]) -> dict[str, Any] | None:
     try:
-        return validate_prediction(decode_json(raw))
+        return validate(decode_json(raw))
     except InvalidRecordError:
         return None
 

@@ -75,10 +75,15 @@ class ServiceConfig:
     )
     interval_coverage: float = 0.9
     log_level: str = "info"
+    snapshot_every: int = 50
+    snapshot_seconds: float = 60.0
+    snapshot_key: str = ""
 
     def __post_init__(self) -> None:
         _check_range("service.http_port", self.http_port, 1, 65535)
         _check_range("service.interval_coverage", self.interval_coverage, 0.5, 0.999)
+        _check_range("service.snapshot_every", self.snapshot_every, 1, 10**9)
+        _check_range("service.snapshot_seconds", self.snapshot_seconds, 1, 10**7)
         if not self.models:
             raise ConfigError("service.models: list at least one model, e.g. [linear]")
         _check_choice("service.log_level", self.log_level, ("debug", "info", "warning", "error"))

@@ -39,6 +39,10 @@ class RunError(LammpsStreamError):
     """A LAMMPS run could not be set up (unknown deck, missing files)."""
 
 
+class SnapshotSignatureError(LammpsStreamError):
+    """A model snapshot's signature does not verify: its bytes are never unpickled."""
+
+
 class InvalidRecordError(LammpsStreamError):
     """A record breaks its schema; ``code`` is a stable reason for the dead letter topic.
 

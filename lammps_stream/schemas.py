@@ -27,6 +27,7 @@ from lammps_stream.errors import InvalidRecordError
 RUN_SCHEMA = "lammps-stream.run/1"
 PREDICTION_SCHEMA = "lammps-stream.prediction/1"
 DEAD_LETTER_SCHEMA = "lammps-stream.dead/1"
+MODEL_SCHEMA = "lammps-stream.model/1"
 
 SPLITS = ("train", "test")
 STATUSES = ("ok", "failed")
@@ -159,6 +160,25 @@ def validate_prediction(record: Any) -> dict[str, Any]:
         _choice(record, "split", SPLITS)
     _object(record, "params")
     _timestamp(record, "emitted_at")
+    return record
+
+
+def validate_snapshot(record: Any) -> dict[str, Any]:
+    """Check a ModelSnapshot's fields (``lammps-stream.model/1``); the model bytes are not read.
+
+    >>> validate_snapshot({"schema": MODEL_SCHEMA, "model": "pa", "learned": 3, "offsets": {},
+    ...     "metrics": {}, "created_at": "2026-01-01T00:00:00Z", "model_base64": "",
+    ...     "signature": "ab"})["model"]
+    'pa'
+    """
+    _check_schema(record, MODEL_SCHEMA)
+    _text(record, "model")
+    _non_negative_int(record, "learned")
+    _object(record, "offsets")
+    _object(record, "metrics")
+    _timestamp(record, "created_at")
+    _text(record, "model_base64", allow_empty=True)
+    _text(record, "signature")
     return record
 
 

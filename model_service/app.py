@@ -21,12 +21,13 @@ from lammps_stream.errors import InvalidRecordError
 from lammps_stream.schemas import dead_letter, decode_run_record, encode, parse_time
 from model_service.learner import Learner, Outcome
 from model_service.metrics import CONTENT_TYPE, ServiceMetrics
+from model_service.snapshots import signing_key, snapshot_record
 
 log = logging.getLogger("lammps_stream.service")
 
 
 class ModelService:
-    """The worker's state: the learner, the metrics, and readiness."""
+    """The worker's state: the learner, the metrics, readiness, and snapshot bookkeeping."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -34,6 +35,34 @@ class ModelService:
         self.metrics = ServiceMetrics()
         self.assigned = False
         self.started_at = time.time()
+        self.key, throwaway = signing_key(config.service.snapshot_key)
+        if throwaway:
+            log.warning(
+                "service.snapshot_key is not set: snapshots are signed with a key that "
+                "dies with this worker, so no later worker can restore them"
+            )
+        self.offsets: dict[str, dict[int, int]] = {}
+        self.snapshot_at = {name: time.time() for name in self.learner.state}
+        self.snapshot_learned = dict.fromkeys(self.learner.state, 0)
+
+    def consumed(self, topic: str, partition: int, offset: int) -> None:
+        """Remember the next offset to read: what a snapshot taken now reflects."""
+        self.offsets.setdefault(topic, {})[partition] = offset + 1
+
+    def due_snapshots(self, force_after_seconds: bool = False) -> list[dict[str, Any]]:
+        """Snapshots of the models that learned ``snapshot_every`` records since their last
+        one (or anything, once ``snapshot_seconds`` have passed)."""
+        every = self.config.service.snapshot_every
+        seconds = self.config.service.snapshot_seconds
+        records = []
+        for name, state in self.learner.state.items():
+            fresh = state.learned - self.snapshot_learned[name]
+            stale = time.time() - self.snapshot_at[name] >= seconds
+            if fresh >= every or (fresh > 0 and stale and force_after_seconds):
+                records.append(snapshot_record(state, self.offsets, self.key))
+                self.snapshot_learned[name] = state.learned
+                self.snapshot_at[name] = time.time()
+        return records
 
 
 def create_app(config: Config) -> faust.App:
@@ -60,11 +89,13 @@ def create_app(config: Config) -> faust.App:
     runs = app.topic(topics.runs, key_serializer="raw", value_serializer="raw")
     predictions = app.topic(topics.predictions, key_serializer="raw", value_serializer="raw")
     dlq = app.topic(topics.dlq, key_serializer="raw", value_serializer="raw")
+    models = app.topic(topics.models, key_serializer="raw", value_serializer="raw")
 
     @app.agent(runs, name="learn")
     async def learn(stream: Any) -> None:
         async for event in stream.events():
             message = event.message
+            service.consumed(message.topic, message.partition, message.offset)
             raw = message.value if isinstance(message.value, bytes) else bytes(message.value or b"")
             try:
                 record = decode_run_record(raw)
@@ -77,6 +108,11 @@ def create_app(config: Config) -> faust.App:
                 await _dead_letter(dlq, service, message, raw, "processing_error", repr(exc))
                 continue
             await _publish(predictions, service, record, outcome)
+            await _snapshots(models, service, service.due_snapshots())
+
+    @app.timer(interval=config.service.snapshot_seconds)
+    async def snapshot_idle_models() -> None:
+        await _snapshots(models, service, service.due_snapshots(force_after_seconds=True))
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
@@ -100,6 +136,13 @@ async def _publish(
     if outcome.steps:
         finished = parse_time(record["times"]["finished_at"]).timestamp()
         metrics.latency.observe(max(0.0, time.time() - finished))
+
+
+async def _snapshots(topic: Any, service: ModelService, records: list[dict[str, Any]]) -> None:
+    for record in records:
+        await topic.send(key=record["model"].encode(), value=encode(record))
+        service.metrics.snapshots.labels(model=record["model"]).inc()
+        log.info("snapshot of %s after %d records", record["model"], record["learned"])
 
 
 async def _dead_letter(
@@ -131,10 +174,18 @@ def _add_views(app: faust.App, service: ModelService) -> None:
         if state is None:
             known = ", ".join(service.learner.state)
             return web.json({"error": f"no model {name!r}; known: {known}"}, status=404)
-        return web.json(state.summary())
+        return web.json(
+            state.summary()
+            | {
+                "snapshot_age_seconds": time.time() - service.snapshot_at[name],
+                "snapshot_learned": service.snapshot_learned[name],
+            }
+        )
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
+        for name, at in service.snapshot_at.items():
+            service.metrics.snapshot_age.labels(model=name).set(time.time() - at)
         return web.bytes(service.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     @app.page("/healthz")

@@ -75,6 +75,18 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.snapshots = Counter(
+            "lammps_stream_snapshots",
+            "Model snapshots published to the models topic",
+            ["model"],
+            registry=r,
+        )
+        self.snapshot_age = Gauge(
+            "lammps_stream_snapshot_age_seconds",
+            "Seconds since each model's last snapshot (since start before the first)",
+            ["model"],
+            registry=r,
+        )
         self.scores: dict[tuple[str, str], Gauge] = {}
         for stream in ("prequential", "test"):
             for key, suffix in SCORE_NAMES.items():

@@ -13,6 +13,7 @@ import pytest
 
 from lammps_stream.config import Config, dump_config, load_config
 
+SNAPSHOT_KEY = "integration-test-key"
 TEST_PORTS = {
     "kafka.bootstrap": "127.0.0.1:19092",
     "kafka.controller_port": 19093,
@@ -32,6 +33,8 @@ def stack_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
             "stack.state_dir": str(root / "state"),
             "producer.spool_dir": str(root / "spool"),
             "service.app_id": "lammps-stream-test",
+            "service.snapshot_every": 5,
+            "service.snapshot_key": SNAPSHOT_KEY,
             "stack.start_timeout_seconds": 120,
         },
     )

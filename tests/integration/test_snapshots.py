@@ -1,0 +1,73 @@
+"""Signed model snapshots on the compacted models topic, from the real service."""
+
+from __future__ import annotations
+
+import csv
+import re
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from lammps_stream.errors import SnapshotSignatureError
+from lammps_stream.schemas import encode, example_run_record, new_id
+from model_service.features import features
+from model_service.snapshots import load_model
+from tests.conftest import SNAPSHOT_KEY
+from tests.integration.conftest import read_topic, send_raw
+
+
+@pytest.fixture(scope="module")
+def snapshots(stack) -> list[dict]:
+    """Snapshots taken after at least five more records than any earlier one."""
+    for i in range(6):
+        record = example_run_record(run_id=new_id())
+        record["params"] = record["params"] | {"x": 1 + i % 3}
+        send_raw(stack, stack.kafka.topics.runs, encode(record))
+    models = set(stack.service.models)
+    return read_topic(
+        stack,
+        stack.kafka.topics.models,
+        lambda rs: models <= {r["model"] for r in rs if r.get("learned", 0) >= 5},
+    )
+
+
+def test_every_model_is_snapshotted_with_its_offsets(stack, snapshots) -> None:
+    latest = {s["model"]: s for s in snapshots}
+    assert set(latest) == set(stack.service.models)
+    for snap in latest.values():
+        assert snap["learned"] >= 5 and snap["learned"] % 5 == 0
+        offsets = snap["offsets"][stack.kafka.topics.runs]
+        assert offsets and all(int(o) > 0 for o in offsets.values())
+        assert snap["metrics"]["prequential"]["n"] >= snap["learned"]
+        assert snap["signature_algorithm"] == "HMAC-SHA256"
+
+
+def test_a_snapshot_restores_only_with_the_right_key(stack, snapshots) -> None:
+    snap = next(s for s in snapshots if s["model"] == "bayes_log")
+    model = load_model(snap, SNAPSHOT_KEY.encode())
+    x = features({"deck": "lj", "x": 2, "y": 1, "z": 1, "steps": 100, "ranks": 2, "threads": 1})
+    assert model.predict_one(x) > 0
+    with pytest.raises(SnapshotSignatureError, match="refusing to unpickle"):
+        load_model(snap, b"wrong key")
+    tampered = dict(snap, model_base64=snap["model_base64"][:-8] + "AAAAAAA=")
+    with pytest.raises(SnapshotSignatureError):
+        load_model(tampered, SNAPSHOT_KEY.encode())
+
+
+def test_snapshot_age_is_a_metric(stack, snapshots) -> None:
+    with urllib.request.urlopen(f"{stack.service.url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    assert re.search(r'^lammps_stream_snapshot_age_seconds\{model="pa"\} [0-9.e+-]+$', text, re.M)
+    assert re.search(r'^lammps_stream_snapshots_total\{model="pa"\} [1-9]', text, re.M)
+
+
+def test_history_carries_snapshot_rows(stack, cli, snapshots, tmp_path: Path) -> None:
+    out = tmp_path / "history.csv"
+    result = cli("history", "--out", str(out), check=True)
+    assert "snapshots)" in result.stdout
+    with open(out) as handle:
+        rows = list(csv.DictReader(handle))
+    snap_rows = [r for r in rows if r["source"] == "snapshot"]
+    assert {r["model"] for r in snap_rows} == set(stack.service.models)
+    assert any(r["source"] == "prediction" for r in rows)
