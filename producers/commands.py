@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from lammps_stream.errors import UsageError
 
 
 def run_one(config: Config, args: argparse.Namespace) -> int:
+    """``run-one``: inside an MPI launch, run on every rank; outside, launch the ranks
+    (``mpiexec`` or ``srun``) and watch them, publishing a failure if they die."""
     from producers.launch import launch, run_one_here
     from producers.mpi import inside_mpi_launch
 
@@ -32,7 +35,7 @@ def run_one(config: Config, args: argparse.Namespace) -> int:
         if summary is None:  # ranks other than 0 report nothing
             return 0
     else:
-        summary = launch(config, plan, config.producer.timeout_seconds).__dict__
+        summary = asdict(launch(config, plan, config.producer.timeout_seconds))
         report(summary)
     return 0 if summary["status"] == "ok" else 1
 
@@ -67,6 +70,8 @@ def _default_steps(deck: str, config: Config) -> int:
 
 
 def print_run(console: Any, summary: dict[str, Any]) -> None:
+    """One line per run: ✓ or ✗, its id, split and sizes, its wall time or error, and
+    whether the record was sent or spooled."""
     p = summary["params"]
     size = f"{p['deck']} {p['x']}×{p['y']}×{p['z']} steps={p['steps']} np={p['ranks']}"
     if summary["status"] == "ok":
@@ -82,6 +87,7 @@ def print_run(console: Any, summary: dict[str, Any]) -> None:
 
 
 def produce(config: Config, args: argparse.Namespace) -> int:
+    """``produce``: flush the spool, replay a recorded file, or plan and launch runs here."""
     from producers.publisher import Publisher
 
     if args.flush:
@@ -189,13 +195,15 @@ def launch_plans(config: Config, plans: list[Any], label: str = "") -> list[Any]
         task = progress.add_task(label or f"{split} runs", total=len(plans))
 
         def done(report: Any) -> None:
-            print_run(progress.console, report.__dict__)
+            print_run(progress.console, asdict(report))
             progress.advance(task)
 
         return launch_all(config, plans, on_done=done)
 
 
 def submit(config: Config, args: argparse.Namespace) -> int:
+    """``submit slurm|flux``: write the job (script, plan, config), submit it unless
+    ``--print``, and with ``--wait`` follow a Slurm array to its end."""
     from producers import submit as submission
 
     sampler = args.sampler or config.producer.sampler
