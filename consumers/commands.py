@@ -28,6 +28,7 @@ from lammps_stream.config import Config
 from lammps_stream.console import console as make_console
 from lammps_stream.errors import NoDataError
 
+LIVE_ROWS = 20
 COLUMNS = ("run", "split", "params", "model", "predicted s", "actual s", "error s")
 
 
@@ -85,12 +86,14 @@ def _follow_live(stream: Any, args: argparse.Namespace) -> int:
     """A table that updates in place, newest last, as ``kafka-console-consumer`` users expect."""
     from rich.live import Live
 
-    shown: deque[dict[str, Any]] = deque(maxlen=args.limit or 20)
+    shown: deque[dict[str, Any]] = deque(maxlen=LIVE_ROWS)
     title = "following predictions (Ctrl-C to stop)"
     with Live(_table([], title), console=make_console(), auto_refresh=False) as live:
-        for prediction in stream:
+        for count, prediction in enumerate(stream, start=1):
             shown.append(prediction)
             live.update(_table(list(shown), title), refresh=True)
+            if args.limit and count >= args.limit:
+                break
     return 0
 
 
