@@ -29,18 +29,33 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 def _client_settings(config: Config) -> dict[str, Any]:
-    timeout_ms = int(config.kafka.request_timeout_seconds * 1000)
-    return {
-        "bootstrap_servers": bootstrap_servers(config.kafka.bootstrap),
+    k = config.kafka
+    timeout_ms = int(k.request_timeout_seconds * 1000)
+    settings: dict[str, Any] = {
+        "bootstrap_servers": bootstrap_servers(k.bootstrap),
         "request_timeout_ms": max(timeout_ms, 1000),
         "bootstrap_timeout_ms": timeout_ms,
     }
+    if k.sasl:
+        settings |= {
+            "security_protocol": k.security_protocol,
+            "sasl_mechanism": k.sasl_mechanism,
+            "sasl_plain_username": k.sasl_username,
+            "sasl_plain_password": k.sasl_password,
+        }
+    return settings
 
 
 def _unreachable(config: Config, exc: Exception) -> BrokerUnavailableError:
+    login = (
+        f", or it refused the SASL login of {config.kafka.sasl_username!r} "
+        "(check kafka.sasl_username / kafka.sasl_password)"
+        if config.kafka.sasl
+        else ""
+    )
     return BrokerUnavailableError(
-        f"Kafka broker at {config.kafka.bootstrap} is unreachable ({exc.__class__.__name__}); "
-        "start it with `lammps-stream stack up` or set kafka.bootstrap"
+        f"Kafka broker at {config.kafka.bootstrap} is unreachable ({exc.__class__.__name__})"
+        f"{login}; start it with `lammps-stream stack up` or set kafka.bootstrap"
     )
 
 

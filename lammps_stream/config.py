@@ -54,10 +54,30 @@ class KafkaConfig:
     version: str = "4.1.1"
     heap: str = "768m"
     request_timeout_seconds: float = 10.0
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    sasl_password: str = ""
     topics: TopicsConfig = field(default_factory=TopicsConfig)
 
     def __post_init__(self) -> None:
         _check_host_port("kafka.bootstrap", self.bootstrap)
+        _check_choice(
+            "kafka.security_protocol", self.security_protocol, ("PLAINTEXT", "SASL_PLAINTEXT")
+        )
+        _check_choice(
+            "kafka.sasl_mechanism", self.sasl_mechanism, ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+        )
+        if self.sasl and not (self.sasl_username and self.sasl_password):
+            raise ConfigError(
+                "kafka.sasl_username / kafka.sasl_password: both are needed with "
+                "kafka.security_protocol SASL_PLAINTEXT (e.g. LAMMPS_STREAM_KAFKA_SASL_PASSWORD)"
+            )
+
+    @property
+    def sasl(self) -> bool:
+        """Whether clients authenticate with SASL."""
+        return self.security_protocol.startswith("SASL")
         _check_range("kafka.controller_port", self.controller_port, 1, 65535)
         _check_range("kafka.partitions", self.partitions, 1, 1000)
         _check_range("kafka.request_timeout_seconds", self.request_timeout_seconds, 0.1, 600)

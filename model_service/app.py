@@ -83,6 +83,7 @@ def create_app(config: Config) -> faust.App:
         web_in_thread=False,
         autodiscover=False,
         datadir=str(expand(config.stack.state_dir) / "service-data"),
+        broker_credentials=_credentials(config),
     )
     app.service = service
     topics = config.kafka.topics
@@ -120,6 +121,16 @@ def create_app(config: Config) -> faust.App:
 
     _add_views(app, service)
     return app
+
+
+def _credentials(config: Config) -> Any:
+    """SASL credentials for the Faust app's Kafka clients, or None for PLAINTEXT."""
+    k = config.kafka
+    if not k.sasl:
+        return None
+    return faust.SASLCredentials(
+        username=k.sasl_username, password=k.sasl_password, mechanism=k.sasl_mechanism
+    )
 
 
 async def _publish(
@@ -163,6 +174,25 @@ async def _dead_letter(
     service.metrics.dead(code)
 
 
+def _lag(app: faust.App, service: ModelService) -> dict[int, int]:
+    """Per assigned partition of the runs topic: high watermark minus the next offset to
+    process (partitions with nothing processed yet count from the offset Faust will read)."""
+    topic = service.config.kafka.topics.runs
+    done = service.offsets.get(topic, {})
+    lags = {}
+    try:
+        assigned = [tp for tp in app.consumer.assignment() if tp.topic == topic]
+        for tp in assigned:
+            highwater = app.consumer.highwater(tp)
+            if highwater is not None and tp.partition in done:
+                lags[tp.partition] = max(0, highwater - done[tp.partition])
+            elif highwater is not None and highwater == 0:
+                lags[tp.partition] = 0
+    except Exception:  # no consumer yet, or a rebalance under way: no lag to report
+        return {}
+    return lags
+
+
 def _add_views(app: faust.App, service: ModelService) -> None:
     @app.page("/models")
     async def models(web: Any, request: Any) -> Any:
@@ -186,6 +216,8 @@ def _add_views(app: faust.App, service: ModelService) -> None:
     async def metrics(web: Any, request: Any) -> Any:
         for name, at in service.snapshot_at.items():
             service.metrics.snapshot_age.labels(model=name).set(time.time() - at)
+        for partition, lag in _lag(app, service).items():
+            service.metrics.lag.labels(partition=str(partition)).set(lag)
         return web.bytes(service.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     @app.page("/healthz")

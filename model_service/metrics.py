@@ -87,6 +87,12 @@ class ServiceMetrics:
             ["model"],
             registry=r,
         )
+        self.lag = Gauge(
+            "lammps_stream_consumer_lag_records",
+            "Run records on each partition of the runs topic not yet processed by this worker",
+            ["partition"],
+            registry=r,
+        )
         self.scores: dict[tuple[str, str], Gauge] = {}
         for stream in ("prequential", "test"):
             for key, suffix in SCORE_NAMES.items():

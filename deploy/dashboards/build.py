@@ -87,15 +87,14 @@ PIPELINE = Dashboard(
         ),
         Panel(
             "Consumer lag of the model service",
-            "Messages on each topic not yet consumed by the service's consumer group (its "
-            "service.app_id). Faust does not export its lag: these series come from "
-            "kafka-exporter (the kafka-stack chart deploys it with Strimzi's kafkaExporter or, "
-            f"without Strimzi, as a Deployment). {EXTERNAL_SOURCE_TAG}",
+            "Run records on each partition of lammps.runs not yet processed, as each worker "
+            "reports it (high watermark minus the next offset it will process). kafka-exporter's "
+            "kafka_consumergroup_lag, which the kafka-stack chart can deploy, measures committed "
+            "offsets instead.",
             (
                 q(
-                    "sum by (consumergroup, topic) "
-                    '(kafka_consumergroup_lag{consumergroup=~"lammps-stream.*"})',
-                    "{{consumergroup}} {{topic}}",
+                    "sum by (partition) (lammps_stream_consumer_lag_records)",
+                    "partition {{partition}}",
                 ),
             ),
         ),

@@ -95,6 +95,7 @@ class LocalStack:
         data_dir = self.kafka_dir / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
         self.properties.write_text(kafka.server_properties(self.config, data_dir))
+        self.properties.chmod(0o600)  # it may hold the SCRAM password
         kafka.format_storage(self.config, self.properties, data_dir)
         logs = self.state_dir / "logs"
         self.broker.start(kafka.broker_command(self.config, self.properties, logs))

@@ -108,7 +108,38 @@ def tool_command(config: Config, tool: str, args: list[str]) -> list[str]:
         )
     if tool != "storage" and "--bootstrap-server" not in args:
         args = ["--bootstrap-server", config.kafka.bootstrap, *args]
+    if tool != "storage" and config.kafka.sasl:
+        flag = CLIENT_CONFIG_FLAGS.get(tool, "--command-config")
+        if flag not in args:
+            args = [*args, flag, str(client_properties(config))]
     return java_command(config, CONSOLE_TOOLS[tool], args, "log4j2-tools.xml", "-Xmx256m")
+
+
+CLIENT_CONFIG_FLAGS = {
+    "console-consumer": "--consumer.config",
+    "console-producer": "--producer.config",
+}
+
+
+def client_properties(config: Config) -> Path:
+    """A private properties file with the SASL login, for Kafka's own tools."""
+    k = config.kafka
+    module = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule"
+        if k.sasl_mechanism == "PLAIN"
+        else "org.apache.kafka.common.security.scram.ScramLoginModule"
+    )
+    path = expand(config.stack.state_dir) / "client.properties"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(
+        f"security.protocol={k.security_protocol}\n"
+        f"sasl.mechanism={k.sasl_mechanism}\n"
+        f'sasl.jaas.config={module} required username="{k.sasl_username}" '
+        f'password="{k.sasl_password}";\n'
+    )
+    return path
 
 
 def server_properties(config: Config, data_dir: Path) -> str:
@@ -138,7 +169,32 @@ def server_properties(config: Config, data_dir: Path) -> str:
         "auto.create.topics.enable": "false",  # a typo in a topic name must not create one
         "log.retention.hours": "168",
     }
+    if config.kafka.sasl:
+        lines |= _sasl_listener(config, host, port, controller)
     return "".join(f"{key}={value}\n" for key, value in lines.items())
+
+
+def _sasl_listener(config: Config, host: str, port: str, controller: str) -> dict[str, str]:
+    """The client and inter-broker listener as SASL_PLAINTEXT with SCRAM logins."""
+    k = config.kafka
+    if not k.sasl_mechanism.startswith("SCRAM"):
+        raise StackError(
+            f"kafka.sasl_mechanism {k.sasl_mechanism}: the local stack serves SCRAM-SHA-256 or "
+            "SCRAM-SHA-512 only"
+        )
+    login = (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{k.sasl_username}" password="{k.sasl_password}";'
+    )
+    return {
+        "listeners": f"SASL_PLAINTEXT://{host}:{port},CONTROLLER://{controller}",
+        "advertised.listeners": f"SASL_PLAINTEXT://{host}:{port}",
+        "inter.broker.listener.name": "SASL_PLAINTEXT",
+        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "sasl.enabled.mechanisms": k.sasl_mechanism,
+        "sasl.mechanism.inter.broker.protocol": k.sasl_mechanism,
+        f"listener.name.sasl_plaintext.{k.sasl_mechanism.lower()}.sasl.jaas.config": login,
+    }
 
 
 def format_storage(config: Config, properties: Path, data_dir: Path) -> None:
@@ -146,7 +202,14 @@ def format_storage(config: Config, properties: Path, data_dir: Path) -> None:
     if (data_dir / "meta.properties").is_file():
         return
     cluster_id = _storage_tool(config, ["random-uuid"]).strip()
-    _storage_tool(config, ["format", "--standalone", "-t", cluster_id, "-c", str(properties)])
+    args = ["format", "--standalone", "-t", cluster_id, "-c", str(properties)]
+    k = config.kafka
+    if k.sasl:  # the SCRAM login the broker and its clients use, stored in the metadata log
+        args += [
+            "--add-scram",
+            f"{k.sasl_mechanism}=[name={k.sasl_username},password={k.sasl_password}]",
+        ]
+    _storage_tool(config, args)
 
 
 def _storage_tool(config: Config, args: list[str]) -> str:

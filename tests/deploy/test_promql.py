@@ -59,7 +59,7 @@ def test_dashboards_cover_what_the_issue_asks() -> None:
     text = "\n".join(f"{e.source}: {e.expr}" for e in checks.dashboard_expressions())
     for needle in (
         "lammps_stream_records_total",  # records/s
-        "kafka_consumergroup_lag",  # consumer lag
+        "lammps_stream_consumer_lag_records",  # consumer lag
         "lammps_stream_dead_letters_total",
         "lammps_stream_end_to_end_latency_seconds_bucket",
         "lammps_stream_prequential_mae_seconds",  # MAE per model over time
