@@ -62,6 +62,9 @@ class KafkaConfig:
 
     def __post_init__(self) -> None:
         _check_host_port("kafka.bootstrap", self.bootstrap)
+        _check_range("kafka.controller_port", self.controller_port, 1, 65535)
+        _check_range("kafka.partitions", self.partitions, 1, 1000)
+        _check_range("kafka.request_timeout_seconds", self.request_timeout_seconds, 0.1, 600)
         _check_choice(
             "kafka.security_protocol", self.security_protocol, ("PLAINTEXT", "SASL_PLAINTEXT")
         )
@@ -78,9 +81,6 @@ class KafkaConfig:
     def sasl(self) -> bool:
         """Whether clients authenticate with SASL."""
         return self.security_protocol.startswith("SASL")
-        _check_range("kafka.controller_port", self.controller_port, 1, 65535)
-        _check_range("kafka.partitions", self.partitions, 1, 1000)
-        _check_range("kafka.request_timeout_seconds", self.request_timeout_seconds, 0.1, 600)
 
 
 @dataclass(frozen=True)

@@ -92,3 +92,19 @@ def test_unknown_override_is_refused() -> None:
 def test_missing_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml", env={})
+
+
+def test_sasl_needs_a_login() -> None:
+    with pytest.raises(ConfigError, match="both are needed"):
+        load_config(path=None, env={"LAMMPS_STREAM_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"})
+    cfg = load_config(
+        path=None,
+        env={
+            "LAMMPS_STREAM_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "LAMMPS_STREAM_KAFKA_SASL_USERNAME": "alice",
+            "LAMMPS_STREAM_KAFKA_SASL_PASSWORD": "pw",
+        },
+    )
+    assert cfg.kafka.sasl and cfg.kafka.sasl_mechanism == "SCRAM-SHA-512"
+    with pytest.raises(ConfigError, match=r"kafka\.sasl_mechanism: must be one of"):
+        load_config(path=None, env={"LAMMPS_STREAM_KAFKA_SASL_MECHANISM": "GSSAPI"})
