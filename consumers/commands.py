@@ -167,3 +167,110 @@ def models_info(config: Config) -> list[dict[str, Any]] | None:
             "figures that need the live models are left out[/dim]"
         )
         return None
+
+
+def predict(config: Config, args: argparse.Namespace) -> int:
+    """``predict deck=lj x=4 y=4 z=2 ranks=2``: every model's answer now, and the one to trust."""
+    params = prediction_params(args.params, config)
+    answer = _post_json(f"{config.service.url}/predict", {"params": params})
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    else:
+        _print_answer(answer)
+    if args.walltime:
+        print(walltime_flags(answer))
+    return 0
+
+
+def prediction_params(pairs: list[str], config: Config) -> dict[str, Any]:
+    """``key=value`` words as run parameters; sizes default to 1, steps to 100, ranks to
+    ``producer.np``.
+
+    >>> from lammps_stream.config import load_config
+    >>> prediction_params(["deck=eam", "x=4"], load_config(path=None, env={}))["x"]
+    4
+    """
+    from lammps_stream.errors import UsageError
+
+    params: dict[str, Any] = {
+        "deck": config.producer.deck,
+        "x": 1,
+        "y": 1,
+        "z": 1,
+        "steps": 100,
+        "ranks": config.producer.np,
+        "threads": 1,
+    }
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in params:
+            raise UsageError(
+                f"predict: {pair!r} is not KEY=VALUE with KEY one of "
+                f"{', '.join(params)} (e.g. deck=lj x=4 ranks=2)"
+            )
+        if key == "deck":
+            params[key] = value
+            continue
+        try:
+            params[key] = int(value)
+        except ValueError:
+            raise UsageError(f"predict: {key} must be a whole number, got {value!r}") from None
+    return params
+
+
+def walltime_flags(answer: dict[str, Any]) -> str:
+    """A safe time limit from the recommended model's upper bound, as scheduler flags.
+
+    >>> walltime_flags({"recommended": "m", "predictions": [{"model": "m",
+    ...     "predicted_wall_seconds": 50.0, "interval": {"high": 130.0}}]})
+    'sbatch --time=00:03:00   flux --time-limit=3m   # upper bound 130 s (model m)'
+    """
+    from lammps_stream.errors import NoDataError
+
+    name = answer.get("recommended")
+    chosen = next((p for p in answer["predictions"] if p["model"] == name), None)
+    if chosen is None:
+        raise NoDataError("no model has learned enough to recommend a time limit yet")
+    high = chosen["interval"].get("high") or 2 * chosen["predicted_wall_seconds"]
+    minutes = max(1, -(-int(high) // 60))
+    return (
+        f"sbatch --time={minutes // 60:02d}:{minutes % 60:02d}:00   "
+        f"flux --time-limit={minutes}m   # upper bound {high:.0f} s (model {name})"
+    )
+
+
+def _print_answer(answer: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table("model", "predicted s", "interval s", "learned", title="predicted wall time")
+    for p in answer["predictions"]:
+        low, high = p["interval"].get("low"), p["interval"].get("high")
+        band = "–" if low is None else f"{low:.2f} – {high:.2f} ({p['interval']['coverage']:.0%})"
+        name = f"{p['model']} ★" if p["model"] == answer.get("recommended") else p["model"]
+        table.add_row(name, f"{p['predicted_wall_seconds']:.2f}", band, str(p["model_version"]))
+    make_console().print(table)
+
+
+def _post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    from lammps_stream.errors import BrokerUnavailableError, UsageError
+
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        try:
+            message = json.loads(err.read()).get("error", err.reason)
+        except ValueError:
+            message = err.reason
+        raise UsageError(f"predict: the service refused the parameters: {message}") from None
+    except (urllib.error.URLError, OSError) as err:
+        raise BrokerUnavailableError(
+            f"model service at {url.rsplit('/', 1)[0]} is not answering ({err}); "
+            "start it with `lammps-stream stack up`"
+        ) from None

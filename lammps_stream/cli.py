@@ -212,6 +212,21 @@ def build_parser() -> Parser:
     _add_filter_flags(preds, split=True)
     preds.set_defaults(handler="consumers.commands:predictions")
 
+    predict = sub.add_parser("predict", help="every model's prediction for parameters, now")
+    predict.add_argument(
+        "params",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="deck=lj x=4 y=4 z=2 steps=100 ranks=2 threads=1",
+    )
+    predict.add_argument("--json", action="store_true", help="the service's answer as JSON")
+    predict.add_argument(
+        "--walltime",
+        action="store_true",
+        help="also print a safe sbatch --time / flux --time-limit",
+    )
+    predict.set_defaults(handler="consumers.commands:predict")
+
     history = sub.add_parser("history", help="every model's scores against records learned")
     history.add_argument("--out", required=True, help="CSV file (or .parquet with pyarrow)")
     history.add_argument("--model")

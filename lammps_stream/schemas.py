@@ -100,10 +100,7 @@ def validate_run_record(record: Any) -> dict[str, Any]:
     _uuid(record, "run_id")
     _choice(record, "split", SPLITS)
     _choice(record, "status", STATUSES)
-    params = _object(record, "params")
-    _text(params, "deck", "params.")
-    for name in SIZE_PARAMS:
-        _positive_int(params, name, "params.")
+    validate_params(_object(record, "params"))
     env = _object(record, "env")
     for name in ("lammps_version", "mpi_library", "hostname", "cpu_model"):
         _text(env, name, "env.", allow_empty=True)
@@ -118,6 +115,21 @@ def validate_run_record(record: Any) -> dict[str, Any]:
         _text(error, "type", "error.")
         _text(error, "message", "error.", allow_empty=True)
     return record
+
+
+def validate_params(params: Any, prefix: str = "params.") -> dict[str, Any]:
+    """Check a run's parameters: a deck and positive whole sizes.
+
+    >>> validate_params({"deck": "lj", "x": 1, "y": 1, "z": 1, "steps": 10, "ranks": 1,
+    ...                  "threads": 1})["deck"]
+    'lj'
+    """
+    if not isinstance(params, dict):
+        raise InvalidRecordError("wrong_type", f"{prefix.rstrip('.')}: must be an object")
+    _text(params, "deck", prefix)
+    for name in SIZE_PARAMS:
+        _positive_int(params, name, prefix)
+    return params
 
 
 def _validate_result(result: dict[str, Any]) -> None:

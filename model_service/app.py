@@ -14,11 +14,19 @@ import time
 from typing import Any
 
 import faust
+from faust.web import View
 
 from lammps_stream.broker import bootstrap_servers
 from lammps_stream.config import Config, expand
 from lammps_stream.errors import InvalidRecordError
-from lammps_stream.schemas import dead_letter, decode_run_record, encode, parse_time
+from lammps_stream.schemas import (
+    dead_letter,
+    decode_run_record,
+    encode,
+    new_id,
+    parse_time,
+    validate_params,
+)
 from model_service.learner import Learner, Outcome
 from model_service.metrics import CONTENT_TYPE, ServiceMetrics
 from model_service.snapshots import signing_key, snapshot_record
@@ -119,7 +127,7 @@ def create_app(config: Config) -> faust.App:
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         service.assigned = True
 
-    _add_views(app, service)
+    _add_views(app, service, predictions)
     return app
 
 
@@ -193,7 +201,7 @@ def _lag(app: faust.App, service: ModelService) -> dict[int, int]:
     return lags
 
 
-def _add_views(app: faust.App, service: ModelService) -> None:
+def _add_views(app: faust.App, service: ModelService, predictions: Any) -> None:
     @app.page("/models")
     async def models(web: Any, request: Any) -> Any:
         return web.json({"models": service.learner.summaries()})
@@ -223,6 +231,35 @@ def _add_views(app: faust.App, service: ModelService) -> None:
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         return web.json({"status": "ok", "uptime_seconds": time.time() - service.started_at})
+
+    @app.page("/predict")
+    class Predict(View):
+        """``POST /predict`` ``{"params": {...}}``: every model's prediction, now."""
+
+        async def post(self, request: Any) -> Any:
+            try:
+                body = await request.json()
+                params = body.get("params", body) if isinstance(body, dict) else body
+                if isinstance(params, dict):
+                    params = {"threads": 1, **params}
+                validate_params(params)
+            except InvalidRecordError as err:
+                return self.json({"error": err.message, "code": err.code}, status=400)
+            except ValueError:
+                return self.json(
+                    {"error": "body is not JSON", "code": "malformed_json"}, status=400
+                )
+            request_id = new_id()
+            answers = service.learner.predict(params, request_id)
+            for prediction in answers:
+                await predictions.send(key=request_id.encode(), value=encode(prediction))
+            return self.json(
+                {
+                    "request_id": request_id,
+                    "predictions": answers,
+                    "recommended": service.learner.recommended(),
+                }
+            )
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:

@@ -150,6 +150,41 @@ class Learner:
             state.test.update(y, predicted)
         return ModelStep(state.name, prediction, predict_seconds, learn_seconds)
 
+    def predict(self, params: dict[str, Any], request_id: str) -> list[dict[str, Any]]:
+        """Every model's Prediction for parameters not run yet (nothing is learned)."""
+        x = features(params)
+        request = {"run_id": None, "split": None, "params": params}
+        predictions = []
+        for state in self.state.values():
+            predicted = _clean(state.model.predict_one(x))
+            low, high = state.interval.bounds(predicted)
+            p = prediction_record(
+                request,
+                state.name,
+                state.learned,
+                predicted,
+                low,
+                high,
+                state.interval.coverage,
+                None,
+            )
+            del p["run_id"], p["finished_at"]
+            predictions.append({"request_id": request_id, **p})
+        return predictions
+
+    def recommended(self) -> str | None:
+        """The model to trust: lowest held-out MAE once a model has 5 test runs, else the
+        lowest prequential MAE; None before anything was learned."""
+        for stream in ("test", "prequential"):
+            scored = [
+                (getattr(s, stream).mae, name)
+                for name, s in self.state.items()
+                if getattr(s, stream).n >= 5
+            ]
+            if scored:
+                return min(scored)[1]
+        return None
+
     def summaries(self) -> list[dict[str, Any]]:
         return [state.summary() for state in self.state.values()]
 
@@ -175,7 +210,7 @@ def prediction_record(
         "actual_wall_seconds": actual,
         "split": record["split"],
         "params": record["params"],
-        "finished_at": record["times"]["finished_at"],
+        "finished_at": record["times"]["finished_at"] if "times" in record else None,
         "emitted_at": now(),
     }
 

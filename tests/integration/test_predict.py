@@ -1,0 +1,71 @@
+"""``POST /predict`` and ``lammps-stream predict`` against the real service."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lammps_stream.schemas import encode, example_run_record, new_id
+from tests.integration.conftest import read_topic, send_raw
+
+
+@pytest.fixture(scope="module")
+def learned(stack) -> None:
+    """Six training runs learned by every model."""
+    ids = []
+    for i in range(6):
+        run_id = new_id()
+        record = example_run_record(run_id=run_id)
+        record["params"] = record["params"] | {"x": 1 + i % 3}
+        record["result"] = record["result"] | {"wall_seconds": 0.3 + 1.0 * (1 + i % 3)}
+        send_raw(stack, stack.kafka.topics.runs, encode(record), key=run_id.encode())
+        ids.append(run_id)
+    wanted = {(r, m) for r in ids for m in stack.service.models}
+    read_topic(
+        stack,
+        stack.kafka.topics.predictions,
+        lambda rs: wanted <= {(p.get("run_id"), p.get("model")) for p in rs},
+    )
+
+
+def test_predict_answers_with_every_model_and_publishes(stack, cli, learned) -> None:
+    result = cli("predict", "deck=lj", "x=2", "ranks=2", "--json", check=True)
+    answer = json.loads(result.stdout)
+    assert {p["model"] for p in answer["predictions"]} == set(stack.service.models)
+    assert answer["recommended"] in stack.service.models
+    for p in answer["predictions"]:
+        assert p["request_id"] == answer["request_id"] and p["actual_wall_seconds"] is None
+        assert p["params"]["x"] == 2 and p["predicted_wall_seconds"] >= 0
+    published = read_topic(
+        stack,
+        stack.kafka.topics.predictions,
+        lambda rs: (
+            sum(r.get("request_id") == answer["request_id"] for r in rs)
+            >= len(stack.service.models)
+        ),
+    )
+    assert sum(r.get("request_id") == answer["request_id"] for r in published) == len(
+        stack.service.models
+    )
+
+
+def test_walltime_gives_scheduler_flags(stack, cli, learned) -> None:
+    result = cli("predict", "deck=lj", "x=3", "--walltime", check=True)
+    assert "sbatch --time=" in result.stdout and "flux --time-limit=" in result.stdout
+    assert "★" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["predict", "deck=lj", "x=0"], "params.x: must be a positive integer, got 0"),
+        (["predict", "size=3"], "'size=3' is not KEY=VALUE"),
+        (["predict", "x=two"], "x must be a whole number"),
+        (["--set", "service.http_port=1", "predict"], "is not answering"),
+    ],
+)
+def test_bad_requests_are_one_line(stack, cli, learned, args, message) -> None:
+    result = cli(*args)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and message in result.stderr
