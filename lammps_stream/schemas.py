@@ -28,12 +28,23 @@ RUN_SCHEMA = "lammps-stream.run/1"
 PREDICTION_SCHEMA = "lammps-stream.prediction/1"
 DEAD_LETTER_SCHEMA = "lammps-stream.dead/1"
 MODEL_SCHEMA = "lammps-stream.model/1"
+REQUEST_SCHEMA = "lammps-stream.request/1"
 
 SPLITS = ("train", "test")
 STATUSES = ("ok", "failed")
 SCHEDULERS = ("local", "slurm", "flux", "kubernetes")
 BREAKDOWN_SECTIONS = ("pair", "neigh", "comm", "output", "modify", "other")
 SIZE_PARAMS = ("x", "y", "z", "steps", "ranks", "threads")
+# Beyond these a record is a mistake, not a run: it would only teach the models nonsense.
+SIZE_LIMITS = {
+    "x": 10_000,
+    "y": 10_000,
+    "z": 10_000,
+    "steps": 10**10,
+    "ranks": 10**7,
+    "threads": 4096,
+}
+MAX_WALL_SECONDS = 10**8
 
 
 def now() -> str:
@@ -128,7 +139,11 @@ def validate_params(params: Any, prefix: str = "params.") -> dict[str, Any]:
         raise InvalidRecordError("wrong_type", f"{prefix.rstrip('.')}: must be an object")
     _text(params, "deck", prefix)
     for name in SIZE_PARAMS:
-        _positive_int(params, name, prefix)
+        value = _positive_int(params, name, prefix)
+        if value > SIZE_LIMITS[name]:
+            raise InvalidRecordError(
+                "absurd_size", f"{prefix}{name}: {value} is beyond {SIZE_LIMITS[name]}"
+            )
     return params
 
 
@@ -137,6 +152,10 @@ def _validate_result(result: dict[str, Any]) -> None:
     if wall <= 0:
         raise InvalidRecordError(
             "non_positive_wall_time", f"result.wall_seconds: must be > 0, got {wall}"
+        )
+    if wall > MAX_WALL_SECONDS:
+        raise InvalidRecordError(
+            "absurd_size", f"result.wall_seconds: {wall} is beyond {MAX_WALL_SECONDS}"
         )
     _number(result, "loop_seconds", "result.", minimum=0)
     _number(result, "timesteps_per_second", "result.", minimum=0)
@@ -172,6 +191,22 @@ def validate_prediction(record: Any) -> dict[str, Any]:
         _choice(record, "split", SPLITS)
     _object(record, "params")
     _timestamp(record, "emitted_at")
+    return record
+
+
+def validate_request(record: Any) -> dict[str, Any]:
+    """Check a PredictRequest (``lammps-stream.request/1``): a request_id and params
+    (``threads`` may be left out: it defaults to 1).
+
+    >>> validate_request({"schema": REQUEST_SCHEMA, "request_id": "r1", "params": {"deck": "lj",
+    ...     "x": 1, "y": 1, "z": 1, "steps": 10, "ranks": 1, "threads": 1}})["request_id"]
+    'r1'
+    """
+    _check_schema(record, REQUEST_SCHEMA)
+    _text(record, "request_id")
+    if isinstance(record.get("params"), dict):
+        record["params"] = {"threads": 1, **record["params"]}
+    validate_params(record.get("params"))
     return record
 
 

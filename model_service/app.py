@@ -21,11 +21,13 @@ from lammps_stream.config import Config, expand
 from lammps_stream.errors import InvalidRecordError
 from lammps_stream.schemas import (
     dead_letter,
+    decode_json,
     decode_run_record,
     encode,
     new_id,
     parse_time,
     validate_params,
+    validate_request,
 )
 from model_service.learner import Learner, Outcome
 from model_service.metrics import CONTENT_TYPE, ServiceMetrics
@@ -99,6 +101,27 @@ def create_app(config: Config) -> faust.App:
     predictions = app.topic(topics.predictions, key_serializer="raw", value_serializer="raw")
     dlq = app.topic(topics.dlq, key_serializer="raw", value_serializer="raw")
     models = app.topic(topics.models, key_serializer="raw", value_serializer="raw")
+    requests = app.topic(topics.requests, key_serializer="raw", value_serializer="raw")
+
+    async def answer(params: dict[str, Any], request_id: str) -> list[dict[str, Any]]:
+        """Every model's prediction for ``params``, published under ``request_id``."""
+        answers = service.learner.predict(params, request_id)
+        for prediction in answers:
+            await predictions.send(key=request_id.encode(), value=encode(prediction))
+        service.metrics.record("request")
+        return answers
+
+    @app.agent(requests, name="answer")
+    async def answer_requests(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            raw = message.value if isinstance(message.value, bytes) else bytes(message.value or b"")
+            try:
+                request = validate_request(decode_json(raw))
+            except InvalidRecordError as err:
+                await _dead_letter(dlq, service, message, raw, err.code, err.message)
+                continue
+            await answer(request["params"], request["request_id"])
 
     @app.agent(runs, name="learn")
     async def learn(stream: Any) -> None:
@@ -127,7 +150,7 @@ def create_app(config: Config) -> faust.App:
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         service.assigned = True
 
-    _add_views(app, service, predictions)
+    _add_views(app, service, answer)
     return app
 
 
@@ -151,6 +174,14 @@ async def _publish(
         await topic.send(key=key, value=encode(step.prediction))
         state = service.learner.state[step.model]
         metrics.model_step(step.model, step.predict_seconds, step.learn_seconds, state.learned)
+        if step.drifted:
+            metrics.drifts.labels(model=step.model).inc()
+            log.warning(
+                "drift: the error of %s changed after %d records (run %s)",
+                step.model,
+                state.learned,
+                record["run_id"],
+            )
         metrics.scores_of(step.model, state.prequential, state.test)
     if outcome.steps:
         finished = parse_time(record["times"]["finished_at"]).timestamp()
@@ -201,7 +232,7 @@ def _lag(app: faust.App, service: ModelService) -> dict[int, int]:
     return lags
 
 
-def _add_views(app: faust.App, service: ModelService, predictions: Any) -> None:
+def _add_views(app: faust.App, service: ModelService, answer: Any) -> None:
     @app.page("/models")
     async def models(web: Any, request: Any) -> Any:
         return web.json({"models": service.learner.summaries()})
@@ -250,9 +281,7 @@ def _add_views(app: faust.App, service: ModelService, predictions: Any) -> None:
                     {"error": "body is not JSON", "code": "malformed_json"}, status=400
                 )
             request_id = new_id()
-            answers = service.learner.predict(params, request_id)
-            for prediction in answers:
-                await predictions.send(key=request_id.encode(), value=encode(prediction))
+            answers = await answer(params, request_id)
             return self.json(
                 {
                     "request_id": request_id,

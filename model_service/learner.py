@@ -58,6 +58,14 @@ class ResidualInterval:
         return max(0.0, predicted - width), predicted + width
 
 
+def _drift_detector() -> Any:
+    """ADWIN on a model's absolute prequential error: it flags a change in the error's mean,
+    as when the machine, the MPI library or the mix of decks changes under the model."""
+    from river import drift
+
+    return drift.ADWIN()
+
+
 @dataclass
 class ModelState:
     """A model with its counters, scores and interval."""
@@ -68,6 +76,8 @@ class ModelState:
     learned: int = 0
     prequential: Scores = field(default_factory=Scores)
     test: Scores = field(default_factory=Scores)
+    drift: Any = field(default_factory=_drift_detector)
+    drifts: int = 0
 
     def summary(self) -> dict[str, Any]:
         """What ``GET /models`` shows for this model."""
@@ -77,6 +87,7 @@ class ModelState:
             "learned": self.learned,
             "metrics": {"prequential": self.prequential.as_dict(), "test": self.test.as_dict()},
             "interval_coverage": self.interval.coverage,
+            "drifts": self.drifts,
             "weights": coefficients(self.model),
         }
 
@@ -89,6 +100,7 @@ class ModelStep:
     prediction: dict[str, Any]
     predict_seconds: float
     learn_seconds: float | None
+    drifted: bool = False
 
 
 @dataclass
@@ -139,16 +151,20 @@ class Learner:
             record, state.name, state.learned, predicted, low, high, state.interval.coverage, y
         )
         learn_seconds = None
+        drifted = False
         if train:
             state.prequential.update(y, predicted)
             state.interval.update(abs(y - predicted))
+            state.drift.update(abs(y - predicted))
+            drifted = state.drift.drift_detected
+            state.drifts += drifted
             started = time.perf_counter()
             state.model.learn_one(x, y)
             learn_seconds = time.perf_counter() - started
             state.learned += 1
         else:
             state.test.update(y, predicted)
-        return ModelStep(state.name, prediction, predict_seconds, learn_seconds)
+        return ModelStep(state.name, prediction, predict_seconds, learn_seconds, drifted)
 
     def predict(self, params: dict[str, Any], request_id: str) -> list[dict[str, Any]]:
         """Every model's Prediction for parameters not run yet (nothing is learned)."""

@@ -36,7 +36,7 @@ class ServiceMetrics:
         r = self.registry
         self.records = Counter(
             "lammps_stream_records",
-            "Run records received, by outcome (learned, test, failed, duplicate, dead)",
+            "Records received, by outcome (learned, test, failed, duplicate, dead, request)",
             ["outcome"],
             registry=r,
         )
@@ -84,6 +84,12 @@ class ServiceMetrics:
         self.snapshot_age = Gauge(
             "lammps_stream_snapshot_age_seconds",
             "Seconds since each model's last snapshot (since start before the first)",
+            ["model"],
+            registry=r,
+        )
+        self.drifts = Counter(
+            "lammps_stream_drift_detected",
+            "Changes in a model's error detected by ADWIN",
             ["model"],
             registry=r,
         )

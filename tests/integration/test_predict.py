@@ -69,3 +69,40 @@ def test_bad_requests_are_one_line(stack, cli, learned, args, message) -> None:
     result = cli(*args)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and message in result.stderr
+
+
+def test_requests_on_the_topic_are_answered_on_predictions(stack, learned) -> None:
+    import base64
+
+    request_id = new_id()
+    params = {"deck": "lj", "x": 3, "y": 1, "z": 1, "steps": 100, "ranks": 2}
+    send_raw(
+        stack,
+        stack.kafka.topics.requests,
+        json.dumps(
+            {"schema": "lammps-stream.request/1", "request_id": request_id, "params": params}
+        ).encode(),
+        key=request_id.encode(),
+    )
+    marker = new_id().encode()
+    send_raw(
+        stack,
+        stack.kafka.topics.requests,
+        b'{"schema": "lammps-stream.request/1", "x": "' + marker + b'"}',
+    )
+    n = len(stack.service.models)
+    answers = read_topic(
+        stack,
+        stack.kafka.topics.predictions,
+        lambda rs: sum(r.get("request_id") == request_id for r in rs) >= n,
+    )
+    mine = [r for r in answers if r.get("request_id") == request_id]
+    assert len(mine) == n and all(r["params"]["x"] == 3 for r in mine)
+
+    def refused(letter: dict) -> bool:
+        return marker in base64.b64decode(letter["original_base64"])
+
+    letters = read_topic(stack, stack.kafka.topics.dlq, lambda rs: any(refused(r) for r in rs))
+    letter = next(r for r in letters if refused(r))
+    assert letter["source"]["topic"] == stack.kafka.topics.requests
+    assert letter["reason"]["code"] == "missing_field"

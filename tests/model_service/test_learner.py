@@ -79,3 +79,12 @@ def test_interval_quantile() -> None:
 def test_unknown_model_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="unknown model 'forest'"):
         Learner(["forest"], coverage=0.9)
+
+
+def test_a_change_of_machine_is_detected_as_drift() -> None:
+    learner = Learner(["bayes_linear"], coverage=0.9)
+    steps = [learner.handle(_record(1 + i % 3, 0.5 + 1.0 * (1 + i % 3))) for i in range(300)]
+    assert not any(s.drifted for o in steps for s in o.steps)  # a stable cost: no alarm
+    later = [learner.handle(_record(1 + i % 3, 4.0 * (1 + i % 3))) for i in range(200)]
+    assert any(s.drifted for o in later for s in o.steps)  # four times slower: alarm
+    assert learner.state["bayes_linear"].summary()["drifts"] >= 1
