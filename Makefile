@@ -9,7 +9,7 @@ SEED      ?= 2026
 KEEP      ?=
 PYTEST_ARGS ?=
 
-.PHONY: install demo test unit integration lint format stack-up stack-down clean
+.PHONY: install demo test unit integration lint format stack-up stack-down clean system-demo system-test
 
 install: $(VENV)/.installed
 
@@ -20,17 +20,23 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[all]'
 	@touch $@
 
-demo: install
+system-demo:
+	@bash .ci/system-deps.sh demo
+
+system-test:
+	@bash .ci/system-deps.sh test
+
+demo: install system-demo
 	$(CLI) demo --runs $(RUNS) --test-runs $(TEST_RUNS) --np $(NP) --seed $(SEED) \
 		--out results/demo $(if $(KEEP),--keep,)
 
-test: install
+test: install system-test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: install
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
-integration: install
+integration: install system-test
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
 lint: install

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# What `make demo` and `make test` need from outside Python, installed when missing:
+#   bash .ci/system-deps.sh demo   # java 17+, Maven (the local Kafka)
+#   bash .ci/system-deps.sh test   # the same, plus Prometheus, the Pushgateway, a single-node
+#                                  # Slurm (.ci/slurm.sh up) and helm (.ci/helm.sh)
+# apt-get needs root; without it, the missing packages are named and the script fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-demo}"
+
+missing=()
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || missing+=(maven)
+python3 -c "import ensurepip, venv" 2>/dev/null || missing+=(python3-venv)
+if [[ "$what" == test ]]; then
+  command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
+  command -v prometheus >/dev/null || missing+=(prometheus)
+fi
+if ((${#missing[@]})); then
+  if [[ "$(id -u)" != 0 ]]; then
+    echo "missing: ${missing[*]}; install them (apt-get install ${missing[*]}) or run as root" >&2
+    exit 2
+  fi
+  echo "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [[ "$what" == test ]]; then
+  bash .ci/slurm.sh up
+  bash .ci/helm.sh >/dev/null   # helm v3.21.4 from the Go module proxy, built once
+fi
