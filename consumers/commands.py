@@ -274,3 +274,59 @@ def _post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
             f"model service at {url.rsplit('/', 1)[0]} is not answering ({err}); "
             "start it with `lammps-stream stack up`"
         ) from None
+
+
+def models(config: Config, args: argparse.Namespace) -> int:
+    """``models list``: each model of the running service, its counts and scores."""
+    from rich.table import Table
+
+    from lammps_stream.errors import BrokerUnavailableError
+
+    info = _get_json(f"{config.service.url}/models", BrokerUnavailableError)["models"]
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    table = Table(
+        "model",
+        "learned",
+        "preq MAE s",
+        "preq R²",
+        "test n",
+        "test MAE s",
+        "test MAPE",
+        "interval cover",
+        "drifts",
+        title=f"models at {config.service.url}",
+    )
+    for m in info:
+        pre, test = m["metrics"]["prequential"], m["metrics"]["test"]
+        table.add_row(
+            m["name"],
+            str(m["learned"]),
+            _num(pre["mae"]),
+            _num(pre["r2"]),
+            str(test["n"]),
+            _num(test["mae"]),
+            _num(test["mape"], pct=True),
+            _num(m.get("interval_test_coverage"), pct=True),
+            str(m.get("drifts", 0)),
+        )
+    make_console().print(table)
+    return 0
+
+
+def _num(value: float | None, pct: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{100 * value:.1f} %" if pct else f"{value:.3f}"
+
+
+def _get_json(url: str, error: type[Exception]) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        raise error(
+            f"model service at {url.rsplit('/', 1)[0]} is not answering ({err}); "
+            "start it with `lammps-stream stack up`"
+        ) from None

@@ -212,6 +212,11 @@ def build_parser() -> Parser:
     _add_filter_flags(preds, split=True)
     preds.set_defaults(handler="consumers.commands:predictions")
 
+    models = sub.add_parser("models", help="the running service's models and their scores")
+    models.add_argument("action", choices=["list"])
+    models.add_argument("--json", action="store_true", help="GET /models as it is")
+    models.set_defaults(handler="consumers.commands:models")
+
     predict = sub.add_parser("predict", help="every model's prediction for parameters, now")
     predict.add_argument(
         "params",

@@ -183,6 +183,8 @@ async def _publish(
                 record["run_id"],
             )
         metrics.scores_of(step.model, state.prequential, state.test)
+        if state.coverage is not None:
+            metrics.coverage.labels(model=step.model).set(state.coverage)
     if outcome.steps:
         finished = parse_time(record["times"]["finished_at"]).timestamp()
         metrics.latency.observe(max(0.0, time.time() - finished))

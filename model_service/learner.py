@@ -78,6 +78,12 @@ class ModelState:
     test: Scores = field(default_factory=Scores)
     drift: Any = field(default_factory=_drift_detector)
     drifts: int = 0
+    covered: list[bool] = field(default_factory=list)
+
+    @property
+    def coverage(self) -> float | None:
+        """The share of test runs whose wall time fell inside the predicted interval."""
+        return sum(self.covered) / len(self.covered) if self.covered else None
 
     def summary(self) -> dict[str, Any]:
         """What ``GET /models`` shows for this model."""
@@ -88,6 +94,7 @@ class ModelState:
             "metrics": {"prequential": self.prequential.as_dict(), "test": self.test.as_dict()},
             "interval_coverage": self.interval.coverage,
             "drifts": self.drifts,
+            "interval_test_coverage": self.coverage,
             "weights": coefficients(self.model),
         }
 
@@ -164,6 +171,8 @@ class Learner:
             state.learned += 1
         else:
             state.test.update(y, predicted)
+            if low is not None:
+                state.covered.append(low <= y <= high)
         return ModelStep(state.name, prediction, predict_seconds, learn_seconds, drifted)
 
     def predict(self, params: dict[str, Any], request_id: str) -> list[dict[str, Any]]:

@@ -93,6 +93,12 @@ class ServiceMetrics:
             ["model"],
             registry=r,
         )
+        self.coverage = Gauge(
+            "lammps_stream_interval_coverage_ratio",
+            "Share of test runs whose wall time fell inside the predicted interval",
+            ["model"],
+            registry=r,
+        )
         self.lag = Gauge(
             "lammps_stream_consumer_lag_records",
             "Run records on each partition of the runs topic not yet processed by this worker",

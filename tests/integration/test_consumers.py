@@ -57,6 +57,29 @@ def test_follow_stops_after_limit(stack, cli, runs) -> None:
     assert len(result.stdout.splitlines()) == 2
 
 
+def test_interval_coverage_is_reported(stack, runs) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{stack.service.url}/models", timeout=10) as response:
+        models = json.loads(response.read())["models"]
+    for model in models:
+        assert 0.0 <= model["interval_test_coverage"] <= 1.0, model
+    with urllib.request.urlopen(f"{stack.service.url}/metrics", timeout=10) as response:
+        assert (
+            'lammps_stream_interval_coverage_ratio{model="bayes_log"}' in response.read().decode()
+        )
+
+
+def test_models_list(stack, cli, runs) -> None:
+    table = cli("models", "list", check=True).stdout
+    for name in stack.service.models:
+        assert name in table
+    listed = json.loads(cli("models", "list", "--json", check=True).stdout)
+    assert {m["name"] for m in listed} == set(stack.service.models)
+    result = cli("--set", "service.http_port=1", "models", "list")
+    assert result.returncode == 2 and "is not answering" in result.stderr
+
+
 def test_evaluate_history_plot_report(stack, cli, runs, tmp_path: Path) -> None:
     evaluation = json.loads(cli("evaluate", "--json", "--out", str(tmp_path), check=True).stdout)
     assert set(evaluation["models"]) == set(stack.service.models)

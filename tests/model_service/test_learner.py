@@ -88,3 +88,15 @@ def test_a_change_of_machine_is_detected_as_drift() -> None:
     later = [learner.handle(_record(1 + i % 3, 4.0 * (1 + i % 3))) for i in range(200)]
     assert any(s.drifted for o in later for s in o.steps)  # four times slower: alarm
     assert learner.state["bayes_linear"].summary()["drifts"] >= 1
+
+
+def test_interval_coverage_is_measured_on_test_runs() -> None:
+    learner = Learner(["bayes_linear"], coverage=0.9)
+    for i in range(60):
+        learner.handle(_record(1 + i % 3, 0.5 + 1.0 * (1 + i % 3)))
+    state = learner.state["bayes_linear"]
+    assert state.coverage is None  # no test run yet
+    learner.handle(_record(2, 2.5, split="test"))  # exactly on the learned line: inside
+    learner.handle(_record(2, 50.0, split="test"))  # twenty times slower: outside
+    assert state.covered == [True, False] and state.coverage == 0.5
+    assert state.summary()["interval_test_coverage"] == 0.5
