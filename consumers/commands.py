@@ -158,10 +158,13 @@ def report(config: Config, args: argparse.Namespace) -> int:
 
 def models_info(config: Config) -> list[dict[str, Any]] | None:
     """``GET /models`` from the service, or None when it does not answer."""
+    from lammps_stream.errors import BrokerUnavailableError
+
     try:
-        with urllib.request.urlopen(f"{config.service.url}/models", timeout=3) as response:
-            return json.loads(response.read())["models"]
-    except (urllib.error.URLError, OSError, ValueError, KeyError):
+        return _get_json(f"{config.service.url}/models", BrokerUnavailableError, timeout=3)[
+            "models"
+        ]
+    except (BrokerUnavailableError, KeyError):
         make_console().print(
             f"[dim]model service at {config.service.url} not answering: "
             "figures that need the live models are left out[/dim]"
@@ -321,9 +324,10 @@ def _num(value: float | None, pct: bool = False) -> str:
     return f"{100 * value:.1f} %" if pct else f"{value:.3f}"
 
 
-def _get_json(url: str, error: type[Exception]) -> dict[str, Any]:
+def _get_json(url: str, error: type[Exception], timeout: float = 10) -> dict[str, Any]:
+    """``GET url`` as JSON; ``error`` (one line) when the service does not answer."""
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return json.loads(response.read())
     except (urllib.error.URLError, OSError, ValueError) as err:
         raise error(

@@ -115,7 +115,7 @@ def create_app(config: Config) -> faust.App:
     async def answer_requests(stream: Any) -> None:
         async for event in stream.events():
             message = event.message
-            raw = message.value if isinstance(message.value, bytes) else bytes(message.value or b"")
+            raw = _raw(message)
             try:
                 request = validate_request(decode_json(raw))
             except InvalidRecordError as err:
@@ -128,7 +128,7 @@ def create_app(config: Config) -> faust.App:
         async for event in stream.events():
             message = event.message
             service.consumed(message.topic, message.partition, message.offset)
-            raw = message.value if isinstance(message.value, bytes) else bytes(message.value or b"")
+            raw = _raw(message)
             try:
                 record = decode_run_record(raw)
                 outcome = service.learner.handle(record)
@@ -188,6 +188,12 @@ async def _publish(
     if outcome.steps:
         finished = parse_time(record["times"]["finished_at"]).timestamp()
         metrics.latency.observe(max(0.0, time.time() - finished))
+
+
+def _raw(message: Any) -> bytes:
+    """A message's value as bytes (an empty value as b"")."""
+    value = message.value
+    return value if isinstance(value, bytes) else bytes(value or b"")
 
 
 async def _snapshots(topic: Any, service: ModelService, records: list[dict[str, Any]]) -> None:

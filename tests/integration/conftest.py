@@ -56,3 +56,27 @@ def send_raw(config: Config, topic: str, value: bytes, key: bytes | None = None)
         producer.send(topic, key=key, value=value).get(timeout=30)
     finally:
         producer.close()
+
+
+def learned_runs(
+    config: Config, *, train: int, test: int = 0, intercept: float, slope: float
+) -> list[str]:
+    """Publish ``train`` then ``test`` runs costing ``intercept + slope · x`` (x cycling 1-3)
+    and wait until every model has predicted each; return their run_ids."""
+    from lammps_stream.schemas import encode, example_run_record, new_id
+
+    ids = []
+    for i in range(train + test):
+        run_id = new_id()
+        record = example_run_record(run_id=run_id, split="train" if i < train else "test")
+        record["params"] = record["params"] | {"x": 1 + i % 3}
+        record["result"] = record["result"] | {"wall_seconds": intercept + slope * (1 + i % 3)}
+        send_raw(config, config.kafka.topics.runs, encode(record), key=run_id.encode())
+        ids.append(run_id)
+    wanted = {(r, m) for r in ids for m in config.service.models}
+    read_topic(
+        config,
+        config.kafka.topics.predictions,
+        lambda rs: wanted <= {(p.get("run_id"), p.get("model")) for p in rs},
+    )
+    return ids

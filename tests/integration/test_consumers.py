@@ -9,28 +9,13 @@ from pathlib import Path
 import pytest
 
 from lammps_stream.config import Config
-from lammps_stream.schemas import encode, example_run_record, new_id
-from tests.integration.conftest import read_topic, send_raw
+from tests.integration.conftest import learned_runs
 
 
 @pytest.fixture(scope="module")
 def runs(stack: Config) -> list[str]:
     """Eight train and two test records of this module, learned by the real service."""
-    ids = []
-    for i in range(10):
-        run_id = new_id()
-        record = example_run_record(run_id=run_id, split="train" if i < 8 else "test")
-        record["params"] = record["params"] | {"x": 1 + i % 3}
-        record["result"] = record["result"] | {"wall_seconds": 0.4 + 1.1 * (1 + i % 3)}
-        send_raw(stack, stack.kafka.topics.runs, encode(record), key=run_id.encode())
-        ids.append(run_id)
-    wanted = {(r, m) for r in ids for m in stack.service.models}
-    read_topic(
-        stack,
-        stack.kafka.topics.predictions,
-        lambda rs: wanted <= {(p.get("run_id"), p.get("model")) for p in rs},
-    )
-    return ids
+    return learned_runs(stack, train=8, test=2, intercept=0.4, slope=1.1)
 
 
 def test_predictions_filters_and_json(stack, cli, runs) -> None:

@@ -6,27 +6,14 @@ import json
 
 import pytest
 
-from lammps_stream.schemas import encode, example_run_record, new_id
-from tests.integration.conftest import read_topic, send_raw
+from lammps_stream.schemas import new_id
+from tests.integration.conftest import learned_runs, read_topic, send_raw
 
 
 @pytest.fixture(scope="module")
 def learned(stack) -> None:
     """Six training runs learned by every model."""
-    ids = []
-    for i in range(6):
-        run_id = new_id()
-        record = example_run_record(run_id=run_id)
-        record["params"] = record["params"] | {"x": 1 + i % 3}
-        record["result"] = record["result"] | {"wall_seconds": 0.3 + 1.0 * (1 + i % 3)}
-        send_raw(stack, stack.kafka.topics.runs, encode(record), key=run_id.encode())
-        ids.append(run_id)
-    wanted = {(r, m) for r in ids for m in stack.service.models}
-    read_topic(
-        stack,
-        stack.kafka.topics.predictions,
-        lambda rs: wanted <= {(p.get("run_id"), p.get("model")) for p in rs},
-    )
+    learned_runs(stack, train=6, intercept=0.3, slope=1.0)
 
 
 def test_predict_answers_with_every_model_and_publishes(stack, cli, learned) -> None:
