@@ -1,5 +1,8 @@
 """Shared fixtures. Integration tests get a real local stack of their own (Kafka on
-19092/19093, the service on 16066) under a temporary state directory."""
+19092/19093, the service on 16066) under a temporary state directory.
+
+``LSTREAM_TEST_PORT_OFFSET=N`` shifts those ports by N, so that two test sessions can
+run side by side on one machine."""
 
 from __future__ import annotations
 
@@ -14,10 +17,11 @@ import pytest
 from lammps_stream.config import Config, dump_config, load_config
 
 SNAPSHOT_KEY = "integration-test-key"
+PORT_OFFSET = int(os.environ.get("LSTREAM_TEST_PORT_OFFSET", "0"))
 TEST_PORTS = {
-    "kafka.bootstrap": "127.0.0.1:19092",
-    "kafka.controller_port": 19093,
-    "service.http_port": 16066,
+    "kafka.bootstrap": f"127.0.0.1:{19092 + PORT_OFFSET}",
+    "kafka.controller_port": 19093 + PORT_OFFSET,
+    "service.http_port": 16066 + PORT_OFFSET,
 }
 
 

@@ -24,11 +24,12 @@ from deploy import checks
 from lammps_stream.broker import make_producer, port_open
 from lammps_stream.config import Config
 from lammps_stream.schemas import encode, example_run_record, new_id, now
+from tests.conftest import PORT_OFFSET
 
 pytestmark = pytest.mark.integration
 
-PROMETHEUS_PORT = 19190
-PUSHGATEWAY_PORT = 19191
+PROMETHEUS_PORT = 19190 + PORT_OFFSET
+PUSHGATEWAY_PORT = 19191 + PORT_OFFSET
 TRAIN_SIZES = [(1, 1, 1), (2, 1, 1), (2, 2, 1), (3, 1, 1), (2, 2, 2), (3, 2, 1), (1, 2, 1)]
 TEST_SIZES = [(2, 1, 2), (3, 2, 2), (1, 1, 2)]
 

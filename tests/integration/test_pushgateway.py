@@ -12,8 +12,9 @@ import pytest
 
 from lammps_stream.broker import port_open
 from lammps_stream.schemas import new_id
+from tests.conftest import PORT_OFFSET
 
-PORT = 19091
+PORT = 19091 + PORT_OFFSET
 
 
 @pytest.fixture(scope="module")
