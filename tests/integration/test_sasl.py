@@ -10,6 +10,7 @@ import pytest
 
 from lammps_stream.config import dump_config, load_config
 from lammps_stream.schemas import new_id
+from tests.conftest import PORT_OFFSET
 from tests.integration.conftest import read_topic
 
 
@@ -22,13 +23,13 @@ def sasl_stack(tmp_path_factory: pytest.TempPathFactory):
         path=None,
         env={},
         overrides={
-            "kafka.bootstrap": "127.0.0.1:39192",
-            "kafka.controller_port": 39193,
+            "kafka.bootstrap": f"127.0.0.1:{39192 + PORT_OFFSET}",
+            "kafka.controller_port": 39193 + PORT_OFFSET,
             "kafka.security_protocol": "SASL_PLAINTEXT",
             "kafka.sasl_username": "alice",
             "kafka.sasl_password": "s3cret-pw",
             "kafka.request_timeout_seconds": 3,
-            "service.http_port": 36066,
+            "service.http_port": 36066 + PORT_OFFSET,
             "service.app_id": "lammps-stream-sasl",
             "stack.state_dir": str(root / "state"),
             "producer.spool_dir": str(root / "spool"),
