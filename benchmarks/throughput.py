@@ -4,10 +4,12 @@
 - ``hand_written_loop``: what a user would write instead — a kafka-python consumer reading
   the runs topic, the same Learner, a producer sending every prediction (``acks=all``);
 - ``worker``: the real service (Faust) on a fresh local stack, from the first record
-  published to the last one learned, as ``GET /models`` reports it.
+  published to the last one learned, as ``GET /models`` reports it;
+- ``django_river_ml``: the prototype's server learning the same models over HTTP through its
+  riverapi client, on at most 500 of the records (see :mod:`benchmarks.django_river_ml`).
 
 The records are the recorded campaign (``docs/data/campaign-runs.jsonl``) repeated with fresh
-run_ids. The prototype's server (django-river-ml) is not measured here yet.
+run_ids.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ def in_process(batch: list[dict[str, Any]], models: list[str]) -> float:
 
     learner = Learner(models, 0.9)
     started = time.perf_counter()
-    for record in batch:
-        learner.handle(record)
+    for offset, record in enumerate(batch):
+        learner.handle(record, offset)
     return len(batch) / (time.perf_counter() - started)
 
 
@@ -51,7 +53,7 @@ def hand_written_loop(config: Config, batch: list[dict[str, Any]], models: list[
     from lammps_stream.schemas import decode_run_record
     from model_service.learner import Learner
 
-    learner = Learner(models, 0.9)
+    learners: dict[int, Learner] = {}
     consumer = make_consumer(config)
     producer = make_producer(config)
     topic = config.kafka.topics.runs
@@ -63,7 +65,8 @@ def hand_written_loop(config: Config, batch: list[dict[str, Any]], models: list[
     while seen < len(batch):
         for messages in consumer.poll(timeout_ms=200, max_records=500).values():
             for message in messages:
-                outcome = learner.handle(decode_run_record(message.value))
+                learner = learners.setdefault(message.partition, Learner(models, 0.9))
+                outcome = learner.handle(decode_run_record(message.value), message.offset)
                 for p in outcome.predictions:
                     producer.send(config.kafka.topics.predictions, value=encode(p))
                 seen += 1
@@ -95,6 +98,22 @@ def worker(config: Config, batch: list[dict[str, Any]]) -> float:
     return len(batch) / elapsed
 
 
+def django_river_ml(batch: list[dict[str, Any]], models: list[str], quick: bool) -> dict[str, Any]:
+    """The prototype's server on the first records of the batch, or why it could not run."""
+    from benchmarks import django_river_ml as prototype
+
+    try:
+        return prototype.measure(batch, models, limit=200 if quick else prototype.MAX_RECORDS)
+    except Exception as err:
+        return {"error": f"{type(err).__name__}: {err}"}
+
+
+def versus_django_river_ml(service: float, prototype: dict[str, Any]) -> float | None:
+    """worker records/s ÷ django-river-ml records/s; None when the latter was not measured."""
+    rate = prototype.get("records_per_second")
+    return round(service / rate, 1) if rate else None
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     from lammps_stream.stack import LocalStack
 
@@ -115,7 +134,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                 "stack.start_timeout_seconds": 120,
             },
         )
-        models = config.service.models
+        models = config.service.model_names
         ceiling = in_process(batch, models)
         stack = LocalStack(config)
         try:
@@ -124,6 +143,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             loop = hand_written_loop(config, batch, models)
         finally:
             stack.down()
+    prototype = django_river_ml(batch, models, quick)
     return {
         "benchmark": "throughput",
         "records": n,
@@ -133,6 +153,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         "worker_records_per_second": round(service, 1),
         "worker_vs_ceiling": round(service / ceiling, 3),
         "worker_vs_hand_written": round(service / loop, 3),
+        "django_river_ml_records_per_second": prototype.get("records_per_second"),
+        "worker_vs_django_river_ml": versus_django_river_ml(service, prototype),
+        "django_river_ml": prototype,
         "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
         f"Python {platform.python_version()}",
     }

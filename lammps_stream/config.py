@@ -46,11 +46,20 @@ class TopicsConfig:
 
 @dataclass(frozen=True)
 class KafkaConfig:
-    """Where the broker is, and how the local stack runs one."""
+    """Where the broker is, how clients reach it (login, TLS), and how the local stack runs one.
+
+    >>> KafkaConfig(security_protocol="SSL").tls, KafkaConfig(security_protocol="SSL").sasl
+    (True, False)
+    >>> KafkaConfig(ssl_cafile="ca.crt")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.ConfigError: kafka.ssl_cafile: set, but ... does not use TLS; ...
+    """
 
     bootstrap: str = "127.0.0.1:9092"
     controller_port: int = 9093
     partitions: int = 3
+    runs_partitions: int = 1
     version: str = "4.1.1"
     heap: str = "768m"
     request_timeout_seconds: float = 10.0
@@ -58,15 +67,22 @@ class KafkaConfig:
     sasl_mechanism: str = "SCRAM-SHA-512"
     sasl_username: str = ""
     sasl_password: str = ""
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    ssl_check_hostname: bool = True
     topics: TopicsConfig = field(default_factory=TopicsConfig)
 
     def __post_init__(self) -> None:
         _check_host_port("kafka.bootstrap", self.bootstrap)
         _check_range("kafka.controller_port", self.controller_port, 1, 65535)
         _check_range("kafka.partitions", self.partitions, 1, 1000)
+        _check_range("kafka.runs_partitions", self.runs_partitions, 1, 1000)
         _check_range("kafka.request_timeout_seconds", self.request_timeout_seconds, 0.1, 600)
         _check_choice(
-            "kafka.security_protocol", self.security_protocol, ("PLAINTEXT", "SASL_PLAINTEXT")
+            "kafka.security_protocol",
+            self.security_protocol,
+            ("PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL"),
         )
         _check_choice(
             "kafka.sasl_mechanism", self.sasl_mechanism, ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
@@ -74,13 +90,65 @@ class KafkaConfig:
         if self.sasl and not (self.sasl_username and self.sasl_password):
             raise ConfigError(
                 "kafka.sasl_username / kafka.sasl_password: both are needed with "
-                "kafka.security_protocol SASL_PLAINTEXT (e.g. LAMMPS_STREAM_KAFKA_SASL_PASSWORD)"
+                f"kafka.security_protocol {self.security_protocol} "
+                "(e.g. LAMMPS_STREAM_KAFKA_SASL_PASSWORD)"
+            )
+        for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(self, key) and not self.tls:
+                raise ConfigError(
+                    f"kafka.{key}: set, but kafka.security_protocol {self.security_protocol} "
+                    "does not use TLS; set kafka.security_protocol to SSL or SASL_SSL, "
+                    f"or leave kafka.{key} empty"
+                )
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise ConfigError(
+                "kafka.ssl_keyfile: a client key needs its certificate; set kafka.ssl_certfile "
+                "(PEM) too, or leave both empty when the broker does not ask for one"
             )
 
     @property
     def sasl(self) -> bool:
         """Whether clients authenticate with SASL."""
         return self.security_protocol.startswith("SASL")
+
+    @property
+    def tls(self) -> bool:
+        """Whether clients speak TLS to the broker (SSL or SASL_SSL)."""
+        return self.security_protocol.endswith("SSL")
+
+    def tls_files(self) -> dict[str, Path]:
+        """The TLS files that are set (``ssl_cafile``, ``ssl_certfile``, ``ssl_keyfile``),
+        expanded; :class:`ConfigError` naming the key when one does not exist.
+
+        Checked when a client is made, not when the configuration is read: a login node may
+        prepare jobs whose certificates live only where the jobs run.
+
+        >>> KafkaConfig(security_protocol="SSL").tls_files()
+        {}
+        >>> cfg = KafkaConfig(security_protocol="SSL", ssl_cafile="/nonexistent/ca.crt")
+        >>> cfg.tls_files()  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        lammps_stream.errors.ConfigError: kafka.ssl_cafile: /nonexistent/ca.crt does not exist; ...
+        """
+        hints = {
+            "ssl_cafile": "give the PEM file of the CA that signed the broker's certificate, "
+            "or leave it empty to trust the system's CAs",
+            "ssl_certfile": "give the PEM file of this client's certificate (mutual TLS), "
+            "or leave it empty",
+            "ssl_keyfile": "give the PEM file of this client's private key, or leave it empty "
+            "when kafka.ssl_certfile holds the key too",
+        }
+        files = {}
+        for key, hint in hints.items():
+            value = getattr(self, key)
+            if not value:
+                continue
+            path = expand(value)
+            if not path.is_file():
+                raise ConfigError(f"kafka.{key}: {path} does not exist; {hint}")
+            files[key] = path
+        return files
 
 
 @dataclass(frozen=True)
@@ -90,23 +158,53 @@ class ServiceConfig:
     app_id: str = "lammps-stream"
     http_host: str = "127.0.0.1"
     http_port: int = 6066
-    models: list[str] = field(
-        default_factory=lambda: ["linear", "bayes_linear", "pa", "hoeffding_tree", "bayes_log"]
+    models: list[Any] = field(
+        default_factory=lambda: [
+            "linear",
+            "bayes_linear",
+            "pa",
+            "hoeffding_tree",
+            "forest",
+            "knn",
+            "bayes_log",
+        ]
     )
     interval_coverage: float = 0.9
     log_level: str = "info"
     snapshot_every: int = 50
     snapshot_seconds: float = 60.0
     snapshot_key: str = ""
+    api_token: str = ""
+    dedup_window: int = 100_000
+    rolling_window: int = 100
+    session_timeout_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         _check_range("service.http_port", self.http_port, 1, 65535)
         _check_range("service.interval_coverage", self.interval_coverage, 0.5, 0.999)
         _check_range("service.snapshot_every", self.snapshot_every, 1, 10**9)
         _check_range("service.snapshot_seconds", self.snapshot_seconds, 1, 10**7)
+        _check_range("service.dedup_window", self.dedup_window, 0, 10**8)
+        _check_range("service.rolling_window", self.rolling_window, 2, 10**6)
+        _check_range("service.session_timeout_seconds", self.session_timeout_seconds, 6, 1800)
         if not self.models:
             raise ConfigError("service.models: list at least one model, e.g. [linear]")
+        for item in self.models:
+            if not isinstance(item, str) and not (isinstance(item, dict) and item.get("name")):
+                raise ConfigError(
+                    f"service.models: each entry is a built-in model's name or a mapping "
+                    f"with name, class and params; got {item!r}"
+                )
         _check_choice("service.log_level", self.log_level, ("debug", "info", "warning", "error"))
+
+    @property
+    def model_names(self) -> list[str]:
+        """The names of the configured models, in order.
+
+        >>> ServiceConfig(models=["pa", {"name": "tree", "class": "river.tree.X"}]).model_names
+        ['pa', 'tree']
+        """
+        return [item if isinstance(item, str) else str(item["name"]) for item in self.models]
 
     @property
     def url(self) -> str:
@@ -136,9 +234,16 @@ class ProducerConfig:
     image: str = ""
     partition: str = ""
     time_limit: str = "00:30:00"
+    suggest_group: str = "lammps-stream-suggest"
 
     def __post_init__(self) -> None:
-        _check_choice("producer.sampler", self.sampler, ("random", "lhs", "sobol", "grid"))
+        _check_choice(
+            "producer.sampler", self.sampler, ("random", "lhs", "sobol", "grid", "suggest")
+        )
+        if not self.suggest_group.strip():
+            raise ConfigError(
+                "producer.suggest_group: name the consumer group that claims suggestions"
+            )
         _check_choice("producer.launcher", self.launcher, ("mpiexec", "srun"))
         _check_range("producer.np", self.np, 1, 100000)
         _check_range("producer.threads", self.threads, 1, 1024)
@@ -344,6 +449,8 @@ def _build(cls: type, tree: Any, prefix: str) -> Any:
 
 
 def _coerce(key: str, value: Any, kind: Any) -> Any:
+    if kind is Any:
+        return value
     origin = typing.get_origin(kind)
     if origin is list:
         (item,) = typing.get_args(kind)

@@ -50,7 +50,7 @@ def run_demo(
         failed = [r for r in reports if r.status != "ok"]
         for report in failed:
             console.print(f"[red]run {report.run_id[:8]} failed: {report.error}[/red]")
-        predictions = collect(config, [r.run_id for r in ok], config.service.models, console)
+        predictions = collect(config, [r.run_id for r in ok], config.service.model_names, console)
         info = models_info(config)
         return _report(
             console,
@@ -58,7 +58,7 @@ def run_demo(
             predictions,
             info,
             ok,
-            config.service.models,
+            config.service.model_names,
             failed,
             time.monotonic() - started,
         )

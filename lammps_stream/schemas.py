@@ -213,18 +213,19 @@ def validate_request(record: Any) -> dict[str, Any]:
 def validate_snapshot(record: Any) -> dict[str, Any]:
     """Check a ModelSnapshot's fields (``lammps-stream.model/1``); the model bytes are not read.
 
-    >>> validate_snapshot({"schema": MODEL_SCHEMA, "model": "pa", "learned": 3, "offsets": {},
-    ...     "metrics": {}, "created_at": "2026-01-01T00:00:00Z", "model_base64": "",
-    ...     "signature": "ab"})["model"]
+    >>> validate_snapshot({"schema": MODEL_SCHEMA, "model": "pa", "partition": 0, "learned": 3,
+    ...     "offsets": {}, "metrics": {}, "created_at": "2026-01-01T00:00:00Z",
+    ...     "state_base64": "", "signature": "ab"})["model"]
     'pa'
     """
     _check_schema(record, MODEL_SCHEMA)
     _text(record, "model")
+    _non_negative_int(record, "partition")
     _non_negative_int(record, "learned")
     _object(record, "offsets")
     _object(record, "metrics")
     _timestamp(record, "created_at")
-    _text(record, "model_base64", allow_empty=True)
+    _text(record, "state_base64", allow_empty=True)
     _text(record, "signature")
     return record
 
@@ -400,3 +401,106 @@ def _timestamp(obj: dict[str, Any], name: str, prefix: str = "") -> str:
             "bad_value", f"{prefix}{name}: must be an RFC 3339 time, got {value!r}"
         ) from None
     return value
+
+
+# -- suggestions (active sampling) ---------------------------------------------------------
+
+SUGGESTION_SCHEMA = "lammps-stream.suggestion/1"
+
+
+def validate_suggestion(record: Any) -> dict[str, Any]:
+    """Check a Suggestion (``lammps-stream.suggestion/1``): a parameter set worth running
+    next, how little the models know there, what it should cost, and until when it holds.
+
+    Fields: ``suggestion_id`` (uuid), ``params`` (as in a RunRecord), ``score`` (uncertainty
+    per unit of cost, higher first), ``uncertainty`` and ``disagreement`` (standard deviations
+    of log wall time), ``predicted_wall_seconds``, ``predicted_core_seconds`` (wall time ×
+    ranks × threads), ``models`` ``{name: {predicted_wall_seconds, learned}}`` (the committee
+    that scored it), ``created_at`` and ``expires_at`` (RFC 3339; a producer takes a suggestion
+    only before it expires), and optionally ``rank`` (0 = best of its batch) and ``alpha`` (the
+    cost exponent used).
+
+    >>> validate_suggestion(example_suggestion())["params"]["deck"]
+    'lj'
+    >>> validate_suggestion(example_suggestion(expires_at="2025-12-31T00:00:00Z"))
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.InvalidRecordError: expires_at: must not be before created_at, ...
+    """
+    _check_schema(record, SUGGESTION_SCHEMA)
+    _uuid(record, "suggestion_id")
+    validate_params(record.get("params"))
+    for name in (
+        "score",
+        "uncertainty",
+        "disagreement",
+        "predicted_wall_seconds",
+        "predicted_core_seconds",
+    ):
+        _number(record, name, minimum=0)
+    models = _object(record, "models")
+    if not models:
+        raise InvalidRecordError("bad_value", "models: name at least one model")
+    for name, info in models.items():
+        if not isinstance(info, dict):
+            raise InvalidRecordError("wrong_type", f"models.{name}: must be an object")
+        _number(info, "predicted_wall_seconds", f"models.{name}.", minimum=0)
+        if info.get("learned") is not None:
+            _non_negative_int(info, "learned", f"models.{name}.")
+    created = parse_time(_timestamp(record, "created_at"))
+    expires = parse_time(_timestamp(record, "expires_at"))
+    if expires < created:
+        raise InvalidRecordError(
+            "bad_value",
+            f"expires_at: must not be before created_at, got {record['expires_at']} < "
+            f"{record['created_at']}",
+        )
+    if record.get("rank") is not None:
+        _non_negative_int(record, "rank")
+    if record.get("alpha") is not None:
+        _number(record, "alpha", minimum=0)
+    return record
+
+
+def decode_suggestion(raw: bytes) -> dict[str, Any]:
+    """Decode and validate a Suggestion from Kafka bytes.
+
+    >>> decode_suggestion(encode(example_suggestion()))["score"]
+    0.42
+    """
+    return validate_suggestion(decode_json(raw))
+
+
+def suggestion_fresh(record: dict[str, Any], at: datetime | None = None) -> bool:
+    """Whether a (valid) Suggestion still holds at ``at`` (default: now).
+
+    >>> suggestion_fresh(example_suggestion(), at=parse_time("2026-01-01T00:30:00Z"))
+    True
+    >>> suggestion_fresh(example_suggestion(), at=parse_time("2026-01-01T02:00:00Z"))
+    False
+    """
+    return parse_time(record["expires_at"]) > (at or datetime.now(UTC))
+
+
+def example_suggestion(**changes: Any) -> dict[str, Any]:
+    """A valid Suggestion for docs and tests; keyword arguments replace top-level fields."""
+    record: dict[str, Any] = {
+        "schema": SUGGESTION_SCHEMA,
+        "suggestion_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+        "params": {"deck": "lj", "x": 3, "y": 2, "z": 1, "steps": 100, "ranks": 1, "threads": 1},
+        "score": 0.42,
+        "uncertainty": 0.5,
+        "disagreement": 0.1,
+        "predicted_wall_seconds": 5.8,
+        "predicted_core_seconds": 5.8,
+        "models": {
+            "bayes_log": {"predicted_wall_seconds": 5.5, "learned": 12},
+            "hoeffding_tree": {"predicted_wall_seconds": 6.1, "learned": 12},
+        },
+        "created_at": "2026-01-01T00:00:00.000000Z",
+        "expires_at": "2026-01-01T01:00:00.000000Z",
+        "rank": 0,
+        "alpha": 0.1,
+    }
+    record.update(changes)
+    return record

@@ -12,7 +12,8 @@ The service scores its models with it; consumers score the predictions they read
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -58,3 +59,55 @@ class Scores:
         """``{n, mae, rmse, r2, mape}`` with NaN as None (JSON has no NaN)."""
         values = {"mae": self.mae, "rmse": self.rmse, "r2": self.r2, "mape": self.mape}
         return {"n": self.n} | {k: None if math.isnan(v) else v for k, v in values.items()}
+
+
+def merged(parts: list[Scores]) -> Scores:
+    """Scores of several disjoint streams as if they were one (Chan's parallel update).
+
+    >>> a, b, whole = Scores(), Scores(), Scores()
+    >>> for i, (actual, predicted) in enumerate([(1.0, 1.5), (2.0, 2.0), (3.0, 2.5), (5.0, 4.0)]):
+    ...     (a if i % 2 else b).update(actual, predicted)
+    ...     whole.update(actual, predicted)
+    >>> m = merged([a, b])
+    >>> m.n, round(m.r2, 6) == round(whole.r2, 6), round(m.mae, 6) == round(whole.mae, 6)
+    (4, True, True)
+    """
+    total = Scores()
+    for part in parts:
+        if not part.n:
+            continue
+        n = total.n + part.n
+        delta = part._mean - total._mean
+        total._m2 += part._m2 + delta * delta * total.n * part.n / n
+        total._mean += delta * part.n / n
+        total.n = n
+        total._abs_error += part._abs_error
+        total._sq_error += part._sq_error
+        total._pct_error += part._pct_error
+    return total
+
+
+@dataclass
+class RecentScores:
+    """The same scores over the last ``size`` pairs only: how good the model is now.
+
+    >>> r = RecentScores(size=2)
+    >>> for actual, predicted in [(1.0, 9.0), (2.0, 2.0), (3.0, 3.0)]:
+    ...     r.update(actual, predicted)
+    >>> r.scores().mae
+    0.0
+    """
+
+    size: int = 100
+    pairs: deque[tuple[float, float]] = field(default_factory=deque)
+
+    def update(self, actual: float, predicted: float) -> None:
+        self.pairs.append((actual, predicted))
+        while len(self.pairs) > self.size:
+            self.pairs.popleft()
+
+    def scores(self) -> Scores:
+        out = Scores()
+        for actual, predicted in self.pairs:
+            out.update(actual, predicted)
+        return out

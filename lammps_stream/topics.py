@@ -25,11 +25,14 @@ def topic_specs(config: Config) -> list[TopicSpec]:
     """Every topic of the contract, with partitions and cleanup policy."""
     t = config.kafka.topics
     n = config.kafka.partitions
+    # Runs and requests are co-partitioned: request partition q is answered by the worker
+    # that learns runs partition q. Snapshots can be large (forests): allow 16 MiB.
+    shards = config.kafka.runs_partitions
     return [
-        TopicSpec(t.runs, n),
+        TopicSpec(t.runs, shards),
         TopicSpec(t.predictions, n),
-        TopicSpec(t.requests, n),
-        TopicSpec(t.models, 1, {"cleanup.policy": "compact"}),
+        TopicSpec(t.requests, shards),
+        TopicSpec(t.models, 1, {"cleanup.policy": "compact", "max.message.bytes": "16777216"}),
         TopicSpec(t.dlq, 1),
         TopicSpec(t.suggestions, 1),
     ]

@@ -1,14 +1,19 @@
 """The Faust application: ``lammps.runs`` in, ``lammps.predictions`` and ``lammps.dlq`` out,
-and the HTTP views on the worker's web port.
+snapshots on ``lammps.models``, and the HTTP views on the worker's web port.
 
-Data flow of the one agent::
+Data flow of the learning agent, per record of runs partition p at offset o::
 
-    raw bytes ──decode+validate──► RunRecord ──Learner.handle──► predictions ──► lammps.predictions
-         └── InvalidRecordError ──► DeadLetter ──► lammps.dlq
+    raw ──decode+validate──► RunRecord ──shard p.handle(o)──► predictions ──► lammps.predictions
+     └── InvalidRecordError ──► lammps.dlq        └── due snapshots ──► lammps.models
+
+When the worker is given partition p it rebuilds shard p (:mod:`model_service.recovery`):
+latest snapshots, the run_id window, and a replay up to the group's committed offset.
+When p is taken away it snapshots shard p first, so the next owner resumes where it stood.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -18,7 +23,7 @@ from faust.web import View
 
 from lammps_stream.broker import bootstrap_servers
 from lammps_stream.config import Config, expand
-from lammps_stream.errors import InvalidRecordError
+from lammps_stream.errors import ConfigError, InvalidRecordError
 from lammps_stream.schemas import (
     dead_letter,
     decode_json,
@@ -29,55 +34,104 @@ from lammps_stream.schemas import (
     validate_params,
     validate_request,
 )
+from model_service import recovery
 from model_service.learner import Learner, Outcome
 from model_service.metrics import CONTENT_TYPE, ServiceMetrics
-from model_service.snapshots import signing_key, snapshot_record
+from model_service.shards import Shards
+from model_service.snapshots import signing_key, snapshot_key, snapshot_record
+from model_service.zoo import ModelSpec, model_spec
 
 log = logging.getLogger("lammps_stream.service")
+MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
 
 
 class ModelService:
-    """The worker's state: the learner, the metrics, readiness, and snapshot bookkeeping."""
+    """The worker's state: its shards, metrics, readiness, and snapshot bookkeeping."""
 
     def __init__(self, config: Config) -> None:
+        service = config.service
         self.config = config
-        self.learner = Learner(config.service.models, config.service.interval_coverage)
+        self.shards = Shards(
+            [model_spec(item) for item in service.models],
+            service.interval_coverage,
+            rolling_window=service.rolling_window,
+            dedup_window=service.dedup_window,
+        )
+        self.origins = dict.fromkeys(self.shards.names, "config")
         self.metrics = ServiceMetrics()
         self.assigned = False
         self.started_at = time.time()
-        self.key, throwaway = signing_key(config.service.snapshot_key)
+        self.key, throwaway = signing_key(service.snapshot_key)
         if throwaway:
             log.warning(
                 "service.snapshot_key is not set: snapshots are signed with a key that "
                 "dies with this worker, so no later worker can restore them"
             )
-        self.offsets: dict[str, dict[int, int]] = {}
-        self.snapshot_at = {name: time.time() for name in self.learner.state}
-        self.snapshot_learned = dict.fromkeys(self.learner.state, 0)
+        self.snapshot_at: dict[tuple[str, int], float] = {}
+        self.snapshot_position: dict[tuple[str, int], int] = {}
+        self.rebuilt: dict[int, asyncio.Event] = {}
 
-    def consumed(self, topic: str, partition: int, offset: int) -> None:
-        """Remember the next offset to read: what a snapshot taken now reflects."""
-        self.offsets.setdefault(topic, {})[partition] = offset + 1
+    def rebuilding(self, partition: int) -> None:
+        """Partition ``partition`` was just assigned: its records wait for its shard."""
+        self.rebuilt.setdefault(partition, asyncio.Event()).clear()
 
-    def due_snapshots(self, force_after_seconds: bool = False) -> list[dict[str, Any]]:
-        """Snapshots of the models that learned ``snapshot_every`` records since their last
-        one (or anything, once ``snapshot_seconds`` have passed)."""
+    def adopt(self, partition: int, learner: Learner) -> None:
+        """Take a rebuilt shard: what it was restored to counts as snapshotted."""
+        self.shards.put(partition, learner)
+        for name, state in learner.state.items():
+            self.snapshot_at[(name, partition)] = time.time()
+            self.snapshot_position[(name, partition)] = state.position
+        self.rebuilt.setdefault(partition, asyncio.Event()).set()
+
+    async def shard(self, partition: int) -> Learner | None:
+        """The shard of ``partition``, once it is rebuilt (Faust may resume the stream
+        before the assignment handler has finished restoring it)."""
+        learner = self.shards.by_partition.get(partition)
+        if learner is None:
+            await self.rebuilt.setdefault(partition, asyncio.Event()).wait()
+            learner = self.shards.by_partition.get(partition)
+        return learner
+
+    def due_snapshots(self, partitions: list[int] | None = None, force: bool = False) -> list[Any]:
+        """Snapshot records of the models that moved ``snapshot_every`` offsets since their
+        last one, or moved at all once ``snapshot_seconds`` passed (or ``force``)."""
         every = self.config.service.snapshot_every
         seconds = self.config.service.snapshot_seconds
         records = []
-        for name, state in self.learner.state.items():
-            fresh = state.learned - self.snapshot_learned[name]
-            stale = time.time() - self.snapshot_at[name] >= seconds
-            if fresh >= every or (fresh > 0 and stale and force_after_seconds):
-                records.append(snapshot_record(state, self.offsets, self.key))
-                self.snapshot_learned[name] = state.learned
-                self.snapshot_at[name] = time.time()
+        for partition, learner in list(self.shards.by_partition.items()):
+            if partitions is not None and partition not in partitions:
+                continue
+            for name, state in learner.state.items():
+                key = (name, partition)
+                moved = state.position - self.snapshot_position.get(key, 0)
+                stale = time.time() - self.snapshot_at.get(key, 0.0) >= seconds
+                if moved >= every or (moved > 0 and (stale or force)):
+                    records.append(self.snapshot(name, partition))
         return records
+
+    def snapshot(self, name: str, partition: int) -> dict[str, Any]:
+        state = self.shards.by_partition[partition].state[name]
+        self.snapshot_at[(name, partition)] = time.time()
+        self.snapshot_position[(name, partition)] = state.position
+        return snapshot_record(
+            state,
+            partition=partition,
+            runs_topic=self.config.kafka.topics.runs,
+            key=self.key,
+            origin=self.origins.get(name, "config"),
+        )
+
+    def snapshot_age(self, name: str) -> float:
+        """Seconds since the oldest of this model's shard snapshots."""
+        ats = [at for (n, _), at in self.snapshot_at.items() if n == name]
+        return time.time() - min(ats) if ats else time.time() - self.started_at
 
 
 def create_app(config: Config) -> faust.App:
     """Build the Faust app for ``config``; ``app.service`` holds its :class:`ModelService`."""
     service = ModelService(config)
+    session = config.service.session_timeout_seconds
     app = faust.App(
         config.service.app_id,
         broker=[f"kafka://{server}" for server in bootstrap_servers(config.kafka.bootstrap)],
@@ -86,6 +140,9 @@ def create_app(config: Config) -> faust.App:
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        producer_max_request_size=MAX_SNAPSHOT_BYTES,
+        broker_session_timeout=session,
+        broker_heartbeat_interval=max(1.0, session / 10),
         web_enabled=True,
         web_bind=config.service.http_host,
         web_host=config.service.http_host,
@@ -97,15 +154,31 @@ def create_app(config: Config) -> faust.App:
     )
     app.service = service
     topics = config.kafka.topics
-    runs = app.topic(topics.runs, key_serializer="raw", value_serializer="raw")
-    predictions = app.topic(topics.predictions, key_serializer="raw", value_serializer="raw")
-    dlq = app.topic(topics.dlq, key_serializer="raw", value_serializer="raw")
-    models = app.topic(topics.models, key_serializer="raw", value_serializer="raw")
-    requests = app.topic(topics.requests, key_serializer="raw", value_serializer="raw")
+    raw = {"key_serializer": "raw", "value_serializer": "raw"}
+    runs = app.topic(topics.runs, **raw)
+    predictions = app.topic(topics.predictions, **raw)
+    dlq = app.topic(topics.dlq, **raw)
+    models = app.topic(topics.models, **raw)
+    requests = app.topic(topics.requests, **raw)
 
-    async def answer(params: dict[str, Any], request_id: str) -> list[dict[str, Any]]:
+    async def publish_snapshots(records: list[dict[str, Any]]) -> None:
+        for record in records:
+            key = snapshot_key(record["model"], record["partition"])
+            await models.send(key=key, value=encode(record))
+            service.metrics.snapshots.labels(model=record["model"]).inc()
+            log.info(
+                "snapshot of %s/%s at offset %s (%d learned)",
+                record["model"],
+                record["partition"],
+                record["offsets"][topics.runs][str(record["partition"])],
+                record["learned"],
+            )
+
+    async def answer(
+        params: dict[str, Any], request_id: str, partition: int | None = None
+    ) -> list[dict[str, Any]]:
         """Every model's prediction for ``params``, published under ``request_id``."""
-        answers = service.learner.predict(params, request_id)
+        answers = service.shards.predict(params, request_id, partition)
         for prediction in answers:
             await predictions.send(key=request_id.encode(), value=encode(prediction))
         service.metrics.record("request")
@@ -115,42 +188,84 @@ def create_app(config: Config) -> faust.App:
     async def answer_requests(stream: Any) -> None:
         async for event in stream.events():
             message = event.message
-            raw = _raw(message)
+            value = _raw(message)
             try:
-                request = validate_request(decode_json(raw))
+                request = validate_request(decode_json(value))
             except InvalidRecordError as err:
-                await _dead_letter(dlq, service, message, raw, err.code, err.message)
+                await _dead_letter(dlq, service, message, value, err.code, err.message)
                 continue
-            await answer(request["params"], request["request_id"])
+            await answer(request["params"], request["request_id"], message.partition)
 
     @app.agent(runs, name="learn")
     async def learn(stream: Any) -> None:
         async for event in stream.events():
             message = event.message
-            service.consumed(message.topic, message.partition, message.offset)
-            raw = _raw(message)
+            shard = await service.shard(message.partition)
+            if shard is None or message.offset < shard.position:
+                service.metrics.record("seen")  # handled before this worker resumed
+                continue
+            value = _raw(message)
             try:
-                record = decode_run_record(raw)
-                outcome = service.learner.handle(record)
+                record = decode_run_record(value)
+                outcome = shard.handle(record, message.offset)
             except InvalidRecordError as err:
-                await _dead_letter(dlq, service, message, raw, err.code, err.message)
+                shard.skip(message.offset)
+                await _dead_letter(dlq, service, message, value, err.code, err.message)
                 continue
             except Exception as exc:  # a model blowing up must not stop the stream
+                shard.skip(message.offset)
                 log.exception("processing failed for offset %s", message.offset)
-                await _dead_letter(dlq, service, message, raw, "processing_error", repr(exc))
+                await _dead_letter(dlq, service, message, value, "processing_error", repr(exc))
                 continue
             await _publish(predictions, service, record, outcome)
-            await _snapshots(models, service, service.due_snapshots())
+            await publish_snapshots(service.due_snapshots([message.partition]))
 
     @app.timer(interval=config.service.snapshot_seconds)
     async def snapshot_idle_models() -> None:
-        await _snapshots(models, service, service.due_snapshots(force_after_seconds=True))
+        await publish_snapshots(service.due_snapshots())
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        wanted = {tp.partition for tp in assigned if tp.topic == topics.runs}
+        for partition in set(service.shards.by_partition) - wanted:
+            service.shards.drop(partition)
+        new = sorted(wanted - set(service.shards.by_partition))
+        for partition in new:
+            service.rebuilding(partition)
+        if new:
+            snapshots = await asyncio.to_thread(recovery.read_snapshots, config)
+            for spec in snapshots.added_specs():
+                if spec.name not in service.shards.specs:
+                    service.shards.specs[spec.name] = spec
+                    service.origins[spec.name] = "added"
+            for partition in new:
+                learner = await asyncio.to_thread(
+                    recovery.rebuild_shard,
+                    config,
+                    service.shards,
+                    snapshots,
+                    service.key,
+                    partition,
+                )
+                service.adopt(partition, learner)
         service.assigned = True
 
-    _add_views(app, service, answer)
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        gone = sorted({tp.partition for tp in revoked if tp.topic == topics.runs})
+        gone = [p for p in gone if p in service.shards.by_partition]
+        if gone:
+            await publish_snapshots(service.due_snapshots(gone, force=True))
+            await app.producer.flush()
+            for partition in gone:
+                service.shards.drop(partition)
+                service.rebuilding(partition)
+
+    @app.on_before_shutdown.connect
+    async def on_shutdown(sender: Any, **kwargs: Any) -> None:
+        await publish_snapshots(service.due_snapshots(force=True))
+
+    _add_views(app, service, answer, publish_snapshots, models)
     return app
 
 
@@ -169,22 +284,13 @@ async def _publish(
 ) -> None:
     metrics = service.metrics
     metrics.record(outcome.kind)
+    key = record["run_id"].encode()
     for step in outcome.steps:
-        key = record["run_id"].encode()
         await topic.send(key=key, value=encode(step.prediction))
-        state = service.learner.state[step.model]
-        metrics.model_step(step.model, step.predict_seconds, step.learn_seconds, state.learned)
+        metrics.model_step(step.model, step.predict_seconds, step.learn_seconds)
         if step.drifted:
             metrics.drifts.labels(model=step.model).inc()
-            log.warning(
-                "drift: the error of %s changed after %d records (run %s)",
-                step.model,
-                state.learned,
-                record["run_id"],
-            )
-        metrics.scores_of(step.model, state.prequential, state.test)
-        if state.coverage is not None:
-            metrics.coverage.labels(model=step.model).set(state.coverage)
+            log.warning("drift: the error of %s changed (run %s)", step.model, record["run_id"])
     if outcome.steps:
         finished = parse_time(record["times"]["finished_at"]).timestamp()
         metrics.latency.observe(max(0.0, time.time() - finished))
@@ -194,13 +300,6 @@ def _raw(message: Any) -> bytes:
     """A message's value as bytes (an empty value as b"")."""
     value = message.value
     return value if isinstance(value, bytes) else bytes(value or b"")
-
-
-async def _snapshots(topic: Any, service: ModelService, records: list[dict[str, Any]]) -> None:
-    for record in records:
-        await topic.send(key=record["model"].encode(), value=encode(record))
-        service.metrics.snapshots.labels(model=record["model"]).inc()
-        log.info("snapshot of %s after %d records", record["model"], record["learned"])
 
 
 async def _dead_letter(
@@ -222,50 +321,130 @@ async def _dead_letter(
 
 
 def _lag(app: faust.App, service: ModelService) -> dict[int, int]:
-    """Per assigned partition of the runs topic: high watermark minus the next offset to
-    process (partitions with nothing processed yet count from the offset Faust will read)."""
+    """Per assigned partition of the runs topic: high watermark minus the next offset the
+    shard has to handle."""
     topic = service.config.kafka.topics.runs
-    done = service.offsets.get(topic, {})
     lags = {}
     try:
-        assigned = [tp for tp in app.consumer.assignment() if tp.topic == topic]
-        for tp in assigned:
+        for tp in [tp for tp in app.consumer.assignment() if tp.topic == topic]:
             highwater = app.consumer.highwater(tp)
-            if highwater is not None and tp.partition in done:
-                lags[tp.partition] = max(0, highwater - done[tp.partition])
-            elif highwater is not None and highwater == 0:
-                lags[tp.partition] = 0
+            shard = service.shards.by_partition.get(tp.partition)
+            if highwater is not None and shard is not None:
+                lags[tp.partition] = max(0, highwater - shard.position)
     except Exception:  # no consumer yet, or a rebalance under way: no lag to report
         return {}
     return lags
 
 
-def _add_views(app: faust.App, service: ModelService, answer: Any) -> None:
+def _authorized(service: ModelService, request: Any) -> bool:
+    token = service.config.service.api_token
+    if not token or request.path in OPEN_PATHS:
+        return True
+    import hmac
+
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
+def _refused(web: Any) -> Any:
+    return web.json(
+        {
+            "error": "missing or wrong bearer token; send 'Authorization: Bearer <token>' "
+            "with the worker's service.api_token",
+            "code": "unauthorized",
+        },
+        status=401,
+    )
+
+
+def _add_views(
+    app: faust.App, service: ModelService, answer: Any, publish_snapshots: Any, models: Any
+) -> None:
+    shards = service.shards
+
+    def model_view(name: str) -> dict[str, Any]:
+        return shards.summary(name) | {
+            "origin": service.origins.get(name, "config"),
+            "snapshot_age_seconds": service.snapshot_age(name),
+        }
+
     @app.page("/models")
-    async def models(web: Any, request: Any) -> Any:
-        return web.json({"models": service.learner.summaries()})
+    class Models(View):
+        """``GET /models``: every model; ``POST /models`` a spec: add and warm-start one."""
+
+        async def get(self, request: Any) -> Any:
+            if not _authorized(service, request):
+                return _refused(self)
+            return self.json(
+                {
+                    "models": [model_view(name) for name in shards.names],
+                    "recommended": shards.recommended(),
+                    "partitions": sorted(shards.by_partition),
+                }
+            )
+
+        async def post(self, request: Any) -> Any:
+            if not _authorized(service, request):
+                return _refused(self)
+            try:
+                spec = model_spec(await request.json())
+            except ConfigError as err:
+                return self.json({"error": str(err), "code": "bad_spec"}, status=400)
+            except ValueError:
+                return self.json({"error": "body is not JSON", "code": "malformed_json"}, 400)
+            if spec.name in shards.specs:
+                return self.json(
+                    {"error": f"model {spec.name!r} exists; remove it first", "code": "exists"},
+                    status=409,
+                )
+            replayed = await _add_model(service, spec)
+            await publish_snapshots(
+                [service.snapshot(spec.name, p) for p in sorted(shards.by_partition)]
+            )
+            return self.json(model_view(spec.name) | {"replayed": replayed}, status=201)
 
     @app.page("/models/{name}")
-    async def model(web: Any, request: Any, name: str) -> Any:
-        state = service.learner.state.get(name)
-        if state is None:
-            known = ", ".join(service.learner.state)
-            return web.json({"error": f"no model {name!r}; known: {known}"}, status=404)
-        return web.json(
-            state.summary()
-            | {
-                "snapshot_age_seconds": time.time() - service.snapshot_at[name],
-                "snapshot_learned": service.snapshot_learned[name],
-            }
-        )
+    class Model(View):
+        """``GET /models/{name}``; ``DELETE /models/{name}`` removes it (and its snapshots)."""
+
+        async def get(self, request: Any, name: str) -> Any:
+            if not _authorized(service, request):
+                return _refused(self)
+            if name not in shards.specs:
+                return self.json(_unknown(service, name), status=404)
+            return self.json(model_view(name))
+
+        async def delete(self, request: Any, name: str) -> Any:
+            if not _authorized(service, request):
+                return _refused(self)
+            if name not in shards.specs:
+                return self.json(_unknown(service, name), status=404)
+            if len(shards.specs) == 1:
+                return self.json(
+                    {"error": "cannot remove the last model; add another first", "code": "last"},
+                    status=400,
+                )
+            for partition, learner in shards.by_partition.items():
+                learner.remove(name)
+                await models.send(key=snapshot_key(name, partition), value=None)
+            del shards.specs[name]
+            service.origins.pop(name, None)
+            log.info("model %s removed", name)
+            return self.json({"removed": name})
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
-        for name, at in service.snapshot_at.items():
-            service.metrics.snapshot_age.labels(model=name).set(time.time() - at)
+        m = service.metrics
+        for name in shards.names:
+            m.snapshot_age.labels(model=name).set(service.snapshot_age(name))
+            summary = shards.summary(name)
+            m.learned.labels(model=name).set(summary["learned"])
+            if summary["interval_test_coverage"] is not None:
+                m.coverage.labels(model=name).set(summary["interval_test_coverage"])
+            m.scores_of(name, shards.scores(name))
         for partition, lag in _lag(app, service).items():
-            service.metrics.lag.labels(partition=str(partition)).set(lag)
-        return web.bytes(service.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+            m.lag.labels(partition=str(partition)).set(lag)
+        return web.bytes(m.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -276,6 +455,8 @@ def _add_views(app: faust.App, service: ModelService, answer: Any) -> None:
         """``POST /predict`` ``{"params": {...}}``: every model's prediction, now."""
 
         async def post(self, request: Any) -> Any:
+            if not _authorized(service, request):
+                return _refused(self)
             try:
                 body = await request.json()
                 params = body.get("params", body) if isinstance(body, dict) else body
@@ -294,7 +475,7 @@ def _add_views(app: faust.App, service: ModelService, answer: Any) -> None:
                 {
                     "request_id": request_id,
                     "predictions": answers,
-                    "recommended": service.learner.recommended(),
+                    "recommended": shards.recommended(),
                 }
             )
 
@@ -302,3 +483,31 @@ def _add_views(app: faust.App, service: ModelService, answer: Any) -> None:
     async def readyz(web: Any, request: Any) -> Any:
         ready = service.assigned and not app.rebalancing
         return web.json({"ready": ready}, status=200 if ready else 503)
+
+
+def _unknown(service: ModelService, name: str) -> dict[str, Any]:
+    known = ", ".join(service.shards.names)
+    return {"error": f"no model {name!r}; known: {known}", "code": "unknown_model"}
+
+
+async def _add_model(service: ModelService, spec: ModelSpec) -> int:
+    """Add ``spec`` to every local shard, warm-started on the runs each shard has handled:
+    in a thread up to where the shard stood, then the few records since, without yielding."""
+    shards = service.shards
+    replayed = 0
+    for partition, learner in list(shards.by_partition.items()):
+        solo = Learner(
+            [spec],
+            shards.coverage,
+            rolling_window=shards.rolling_window,
+            dedup_window=shards.dedup_window,
+        )
+        replayed += await asyncio.to_thread(
+            recovery.warm_start, service.config, solo, partition, learner.position
+        )
+        replayed += recovery.warm_start(service.config, solo, partition, learner.position)
+        learner.add(spec, solo.state[spec.name])
+    shards.specs[spec.name] = spec
+    service.origins[spec.name] = "added"
+    log.info("model %s added, warm-started on %d runs", spec.name, replayed)
+    return replayed

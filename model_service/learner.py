@@ -1,17 +1,21 @@
-"""Prequential learning, one RunRecord at a time: every model predicts first, the
-prediction is scored, then (train records only) the model learns.
+"""Prequential learning of one partition's RunRecords, one at a time: every model predicts
+first, the prediction is scored, then (train records only) the model learns.
 
-Pure logic, no Kafka: the Faust agent feeds it records and publishes what it returns.
+A :class:`Learner` is one shard: the models that learn one partition of the runs topic,
+in that partition's order, so that replaying the partition from a model's ``position``
+rebuilds exactly the same state. Pure logic, no Kafka.
 
 >>> from lammps_stream.schemas import example_run_record
 >>> learner = Learner(["linear", "pa"], coverage=0.9)
->>> outcome = learner.handle(example_run_record())
+>>> outcome = learner.handle(example_run_record(), offset=0)
 >>> outcome.kind, [p["model"] for p in outcome.predictions]
 ('learned', ['linear', 'pa'])
->>> learner.handle(example_run_record()).kind
+>>> learner.handle(example_run_record(), offset=1).kind
 'duplicate'
->>> learner.state["linear"].learned
-1
+>>> learner.handle(example_run_record(run_id="another"), offset=0).kind
+'seen'
+>>> learner.state["linear"].learned, learner.state["linear"].position
+(1, 2)
 """
 
 from __future__ import annotations
@@ -23,39 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lammps_stream.schemas import PREDICTION_SCHEMA, now
-from lammps_stream.scoring import Scores
+from lammps_stream.scoring import RecentScores, Scores
 from model_service.features import features
-from model_service.zoo import DESCRIPTIONS, build_models, coefficients
-
-MIN_RESIDUALS = 5
-RESIDUAL_WINDOW = 500
-
-
-@dataclass
-class ResidualInterval:
-    """A symmetric interval from the quantile of recent absolute residuals.
-
-    >>> band = ResidualInterval(coverage=0.8)
-    >>> for r in [1.0, 2.0, 3.0, 4.0, 5.0]:
-    ...     band.update(r)
-    >>> band.bounds(10.0)
-    (6.0, 14.0)
-    """
-
-    coverage: float
-    residuals: deque[float] = field(default_factory=lambda: deque(maxlen=RESIDUAL_WINDOW))
-
-    def update(self, absolute_residual: float) -> None:
-        self.residuals.append(absolute_residual)
-
-    def bounds(self, predicted: float) -> tuple[float | None, float | None]:
-        """(low, high) around ``predicted``, or (None, None) before enough residuals."""
-        if len(self.residuals) < MIN_RESIDUALS:
-            return None, None
-        ordered = sorted(self.residuals)
-        index = min(len(ordered) - 1, math.ceil(self.coverage * len(ordered)) - 1)
-        width = ordered[index]
-        return max(0.0, predicted - width), predicted + width
+from model_service.intervals import ConformalInterval
+from model_service.zoo import ModelSpec, build_model, coefficients, model_spec
 
 
 def _drift_detector() -> Any:
@@ -68,35 +43,37 @@ def _drift_detector() -> Any:
 
 @dataclass
 class ModelState:
-    """A model with its counters, scores and interval."""
+    """A model with everything that must survive a restart: counters, scores, interval,
+    drift detector, and ``position``, the next offset of its partition it has not seen."""
 
-    name: str
+    spec: ModelSpec
     model: Any
-    interval: ResidualInterval
+    interval: ConformalInterval
+    rolling_window: int = 100
     learned: int = 0
+    position: int = 0
     prequential: Scores = field(default_factory=Scores)
     test: Scores = field(default_factory=Scores)
+    prequential_recent: RecentScores = field(default_factory=RecentScores)
+    test_recent: RecentScores = field(default_factory=RecentScores)
     drift: Any = field(default_factory=_drift_detector)
     drifts: int = 0
-    covered: list[bool] = field(default_factory=list)
+    tested_in_interval: int = 0
+    tested_with_interval: int = 0
+
+    def __post_init__(self) -> None:
+        self.prequential_recent.size = self.test_recent.size = self.rolling_window
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
     @property
     def coverage(self) -> float | None:
         """The share of test runs whose wall time fell inside the predicted interval."""
-        return sum(self.covered) / len(self.covered) if self.covered else None
-
-    def summary(self) -> dict[str, Any]:
-        """What ``GET /models`` shows for this model."""
-        return {
-            "name": self.name,
-            "description": DESCRIPTIONS.get(self.name, ""),
-            "learned": self.learned,
-            "metrics": {"prequential": self.prequential.as_dict(), "test": self.test.as_dict()},
-            "interval_coverage": self.interval.coverage,
-            "drifts": self.drifts,
-            "interval_test_coverage": self.coverage,
-            "weights": coefficients(self.model),
-        }
+        if not self.tested_with_interval:
+            return None
+        return self.tested_in_interval / self.tested_with_interval
 
 
 @dataclass
@@ -112,7 +89,8 @@ class ModelStep:
 
 @dataclass
 class Outcome:
-    """What became of a record: ``learned``, ``test``, ``failed`` or ``duplicate``."""
+    """What became of a record: ``learned``, ``test``, ``failed``, ``duplicate`` (its run_id
+    was handled before), or ``seen`` (every model's state already reflects its offset)."""
 
     kind: str
     steps: list[ModelStep] = field(default_factory=list)
@@ -122,29 +100,88 @@ class Outcome:
         return [step.prediction for step in self.steps]
 
 
+class RecentIds:
+    """The last ``size`` run_ids, to skip a run published twice.
+
+    >>> ids = RecentIds(size=2)
+    >>> [ids.add(i) for i in ["a", "b", "a", "c", "a"]]
+    [True, True, False, True, True]
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.order: deque[str] = deque()
+        self.members: set[str] = set()
+
+    def add(self, run_id: str) -> bool:
+        """Remember ``run_id``; False if it was already among the last ``size``."""
+        if run_id in self.members:
+            return False
+        if self.size:
+            self.order.append(run_id)
+            self.members.add(run_id)
+            if len(self.order) > self.size:
+                self.members.discard(self.order.popleft())
+        return True
+
+
 class Learner:
-    """Holds the models and feeds them RunRecords in order."""
+    """The models of one partition, fed its RunRecords in offset order."""
 
-    def __init__(self, names: list[str], coverage: float) -> None:
-        models = build_models(names)
-        self.state = {
-            name: ModelState(name, model, ResidualInterval(coverage))
-            for name, model in models.items()
-        }
-        self.seen: set[str] = set()
+    def __init__(
+        self,
+        models: list[str | dict[str, Any] | ModelSpec],
+        coverage: float,
+        *,
+        rolling_window: int = 100,
+        dedup_window: int = 100_000,
+    ) -> None:
+        self.coverage = coverage
+        self.rolling_window = rolling_window
+        self.state: dict[str, ModelState] = {}
+        self.recent = RecentIds(dedup_window)
+        for item in models:
+            self.add(item if isinstance(item, ModelSpec) else model_spec(item))
 
-    def handle(self, record: dict[str, Any]) -> Outcome:
-        """Predict, score and (train split only) learn one validated RunRecord."""
-        run_id = record["run_id"]
-        if run_id in self.seen:
+    def add(self, spec: ModelSpec, state: ModelState | None = None) -> ModelState:
+        """Add a model: a fresh one at position 0, or a restored ``state``."""
+        self.state[spec.name] = state or ModelState(
+            spec, build_model(spec), ConformalInterval(self.coverage), self.rolling_window
+        )
+        return self.state[spec.name]
+
+    def remove(self, name: str) -> None:
+        del self.state[name]
+
+    @property
+    def position(self) -> int:
+        """The first offset some model has not seen: where a replay must start."""
+        return min((s.position for s in self.state.values()), default=0)
+
+    def remember(self, run_id: str) -> None:
+        """Note a run handled before every model's position (rebuilding the dedup window)."""
+        self.recent.add(run_id)
+
+    def skip(self, offset: int) -> None:
+        """An offset that holds nothing to learn (a dead letter): every model is past it."""
+        for state in self.state.values():
+            state.position = max(state.position, offset + 1)
+
+    def handle(self, record: dict[str, Any], offset: int) -> Outcome:
+        """Predict, score and (train split only) learn one validated RunRecord found at
+        ``offset``; models whose position is past it are left alone."""
+        due = [s for s in self.state.values() if s.position <= offset]
+        if not due:
+            return Outcome("seen")
+        self.skip(offset)
+        if not self.recent.add(record["run_id"]):
             return Outcome("duplicate")
-        self.seen.add(run_id)
         if record["status"] != "ok":
             return Outcome("failed")
         x = features(record["params"])
         y = float(record["result"]["wall_seconds"])
         train = record["split"] == "train"
-        steps = [self._step(state, record, x, y, train) for state in self.state.values()]
+        steps = [self._step(state, record, x, y, train) for state in due]
         return Outcome("learned" if train else "test", steps)
 
     def _step(
@@ -154,14 +191,13 @@ class Learner:
         predicted = _clean(state.model.predict_one(x))
         predict_seconds = time.perf_counter() - started
         low, high = state.interval.bounds(predicted)
-        prediction = prediction_record(
-            record, state.name, state.learned, predicted, low, high, state.interval.coverage, y
-        )
+        prediction = prediction_record(record, state, predicted, low, high, y)
         learn_seconds = None
         drifted = False
         if train:
             state.prequential.update(y, predicted)
-            state.interval.update(abs(y - predicted))
+            state.prequential_recent.update(y, predicted)
+            state.interval.update(y, predicted)
             state.drift.update(abs(y - predicted))
             drifted = state.drift.drift_detected
             state.drifts += drifted
@@ -171,72 +207,59 @@ class Learner:
             state.learned += 1
         else:
             state.test.update(y, predicted)
-            if low is not None:
-                state.covered.append(low <= y <= high)
+            state.test_recent.update(y, predicted)
+            if low is not None and high is not None:
+                state.tested_with_interval += 1
+                state.tested_in_interval += low <= y <= high
         return ModelStep(state.name, prediction, predict_seconds, learn_seconds, drifted)
 
-    def predict(self, params: dict[str, Any], request_id: str) -> list[dict[str, Any]]:
-        """Every model's Prediction for parameters not run yet (nothing is learned)."""
-        x = features(params)
-        request = {"run_id": None, "split": None, "params": params}
-        predictions = []
-        for state in self.state.values():
-            predicted = _clean(state.model.predict_one(x))
-            low, high = state.interval.bounds(predicted)
-            p = prediction_record(
-                request,
-                state.name,
-                state.learned,
-                predicted,
-                low,
-                high,
-                state.interval.coverage,
-                None,
-            )
-            del p["run_id"], p["finished_at"]
-            predictions.append({"request_id": request_id, **p})
-        return predictions
-
-    def recommended(self) -> str | None:
-        """The model to trust: lowest held-out MAE once a model has 5 test runs, else the
-        lowest prequential MAE; None before anything was learned."""
-        for stream in ("test", "prequential"):
-            scored = [
-                (getattr(s, stream).mae, name)
-                for name, s in self.state.items()
-                if getattr(s, stream).n >= 5
-            ]
-            if scored:
-                return min(scored)[1]
-        return None
-
-    def summaries(self) -> list[dict[str, Any]]:
-        return [state.summary() for state in self.state.values()]
+    def predict_one(
+        self, name: str, params: dict[str, Any]
+    ) -> tuple[float, float | None, float | None]:
+        """One model's (predicted, low, high) for parameters not run yet; nothing is learned."""
+        state = self.state[name]
+        predicted = _clean(state.model.predict_one(features(params)))
+        low, high = state.interval.bounds(predicted)
+        return predicted, low, high
 
 
 def prediction_record(
     record: dict[str, Any],
-    model: str,
-    version: int,
+    state: ModelState,
     predicted: float,
     low: float | None,
     high: float | None,
-    coverage: float,
     actual: float | None,
 ) -> dict[str, Any]:
-    """A Prediction (``lammps-stream.prediction/1``) for a run."""
+    """A Prediction (``lammps-stream.prediction/1``) of ``state``'s model for a run."""
     return {
         "schema": PREDICTION_SCHEMA,
         "run_id": record["run_id"],
-        "model": model,
-        "model_version": version,
+        "model": state.name,
+        "model_version": state.learned,
         "predicted_wall_seconds": predicted,
-        "interval": {"low": low, "high": high, "coverage": coverage},
+        "interval": {"low": low, "high": high, "coverage": state.interval.coverage},
         "actual_wall_seconds": actual,
         "split": record["split"],
         "params": record["params"],
         "finished_at": record["times"]["finished_at"] if "times" in record else None,
         "emitted_at": now(),
+    }
+
+
+def describe(state: ModelState) -> dict[str, Any]:
+    """What ``GET /models`` shows of one shard's model."""
+    return {
+        "name": state.name,
+        "description": state.spec.description,
+        "spec": state.spec.as_dict(),
+        "learned": state.learned,
+        "position": state.position,
+        "drifts": state.drifts,
+        "interval_coverage": state.interval.coverage,
+        "interval_train_coverage": state.interval.observed_coverage,
+        "interval_test_coverage": state.coverage,
+        "weights": coefficients(state.model),
     }
 
 

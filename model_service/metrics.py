@@ -25,6 +25,13 @@ SCORE_NAMES = {
     "mape": "mape_ratio",
 }
 
+STREAMS = {
+    "prequential": "the train stream (predict, then learn), cumulative",
+    "test": "the test split, cumulative",
+    "prequential_rolling": "the last service.rolling_window train runs",
+    "test_rolling": "the last service.rolling_window test runs",
+}
+
 __all__ = ["CONTENT_TYPE", "ServiceMetrics"]
 
 
@@ -106,12 +113,11 @@ class ServiceMetrics:
             registry=r,
         )
         self.scores: dict[tuple[str, str], Gauge] = {}
-        for stream in ("prequential", "test"):
+        for stream, what in STREAMS.items():
             for key, suffix in SCORE_NAMES.items():
                 self.scores[(stream, key)] = Gauge(
                     f"lammps_stream_{stream}_{suffix}",
-                    f"{key.upper()} of each model on the {stream} "
-                    f"{'stream (predict, then learn)' if stream == 'prequential' else 'split'}",
+                    f"{key.upper()} of each model on {what}",
                     ["model"],
                     registry=r,
                 )
@@ -123,19 +129,17 @@ class ServiceMetrics:
         self.record("dead")
         self.dead_letters.labels(reason=reason).inc()
 
-    def model_step(
-        self, model: str, predict_seconds: float, learn_seconds: float | None, learned: int
-    ) -> None:
+    def model_step(self, model: str, predict_seconds: float, learn_seconds: float | None) -> None:
         self.predictions.labels(model=model).inc()
         self.predict_seconds.labels(model=model).observe(predict_seconds)
         if learn_seconds is not None:
             self.learn_seconds.labels(model=model).observe(learn_seconds)
-        self.learned.labels(model=model).set(learned)
 
-    def scores_of(self, model: str, prequential: Scores, test: Scores) -> None:
-        for stream, scores in (("prequential", prequential), ("test", test)):
+    def scores_of(self, model: str, scores: dict[str, Scores]) -> None:
+        """Set the score gauges of ``model`` from ``{stream: Scores}`` (see STREAMS)."""
+        for stream, values in scores.items():
             for key in SCORE_NAMES:
-                value = getattr(scores, key)
+                value = getattr(values, key)
                 if not math.isnan(value):
                     self.scores[(stream, key)].labels(model=model).set(value)
 

@@ -1,19 +1,24 @@
-"""Model snapshots on the compacted ``lammps.models`` topic: each model pickled, signed with
-HMAC-SHA256, with the input offsets and metrics it reflects.
+"""Model snapshots on the compacted ``lammps.models`` topic, one key per model and runs
+partition (``name/partition``): the model's whole state (river model, scores, interval,
+drift detector, counters) pickled, compressed and signed with HMAC-SHA256, with the input
+offset it reflects.
 
 Nothing is ever unpickled unless its signature verifies with the configured key.
 
 >>> from model_service.learner import Learner
 >>> state = Learner(["bayes_log"], 0.9).state["bayes_log"]
->>> record = snapshot_record(state, {"lammps.runs": {0: 12}}, key=b"k")
->>> record["offsets"], record["learned"]
-({'lammps.runs': {'0': 12}}, 0)
+>>> state.position = 12
+>>> record = snapshot_record(state, partition=0, runs_topic="lammps.runs", key=b"k")
+>>> snapshot_key(record["model"], record["partition"]), record["offsets"], record["learned"]
+(b'bayes_log/0', {'lammps.runs': {'0': 12}}, 0)
+>>> load_state(record, key=b"k").position
+12
 >>> type(load_model(record, key=b"k")).__name__
 'TargetTransformRegressor'
->>> load_model(record, key=b"other")
+>>> load_state(record, key=b"other")
 Traceback (most recent call last):
 ...
-lammps_stream.errors.SnapshotSignatureError: snapshot of bayes_log: signature does not verify; ...
+lammps_stream.errors.SnapshotSignatureError: snapshot of bayes_log/0: signature does not verify; ...
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import hashlib
 import hmac
 import pickle
 import secrets
+import zlib
 from typing import Any
 
 from lammps_stream.errors import SnapshotSignatureError
@@ -42,29 +48,47 @@ def sign(payload: bytes, key: bytes) -> str:
     return hmac.new(key, payload, hashlib.sha256).hexdigest()
 
 
-def snapshot_record(state: Any, offsets: dict[str, dict[int, int]], key: bytes) -> dict[str, Any]:
-    """A ModelSnapshot of one model's state (``lammps-stream.model/1``)."""
-    payload = pickle.dumps(state.model, protocol=pickle.HIGHEST_PROTOCOL)
-    summary = state.summary()
+def snapshot_key(model: str, partition: int) -> bytes:
+    """The compaction key of a model's snapshots for one runs partition."""
+    return f"{model}/{partition}".encode()
+
+
+def snapshot_record(
+    state: Any, *, partition: int, runs_topic: str, key: bytes, origin: str = "config"
+) -> dict[str, Any]:
+    """A ModelSnapshot (``lammps-stream.model/1``) of one shard's model state. ``origin`` is
+    ``config`` or ``added`` (by ``models add``: restored on restart although not in config)."""
+    payload = zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
     return {
         "schema": MODEL_SCHEMA,
         "model": state.name,
+        "partition": partition,
         "learned": state.learned,
-        "offsets": {t: {str(p): o for p, o in parts.items()} for t, parts in offsets.items()},
-        "metrics": summary["metrics"],
+        "offsets": {runs_topic: {str(partition): state.position}},
+        "metrics": {"prequential": state.prequential.as_dict(), "test": state.test.as_dict()},
+        "spec": state.spec.as_dict(),
+        "origin": origin,
         "created_at": now(),
-        "model_base64": base64.b64encode(payload).decode("ascii"),
+        "compression": "zlib",
+        "state_base64": base64.b64encode(payload).decode("ascii"),
         "signature": sign(payload, key),
         "signature_algorithm": ALGORITHM,
     }
 
 
-def load_model(record: dict[str, Any], key: bytes) -> Any:
-    """The model inside a snapshot, only if its signature verifies with ``key``."""
+def load_state(record: dict[str, Any], key: bytes) -> Any:
+    """The ModelState inside a snapshot, only if its signature verifies with ``key``."""
     validate_snapshot(record)
-    payload = base64.b64decode(record["model_base64"])
-    if not hmac.compare_digest(sign(payload, key), record["signature"]):
+    payload = base64.b64decode(record["state_base64"])
+    name = f"{record['model']}/{record.get('partition', 0)}"
+    if not hmac.compare_digest(sign(payload, key), str(record["signature"])):
         raise SnapshotSignatureError(
-            f"snapshot of {record['model']}: signature does not verify; refusing to unpickle it"
+            f"snapshot of {name}: signature does not verify; refusing to unpickle it "
+            f"(is service.snapshot_key the key the writing worker used?)"
         )
-    return pickle.loads(payload)  # verified above: these bytes are the ones we signed
+    return pickle.loads(zlib.decompress(payload))  # verified above: bytes we signed
+
+
+def load_model(record: dict[str, Any], key: bytes) -> Any:
+    """The river model inside a snapshot (see :func:`load_state`)."""
+    return load_state(record, key).model

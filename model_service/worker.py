@@ -11,8 +11,10 @@ def serve(config: Config, args: Any = None) -> int:
     """``lammps-stream serve``: start the worker; return when it is stopped (SIGTERM, Ctrl-C)."""
     import faust
 
+    from lammps_stream.config import expand
     from model_service.app import create_app
 
+    expand(config.stack.state_dir).mkdir(parents=True, exist_ok=True)  # Faust's datadir lives here
     app = create_app(config)
     worker = faust.Worker(app, loglevel=config.service.log_level.upper(), quiet=True)
     try:

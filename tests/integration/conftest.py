@@ -73,7 +73,7 @@ def learned_runs(
         record["result"] = record["result"] | {"wall_seconds": intercept + slope * (1 + i % 3)}
         send_raw(config, config.kafka.topics.runs, encode(record), key=run_id.encode())
         ids.append(run_id)
-    wanted = {(r, m) for r in ids for m in config.service.models}
+    wanted = {(r, m) for r in ids for m in config.service.model_names}
     read_topic(
         config,
         config.kafka.topics.predictions,

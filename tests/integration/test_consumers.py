@@ -57,17 +57,17 @@ def test_interval_coverage_is_reported(stack, runs) -> None:
 
 def test_models_list(stack, cli, runs) -> None:
     table = cli("models", "list", check=True).stdout
-    for name in stack.service.models:
+    for name in stack.service.model_names:
         assert name in table
     listed = json.loads(cli("models", "list", "--json", check=True).stdout)
-    assert {m["name"] for m in listed} == set(stack.service.models)
+    assert {m["name"] for m in listed} == set(stack.service.model_names)
     result = cli("--set", "service.http_port=1", "models", "list")
     assert result.returncode == 2 and "is not answering" in result.stderr
 
 
 def test_evaluate_history_plot_report(stack, cli, runs, tmp_path: Path) -> None:
     evaluation = json.loads(cli("evaluate", "--json", "--out", str(tmp_path), check=True).stdout)
-    assert set(evaluation["models"]) == set(stack.service.models)
+    assert set(evaluation["models"]) == set(stack.service.model_names)
     assert all(row["n"] >= 2 for row in evaluation["models"].values())
     assert (tmp_path / "evaluation.md").read_text().startswith("| model |")
 

@@ -32,8 +32,8 @@ def test_a_published_run_comes_back_once_per_model(stack: Config, cli) -> None:
     assert summary["status"] == "ok" and summary["delivery"] == "sent"
     assert summary["params"]["ranks"] == 2
 
-    predictions = _predictions_for(stack, run_id, len(stack.service.models))
-    assert sorted(p["model"] for p in predictions) == sorted(stack.service.models)
+    predictions = _predictions_for(stack, run_id, len(stack.service.model_names))
+    assert sorted(p["model"] for p in predictions) == sorted(stack.service.model_names)
     for p in predictions:
         assert p["actual_wall_seconds"] == summary["wall_seconds"]
         assert p["params"]["x"] == 2 and p["split"] == "train"
@@ -85,8 +85,8 @@ def test_malformed_json_goes_to_dead_letters_and_learning_goes_on(stack: Config)
     letter = next(r for r in letters if mine(r))
     assert letter["reason"]["code"] == "malformed_json"
     assert letter["source"]["topic"] == topics.runs and letter["source"]["offset"] >= 0
-    predictions = _predictions_for(stack, run_id, len(stack.service.models))
-    assert len(predictions) == len(stack.service.models)
+    predictions = _predictions_for(stack, run_id, len(stack.service.model_names))
+    assert len(predictions) == len(stack.service.model_names)
     read_topic(
         stack, topics.dlq, lambda rs: any(r["reason"]["code"] == "unknown_schema" for r in rs)
     )
@@ -103,7 +103,7 @@ def test_test_split_is_predicted_but_not_learned(stack: Config) -> None:
         encode(example_run_record(run_id=run_id, split="test")),
         key=run_id.encode(),
     )
-    predictions = _predictions_for(stack, run_id, len(stack.service.models))
+    predictions = _predictions_for(stack, run_id, len(stack.service.model_names))
     assert {p["split"] for p in predictions} == {"test"}
     after = {m["name"]: m for m in _get_json(f"{stack.service.url}/models")["models"]}
     for name, learned in before.items():
@@ -115,7 +115,7 @@ def test_duplicate_run_id_is_not_learned_twice(stack: Config) -> None:
     run_id = new_id()
     record = encode(example_run_record(run_id=run_id))
     send_raw(stack, stack.kafka.topics.runs, record, key=run_id.encode())
-    _predictions_for(stack, run_id, len(stack.service.models))
+    _predictions_for(stack, run_id, len(stack.service.model_names))
     before = _get_json(f"{stack.service.url}/models")["models"][0]["learned"]
     send_raw(stack, stack.kafka.topics.runs, record, key=run_id.encode())
     marker_id = new_id()  # a later record: once it is predicted, the duplicate was handled
@@ -125,9 +125,9 @@ def test_duplicate_run_id_is_not_learned_twice(stack: Config) -> None:
         encode(example_run_record(run_id=marker_id)),
         key=marker_id.encode(),
     )
-    _predictions_for(stack, marker_id, len(stack.service.models))
-    assert len(_predictions_for(stack, run_id, len(stack.service.models))) == len(
-        stack.service.models
+    _predictions_for(stack, marker_id, len(stack.service.model_names))
+    assert len(_predictions_for(stack, run_id, len(stack.service.model_names))) == len(
+        stack.service.model_names
     )
     assert _get_json(f"{stack.service.url}/models")["models"][0]["learned"] == before + 1
 
@@ -174,6 +174,6 @@ def test_replay_publishes_recorded_runs_and_reports_bad_lines(stack: Config, cli
     assert "line 2:" in result.stdout and "malformed_json" in result.stdout
     assert "replayed 2 record(s)" in result.stdout
     for run_id in (first, second):
-        assert len(_predictions_for(stack, run_id, len(stack.service.models))) == len(
-            stack.service.models
+        assert len(_predictions_for(stack, run_id, len(stack.service.model_names))) == len(
+            stack.service.model_names
         )

@@ -19,8 +19,8 @@ def learned(stack) -> None:
 def test_predict_answers_with_every_model_and_publishes(stack, cli, learned) -> None:
     result = cli("predict", "deck=lj", "x=2", "ranks=2", "--json", check=True)
     answer = json.loads(result.stdout)
-    assert {p["model"] for p in answer["predictions"]} == set(stack.service.models)
-    assert answer["recommended"] in stack.service.models
+    assert {p["model"] for p in answer["predictions"]} == set(stack.service.model_names)
+    assert answer["recommended"] in stack.service.model_names
     for p in answer["predictions"]:
         assert p["request_id"] == answer["request_id"] and p["actual_wall_seconds"] is None
         assert p["params"]["x"] == 2 and p["predicted_wall_seconds"] >= 0
@@ -29,11 +29,11 @@ def test_predict_answers_with_every_model_and_publishes(stack, cli, learned) -> 
         stack.kafka.topics.predictions,
         lambda rs: (
             sum(r.get("request_id") == answer["request_id"] for r in rs)
-            >= len(stack.service.models)
+            >= len(stack.service.model_names)
         ),
     )
     assert sum(r.get("request_id") == answer["request_id"] for r in published) == len(
-        stack.service.models
+        stack.service.model_names
     )
 
 
@@ -77,7 +77,7 @@ def test_requests_on_the_topic_are_answered_on_predictions(stack, learned) -> No
         stack.kafka.topics.requests,
         b'{"schema": "lammps-stream.request/1", "x": "' + marker + b'"}',
     )
-    n = len(stack.service.models)
+    n = len(stack.service.model_names)
     answers = read_topic(
         stack,
         stack.kafka.topics.predictions,

@@ -60,7 +60,7 @@ def test_producer_and_service_log_in_with_scram(sasl_stack, cli) -> None:
         check=True,
     )
     assert json.loads(result.stdout.strip().splitlines()[-1])["delivery"] == "sent"
-    wanted = len(config.service.models)
+    wanted = len(config.service.model_names)
     predictions = read_topic(
         config,
         config.kafka.topics.predictions,

@@ -108,3 +108,66 @@ def test_sasl_needs_a_login() -> None:
     assert cfg.kafka.sasl and cfg.kafka.sasl_mechanism == "SCRAM-SHA-512"
     with pytest.raises(ConfigError, match=r"kafka\.sasl_mechanism: must be one of"):
         load_config(path=None, env={"LAMMPS_STREAM_KAFKA_SASL_MECHANISM": "GSSAPI"})
+
+
+def test_tls_settings_from_the_environment(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    cfg = load_config(
+        path=None,
+        env={
+            "LAMMPS_STREAM_KAFKA_SECURITY_PROTOCOL": "SSL",
+            "LAMMPS_STREAM_KAFKA_SSL_CAFILE": str(ca),
+            "LAMMPS_STREAM_KAFKA_SSL_CHECK_HOSTNAME": "false",
+        },
+    )
+    assert cfg.kafka.tls and not cfg.kafka.sasl and not cfg.kafka.ssl_check_hostname
+    assert cfg.kafka.tls_files() == {"ssl_cafile": ca}
+    both = load_config(
+        path=None,
+        env={
+            "LAMMPS_STREAM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "LAMMPS_STREAM_KAFKA_SASL_USERNAME": "alice",
+            "LAMMPS_STREAM_KAFKA_SASL_PASSWORD": "pw",
+        },
+    )
+    assert both.kafka.tls and both.kafka.sasl and both.kafka.ssl_check_hostname
+    assert both.kafka.tls_files() == {}  # the system's CAs
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SECURITY_PROTOCOL": "TLS"}, "kafka.security_protocol: must be one of PLAINTEXT, "),
+        ({"SECURITY_PROTOCOL": "SASL_SSL"}, "kafka.security_protocol SASL_SSL (e.g. LAMMPS_"),
+        ({"SSL_CAFILE": "ca.crt"}, "kafka.ssl_cafile: set, but kafka.security_protocol PLAINTEXT"),
+        (
+            {"SECURITY_PROTOCOL": "SASL_PLAINTEXT", "SASL_USERNAME": "a", "SASL_PASSWORD": "b"}
+            | {"SSL_CERTFILE": "c.crt"},
+            "kafka.ssl_certfile: set, but kafka.security_protocol SASL_PLAINTEXT does not use TLS",
+        ),
+        (
+            {"SECURITY_PROTOCOL": "SSL", "SSL_KEYFILE": "c.key"},
+            "kafka.ssl_keyfile: a client key needs its certificate; set kafka.ssl_certfile",
+        ),
+        ({"SSL_CHECK_HOSTNAME": "maybe"}, "kafka.ssl_check_hostname: expected true or false"),
+    ],
+)
+def test_invalid_tls_settings_name_the_key(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(path=None, env={f"LAMMPS_STREAM_KAFKA_{k}": v for k, v in env.items()})
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("key", ["ssl_cafile", "ssl_certfile", "ssl_keyfile"])
+def test_a_tls_file_that_does_not_exist_is_refused_when_used(tmp_path: Path, key: str) -> None:
+    cert = tmp_path / "client.crt"
+    cert.write_text("")
+    settings = {"security_protocol": "SSL", "ssl_certfile": str(cert)} | {
+        key: str(tmp_path / "missing.pem")
+    }
+    cfg = load_config(path=None, env={}, overrides={f"kafka.{k}": v for k, v in settings.items()})
+    with pytest.raises(ConfigError) as info:
+        cfg.kafka.tls_files()  # loading succeeded: files are checked where clients are made
+    assert str(info.value).startswith(f"kafka.{key}: {tmp_path / 'missing.pem'} does not exist; ")
+    assert "\n" not in str(info.value)

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import math
+from itertools import count
 
 import pytest
 
-from lammps_stream.errors import ConfigError
 from lammps_stream.schemas import example_run_record, new_id, validate_prediction
-from model_service.learner import Learner, ResidualInterval
+from model_service.learner import Learner, describe
+
+OFFSETS = count()
 
 
 def _record(x: int, wall: float, split: str = "train") -> dict:
@@ -16,22 +18,26 @@ def _record(x: int, wall: float, split: str = "train") -> dict:
     return record
 
 
+def _feed(learner: Learner, record: dict):
+    return learner.handle(record, next(OFFSETS))
+
+
 def test_every_model_predicts_before_it_learns() -> None:
     learner = Learner(["linear", "bayes_linear", "pa", "hoeffding_tree"], coverage=0.9)
-    outcome = learner.handle(_record(2, 4.0))
+    outcome = learner.handle(_record(2, 4.0), 0)
     assert outcome.kind == "learned"
     assert len(outcome.predictions) == 4
     for prediction in outcome.predictions:
         validate_prediction(prediction)
         assert prediction["model_version"] == 0  # predicted by the untrained model
         assert prediction["actual_wall_seconds"] == 4.0
-    assert all(s.learned == 1 for s in learner.state.values())
+    assert all(s.learned == 1 and s.position == 1 for s in learner.state.values())
 
 
 def test_test_split_is_scored_never_learned() -> None:
     learner = Learner(["linear"], coverage=0.9)
-    learner.handle(_record(1, 2.0))
-    outcome = learner.handle(_record(2, 4.0, split="test"))
+    learner.handle(_record(1, 2.0), 0)
+    outcome = learner.handle(_record(2, 4.0, split="test"), 1)
     assert outcome.kind == "test"
     state = learner.state["linear"]
     assert state.learned == 1 and state.test.n == 1 and state.prequential.n == 1
@@ -42,61 +48,78 @@ def test_failed_and_duplicate_runs_are_not_learned() -> None:
     failed = example_run_record(
         run_id=new_id(), status="failed", error={"type": "Timeout", "message": "x"}
     )
-    assert learner.handle(failed).kind == "failed"
+    assert learner.handle(failed, 0).kind == "failed"
     record = _record(1, 2.0)
-    assert learner.handle(record).kind == "learned"
-    assert learner.handle(record).kind == "duplicate"
+    assert learner.handle(record, 1).kind == "learned"
+    assert learner.handle(record, 2).kind == "duplicate"
     assert learner.state["linear"].learned == 1
+    assert learner.position == 3
+
+
+def test_an_offset_a_model_has_seen_is_left_alone() -> None:
+    learner = Learner(["linear", "pa"], coverage=0.9)
+    learner.handle(_record(1, 2.0), 0)
+    learner.state["pa"].position = 5  # pa restored from a later snapshot
+    outcome = learner.handle(_record(2, 3.0), 3)
+    assert [s.model for s in outcome.steps] == ["linear"]
+    assert learner.handle(_record(2, 3.0), 2).kind == "seen"
+    assert learner.state["pa"].learned == 1 and learner.state["linear"].learned == 2
+
+
+def test_the_run_id_window_is_bounded() -> None:
+    learner = Learner(["pa"], coverage=0.9, dedup_window=2)
+    first = _record(1, 2.0)
+    assert _feed(learner, first).kind == "learned"
+    _feed(learner, _record(1, 2.0))
+    _feed(learner, _record(1, 2.0))
+    assert _feed(learner, first).kind == "learned"  # fell out of a window of 2
+    assert len(learner.recent.members) == 2
 
 
 def test_linear_model_learns_a_linear_cost() -> None:
-    learner = Learner(["linear"], coverage=0.9)
+    learner = Learner(["bayes_linear"], coverage=0.9)
     for i in range(300):
         x = 1 + i % 6
-        learner.handle(_record(x, 0.3 + 1.0 * x))
-    prediction = learner.handle(_record(4, 4.3, split="test")).predictions[0]
+        _feed(learner, _record(x, 0.3 + 1.0 * x))
+    prediction = _feed(learner, _record(4, 4.3, split="test")).predictions[0]
     assert prediction["predicted_wall_seconds"] == pytest.approx(4.3, rel=0.1)
     low, high = prediction["interval"]["low"], prediction["interval"]["high"]
     assert low is not None and low <= prediction["predicted_wall_seconds"] <= high
 
 
 def test_predictions_are_never_negative_or_nan() -> None:
-    learner = Learner(["pa"], coverage=0.9)
+    learner = Learner(["pa", "knn", "forest"], coverage=0.9)
     for wall in (1e-3, 50.0, 1e-3, 80.0):
-        for p in learner.handle(_record(1, wall)).predictions:
+        for p in _feed(learner, _record(1, wall)).predictions:
             value = p["predicted_wall_seconds"]
             assert value >= 0 and math.isfinite(value)
 
 
-def test_interval_quantile() -> None:
-    band = ResidualInterval(coverage=0.9)
-    assert band.bounds(5.0) == (None, None)
-    for r in range(1, 11):
-        band.update(float(r))
-    assert band.bounds(20.0) == (11.0, 29.0)
-
-
-def test_unknown_model_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="unknown model 'forest'"):
-        Learner(["forest"], coverage=0.9)
-
-
 def test_a_change_of_machine_is_detected_as_drift() -> None:
     learner = Learner(["bayes_linear"], coverage=0.9)
-    steps = [learner.handle(_record(1 + i % 3, 0.5 + 1.0 * (1 + i % 3))) for i in range(300)]
+    steps = [_feed(learner, _record(1 + i % 3, 0.5 + 1.0 * (1 + i % 3))) for i in range(300)]
     assert not any(s.drifted for o in steps for s in o.steps)  # a stable cost: no alarm
-    later = [learner.handle(_record(1 + i % 3, 4.0 * (1 + i % 3))) for i in range(200)]
+    later = [_feed(learner, _record(1 + i % 3, 4.0 * (1 + i % 3))) for i in range(200)]
     assert any(s.drifted for o in later for s in o.steps)  # four times slower: alarm
-    assert learner.state["bayes_linear"].summary()["drifts"] >= 1
+    assert describe(learner.state["bayes_linear"])["drifts"] >= 1
 
 
 def test_interval_coverage_is_measured_on_test_runs() -> None:
     learner = Learner(["bayes_linear"], coverage=0.9)
     for i in range(60):
-        learner.handle(_record(1 + i % 3, 0.5 + 1.0 * (1 + i % 3)))
+        _feed(learner, _record(1 + i % 3, 0.5 + 1.0 * (1 + i % 3)))
     state = learner.state["bayes_linear"]
     assert state.coverage is None  # no test run yet
-    learner.handle(_record(2, 2.5, split="test"))  # exactly on the learned line: inside
-    learner.handle(_record(2, 50.0, split="test"))  # twenty times slower: outside
-    assert state.covered == [True, False] and state.coverage == 0.5
-    assert state.summary()["interval_test_coverage"] == 0.5
+    _feed(learner, _record(2, 2.5, split="test"))  # exactly on the learned line: inside
+    _feed(learner, _record(2, 50.0, split="test"))  # twenty times slower: outside
+    assert (state.tested_in_interval, state.tested_with_interval) == (1, 2)
+    assert describe(state)["interval_test_coverage"] == 0.5
+
+
+def test_rolling_scores_forget_old_errors() -> None:
+    learner = Learner(["bayes_linear"], coverage=0.9, rolling_window=10)
+    for i in range(200):
+        _feed(learner, _record(1 + i % 3, 0.5 + 1.0 * (1 + i % 3)))
+    state = learner.state["bayes_linear"]
+    assert state.prequential_recent.scores().n == 10
+    assert state.prequential_recent.scores().mae < state.prequential.mae

@@ -8,11 +8,12 @@ from model_service.metrics import ServiceMetrics
 
 def test_series_are_named_with_units_and_a_model_label() -> None:
     m = ServiceMetrics()
-    m.model_step("linear", 1e-4, 2e-4, learned=3)
+    m.model_step("linear", 1e-4, 2e-4)
+    m.learned.labels(model="linear").set(3)
     scores = Scores()
     scores.update(2.0, 1.0)
     scores.update(4.0, 4.0)
-    m.scores_of("linear", scores, Scores())
+    m.scores_of("linear", {"prequential": scores, "test": Scores(), "prequential_rolling": scores})
     m.dead("malformed_json")
     text = m.exposition().decode()
     assert 'lammps_stream_model_learned_records{model="linear"} 3.0' in text
@@ -21,5 +22,6 @@ def test_series_are_named_with_units_and_a_model_label() -> None:
     assert 'lammps_stream_dead_letters_total{reason="malformed_json"} 1.0' in text
     assert 'lammps_stream_records_total{outcome="dead"} 1.0' in text
     assert 'lammps_stream_test_mae_seconds{model="linear"}' not in text  # no test runs yet
+    assert 'lammps_stream_prequential_rolling_mae_seconds{model="linear"} 0.5' in text
     for name in re.findall(r"^# TYPE (\S+)", text, re.M):
         assert name.startswith("lammps_stream_")

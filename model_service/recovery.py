@@ -1,0 +1,207 @@
+"""Rebuilding a shard when the worker is given a runs partition: restore each model from
+its latest signed snapshot, rebuild the window of recent run_ids, and replay what the
+group committed after the snapshots — so every record is learned exactly once, however
+the previous owner of the partition stopped.
+
+Blocking Kafka reads (kafka-python); the Faust app runs :func:`rebuild_shard` in a thread
+while the partition's stream is paused.
+
+The plan for a partition, given where each model's snapshot stands and the group's
+committed offset (pure arithmetic, no Kafka):
+
+>>> replay_plan(positions=[40, 55], committed=70, dedup_window=30)
+ReplayPlan(start=10, learn_from=40, end=70)
+>>> replay_plan(positions=[], committed=None, dedup_window=30)
+ReplayPlan(start=0, learn_from=0, end=0)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from lammps_stream.broker import admin, make_consumer
+from lammps_stream.config import Config
+from lammps_stream.errors import InvalidRecordError, SnapshotSignatureError
+from lammps_stream.schemas import decode_json, decode_run_record, validate_snapshot
+from model_service.learner import Learner
+from model_service.shards import Shards
+from model_service.snapshots import load_state
+from model_service.zoo import ModelSpec, model_spec
+
+log = logging.getLogger("lammps_stream.service")
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    """Offsets of one partition to read: ``[start, learn_from)`` only rebuilds the run_id
+    window; ``[learn_from, end)`` is handled by the models still behind."""
+
+    start: int
+    learn_from: int
+    end: int
+
+
+def replay_plan(positions: list[int], committed: int | None, dedup_window: int) -> ReplayPlan:
+    learn_from = min(positions, default=0)
+    end = max(learn_from, committed or 0)
+    return ReplayPlan(max(0, learn_from - dedup_window), learn_from, end)
+
+
+@dataclass
+class Snapshots:
+    """The latest record per key on the models topic (None: removed by a tombstone)."""
+
+    latest: dict[str, dict[str, Any] | None]
+
+    def for_partition(self, partition: int) -> dict[str, dict[str, Any]]:
+        """The live snapshots of ``partition``, by model name."""
+        out = {}
+        for key, record in self.latest.items():
+            name, _, part = key.rpartition("/")
+            if record is not None and part == str(partition):
+                out[name] = record
+        return out
+
+    def added_specs(self) -> list[ModelSpec]:
+        """Specs of models added at run time (``models add``) and not removed since."""
+        specs: dict[str, ModelSpec] = {}
+        for record in self.latest.values():
+            if record is not None and record.get("origin") == "added" and "spec" in record:
+                try:
+                    specs[record["model"]] = model_spec(record["spec"])
+                except Exception as exc:  # a spec this worker cannot build: say so, go on
+                    log.error("snapshot of %s: cannot build its spec (%s)", record["model"], exc)
+        return list(specs.values())
+
+
+def read_snapshots(config: Config) -> Snapshots:
+    """Read the compacted models topic to its end."""
+    latest: dict[str, dict[str, Any] | None] = {}
+    for message in _read_partition_range(config, config.kafka.topics.models, 0, 0, None):
+        key = (message.key or b"").decode("utf-8", "replace")
+        if message.value is None:
+            latest[key] = None
+            continue
+        try:
+            latest[key] = validate_snapshot(decode_json(message.value))
+        except InvalidRecordError as err:
+            log.error("models topic offset %s: not a snapshot (%s)", message.offset, err.message)
+    return Snapshots(latest)
+
+
+def committed_offset(config: Config, group: str, topic: str, partition: int) -> int | None:
+    """The consumer group's committed offset on ``topic[partition]``, or None."""
+    from kafka import TopicPartition
+
+    tp = TopicPartition(topic, partition)
+    with admin(config) as client:
+        offsets = client.list_group_offsets({group: [tp]}).get(group, {})
+    found = offsets.get(tp)
+    return found.offset if found is not None and found.offset >= 0 else None
+
+
+def rebuild_shard(
+    config: Config, shards: Shards, snapshots: Snapshots, key: bytes, partition: int
+) -> Learner:
+    """The shard for ``partition``: restored, its run_id window rebuilt, caught up to the
+    group's committed offset (those records' predictions were published before)."""
+    learner = shards.fresh()
+    restored = snapshots.for_partition(partition)
+    for name in list(learner.state):
+        record = restored.get(name)
+        if record is None:
+            continue
+        try:
+            state = load_state(record, key)
+        except SnapshotSignatureError as err:
+            log.error("%s; model %s starts again from offset 0", err, name)
+            continue
+        learner.add(learner.state[name].spec, state)
+    topic = config.kafka.topics.runs
+    committed = committed_offset(config, config.service.app_id, topic, partition)
+    plan = replay_plan(
+        [s.position for s in learner.state.values()], committed, config.service.dedup_window
+    )
+    started = time.monotonic()
+    replayed = 0
+    for message in _read_partition_range(config, topic, partition, plan.start, plan.end):
+        try:
+            record = decode_run_record(message.value or b"")
+        except InvalidRecordError:
+            learner.skip(message.offset)
+            continue
+        if message.offset < plan.learn_from:
+            learner.remember(record["run_id"])
+        else:
+            learner.handle(record, message.offset)
+            replayed += 1
+    log.info(
+        "partition %s: restored %d of %d models from snapshots; replayed offsets %d-%d "
+        "(%d records) in %.2f s",
+        partition,
+        len(restored),
+        len(learner.state),
+        plan.learn_from,
+        plan.end,
+        replayed,
+        time.monotonic() - started,
+    )
+    return learner
+
+
+def warm_start(config: Config, learner: Learner, partition: int, end: int) -> int:
+    """Feed ``learner`` (a new model alone, with its own run_id window) the runs of
+    ``partition`` from its position up to ``end``; returns how many records were read.
+
+    Called in two steps for a model added while the worker runs: in a thread up to where
+    the shard stood, then, without yielding to the stream, the few records it took since.
+    """
+    count = 0
+    topic = config.kafka.topics.runs
+    for message in _read_partition_range(config, topic, partition, learner.position, end):
+        count += 1
+        try:
+            record = decode_run_record(message.value or b"")
+        except InvalidRecordError:
+            learner.skip(message.offset)
+            continue
+        learner.handle(record, message.offset)
+    for state in learner.state.values():
+        state.position = max(state.position, end)
+    return count
+
+
+def _read_partition_range(
+    config: Config, topic: str, partition: int, start: int, end: int | None
+) -> Iterator[Any]:
+    """Messages of ``topic[partition]`` with ``start <= offset < end`` (to the current end
+    of the partition when ``end`` is None)."""
+    from kafka import TopicPartition
+
+    tp = TopicPartition(topic, partition)
+    consumer = make_consumer(config, enable_auto_commit=False)
+    try:
+        consumer.assign([tp])
+        if end is None:
+            end = consumer.end_offsets([tp])[tp]
+        first = consumer.beginning_offsets([tp])[tp]
+        position = max(start, first)
+        if position >= end:
+            return
+        consumer.seek(tp, position)
+        deadline = time.monotonic() + max(60.0, config.kafka.request_timeout_seconds)
+        while position < end:
+            batch = consumer.poll(timeout_ms=500, max_records=2000).get(tp, [])
+            if not batch and time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic}[{partition}] stalled at offset {position}")
+            for message in batch:
+                if message.offset >= end:
+                    return
+                position = message.offset + 1
+                yield message
+    finally:
+        consumer.close()

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import math
+import random
+
+from model_service.intervals import ConformalInterval
+
+
+def test_no_interval_before_five_scores() -> None:
+    band = ConformalInterval(coverage=0.9)
+    for _ in range(4):
+        band.update(10.0, 9.0)
+    assert band.bounds(10.0) == (None, None)
+
+
+def test_the_band_is_multiplicative() -> None:
+    band = ConformalInterval(coverage=0.9)
+    for _ in range(20):
+        band.update(11.0, 10.0)
+    low, high = band.bounds(100.0)
+    assert math.isclose(high / 100.0, 1.1) and math.isclose(100.0 / low, 1.1)
+
+
+def test_coverage_converges_to_its_target_under_drift() -> None:
+    rng = random.Random(7)
+    band = ConformalInterval(coverage=0.9, gamma=0.01)
+    tested = inside = 0
+    for i in range(4000):
+        noise = 0.05 if i < 2000 else 0.3  # the error grows sixfold half way
+        actual = 100.0 * math.exp(rng.gauss(0.0, noise))
+        low, high = band.bounds(100.0)
+        if i >= 2500 and low is not None:
+            tested += 1
+            inside += low <= actual <= high
+        band.update(actual, 100.0)
+    assert abs(inside / tested - 0.9) < 0.03
+    assert abs(band.observed_coverage - 0.9) < 0.03
