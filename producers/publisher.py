@@ -26,7 +26,7 @@ from typing import Any
 
 from lammps_stream.broker import make_producer
 from lammps_stream.config import Config, expand
-from lammps_stream.errors import BrokerUnavailableError
+from lammps_stream.errors import BrokerUnavailableError, ConfigError
 from lammps_stream.schemas import encode, validate_run_record
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class Publisher:
         try:
             self.flush_spool()
             return self._send(record)
-        except BrokerUnavailableError as exc:
+        except (BrokerUnavailableError, ConfigError) as exc:  # ConfigError: a TLS file missing
             path = self.spool.put(record)
             return Delivery(record["run_id"], "spooled", spool_path=str(path), reason=str(exc))
 

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lammps_stream.broker import broker_healthy, ensure_topics, port_open
+from lammps_stream.broker import broker_healthy, ensure_topics, port_open, stack_cafile
 from lammps_stream.config import Config, child_env, dump_config, expand
 from lammps_stream.errors import StackError
-from lammps_stream.stack import kafka
+from lammps_stream.stack import kafka, tls
 from lammps_stream.stack.processes import ManagedProcess
 
 
@@ -94,13 +94,40 @@ class LocalStack:
         kafka.kafka_libs(self.config)
         data_dir = self.kafka_dir / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
+        if self.config.kafka.tls:
+            self._issue_broker_certificate()
         self.properties.write_text(kafka.server_properties(self.config, data_dir))
-        self.properties.chmod(0o600)  # it may hold the SCRAM password
+        self.properties.chmod(0o600)  # it may hold the SCRAM password and the TLS key
         kafka.format_storage(self.config, self.properties, data_dir)
         logs = self.state_dir / "logs"
         self.broker.start(kafka.broker_command(self.config, self.properties, logs))
         self.say(f"starting kafka on {self.config.kafka.bootstrap}")
         self._wait(self.broker, lambda: broker_healthy(self.config), logs / "server.log")
+
+    def _issue_broker_certificate(self) -> None:
+        """A fresh broker certificate from the stack's CA (made once), and where that CA is."""
+        issued = tls.broker_certificate(self.config)
+        k = self.config.kafka
+        self.say(
+            f"{k.security_protocol} listener: the broker's certificate is signed by the stack's "
+            f"CA {issued.ca}; clients elsewhere trust it with "
+            f"LAMMPS_STREAM_KAFKA_SSL_CAFILE={issued.ca}"
+        )
+        configured = k.tls_files().get("ssl_cafile")
+        if configured is not None and configured.resolve() != issued.ca.resolve():
+            self.say(
+                f"warning: kafka.ssl_cafile is {configured}, not the stack's CA {issued.ca}: "
+                "clients will refuse the local broker unless that file holds the stack's CA"
+            )
+
+    def _service_config(self) -> Config:
+        """The service's configuration: this one, trusting the stack's CA explicitly when
+        ``kafka.ssl_cafile`` is empty and the stack made one."""
+        k = self.config.kafka
+        if k.tls and not k.ssl_cafile and stack_cafile(self.config).is_file():
+            kafka_config = dataclasses.replace(k, ssl_cafile=str(stack_cafile(self.config)))
+            return dataclasses.replace(self.config, kafka=kafka_config)
+        return self.config
 
     def _start_service(self) -> None:
         if self.service.pid() is not None:
@@ -113,7 +140,9 @@ class LocalStack:
                 "stop it or set service.http_port"
             )
         effective = self.state_dir / "effective-config.yaml"
-        effective.write_text(dump_config(self.config))
+        effective.touch(mode=0o600)
+        effective.chmod(0o600)  # it may hold the SASL password
+        effective.write_text(dump_config(self._service_config()))
         env = child_env(effective)
         command = [
             sys.executable,
@@ -166,7 +195,7 @@ class LocalStack:
                 kafka_pid,
                 f"{host}:{port}",
                 kafka_ok,
-                _detail(kafka_pid, kafka_ok, "answers metadata requests"),
+                _detail(kafka_pid, kafka_ok, self._kafka_detail()),
             ),
             PartStatus(
                 "service",
@@ -178,6 +207,13 @@ class LocalStack:
                 ),
             ),
         ]
+
+    def _kafka_detail(self) -> str:
+        k = self.config.kafka
+        if not k.tls:
+            return "answers metadata requests"
+        ca = k.ssl_cafile or stack_cafile(self.config)
+        return f"answers metadata requests over {k.security_protocol}; CA {ca}"
 
     def _broker_address(self) -> tuple[str, int]:
         host, _, port = self.config.kafka.bootstrap.split(",")[0].rpartition(":")

@@ -15,8 +15,10 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
+from lammps_stream.broker import client_cafile
 from lammps_stream.config import Config, expand
-from lammps_stream.errors import StackError, ToolMissingError
+from lammps_stream.errors import ConfigError, StackError, ToolMissingError
+from lammps_stream.stack import tls
 
 CONSOLE_TOOLS = {
     "console-consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer",
@@ -108,7 +110,7 @@ def tool_command(config: Config, tool: str, args: list[str]) -> list[str]:
         )
     if tool != "storage" and "--bootstrap-server" not in args:
         args = ["--bootstrap-server", config.kafka.bootstrap, *args]
-    if tool != "storage" and config.kafka.sasl:
+    if tool != "storage" and (config.kafka.sasl or config.kafka.tls):
         flag = CLIENT_CONFIG_FLAGS.get(tool, "--command-config")
         if flag not in args:
             args = [*args, flag, str(client_properties(config))]
@@ -122,24 +124,91 @@ CLIENT_CONFIG_FLAGS = {
 
 
 def client_properties(config: Config) -> Path:
-    """A private properties file with the SASL login, for Kafka's own tools."""
-    k = config.kafka
-    module = (
-        "org.apache.kafka.common.security.plain.PlainLoginModule"
-        if k.sasl_mechanism == "PLAIN"
-        else "org.apache.kafka.common.security.scram.ScramLoginModule"
-    )
+    """A private properties file with the SASL login and the TLS settings, for Kafka's own
+    tools: the truststore is the CA file the project's clients trust (PEM), the client
+    certificate and key (mutual TLS) are inlined as PEM."""
     path = expand(config.stack.state_dir) / "client.properties"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.chmod(0o600)
-    path.write_text(
-        f"security.protocol={k.security_protocol}\n"
-        f"sasl.mechanism={k.sasl_mechanism}\n"
-        f'sasl.jaas.config={module} required username="{k.sasl_username}" '
-        f'password="{k.sasl_password}";\n'
-    )
+    path.write_text(_properties(client_settings(config)))
     return path
+
+
+def client_settings(config: Config) -> dict[str, str]:
+    """The Java client settings matching ``kafka.*``: security protocol, SASL login, TLS."""
+    k = config.kafka
+    lines = {"security.protocol": k.security_protocol}
+    if k.sasl:
+        module = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule"
+            if k.sasl_mechanism == "PLAIN"
+            else "org.apache.kafka.common.security.scram.ScramLoginModule"
+        )
+        lines |= {
+            "sasl.mechanism": k.sasl_mechanism,
+            "sasl.jaas.config": f'{module} required username="{k.sasl_username}" '
+            f'password="{k.sasl_password}";',
+        }
+    if k.tls:
+        files = k.tls_files()
+        cafile = client_cafile(config)
+        if cafile is not None:
+            lines |= {"ssl.truststore.type": "PEM", "ssl.truststore.location": str(cafile)}
+        if not k.ssl_check_hostname:
+            lines["ssl.endpoint.identification.algorithm"] = ""
+        if "ssl_certfile" in files:
+            chain, key = _client_pem(files["ssl_certfile"], files.get("ssl_keyfile"))
+            lines |= {
+                "ssl.keystore.type": "PEM",
+                "ssl.keystore.certificate.chain": chain,
+                "ssl.keystore.key": key,
+            }
+    return lines
+
+
+def _client_pem(certfile: Path, keyfile: Path | None) -> tuple[str, str]:
+    """The certificate chain and the private key (PEM text) of a client certificate, from
+    one file or from a certificate file and a key file."""
+    chain = _pem_blocks(certfile.read_text(), "CERTIFICATE")
+    keys = _pem_blocks((keyfile or certfile).read_text(), "PRIVATE KEY")
+    if not chain:
+        raise ConfigError(f"kafka.ssl_certfile: {certfile} holds no PEM certificate")
+    if not keys:
+        where = "kafka.ssl_keyfile" if keyfile else "kafka.ssl_certfile"
+        raise ConfigError(
+            f"{where}: {keyfile or certfile} holds no unencrypted PEM private key "
+            "(-----BEGIN PRIVATE KEY-----); Kafka's tools read PKCS#8 keys, e.g. from "
+            "`openssl pkcs8 -topk8 -nocrypt -in KEY`"
+        )
+    return "\n".join(chain), keys[0]
+
+
+def _pem_blocks(text: str, label: str) -> list[str]:
+    """The PEM blocks of ``text`` whose label is exactly ``label``."""
+    begin, end = f"-----BEGIN {label}-----", f"-----END {label}-----"
+    blocks, rest = [], text
+    while begin in rest:
+        start = rest.index(begin)
+        stop = rest.find(end, start)
+        if stop < 0:
+            break
+        blocks.append(rest[start : stop + len(end)].strip())
+        rest = rest[stop + len(end) :]
+    return blocks
+
+
+def _properties(lines: dict[str, str]) -> str:
+    r"""A Java properties file; a backslash or newline (PEM) in a value escaped.
+
+    >>> _properties({"a": "x", "pem": "-----BEGIN-----\nAB\n-----END-----"})
+    'a=x\npem=-----BEGIN-----\\nAB\\n-----END-----\n'
+    """
+
+    def escape(value: str) -> str:
+        return value.replace("\\", "\\\\").replace("\n", "\\n")
+
+    return "".join(f"{key}={escape(value)}\n" for key, value in lines.items())
 
 
 def server_properties(config: Config, data_dir: Path) -> str:
@@ -169,13 +238,24 @@ def server_properties(config: Config, data_dir: Path) -> str:
         "auto.create.topics.enable": "false",  # a typo in a topic name must not create one
         "log.retention.hours": "168",
     }
-    if config.kafka.sasl:
-        lines |= _sasl_listener(config, host, port, controller)
-    return "".join(f"{key}={value}\n" for key, value in lines.items())
+    k = config.kafka
+    if k.sasl or k.tls:  # the client and inter-broker listener; the controller stays PLAINTEXT
+        protocol = k.security_protocol
+        lines |= {
+            "listeners": f"{protocol}://{host}:{port},CONTROLLER://{controller}",
+            "advertised.listeners": f"{protocol}://{host}:{port}",
+            "inter.broker.listener.name": protocol,
+            "listener.security.protocol.map": f"{protocol}:{protocol},CONTROLLER:PLAINTEXT",
+        }
+    if k.sasl:
+        lines |= _sasl_listener(config)
+    if k.tls:
+        lines |= _tls_listener(config)
+    return _properties(lines)
 
 
-def _sasl_listener(config: Config, host: str, port: str, controller: str) -> dict[str, str]:
-    """The client and inter-broker listener as SASL_PLAINTEXT with SCRAM logins."""
+def _sasl_listener(config: Config) -> dict[str, str]:
+    """SCRAM logins on the client listener (SASL_PLAINTEXT or SASL_SSL)."""
     k = config.kafka
     if not k.sasl_mechanism.startswith("SCRAM"):
         raise StackError(
@@ -186,14 +266,30 @@ def _sasl_listener(config: Config, host: str, port: str, controller: str) -> dic
         "org.apache.kafka.common.security.scram.ScramLoginModule required "
         f'username="{k.sasl_username}" password="{k.sasl_password}";'
     )
+    listener = k.security_protocol.lower()
     return {
-        "listeners": f"SASL_PLAINTEXT://{host}:{port},CONTROLLER://{controller}",
-        "advertised.listeners": f"SASL_PLAINTEXT://{host}:{port}",
-        "inter.broker.listener.name": "SASL_PLAINTEXT",
-        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
         "sasl.enabled.mechanisms": k.sasl_mechanism,
         "sasl.mechanism.inter.broker.protocol": k.sasl_mechanism,
-        f"listener.name.sasl_plaintext.{k.sasl_mechanism.lower()}.sasl.jaas.config": login,
+        f"listener.name.{listener}.{k.sasl_mechanism.lower()}.sasl.jaas.config": login,
+    }
+
+
+def _tls_listener(config: Config) -> dict[str, str]:
+    """TLS on the client listener with the certificate ``stack up`` issued (PEM, inline):
+    the broker trusts its own CA (it is its own inter-broker client) and accepts, without
+    requiring, client certificates that CA signed."""
+    directory = tls.tls_dir(config)
+    cert, key, ca = (directory / name for name in ("broker.crt", "broker.key", "ca.crt"))
+    for path in (cert, key, ca):
+        if not path.is_file():
+            raise StackError(f"{path} is missing; `lammps-stream stack up` issues it")
+    return {
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.certificate.chain": cert.read_text().strip(),
+        "ssl.keystore.key": key.read_text().strip(),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.certificates": ca.read_text().strip(),
+        "ssl.client.auth": "requested",
     }
 
 

@@ -76,3 +76,18 @@ def test_an_unreachable_pushgateway_never_fails_a_run() -> None:
 
     record = example_run_record(run_id=new_id())
     assert push_run("http://127.0.0.1:1", record) is False
+
+
+def test_a_missing_tls_file_spools_the_run_and_says_why(tmp_path: Path) -> None:
+    config = load_config(
+        path=None,
+        env={},
+        overrides={
+            "producer.spool_dir": str(tmp_path),
+            "kafka.security_protocol": "SSL",
+            "kafka.ssl_cafile": str(tmp_path / "missing-ca.crt"),
+        },
+    )
+    delivery = Publisher(config).publish(example_run_record(run_id=new_id()))
+    assert delivery.status == "spooled"
+    assert delivery.reason.startswith(f"kafka.ssl_cafile: {tmp_path / 'missing-ca.crt'} does not")

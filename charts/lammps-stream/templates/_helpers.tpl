@@ -74,6 +74,18 @@ itself, and the Secrets. Takes (dict "root" $ "extra" list). */}}
 {{- end }}
 {{- end }}
 {{- end }}
+{{- with $root.Values.secrets.tls }}
+{{- if .ca.existingSecret }}
+- name: LAMMPS_STREAM_KAFKA_SSL_CAFILE
+  value: /etc/lammps-stream-tls/ca/{{ .ca.key }}
+{{- end }}
+{{- if .client.existingSecret }}
+- name: LAMMPS_STREAM_KAFKA_SSL_CERTFILE
+  value: /etc/lammps-stream-tls/client/{{ .client.certKey }}
+- name: LAMMPS_STREAM_KAFKA_SSL_KEYFILE
+  value: /etc/lammps-stream-tls/client/{{ .client.keyKey }}
+{{- end }}
+{{- end }}
 {{- if and .service $root.Values.secrets.snapshotKey.existingSecret }}
 - name: {{ $root.Values.secrets.snapshotKey.env }}
   valueFrom:
@@ -91,6 +103,16 @@ itself, and the Secrets. Takes (dict "root" $ "extra" list). */}}
   mountPath: /var/lib/lammps-stream
 - name: tmp
   mountPath: /tmp
+{{- if .Values.secrets.tls.ca.existingSecret }}
+- name: kafka-ca
+  mountPath: /etc/lammps-stream-tls/ca
+  readOnly: true
+{{- end }}
+{{- if .Values.secrets.tls.client.existingSecret }}
+- name: kafka-client-cert
+  mountPath: /etc/lammps-stream-tls/client
+  readOnly: true
+{{- end }}
 {{- end -}}
 
 {{- define "lammps-stream.volumes" -}}
@@ -101,6 +123,36 @@ itself, and the Secrets. Takes (dict "root" $ "extra" list). */}}
   emptyDir: {}
 - name: tmp
   emptyDir: {}
+{{- with .Values.secrets.tls.ca }}
+{{- if .existingSecret }}
+- name: kafka-ca
+  secret:
+    secretName: {{ .existingSecret }}
+    defaultMode: 0440
+    items:
+      - {key: {{ .key }}, path: {{ .key }}}
+{{- end }}
+{{- end }}
+{{- with .Values.secrets.tls.client }}
+{{- if .existingSecret }}
+- name: kafka-client-cert
+  secret:
+    secretName: {{ .existingSecret }}
+    defaultMode: 0440
+    items:
+      - {key: {{ .certKey }}, path: {{ .certKey }}}
+      - {key: {{ .keyKey }}, path: {{ .keyKey }}}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Values that contradict each other, refused with the value to change. */}}
+{{- define "lammps-stream.checks" -}}
+{{- $tls := .Values.secrets.tls -}}
+{{- $protocol := .Values.config.kafka.security_protocol | default "PLAINTEXT" -}}
+{{- if and (or $tls.ca.existingSecret $tls.client.existingSecret) (not (has $protocol (list "SSL" "SASL_SSL"))) -}}
+{{- fail (printf "secrets.tls: a TLS Secret is named but config.kafka.security_protocol is %s; set it to SSL or SASL_SSL" $protocol) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The plan every producer variant runs: jobs.plan (a plans.jsonl) or one line per jobs.runs
