@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.error
-import urllib.request
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from consumers.reader import (
     table_row,
     to_json_line,
 )
+from consumers.service_api import ServiceApi
 from lammps_stream.config import Config
 from lammps_stream.console import console as make_console
 from lammps_stream.errors import NoDataError
@@ -158,13 +157,11 @@ def report(config: Config, args: argparse.Namespace) -> int:
 
 def models_info(config: Config) -> list[dict[str, Any]] | None:
     """``GET /models`` from the service, or None when it does not answer."""
-    from lammps_stream.errors import BrokerUnavailableError
+    from lammps_stream.errors import BrokerUnavailableError, UsageError
 
     try:
-        return _get_json(f"{config.service.url}/models", BrokerUnavailableError, timeout=3)[
-            "models"
-        ]
-    except (BrokerUnavailableError, KeyError):
+        return ServiceApi(config, timeout=3).get("/models")["models"]
+    except (BrokerUnavailableError, UsageError, KeyError):
         make_console().print(
             f"[dim]model service at {config.service.url} not answering: "
             "figures that need the live models are left out[/dim]"
@@ -175,7 +172,7 @@ def models_info(config: Config) -> list[dict[str, Any]] | None:
 def predict(config: Config, args: argparse.Namespace) -> int:
     """``predict deck=lj x=4 y=4 z=2 ranks=2``: every model's answer now, and the one to trust."""
     params = prediction_params(args.params, config)
-    answer = _post_json(f"{config.service.url}/predict", {"params": params})
+    answer = ServiceApi(config).post("/predict", {"params": params})
     if args.json:
         print(json.dumps(answer, indent=2))
     else:
@@ -254,39 +251,80 @@ def _print_answer(answer: dict[str, Any]) -> None:
     make_console().print(table)
 
 
-def _post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
-    from lammps_stream.errors import BrokerUnavailableError, UsageError
-
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        try:
-            message = json.loads(err.read()).get("error", err.reason)
-        except ValueError:
-            message = err.reason
-        raise UsageError(f"predict: the service refused the parameters: {message}") from None
-    except (urllib.error.URLError, OSError) as err:
-        raise BrokerUnavailableError(
-            f"model service at {url.rsplit('/', 1)[0]} is not answering ({err}); "
-            "start it with `lammps-stream stack up`"
-        ) from None
-
-
 def models(config: Config, args: argparse.Namespace) -> int:
-    """``models list``: each model of the running service, its counts and scores."""
+    """``models list|add|remove``: the running service's models, their counts and scores."""
+    api = ServiceApi(config)
+    if args.action == "add":
+        added = api.post("/models", model_spec_from_args(args))
+        print(
+            f"added {added['name']} ({added['spec']['class']}), warm-started on "
+            f"{added['learned']} runs replayed from the runs topic"
+        )
+        return 0
+    if args.action == "remove":
+        api.delete(f"/models/{_one_name(args)}")
+        print(f"removed {_one_name(args)}; its snapshots are tombstoned on the models topic")
+        return 0
+    return _list_models(api, args.json)
+
+
+def model_spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """A model spec from ``models add NAME --class C --param k=v ...`` or ``--spec FILE``.
+
+    >>> ns = argparse.Namespace(names=["tree"], spec=None, cls="river.tree.HoeffdingTreeRegressor",
+    ...     param=["grace_period=50", "leaf_prediction=mean"], features="log", target="log",
+    ...     scale=False)
+    >>> model_spec_from_args(ns)["params"]
+    {'grace_period': 50, 'leaf_prediction': 'mean'}
+    """
+    import yaml
+
+    from lammps_stream.errors import UsageError
+
+    if args.spec:
+        try:
+            spec = yaml.safe_load(Path(args.spec).read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise UsageError(f"models add: cannot read --spec {args.spec}: {err}") from None
+        if not isinstance(spec, dict):
+            raise UsageError(f"models add: {args.spec} must hold one mapping (name, class, ...)")
+        if args.names:
+            spec["name"] = _one_name(args)
+        return spec
+    if not args.cls:
+        raise UsageError(
+            "models add: say what to build, e.g. models add tree "
+            "--class river.tree.HoeffdingTreeRegressor --param grace_period=50 (or --spec FILE)"
+        )
+    params = {}
+    for pair in args.param or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise UsageError(f"models add: --param {pair!r} is not KEY=VALUE")
+        params[key] = yaml.safe_load(value)
+    return {
+        "name": _one_name(args),
+        "class": args.cls,
+        "params": params,
+        "features": args.features,
+        "target": args.target,
+        "scale": args.scale,
+    }
+
+
+def _one_name(args: argparse.Namespace) -> str:
+    from lammps_stream.errors import UsageError
+
+    if len(args.names) != 1:
+        raise UsageError(f"models {args.action}: name exactly one model, e.g. models remove knn")
+    return args.names[0]
+
+
+def _list_models(api: ServiceApi, as_json: bool) -> int:
     from rich.table import Table
 
-    from lammps_stream.errors import BrokerUnavailableError
-
-    info = _get_json(f"{config.service.url}/models", BrokerUnavailableError)["models"]
-    if args.json:
+    info = api.get("/models")["models"]
+    if as_json:
         print(json.dumps(info, indent=2))
         return 0
     table = Table(
@@ -299,7 +337,7 @@ def models(config: Config, args: argparse.Namespace) -> int:
         "test MAPE",
         "interval cover",
         "drifts",
-        title=f"models at {config.service.url}",
+        title=f"models at {api.base}",
     )
     for m in info:
         pre, test = m["metrics"]["prequential"], m["metrics"]["test"]
@@ -322,15 +360,3 @@ def _num(value: float | None, pct: bool = False) -> str:
     if value is None:
         return "–"
     return f"{100 * value:.1f} %" if pct else f"{value:.3f}"
-
-
-def _get_json(url: str, error: type[Exception], timeout: float = 10) -> dict[str, Any]:
-    """``GET url`` as JSON; ``error`` (one line) when the service does not answer."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return json.loads(response.read())
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        raise error(
-            f"model service at {url.rsplit('/', 1)[0]} is not answering ({err}); "
-            "start it with `lammps-stream stack up`"
-        ) from None

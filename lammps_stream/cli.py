@@ -53,6 +53,21 @@ positive_int = whole_number(1)
 non_negative_int = whole_number(0)
 
 
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0, refused with a one-line reason.
+
+    >>> positive_float("0.1")
+    0.1
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
 def key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -213,8 +228,19 @@ def build_parser() -> Parser:
     preds.set_defaults(handler="consumers.commands:predictions")
 
     models = sub.add_parser("models", help="the running service's models and their scores")
-    models.add_argument("action", choices=["list"])
+    models.add_argument("action", choices=["list", "add", "remove"])
+    models.add_argument("names", nargs="*", metavar="NAME", help="the model to add or remove")
     models.add_argument("--json", action="store_true", help="GET /models as it is")
+    models.add_argument(
+        "--class", dest="cls", metavar="PATH", help="add: a river class, e.g. river.tree.X"
+    )
+    models.add_argument(
+        "--param", action="append", metavar="KEY=VALUE", help="add: a parameter (repeat)"
+    )
+    models.add_argument("--spec", metavar="FILE", help="add: a YAML spec (name, class, params)")
+    models.add_argument("--features", choices=["log", "raw"], default="log")
+    models.add_argument("--target", choices=["log", "seconds"], default="log")
+    models.add_argument("--scale", action="store_true", help="add: a StandardScaler in front")
     models.set_defaults(handler="consumers.commands:models")
 
     predict = sub.add_parser("predict", help="every model's prediction for parameters, now")
@@ -252,6 +278,39 @@ def build_parser() -> Parser:
     report.add_argument("--out", required=True, help="directory for report.md, report.html")
     report.set_defaults(handler="consumers.commands:report")
 
+    campaign = sub.add_parser(
+        "campaign", help="launch runs until a held-out MAPE target or a core-seconds budget"
+    )
+    campaign.add_argument(
+        "--target-mape", type=positive_float, default=0.10, help="e.g. 0.10 (default)"
+    )
+    campaign.add_argument(
+        "--max-core-seconds",
+        type=positive_float,
+        required=True,
+        help="budget: wall seconds × ranks × threads over every run launched",
+    )
+    campaign.add_argument("--sampler", choices=["suggest", "random", "lhs"], default="suggest")
+    campaign.add_argument("--space", metavar="FILE", help="parameter space YAML")
+    campaign.add_argument("--deck", help="only this deck")
+    campaign.add_argument("--np", type=positive_int, help="MPI ranks per run")
+    campaign.add_argument("--seed", type=int, help="seed of the samplers")
+    campaign.add_argument(
+        "--test-runs",
+        type=positive_int,
+        default=20,
+        help="held-out runs the MAPE is measured on (launched first if the service has fewer)",
+    )
+    campaign.add_argument("--batch", type=positive_int, default=1, help="runs between checks")
+    campaign.add_argument(
+        "--wait-seconds",
+        type=positive_float,
+        default=120.0,
+        help="how long to wait for the service to learn a batch",
+    )
+    campaign.add_argument("--json", action="store_true", help="the outcome as one JSON object")
+    campaign.set_defaults(handler="producers.campaign:campaign")
+
     demo = sub.add_parser("demo", help="the whole pipeline end to end on the local stack")
     demo.add_argument("--runs", type=non_negative_int, default=24)
     demo.add_argument("--test-runs", type=positive_int, default=8)
@@ -278,7 +337,11 @@ def _add_plan_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deck", help="lj, eam, chain, chute, rhodo, or a path")
     parser.add_argument("--split", choices=["train", "test"], default="train")
     parser.add_argument("--space", metavar="FILE", help="parameter space YAML (see docs/hpc.md)")
-    parser.add_argument("--sampler", choices=["random", "lhs", "sobol", "grid"])
+    parser.add_argument(
+        "--sampler",
+        choices=["random", "lhs", "sobol", "grid", "suggest"],
+        help="suggest: the model service's suggestions, then random",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the planned runs only")
 
 

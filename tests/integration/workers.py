@@ -72,7 +72,11 @@ class Worker:
                 self.kill()
 
     def models(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.url}/models", timeout=10) as response:
+        """``GET /models`` (with the worker's bearer token, if it has one)."""
+        token = self.config.service.api_token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(f"{self.url}/models", headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
     def wait_ready(self, timeout: float = 120.0) -> None:

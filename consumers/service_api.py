@@ -1,0 +1,74 @@
+"""The model service's HTTP API as the command line uses it: JSON in and out, the bearer
+token from ``service.api_token``, and one-line errors.
+
+>>> from lammps_stream.config import load_config
+>>> api = ServiceApi(load_config(path=None, env={}, overrides={"service.api_token": "t0k"}))
+>>> api.url("/models"), api.headers()["Authorization"]
+('http://127.0.0.1:6066/models', 'Bearer t0k')
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from lammps_stream.config import Config
+from lammps_stream.errors import BrokerUnavailableError, UsageError
+
+
+class ServiceApi:
+    """``GET``/``POST``/``DELETE`` against the worker's web port."""
+
+    def __init__(self, config: Config, timeout: float = 10.0) -> None:
+        self.base = config.service.url
+        self.token = config.service.api_token
+        self.timeout = timeout
+
+    def url(self, path: str) -> str:
+        return f"{self.base}{path}"
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def get(self, path: str) -> dict[str, Any]:
+        return self._call("GET", path)
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", path, body)
+
+    def delete(self, path: str) -> dict[str, Any]:
+        return self._call("DELETE", path)
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.url(path), data=data, headers=self.headers(), method=method
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            raise UsageError(_refusal(method, path, err)) from None
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            raise BrokerUnavailableError(
+                f"model service at {self.base} is not answering ({err}); "
+                "start it with `lammps-stream stack up`"
+            ) from None
+
+
+def _refusal(method: str, path: str, err: urllib.error.HTTPError) -> str:
+    try:
+        message = json.loads(err.read()).get("error", err.reason)
+    except ValueError:
+        message = err.reason
+    if err.code == 401:
+        return (
+            f"{method} {path}: the service wants a bearer token; set service.api_token "
+            "(LAMMPS_STREAM_SERVICE_API_TOKEN) to the worker's token"
+        )
+    return f"{method} {path}: the service refused ({err.code}): {message}"

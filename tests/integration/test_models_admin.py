@@ -1,0 +1,100 @@
+"""Models added and removed while the worker runs, behind a bearer token: warm start by
+replaying the runs topic, and the change survives a restart."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from lammps_stream.config import dump_config
+from tests.conftest import PORT_OFFSET
+from tests.integration.workers import (
+    Worker,
+    distinct_train,
+    isolated_config,
+    publish,
+    stream_of_runs,
+    wait_learned,
+)
+
+TOKEN = "s3cret-token"
+
+
+def _status(url: str, token: str | None = None) -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10):
+            return 200
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+@pytest.fixture
+def admin(stack, tmp_path: Path):
+    config = isolated_config(
+        stack, tmp_path, "admin", http_port=16110 + PORT_OFFSET, models=["pa"], api_token=TOKEN
+    )
+    path = tmp_path / "admin-cli.yaml"
+    path.write_text(dump_config(config))
+    return config, {"LAMMPS_STREAM_CONFIG": str(path)}
+
+
+def test_add_and_remove_models_while_running(admin, cli, tmp_path: Path) -> None:
+    config, env = admin
+    first = stream_of_runs(60, seed=5)
+    publish(config, first)
+    worker = Worker(config, tmp_path, "admin-0")
+    try:
+        worker.wait_ready()
+        url = config.service.url
+        assert _status(f"{url}/models") == 401
+        assert _status(f"{url}/models", "wrong") == 401
+        assert _status(f"{url}/healthz") == 200 and _status(f"{url}/metrics") == 200
+
+        no_token = cli("models", "list", env=env | {"LAMMPS_STREAM_SERVICE_API_TOKEN": ""})
+        assert no_token.returncode == 2 and "bearer token" in no_token.stderr
+        assert len(no_token.stderr.strip().splitlines()) == 1
+
+        wanted = distinct_train(first)
+        added = cli(
+            *("models", "add", "tree", "--class", "river.tree.HoeffdingTreeRegressor"),
+            *("--param", "grace_period=50", "--param", "leaf_prediction=mean"),
+            env=env,
+            check=True,
+        )
+        assert f"warm-started on {wanted} runs" in added.stdout
+        refused = cli("models", "add", "evil", "--class", "os.system", env=env)
+        assert refused.returncode == 2 and "is not allowed" in refused.stderr
+
+        more = stream_of_runs(20, seed=6)
+        publish(config, more)
+        wanted += distinct_train(more)
+        assert wait_learned([worker], wanted) == {"pa": wanted, "tree": wanted}
+    finally:
+        worker.stop()
+
+    worker = Worker(config, tmp_path, "admin-1")  # an added model outlives a restart
+    try:
+        worker.wait_ready()
+        assert wait_learned([worker], wanted) == {"pa": wanted, "tree": wanted}
+        listed = json.loads(cli("models", "list", "--json", env=env, check=True).stdout)
+        tree = next(m for m in listed if m["name"] == "tree")
+        assert tree["origin"] == "added" and tree["spec"]["params"]["grace_period"] == 50
+        removed = cli("models", "remove", "tree", env=env, check=True)
+        assert "removed tree" in removed.stdout
+        assert [m["name"] for m in worker.models()["models"]] == ["pa"]
+        last = cli("models", "remove", "pa", env=env)
+        assert last.returncode == 2 and "last model" in last.stderr
+    finally:
+        worker.stop()
+
+    worker = Worker(config, tmp_path, "admin-2")  # a removed one stays removed
+    try:
+        worker.wait_ready()
+        assert [m["name"] for m in worker.models()["models"]] == ["pa"]
+    finally:
+        worker.stop()
