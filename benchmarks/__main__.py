@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 
-from benchmarks import throughput
+from benchmarks import active, latency, memory, recovery, throughput
 
-BENCHMARKS = {"throughput": throughput.run}
+BENCHMARKS = {
+    "throughput": throughput.run,
+    "latency": latency.run,
+    "memory": memory.run,
+    "recovery": recovery.run,
+    "active": active.run,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,12 +24,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer records, for a smoke run")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args(argv)
-    result = BENCHMARKS[args.name](quick=args.quick)
+    run = BENCHMARKS[args.name]
+    if "progress" in inspect.signature(run).parameters:
+        # a progress bar and a table on stderr unless --json
+        result = run(quick=args.quick, progress=not args.json)
+    else:
+        result = run(quick=args.quick)
     if args.json:
         print(json.dumps(result))
     else:
         for key, value in result.items():
-            print(f"{key:28} {value}")
+            if not isinstance(value, dict | list):
+                print(f"{key:28} {value}")
     return 0
 
 

@@ -178,6 +178,7 @@ class ServiceConfig:
     dedup_window: int = 100_000
     rolling_window: int = 100
     session_timeout_seconds: float = 30.0
+    instance_id: str = ""
 
     def __post_init__(self) -> None:
         _check_range("service.http_port", self.http_port, 1, 65535)

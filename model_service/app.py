@@ -21,7 +21,7 @@ from typing import Any
 import faust
 from faust.web import View
 
-from lammps_stream.broker import bootstrap_servers
+from lammps_stream.broker import bootstrap_servers, faust_credentials, stack_cafile
 from lammps_stream.config import Config, expand
 from lammps_stream.errors import ConfigError, InvalidRecordError
 from lammps_stream.schemas import (
@@ -143,6 +143,7 @@ def create_app(config: Config) -> faust.App:
         producer_max_request_size=MAX_SNAPSHOT_BYTES,
         broker_session_timeout=session,
         broker_heartbeat_interval=max(1.0, session / 10),
+        consumer_group_instance_id=config.service.instance_id or None,
         web_enabled=True,
         web_bind=config.service.http_host,
         web_host=config.service.http_host,
@@ -150,7 +151,7 @@ def create_app(config: Config) -> faust.App:
         web_in_thread=False,
         autodiscover=False,
         datadir=str(expand(config.stack.state_dir) / "service-data"),
-        broker_credentials=_credentials(config),
+        broker_credentials=faust_credentials(config.kafka, default_cafile=stack_cafile(config)),
     )
     app.service = service
     topics = config.kafka.topics
@@ -267,16 +268,6 @@ def create_app(config: Config) -> faust.App:
 
     _add_views(app, service, answer, publish_snapshots, models)
     return app
-
-
-def _credentials(config: Config) -> Any:
-    """SASL credentials for the Faust app's Kafka clients, or None for PLAINTEXT."""
-    k = config.kafka
-    if not k.sasl:
-        return None
-    return faust.SASLCredentials(
-        username=k.sasl_username, password=k.sasl_password, mechanism=k.sasl_mechanism
-    )
 
 
 async def _publish(

@@ -1,0 +1,193 @@
+"""Real model-service workers for benchmarks and tests: each one a ``lammps-stream serve``
+process on a running broker, with topics and a consumer group of its own."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from lammps_stream.broker import ensure_topics, make_producer
+from lammps_stream.config import Config, TopicsConfig, dump_config, load_config
+from lammps_stream.schemas import encode
+
+
+def isolated_config(
+    base: Config, root: Path, name: str, *, http_port: int, runs_partitions: int = 1, **service: Any
+) -> Config:
+    """``base``'s broker with topics, group and state of its own (prefix ``name``)."""
+    overrides = {
+        "kafka.bootstrap": base.kafka.bootstrap,
+        "kafka.runs_partitions": runs_partitions,
+        "service.app_id": f"lammps-stream-{name}",
+        "service.http_port": http_port,
+        "service.snapshot_key": base.service.snapshot_key,
+        "service.session_timeout_seconds": 6,
+        "stack.state_dir": str(root / name / "state"),
+    } | {f"service.{k}": v for k, v in service.items()}
+    config = load_config(path=None, env={}, overrides=overrides)
+    topics = TopicsConfig(**{f: f"{name}.{f}" for f in TopicsConfig.__dataclass_fields__})
+    config = replace(config, kafka=replace(config.kafka, topics=topics))
+    ensure_topics(config)
+    return config
+
+
+class Worker:
+    """One ``lammps-stream serve`` process; ``kill()`` is SIGKILL, no goodbye."""
+
+    def __init__(self, config: Config, root: Path, label: str) -> None:
+        self.config = config
+        self.url = config.service.url
+        path = root / f"{label}.yaml"
+        path.write_text(dump_config(config))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LAMMPS_STREAM_")}
+        env["LAMMPS_STREAM_CONFIG"] = str(path)
+        self.log = root / f"{label}.log"
+        with open(self.log, "a") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "lammps_stream", "serve"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def models(self) -> dict[str, Any]:
+        """``GET /models`` (with the worker's bearer token, if it has one)."""
+        token = self.config.service.api_token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(f"{self.url}/models", headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited: {self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.5)
+        raise AssertionError(f"worker not ready after {timeout} s: {self.log.read_text()[-3000:]}")
+
+
+def publish(config: Config, records: list[dict[str, Any]], per_second: float = 0.0) -> None:
+    """Send ``records`` keyed by run_id (paced at ``per_second`` when it is set)."""
+    producer = make_producer(config)
+    try:
+        for i, record in enumerate(records):
+            producer.send(
+                config.kafka.topics.runs, key=record["run_id"].encode(), value=encode(record)
+            )
+            if per_second:
+                time.sleep(1.0 / per_second)
+            if i % 100 == 0:
+                producer.flush()
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def wait_learned(workers: list[Worker], wanted: int, timeout: float = 240.0) -> dict[str, int]:
+    """Wait until every model's learned count, summed over ``workers``, reaches ``wanted``
+    and stays there for three seconds; return the counts."""
+    deadline = time.monotonic() + timeout
+    stable_since = None
+    counts: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        try:
+            counts = {}
+            for worker in workers:
+                for model in worker.models()["models"]:
+                    counts[model["name"]] = counts.get(model["name"], 0) + model["learned"]
+        except OSError:
+            time.sleep(1)
+            continue
+        done = counts and min(counts.values()) >= wanted
+        stable_since = (stable_since or time.monotonic()) if done else None
+        if stable_since and time.monotonic() - stable_since > 3:
+            return counts
+        time.sleep(0.5)
+    return counts
+
+
+@contextlib.contextmanager
+def broker(root: Path, port: int) -> Iterator[Config]:
+    """A local Kafka broker alone (no worker) for a benchmark, stopped afterwards."""
+    from lammps_stream.stack import LocalStack
+
+    config = load_config(
+        path=None,
+        env={},
+        overrides={
+            "kafka.bootstrap": f"127.0.0.1:{port}",
+            "kafka.controller_port": port + 1,
+            "service.snapshot_key": "benchmark-key",
+            "stack.state_dir": str(root / "stack"),
+            "stack.start_service": False,
+            "stack.start_timeout_seconds": 120,
+        },
+    )
+    stack = LocalStack(config)
+    try:
+        stack.up()
+        yield config
+    finally:
+        stack.down()
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of process ``pid`` (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise ValueError(f"no VmRSS for pid {pid}")
+
+
+def machine() -> str:
+    """One line naming the machine a result was measured on."""
+    import platform
+
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{os.cpu_count()} cores, {model or platform.machine()}, Python {platform.python_version()}"
+    )
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0-1) of ``values``, nearest rank.
+
+    >>> percentile([1.0, 2.0, 3.0, 4.0], 0.5), percentile([1.0, 2.0, 3.0, 4.0], 0.99)
+    (2.0, 4.0)
+    """
+    import math
+
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))]

@@ -1,0 +1,89 @@
+"""``recovery``: a worker restart → the first new prediction on ``lammps.predictions``.
+
+A worker learns 5,000 runs (``--quick``: 1,000) with every default model and snapshots
+them; it is then stopped, a new worker process is started, and one new run is published at
+once. The clock runs from the new process's start to that run's first prediction: Python and
+Faust start-up, joining the group, restoring the snapshots, replaying what they miss.
+Three ways to stop:
+
+- ``sigterm``: a clean stop (final snapshots, the member leaves the group);
+- ``sigkill_static``: a crash, with static group membership (``service.instance_id``):
+  the restarted worker takes its partition back at once;
+- ``sigkill``: a crash without it: the group waits ``service.session_timeout_seconds``
+  (here 10 s) for the dead member before it hands the partition over.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import Worker, broker, isolated_config, machine, publish, wait_learned
+from benchmarks.throughput import records
+from lammps_stream.broker import make_consumer
+
+SESSION_SECONDS = 10
+
+
+def first_prediction_after(config: Any, run_id: str, started: float, timeout: float = 120) -> float:
+    """Seconds from ``started`` until a prediction keyed ``run_id`` is on the topic."""
+    from kafka import TopicPartition
+
+    consumer = make_consumer(config)
+    topic = config.kafka.topics.predictions
+    parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    try:
+        while time.perf_counter() - started < timeout:
+            for messages in consumer.poll(timeout_ms=50).values():
+                for message in messages:
+                    if message.key == run_id.encode():
+                        return time.perf_counter() - started
+    finally:
+        consumer.close()
+    raise TimeoutError(f"no prediction for {run_id} within {timeout} s")
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    n = 1000 if quick else 5000
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="lammps-stream-recovery-") as tmp:
+        root = Path(tmp)
+        with broker(root, port=59492) as base:
+            for i, how in enumerate(("sigterm", "sigkill_static", "sigkill")):
+                extra = {"instance_id": f"bench-{i}"} if how == "sigkill_static" else {}
+                config = isolated_config(
+                    base,
+                    root,
+                    f"recovery{i}",
+                    http_port=56466 + i,
+                    log_level="warning",
+                    snapshot_every=500,
+                    session_timeout_seconds=SESSION_SECONDS,
+                    **extra,
+                )
+                worker = Worker(config, root, f"recovery{i}-before")
+                worker.wait_ready()
+                publish(config, records(n))
+                wait_learned([worker], n)
+                worker.stop() if how == "sigterm" else worker.kill()
+                started = time.perf_counter()
+                worker = Worker(config, root, f"recovery{i}-after")
+                probe = records(1)
+                try:
+                    publish(config, probe)
+                    seconds = first_prediction_after(config, probe[0]["run_id"], started)
+                finally:
+                    worker.stop()
+                results[how] = round(seconds, 2)
+    return {
+        "benchmark": "recovery",
+        "learned_before_restart": n,
+        "session_timeout_seconds": SESSION_SECONDS,
+        "seconds_to_first_new_prediction": results,
+        "target_seconds": 10,
+        "machine": machine(),
+    }
