@@ -58,13 +58,24 @@ clean:
 
 # The campaign behind docs/models.md: 200 training and 50 test runs over the five decks
 # (about 25 minutes on 2 cores), learned live by the service, then a report.
+# With MAX_CORE_SECONDS=S it is a budget campaign instead (docs/active-learning.md): runs
+# drawn by SAMPLER until the held-out MAPE reaches TARGET_MAPE or S core-seconds are spent.
 CAMPAIGN_TRAIN ?= 200
 CAMPAIGN_TEST  ?= 50
+MAX_CORE_SECONDS ?=
+TARGET_MAPE ?= 0.10
+SAMPLER ?= suggest
 .PHONY: campaign
 campaign: install
 	$(CLI) stack up
+ifdef MAX_CORE_SECONDS
+	-$(CLI) campaign --space docs/examples/campaign.yaml --sampler $(SAMPLER) --seed 1 \
+		--target-mape $(TARGET_MAPE) --max-core-seconds $(MAX_CORE_SECONDS) \
+		--test-runs $(CAMPAIGN_TEST)
+else
 	$(CLI) produce --space docs/examples/campaign.yaml --sampler lhs --count $(CAMPAIGN_TRAIN) --seed 1
 	$(CLI) produce --space docs/examples/campaign.yaml --sampler lhs --count $(CAMPAIGN_TEST) \
 		--seed 1001 --split test
+endif
 	$(CLI) evaluate --out results/campaign
 	$(CLI) report --out results/campaign

@@ -147,7 +147,8 @@ def replay(config: Config, path: str) -> int:
 
 
 def plan_from_args(config: Config, args: argparse.Namespace, sampler: str) -> list[Any]:
-    """The runs that the ``produce``/``submit`` flags ask for."""
+    """The runs that the ``produce``/``submit`` flags ask for. ``suggest`` takes the model
+    service's fresh suggestions (see :mod:`producers.suggestions`), the rest at random."""
     from producers.sampling import plan_runs
     from producers.space import ParameterSpace, space_from_config
 
@@ -156,6 +157,24 @@ def plan_from_args(config: Config, args: argparse.Namespace, sampler: str) -> li
     else:
         space = space_from_config(config.producer)
     space = space.fixed(deck=args.deck, ranks=args.np)
+    if sampler == "suggest":
+        from producers.suggestions import plan_from_suggestions
+
+        if args.split == "test":
+            raise UsageError(
+                "--sampler suggest makes training runs; draw test runs with random, lhs or "
+                "sobol, so that the held-out score stays unbiased"
+            )
+        return plan_from_suggestions(
+            config,
+            space,
+            args.count,
+            seed=args.seed,
+            deck=args.deck,
+            ranks=args.np,
+            claim=not args.dry_run,
+            say=lambda line: _console().print(line, highlight=False),
+        )
     return plan_runs(space, args.count, sampler=sampler, seed=args.seed, split=args.split)
 
 
