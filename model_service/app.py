@@ -141,6 +141,7 @@ def create_app(config: Config) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_max_request_size=MAX_SNAPSHOT_BYTES,
+        producer_linger=0.002,  # batch a record's predictions into one produce request
         broker_session_timeout=session,
         broker_heartbeat_interval=max(1.0, session / 10),
         consumer_group_instance_id=config.service.instance_id or None,

@@ -20,6 +20,7 @@ True
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -35,7 +36,8 @@ class ConformalInterval:
 
     coverage: float
     gamma: float = 0.005
-    scores: deque[float] = field(default_factory=lambda: deque(maxlen=SCORE_WINDOW))
+    scores: deque[float] = field(default_factory=deque)
+    ordered: list[float] = field(default_factory=list)  # the same scores, sorted
     alpha: float = -1.0
     seen: int = 0
     hits: int = 0
@@ -46,10 +48,10 @@ class ConformalInterval:
 
     def width(self) -> float | None:
         """The log half-width ``q``, or None before enough scores (or when α_t ≤ 0)."""
-        if len(self.scores) < MIN_SCORES:
+        ordered = self.ordered
+        if len(ordered) < MIN_SCORES:
             return None
         level = min(1.0, max(0.0, 1.0 - self.alpha))
-        ordered = sorted(self.scores)
         index = min(len(ordered) - 1, max(0, math.ceil(level * len(ordered)) - 1))
         return ordered[index]
 
@@ -72,7 +74,12 @@ class ConformalInterval:
                 0.999, max(-0.5, self.alpha + self.gamma * (1 - self.coverage - missed))
             )
         ratio = max(actual, FLOOR_SECONDS) / max(predicted, FLOOR_SECONDS)
-        self.scores.append(abs(math.log(ratio)))
+        score = abs(math.log(ratio))
+        self.scores.append(score)
+        bisect.insort(self.ordered, score)
+        if len(self.scores) > SCORE_WINDOW:
+            oldest = self.scores.popleft()
+            del self.ordered[bisect.bisect_left(self.ordered, oldest)]
 
     @property
     def observed_coverage(self) -> float | None:

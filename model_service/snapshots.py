@@ -58,7 +58,7 @@ def snapshot_record(
 ) -> dict[str, Any]:
     """A ModelSnapshot (``lammps-stream.model/1``) of one shard's model state. ``origin`` is
     ``config`` or ``added`` (by ``models add``: restored on restart although not in config)."""
-    payload = zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+    payload = zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), 1)
     return {
         "schema": MODEL_SCHEMA,
         "model": state.name,

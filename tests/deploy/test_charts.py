@@ -228,6 +228,7 @@ def test_credentials_and_signing_key_come_from_secrets_only() -> None:
     assert service == {
         "LAMMPS_STREAM_KAFKA_SASL_USERNAME": {spec["kafka"]["existingSecret"], "username"},
         "LAMMPS_STREAM_KAFKA_SASL_PASSWORD": {spec["kafka"]["existingSecret"], "password"},
+        "LAMMPS_STREAM_SERVICE_API_TOKEN": {spec["apiToken"]["existingSecret"], "token"},
         "LAMMPS_STREAM_SERVICE_SNAPSHOT_KEY": {
             spec["snapshotKey"]["existingSecret"],
             "signing-key",
@@ -235,7 +236,9 @@ def test_credentials_and_signing_key_come_from_secrets_only() -> None:
     }
     producers = [v for k, v in secret_env.items() if k.startswith("Job/") and "runs" in k]
     assert producers and all(
-        set(p) == set(service) - {"LAMMPS_STREAM_SERVICE_SNAPSHOT_KEY"} for p in producers
+        set(p)
+        == set(service) - {"LAMMPS_STREAM_SERVICE_SNAPSHOT_KEY", "LAMMPS_STREAM_SERVICE_API_TOKEN"}
+        for p in producers
     ), secret_env
     rendered_text = json.dumps(objects)
     assert "hunter2" not in rendered_text

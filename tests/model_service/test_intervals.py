@@ -35,3 +35,15 @@ def test_coverage_converges_to_its_target_under_drift() -> None:
         band.update(actual, 100.0)
     assert abs(inside / tested - 0.9) < 0.03
     assert abs(band.observed_coverage - 0.9) < 0.03
+
+
+def test_only_the_last_500_scores_count() -> None:
+    band = ConformalInterval(coverage=0.9)
+    for _ in range(500):
+        band.update(100.0, 10.0)  # ten times off
+    for _ in range(500):
+        band.update(10.5, 10.0)  # then 5 % off: the old scores must be gone
+    assert len(band.ordered) == len(band.scores) == 500
+    assert band.ordered == sorted(band.scores)
+    low, high = band.bounds(10.0)
+    assert low > 9.4 and high < 10.6

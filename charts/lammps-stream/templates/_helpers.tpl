@@ -86,6 +86,13 @@ itself, and the Secrets. Takes (dict "root" $ "extra" list). */}}
   value: /etc/lammps-stream-tls/client/{{ .client.keyKey }}
 {{- end }}
 {{- end }}
+{{- if and .service $root.Values.secrets.apiToken.existingSecret }}
+- name: {{ $root.Values.secrets.apiToken.env }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $root.Values.secrets.apiToken.existingSecret }}
+      key: {{ $root.Values.secrets.apiToken.key }}
+{{- end }}
 {{- if and .service $root.Values.secrets.snapshotKey.existingSecret }}
 - name: {{ $root.Values.secrets.snapshotKey.env }}
   valueFrom:
