@@ -172,7 +172,7 @@ def plan_from_args(config: Config, args: argparse.Namespace, sampler: str) -> li
             seed=args.seed,
             deck=args.deck,
             ranks=args.np,
-            claim=not args.dry_run,
+            claim=not (args.dry_run or getattr(args, "print", False)),  # looking takes none
             say=lambda line: _console().print(line, highlight=False),
         )
     return plan_runs(space, args.count, sampler=sampler, seed=args.seed, split=args.split)
