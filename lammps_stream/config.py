@@ -179,6 +179,11 @@ class ServiceConfig:
     rolling_window: int = 100
     session_timeout_seconds: float = 30.0
     instance_id: str = ""
+    suggest_every: int = 25
+    suggest_count: int = 5
+    suggest_alpha: float = 0.1
+    suggest_ttl_seconds: float = 3600.0
+    suggest_committee: list[str] = field(default_factory=lambda: ["bayes_log", "hoeffding_tree"])
 
     def __post_init__(self) -> None:
         _check_range("service.http_port", self.http_port, 1, 65535)
@@ -188,6 +193,10 @@ class ServiceConfig:
         _check_range("service.dedup_window", self.dedup_window, 0, 10**8)
         _check_range("service.rolling_window", self.rolling_window, 2, 10**6)
         _check_range("service.session_timeout_seconds", self.session_timeout_seconds, 6, 1800)
+        _check_range("service.suggest_every", self.suggest_every, 0, 10**9)
+        _check_range("service.suggest_count", self.suggest_count, 1, 1000)
+        _check_range("service.suggest_alpha", self.suggest_alpha, 0, 10)
+        _check_range("service.suggest_ttl_seconds", self.suggest_ttl_seconds, 1, 10**8)
         if not self.models:
             raise ConfigError("service.models: list at least one model, e.g. [linear]")
         for item in self.models:

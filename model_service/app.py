@@ -14,6 +14,7 @@ When p is taken away it snapshots shard p first, so the next owner resumes where
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from typing import Any
@@ -122,6 +123,37 @@ class ModelService:
             origin=self.origins.get(name, "config"),
         )
 
+    def suggestions_due(self, shard: Learner, outcome: Outcome) -> bool:
+        """Whether the shard just learned its ``suggest_every``-th run since the last batch."""
+        every = self.config.service.suggest_every
+        if not every or outcome.kind != "learned":
+            return False
+        return max(s.learned for s in shard.state.values()) % every == 0
+
+    async def suggestions(self, shard: Learner) -> list[dict[str, Any]]:
+        """A batch of suggestions from a copy of the shard's committee (scored in a thread,
+        while the stream goes on with the originals). Never raises: a failed batch is logged."""
+        from model_service import suggestions
+
+        service = self.config.service
+        models = {name: state.model for name, state in shard.state.items()}
+        committee = copy.deepcopy(suggestions.committee_of(models, service.suggest_committee))
+        learned = {name: shard.state[name].learned for name in committee}
+        try:
+            candidates = suggestions.candidates_for(self.config, seed=sum(learned.values()))
+            return await asyncio.to_thread(
+                suggestions.suggest,
+                committee,
+                candidates,
+                service.suggest_count,
+                alpha=service.suggest_alpha,
+                ttl_seconds=service.suggest_ttl_seconds,
+                learned=learned,
+            )
+        except Exception:  # a bad space file must not stop learning
+            log.exception("suggestions: could not score candidates from producer.space")
+            return []
+
     def snapshot_age(self, name: str) -> float:
         """Seconds since the oldest of this model's shard snapshots."""
         ats = [at for (n, _), at in self.snapshot_at.items() if n == name]
@@ -162,6 +194,7 @@ def create_app(config: Config) -> faust.App:
     dlq = app.topic(topics.dlq, **raw)
     models = app.topic(topics.models, **raw)
     requests = app.topic(topics.requests, **raw)
+    suggestions = app.topic(topics.suggestions, **raw)
 
     async def publish_snapshots(records: list[dict[str, Any]]) -> None:
         for record in records:
@@ -175,6 +208,16 @@ def create_app(config: Config) -> faust.App:
                 record["offsets"][topics.runs][str(record["partition"])],
                 record["learned"],
             )
+
+    async def publish_suggestions(shard: Learner) -> None:
+        """Where the models know least, per predicted core-second: on lammps.suggestions."""
+        records = await service.suggestions(shard)
+        for record in records:
+            await suggestions.send(key=record["suggestion_id"].encode(), value=encode(record))
+        if records:
+            service.metrics.suggestions.inc(len(records))
+            best = records[0]["score"]
+            log.info("published %d suggestions (best score %.3g)", len(records), best)
 
     async def answer(
         params: dict[str, Any], request_id: str, partition: int | None = None
@@ -221,6 +264,8 @@ def create_app(config: Config) -> faust.App:
                 continue
             await _publish(predictions, service, record, outcome)
             await publish_snapshots(service.due_snapshots([message.partition]))
+            if service.suggestions_due(shard, outcome):
+                await publish_suggestions(shard)
 
     @app.timer(interval=config.service.snapshot_seconds)
     async def snapshot_idle_models() -> None:

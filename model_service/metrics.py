@@ -106,6 +106,11 @@ class ServiceMetrics:
             ["model"],
             registry=r,
         )
+        self.suggestions = Counter(
+            "lammps_stream_suggestions",
+            "Suggestions published to the suggestions topic (active sampling)",
+            registry=r,
+        )
         self.lag = Gauge(
             "lammps_stream_consumer_lag_records",
             "Run records on each partition of the runs topic not yet processed by this worker",
