@@ -179,7 +179,8 @@ class ServiceConfig:
     rolling_window: int = 100
     session_timeout_seconds: float = 30.0
     instance_id: str = ""
-    suggest_every: int = 25
+    suggest_every: int = 500
+    suggest_seconds: float = 10.0
     suggest_count: int = 5
     suggest_alpha: float = 0.1
     suggest_ttl_seconds: float = 3600.0
@@ -195,6 +196,7 @@ class ServiceConfig:
         _check_range("service.session_timeout_seconds", self.session_timeout_seconds, 6, 1800)
         _check_range("service.suggest_every", self.suggest_every, 0, 10**9)
         _check_range("service.suggest_count", self.suggest_count, 1, 1000)
+        _check_range("service.suggest_seconds", self.suggest_seconds, 0.1, 10**7)
         _check_range("service.suggest_alpha", self.suggest_alpha, 0, 10)
         _check_range("service.suggest_ttl_seconds", self.suggest_ttl_seconds, 1, 10**8)
         if not self.models:

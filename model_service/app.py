@@ -72,6 +72,9 @@ class ModelService:
         self.snapshot_at: dict[tuple[str, int], float] = {}
         self.snapshot_position: dict[tuple[str, int], int] = {}
         self.rebuilt: dict[int, asyncio.Event] = {}
+        self.suggesting = False
+        self.suggested_at = time.monotonic()
+        self.suggested_at_learned: dict[int, int] = {}
 
     def rebuilding(self, partition: int) -> None:
         """Partition ``partition`` was just assigned: its records wait for its shard."""
@@ -123,12 +126,19 @@ class ModelService:
             origin=self.origins.get(name, "config"),
         )
 
-    def suggestions_due(self, shard: Learner, outcome: Outcome) -> bool:
-        """Whether the shard just learned its ``suggest_every``-th run since the last batch."""
-        every = self.config.service.suggest_every
-        if not every or outcome.kind != "learned":
+    def suggestions_due(self, shard: Learner, outcome: Outcome | None = None) -> bool:
+        """Whether to score a batch now: the shard learned ``suggest_every`` runs since the
+        last batch, or any run once ``suggest_seconds`` passed (slow campaigns get a fresh
+        batch after every run); never while a batch is being scored."""
+        service = self.config.service
+        if not service.suggest_every or self.suggesting:
             return False
-        return max(s.learned for s in shard.state.values()) % every == 0
+        if outcome is not None and outcome.kind != "learned":
+            return False
+        learned = max(s.learned for s in shard.state.values())
+        fresh = learned - self.suggested_at_learned.get(id(shard), 0)
+        stale = time.monotonic() - self.suggested_at >= service.suggest_seconds
+        return fresh >= service.suggest_every or (fresh > 0 and stale)
 
     async def suggestions(self, shard: Learner) -> list[dict[str, Any]]:
         """A batch of suggestions from a copy of the shard's committee (scored in a thread,
@@ -139,6 +149,9 @@ class ModelService:
         models = {name: state.model for name, state in shard.state.items()}
         committee = copy.deepcopy(suggestions.committee_of(models, service.suggest_committee))
         learned = {name: shard.state[name].learned for name in committee}
+        self.suggested_at_learned[id(shard)] = max(s.learned for s in shard.state.values())
+        self.suggested_at = time.monotonic()
+        self.suggesting = True
         try:
             candidates = suggestions.candidates_for(self.config, seed=sum(learned.values()))
             return await asyncio.to_thread(
@@ -153,6 +166,8 @@ class ModelService:
         except Exception:  # a bad space file must not stop learning
             log.exception("suggestions: could not score candidates from producer.space")
             return []
+        finally:
+            self.suggesting = False
 
     def snapshot_age(self, name: str) -> float:
         """Seconds since the oldest of this model's shard snapshots."""
@@ -270,6 +285,12 @@ def create_app(config: Config) -> faust.App:
     @app.timer(interval=config.service.snapshot_seconds)
     async def snapshot_idle_models() -> None:
         await publish_snapshots(service.due_snapshots())
+
+    @app.timer(interval=config.service.suggest_seconds)
+    async def suggest_when_idle() -> None:
+        for shard in list(service.shards.by_partition.values()):
+            if service.suggestions_due(shard):
+                await publish_suggestions(shard)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:

@@ -19,6 +19,7 @@ def test_the_worker_publishes_suggestions_from_its_space(stack, tmp_path: Path) 
         http_port=16120 + PORT_OFFSET,
         models=["bayes_log", "pa"],
         suggest_every=10,
+        suggest_seconds=3600,
         suggest_count=3,
     )
     runs = [r for r in stream_of_runs(40, seed=9) if r["split"] == "train"][:20]
