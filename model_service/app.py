@@ -35,7 +35,7 @@ from lammps_stream.schemas import (
     validate_params,
     validate_request,
 )
-from model_service import recovery
+from model_service import recovery, suggestions
 from model_service.learner import Learner, Outcome
 from model_service.metrics import CONTENT_TYPE, ServiceMetrics
 from model_service.shards import Shards
@@ -72,9 +72,9 @@ class ModelService:
         self.snapshot_at: dict[tuple[str, int], float] = {}
         self.snapshot_position: dict[tuple[str, int], int] = {}
         self.rebuilt: dict[int, asyncio.Event] = {}
-        self.suggesting = False
-        self.suggested_at = time.monotonic()
-        self.suggested_at_learned: dict[int, int] = {}
+        self.schedule = suggestions.Schedule(
+            service.suggest_every, service.suggest_seconds, last_at=time.monotonic()
+        )
 
     def rebuilding(self, partition: int) -> None:
         """Partition ``partition`` was just assigned: its records wait for its shard."""
@@ -126,32 +126,25 @@ class ModelService:
             origin=self.origins.get(name, "config"),
         )
 
-    def suggestions_due(self, shard: Learner, outcome: Outcome | None = None) -> bool:
-        """Whether to score a batch now: the shard learned ``suggest_every`` runs since the
-        last batch, or any run once ``suggest_seconds`` passed (slow campaigns get a fresh
-        batch after every run); never while a batch is being scored."""
-        service = self.config.service
-        if not service.suggest_every or self.suggesting:
-            return False
+    def suggestions_due(self, partition: int, outcome: Outcome | None = None) -> bool:
+        """Whether shard ``partition`` should score a batch now (see ``Schedule``)."""
         if outcome is not None and outcome.kind != "learned":
             return False
+        shard = self.shards.by_partition[partition]
         learned = max(s.learned for s in shard.state.values())
-        fresh = learned - self.suggested_at_learned.get(id(shard), 0)
-        stale = time.monotonic() - self.suggested_at >= service.suggest_seconds
-        return fresh >= service.suggest_every or (fresh > 0 and stale)
+        return self.schedule.due(partition, learned, time.monotonic())
 
-    async def suggestions(self, shard: Learner) -> list[dict[str, Any]]:
+    async def suggestions(self, partition: int) -> list[dict[str, Any]]:
         """A batch of suggestions from a copy of the shard's committee (scored in a thread,
         while the stream goes on with the originals). Never raises: a failed batch is logged."""
-        from model_service import suggestions
-
         service = self.config.service
+        shard = self.shards.by_partition[partition]
         models = {name: state.model for name, state in shard.state.items()}
         committee = copy.deepcopy(suggestions.committee_of(models, service.suggest_committee))
         learned = {name: shard.state[name].learned for name in committee}
-        self.suggested_at_learned[id(shard)] = max(s.learned for s in shard.state.values())
-        self.suggested_at = time.monotonic()
-        self.suggesting = True
+        self.schedule.begin(
+            partition, max(s.learned for s in shard.state.values()), time.monotonic()
+        )
         try:
             candidates = suggestions.candidates_for(self.config, seed=sum(learned.values()))
             return await asyncio.to_thread(
@@ -167,7 +160,7 @@ class ModelService:
             log.exception("suggestions: could not score candidates from producer.space")
             return []
         finally:
-            self.suggesting = False
+            self.schedule.end()
 
     def snapshot_age(self, name: str) -> float:
         """Seconds since the oldest of this model's shard snapshots."""
@@ -209,7 +202,7 @@ def create_app(config: Config) -> faust.App:
     dlq = app.topic(topics.dlq, **raw)
     models = app.topic(topics.models, **raw)
     requests = app.topic(topics.requests, **raw)
-    suggestions = app.topic(topics.suggestions, **raw)
+    suggested = app.topic(topics.suggestions, **raw)
 
     async def publish_snapshots(records: list[dict[str, Any]]) -> None:
         for record in records:
@@ -224,11 +217,11 @@ def create_app(config: Config) -> faust.App:
                 record["learned"],
             )
 
-    async def publish_suggestions(shard: Learner) -> None:
+    async def publish_suggestions(partition: int) -> None:
         """Where the models know least, per predicted core-second: on lammps.suggestions."""
-        records = await service.suggestions(shard)
+        records = await service.suggestions(partition)
         for record in records:
-            await suggestions.send(key=record["suggestion_id"].encode(), value=encode(record))
+            await suggested.send(key=record["suggestion_id"].encode(), value=encode(record))
         if records:
             service.metrics.suggestions.inc(len(records))
             best = records[0]["score"]
@@ -279,8 +272,8 @@ def create_app(config: Config) -> faust.App:
                 continue
             await _publish(predictions, service, record, outcome)
             await publish_snapshots(service.due_snapshots([message.partition]))
-            if service.suggestions_due(shard, outcome):
-                await publish_suggestions(shard)
+            if service.suggestions_due(message.partition, outcome):
+                await publish_suggestions(message.partition)
 
     @app.timer(interval=config.service.snapshot_seconds)
     async def snapshot_idle_models() -> None:
@@ -288,9 +281,9 @@ def create_app(config: Config) -> faust.App:
 
     @app.timer(interval=config.service.suggest_seconds)
     async def suggest_when_idle() -> None:
-        for shard in list(service.shards.by_partition.values()):
-            if service.suggestions_due(shard):
-                await publish_suggestions(shard)
+        for partition in list(service.shards.by_partition):
+            if service.suggestions_due(partition):
+                await publish_suggestions(partition)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:

@@ -326,3 +326,40 @@ def _key(params: dict[str, Any]) -> str:
 
 def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Schedule:
+    """When a shard should score its next batch: after ``every`` runs learned since its last
+    batch, or after any run once ``seconds`` have passed (a slow campaign then gets a batch
+    per run); never while a batch is being scored. ``every = 0`` turns suggestions off.
+
+    >>> s = Schedule(every=3, seconds=60.0, last_at=0.0)
+    >>> s.due(0, learned=2, now=1.0), s.due(0, learned=3, now=1.0)
+    (False, True)
+    >>> s.begin(0, learned=3, now=1.0)
+    >>> s.due(0, learned=4, now=2.0), s.due(0, learned=4, now=70.0)
+    (False, False)
+    >>> s.end(); s.due(0, learned=4, now=70.0)
+    True
+    """
+
+    every: int
+    seconds: float
+    last_at: float
+    last_learned: dict[int, int] = field(default_factory=dict)
+    busy: bool = False
+
+    def due(self, shard: int, learned: int, now: float) -> bool:
+        if not self.every or self.busy:
+            return False
+        fresh = learned - self.last_learned.get(shard, 0)
+        return fresh >= self.every or (fresh > 0 and now - self.last_at >= self.seconds)
+
+    def begin(self, shard: int, learned: int, now: float) -> None:
+        self.last_learned[shard] = learned
+        self.last_at = now
+        self.busy = True
+
+    def end(self) -> None:
+        self.busy = False
