@@ -109,23 +109,17 @@ def test_a_restarted_worker_resumes_from_its_snapshots(stack, tmp_path: Path) ->
 
 
 def test_two_workers_share_the_partitions_and_survive_losing_one(stack, tmp_path: Path) -> None:
-    config_a = isolated_config(
-        stack,
-        tmp_path,
-        "pair",
-        http_port=BASE_PORT + 3,
-        runs_partitions=2,
-        snapshot_every=25,
-        models=["pa", "bayes_log"],
-    )
-    config_b = isolated_config(
-        stack,
-        tmp_path,
-        "pair",
-        http_port=BASE_PORT + 4,
-        runs_partitions=2,
-        snapshot_every=25,
-        models=["pa", "bayes_log"],
+    config_a, config_b = (
+        isolated_config(
+            stack,
+            tmp_path,
+            "pair",
+            http_port=BASE_PORT + 3 + i,
+            runs_partitions=2,
+            snapshot_every=25,
+            models=["pa", "bayes_log"],
+        )
+        for i in range(2)
     )
     records = stream_of_runs(800, seed=3)
     a, b = Worker(config_a, tmp_path, "pair-a"), Worker(config_b, tmp_path, "pair-b")
