@@ -28,8 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     if "progress" in inspect.signature(run).parameters:
         # a progress bar and a table on stderr unless --json
         result = run(quick=args.quick, progress=not args.json)
-    else:
+    elif args.json:
         result = run(quick=args.quick)
+    else:
+        from rich.console import Console
+
+        with Console(stderr=True).status(f"{args.name}: running (minutes; --quick is shorter)"):
+            result = run(quick=args.quick)
     if args.json:
         print(json.dumps(result))
     else:
