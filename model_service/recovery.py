@@ -115,6 +115,13 @@ def rebuild_shard(
         record = restored.get(name)
         if record is None:
             continue
+        if record.get("spec") != learner.state[name].spec.as_dict():
+            log.warning(
+                "model %s is configured differently from its snapshot: it learns again "
+                "from the runs topic",
+                name,
+            )
+            continue
         try:
             state = load_state(record, key)
         except SnapshotSignatureError as err:
