@@ -85,7 +85,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     results = {}
     with tempfile.TemporaryDirectory(prefix="lammps-stream-latency-") as tmp:
         root = Path(tmp)
-        with broker(root, port=59292) as base:
+        with broker(root, port=28292) as base:
             for i, (label, models) in enumerate(
                 (("three linear defaults", LINEAR), ("all defaults", ServiceConfig().models))
             ):
@@ -93,7 +93,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                     base,
                     root,
                     f"latency{i}",
-                    http_port=56266 + i,
+                    http_port=26266 + i,
                     models=models,
                     log_level="warning",
                 )

@@ -28,12 +28,12 @@ def run(quick: bool = False, progress: bool = True) -> dict[str, Any]:
     samples: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="lammps-stream-memory-") as tmp:
         root = Path(tmp)
-        with broker(root, port=59392) as base:
+        with broker(root, port=28392) as base:
             config = isolated_config(
                 base,
                 root,
                 "memory",
-                http_port=56366,
+                http_port=26366,
                 models=LINEAR,
                 log_level="warning",
                 snapshot_every=5000,

@@ -52,14 +52,14 @@ def run(quick: bool = False) -> dict[str, Any]:
     results = {}
     with tempfile.TemporaryDirectory(prefix="lammps-stream-recovery-") as tmp:
         root = Path(tmp)
-        with broker(root, port=59492) as base:
+        with broker(root, port=28492) as base:
             for i, how in enumerate(("sigterm", "sigkill_static", "sigkill")):
                 extra = {"instance_id": f"bench-{i}"} if how == "sigkill_static" else {}
                 config = isolated_config(
                     base,
                     root,
                     f"recovery{i}",
-                    http_port=56466 + i,
+                    http_port=26466 + i,
                     log_level="warning",
                     snapshot_every=500,
                     session_timeout_seconds=SESSION_SECONDS,

@@ -139,13 +139,13 @@ def run(quick: bool = False) -> dict[str, Any]:
     results = {}
     with tempfile.TemporaryDirectory(prefix="lammps-stream-bench-") as tmp:
         root = Path(tmp)
-        with broker(root, port=59092) as base:
+        with broker(root, port=28092) as base:
             for i, (label, models) in enumerate(model_sets.items()):
                 config = isolated_config(
                     base,
                     root,
                     f"throughput{i}",
-                    http_port=56066 + i,
+                    http_port=26566 + i,
                     models=models,
                     log_level="warning",
                 )

@@ -39,6 +39,9 @@ def stack_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
             "service.app_id": "lammps-stream-test",
             "service.snapshot_every": 5,
             "service.snapshot_key": SNAPSHOT_KEY,
+            # The session worker publishes no suggestions of its own, so the tests of taking
+            # them see only theirs (test_service_suggests runs a worker that does).
+            "service.suggest_every": 0,
             "stack.start_timeout_seconds": 120,
         },
     )

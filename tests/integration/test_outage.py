@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from lammps_stream.schemas import new_id
+from tests.conftest import PORT_OFFSET
 from tests.integration.conftest import read_topic
 
 
@@ -46,8 +47,8 @@ def test_kafka_stopped_then_started_loses_and_duplicates_nothing(cli, tmp_path) 
         path=None,
         env={},
         overrides={
-            "kafka.bootstrap": "127.0.0.1:39092",
-            "kafka.controller_port": 39093,
+            "kafka.bootstrap": f"127.0.0.1:{29092 + PORT_OFFSET}",
+            "kafka.controller_port": 29093 + PORT_OFFSET,
             "stack.state_dir": str(tmp_path / "state"),
             "producer.spool_dir": str(tmp_path / "spool"),
             "kafka.request_timeout_seconds": 2,

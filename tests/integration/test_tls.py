@@ -45,10 +45,10 @@ def tls_stack(tmp_path_factory: pytest.TempPathFactory):
         tmp_path_factory.mktemp("tls"),
         "tls",
         {
-            "kafka.bootstrap": f"127.0.0.1:{49192 + PORT_OFFSET}",
-            "kafka.controller_port": 49193 + PORT_OFFSET,
+            "kafka.bootstrap": f"127.0.0.1:{29292 + PORT_OFFSET}",
+            "kafka.controller_port": 29293 + PORT_OFFSET,
             "kafka.security_protocol": "SSL",
-            "service.http_port": 46066 + PORT_OFFSET,
+            "service.http_port": 26166 + PORT_OFFSET,
         },
     )
     stack = LocalStack(config)
@@ -118,7 +118,7 @@ def test_the_stack_says_where_its_ca_is(tls_stack) -> None:
             "kafka.ssl_cafile: /nonexistent/ca.crt does not exist",
         ),
         (
-            {"LAMMPS_STREAM_KAFKA_BOOTSTRAP": f"127.0.0.1:{49193 + PORT_OFFSET}"},
+            {"LAMMPS_STREAM_KAFKA_BOOTSTRAP": f"127.0.0.1:{29293 + PORT_OFFSET}"},
             "does not complete a TLS handshake",
         ),
     ],
@@ -220,8 +220,8 @@ def sasl_ssl_stack(tmp_path_factory: pytest.TempPathFactory):
         tmp_path_factory.mktemp("sasl-ssl"),
         "sasl-ssl",
         {
-            "kafka.bootstrap": f"127.0.0.1:{49194 + PORT_OFFSET}",
-            "kafka.controller_port": 49195 + PORT_OFFSET,
+            "kafka.bootstrap": f"127.0.0.1:{29294 + PORT_OFFSET}",
+            "kafka.controller_port": 29295 + PORT_OFFSET,
             "kafka.security_protocol": "SASL_SSL",
             "kafka.sasl_username": "alice",
             "kafka.sasl_password": "s3cret-pw",
