@@ -319,3 +319,21 @@ def ensure_topics(config: Config) -> list[str]:
             with contextlib.suppress(TopicAlreadyExistsError):
                 client.create_topics(missing)
     return [topic.name for topic in missing]
+
+
+def partition_mismatches(config: Config) -> list[str]:
+    """One line per existing topic whose partition count differs from the configuration
+    (e.g. a runs topic made with more partitions than ``kafka.runs_partitions``: every
+    partition is then a model shard of its own)."""
+    wanted = {spec.name: spec.partitions for spec in topic_specs(config)}
+    with admin(config) as client:
+        described = client.describe_topics([name for name in wanted])
+    lines = []
+    for topic in described:
+        name, found = topic.get("name"), len(topic.get("partitions") or [])
+        if name in wanted and found and found != wanted[name]:
+            lines.append(
+                f"topic {name} has {found} partitions, the configuration says {wanted[name]}; "
+                "its partitions stay as they are (recreate the topic to change them)"
+            )
+    return lines

@@ -21,7 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lammps_stream.broker import broker_healthy, ensure_topics, port_open, stack_cafile
+from lammps_stream.broker import (
+    broker_healthy,
+    ensure_topics,
+    partition_mismatches,
+    port_open,
+    stack_cafile,
+)
 from lammps_stream.config import Config, child_env, dump_config, expand
 from lammps_stream.errors import StackError
 from lammps_stream.stack import kafka, tls
@@ -73,6 +79,8 @@ class LocalStack:
         created = ensure_topics(self.config)
         if created:
             self.say(f"created topics: {', '.join(created)}")
+        for line in partition_mismatches(self.config):
+            self.say(f"warning: {line}")
         if self.config.stack.start_service:
             self._start_service()
         return self.status()

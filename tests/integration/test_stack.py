@@ -78,3 +78,11 @@ def test_kafka_console_tools_use_the_same_jars(stack, cli) -> None:
         "kafka", "topics", "--describe", "--topic", stack.kafka.topics.models, check=True
     )
     assert "cleanup.policy=compact" in described.stdout
+
+
+def test_up_warns_when_a_topic_has_other_partitions_than_configured(stack, cli) -> None:
+    result = cli("--set", "kafka.runs_partitions=2", "stack", "up", "--no-service", check=True)
+    assert (
+        f"warning: topic {stack.kafka.topics.runs} has 1 partitions, the configuration says 2"
+        in result.stdout + result.stderr
+    )
