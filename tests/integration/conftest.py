@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lammps_stream.broker import make_consumer, make_producer
-from lammps_stream.config import Config
+from lammps_stream.config import Config, dump_config, load_config
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -80,3 +83,33 @@ def learned_runs(
         lambda rs: wanted <= {(p.get("run_id"), p.get("model")) for p in rs},
     )
     return ids
+
+
+@contextlib.contextmanager
+def running_stack(
+    root: Path, name: str, overrides: dict[str, Any]
+) -> Iterator[tuple[Config, Path]]:
+    """A local stack of its own (state under ``root``, app id ``lammps-stream-<name>``) with
+    ``overrides``, up for the ``with`` block; yields its config and config file."""
+    from lammps_stream.stack import LocalStack
+
+    config = load_config(
+        path=None,
+        env={},
+        overrides={
+            "kafka.request_timeout_seconds": 3,
+            "service.app_id": f"lammps-stream-{name}",
+            "stack.state_dir": str(root / "state"),
+            "producer.spool_dir": str(root / "spool"),
+            "stack.start_timeout_seconds": 120,
+        }
+        | overrides,
+    )
+    path = root / "config.yaml"
+    path.write_text(dump_config(config))
+    stack = LocalStack(config)
+    try:
+        stack.up()
+        yield config, path
+    finally:
+        stack.down()

@@ -8,42 +8,23 @@ from pathlib import Path
 
 import pytest
 
-from lammps_stream.config import dump_config, load_config
 from lammps_stream.schemas import new_id
 from tests.conftest import PORT_OFFSET
-from tests.integration.conftest import read_topic
+from tests.integration.conftest import read_topic, running_stack
 
 
 @pytest.fixture(scope="module")
 def sasl_stack(tmp_path_factory: pytest.TempPathFactory):
-    from lammps_stream.stack import LocalStack
-
-    root = tmp_path_factory.mktemp("sasl")
-    config = load_config(
-        path=None,
-        env={},
-        overrides={
-            "kafka.bootstrap": f"127.0.0.1:{29192 + PORT_OFFSET}",
-            "kafka.controller_port": 29193 + PORT_OFFSET,
-            "kafka.security_protocol": "SASL_PLAINTEXT",
-            "kafka.sasl_username": "alice",
-            "kafka.sasl_password": "s3cret-pw",
-            "kafka.request_timeout_seconds": 3,
-            "service.http_port": 26066 + PORT_OFFSET,
-            "service.app_id": "lammps-stream-sasl",
-            "stack.state_dir": str(root / "state"),
-            "producer.spool_dir": str(root / "spool"),
-            "stack.start_timeout_seconds": 120,
-        },
-    )
-    path = root / "config.yaml"
-    path.write_text(dump_config(config))
-    stack = LocalStack(config)
-    try:
-        stack.up()
-        yield config, path
-    finally:
-        stack.down()
+    overrides = {
+        "kafka.bootstrap": f"127.0.0.1:{29192 + PORT_OFFSET}",
+        "kafka.controller_port": 29193 + PORT_OFFSET,
+        "kafka.security_protocol": "SASL_PLAINTEXT",
+        "kafka.sasl_username": "alice",
+        "kafka.sasl_password": "s3cret-pw",
+        "service.http_port": 26066 + PORT_OFFSET,
+    }
+    with running_stack(tmp_path_factory.mktemp("sasl"), "sasl", overrides) as stack:
+        yield stack
 
 
 def test_producer_and_service_log_in_with_scram(sasl_stack, cli) -> None:

@@ -10,53 +10,24 @@ from pathlib import Path
 
 import pytest
 
-from lammps_stream.config import Config, dump_config, load_config
 from lammps_stream.schemas import new_id
 from tests.conftest import PORT_OFFSET
-from tests.integration.conftest import read_topic, send_raw
-
-
-def _stack(root: Path, name: str, overrides: dict) -> tuple[Config, Path]:
-    config = load_config(
-        path=None,
-        env={},
-        overrides={
-            "kafka.request_timeout_seconds": 3,
-            "service.app_id": f"lammps-stream-{name}",
-            "stack.state_dir": str(root / "state"),
-            "producer.spool_dir": str(root / "spool"),
-            "stack.start_timeout_seconds": 120,
-            "stack.start_service": False,
-        }
-        | overrides,
-    )
-    path = root / "config.yaml"
-    path.write_text(dump_config(config))
-    return config, path
+from tests.integration.conftest import read_topic, running_stack, send_raw
 
 
 @pytest.fixture(scope="module")
 def tls_stack(tmp_path_factory: pytest.TempPathFactory):
     """Kafka with an SSL listener; the config file leaves kafka.ssl_cafile empty, so the
     project's clients trust the stack's CA."""
-    from lammps_stream.stack import LocalStack
-
-    config, path = _stack(
-        tmp_path_factory.mktemp("tls"),
-        "tls",
-        {
-            "kafka.bootstrap": f"127.0.0.1:{29292 + PORT_OFFSET}",
-            "kafka.controller_port": 29293 + PORT_OFFSET,
-            "kafka.security_protocol": "SSL",
-            "service.http_port": 26166 + PORT_OFFSET,
-        },
-    )
-    stack = LocalStack(config)
-    try:
-        stack.up()
-        yield config, path
-    finally:
-        stack.down()
+    overrides = {
+        "kafka.bootstrap": f"127.0.0.1:{29292 + PORT_OFFSET}",
+        "kafka.controller_port": 29293 + PORT_OFFSET,
+        "kafka.security_protocol": "SSL",
+        "service.http_port": 26166 + PORT_OFFSET,
+        "stack.start_service": False,
+    }
+    with running_stack(tmp_path_factory.mktemp("tls"), "tls", overrides) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
@@ -214,25 +185,16 @@ def test_private_keys_stay_private(tls_stack) -> None:
 
 @pytest.fixture(scope="module")
 def sasl_ssl_stack(tmp_path_factory: pytest.TempPathFactory):
-    from lammps_stream.stack import LocalStack
-
-    config, path = _stack(
-        tmp_path_factory.mktemp("sasl-ssl"),
-        "sasl-ssl",
-        {
-            "kafka.bootstrap": f"127.0.0.1:{29294 + PORT_OFFSET}",
-            "kafka.controller_port": 29295 + PORT_OFFSET,
-            "kafka.security_protocol": "SASL_SSL",
-            "kafka.sasl_username": "alice",
-            "kafka.sasl_password": "s3cret-pw",
-        },
-    )
-    stack = LocalStack(config)
-    try:
-        stack.up()
-        yield config, path
-    finally:
-        stack.down()
+    overrides = {
+        "kafka.bootstrap": f"127.0.0.1:{29294 + PORT_OFFSET}",
+        "kafka.controller_port": 29295 + PORT_OFFSET,
+        "kafka.security_protocol": "SASL_SSL",
+        "kafka.sasl_username": "alice",
+        "kafka.sasl_password": "s3cret-pw",
+        "stack.start_service": False,
+    }
+    with running_stack(tmp_path_factory.mktemp("sasl-ssl"), "sasl-ssl", overrides) as stack:
+        yield stack
 
 
 def test_scram_logins_over_tls(sasl_ssl_stack, cli) -> None:
