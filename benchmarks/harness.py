@@ -4,7 +4,6 @@ process on a running broker, with topics and a consumer group of its own."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -15,8 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from consumers.service_api import ServiceApi
 from lammps_stream.broker import ensure_topics, make_producer
 from lammps_stream.config import Config, TopicsConfig, dump_config, load_config
+from lammps_stream.errors import BrokerUnavailableError
 from lammps_stream.schemas import encode
 
 
@@ -74,11 +75,7 @@ class Worker:
 
     def models(self) -> dict[str, Any]:
         """``GET /models`` (with the worker's bearer token, if it has one)."""
-        token = self.config.service.api_token
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        request = urllib.request.Request(f"{self.url}/models", headers=headers)
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
+        return ServiceApi(self.config).get("/models")
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
@@ -122,7 +119,7 @@ def wait_learned(workers: list[Worker], wanted: int, timeout: float = 240.0) -> 
             for worker in workers:
                 for model in worker.models()["models"]:
                     counts[model["name"]] = counts.get(model["name"], 0) + model["learned"]
-        except OSError:
+        except BrokerUnavailableError:  # a worker starting or restarting
             time.sleep(1)
             continue
         done = counts and min(counts.values()) >= wanted

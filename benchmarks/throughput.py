@@ -18,11 +18,11 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import Worker, broker, isolated_config, machine
+from consumers.service_api import ServiceApi
 from lammps_stream.config import Config
 from lammps_stream.schemas import encode, new_id
 
@@ -88,7 +88,7 @@ def worker(config: Config, batch: list[dict[str, Any]]) -> float:
     from lammps_stream.broker import make_producer
 
     producer = make_producer(config)
-    url = f"{config.service.url}/models"
+    api = ServiceApi(config)
 
     def send_and_wait(records_: list[dict[str, Any]], total: int) -> None:
         for record in records_:
@@ -97,8 +97,7 @@ def worker(config: Config, batch: list[dict[str, Any]]) -> float:
             )
         producer.flush()
         while True:
-            with urllib.request.urlopen(url, timeout=10) as response:
-                learned = min(m["learned"] for m in json.loads(response.read())["models"])
+            learned = min(m["learned"] for m in api.get("/models")["models"])
             if learned >= total:
                 return
             time.sleep(0.05)

@@ -488,10 +488,10 @@ def _add_views(
         m = service.metrics
         for name in shards.names:
             m.snapshot_age.labels(model=name).set(service.snapshot_age(name))
-            summary = shards.summary(name)
-            m.learned.labels(model=name).set(summary["learned"])
-            if summary["interval_test_coverage"] is not None:
-                m.coverage.labels(model=name).set(summary["interval_test_coverage"])
+            m.learned.labels(model=name).set(shards.learned(name))
+            coverage = shards.test_coverage(name)
+            if coverage is not None:
+                m.coverage.labels(model=name).set(coverage)
             m.scores_of(name, shards.scores(name))
         for partition, lag in _lag(app, service).items():
             m.lag.labels(partition=str(partition)).set(lag)

@@ -111,6 +111,7 @@ def rebuild_shard(
     group's committed offset (those records' predictions were published before)."""
     learner = shards.fresh()
     restored = snapshots.for_partition(partition)
+    loaded = 0
     for name in list(learner.state):
         record = restored.get(name)
         if record is None:
@@ -128,29 +129,19 @@ def rebuild_shard(
             log.error("%s; model %s starts again from offset 0", err, name)
             continue
         learner.add(learner.state[name].spec, state)
+        loaded += 1
     topic = config.kafka.topics.runs
     committed = committed_offset(config, config.service.app_id, topic, partition)
     plan = replay_plan(
         [s.position for s in learner.state.values()], committed, config.service.dedup_window
     )
     started = time.monotonic()
-    replayed = 0
-    for message in _read_partition_range(config, topic, partition, plan.start, plan.end):
-        try:
-            record = decode_run_record(message.value or b"")
-        except InvalidRecordError:
-            learner.skip(message.offset)
-            continue
-        if message.offset < plan.learn_from:
-            learner.remember(record["run_id"])
-        else:
-            learner.handle(record, message.offset)
-            replayed += 1
+    replayed = _replay(config, learner, partition, plan.start, plan.learn_from, plan.end)
     log.info(
         "partition %s: restored %d of %d models from snapshots; replayed offsets %d-%d "
         "(%d records) in %.2f s",
         partition,
-        len(restored),
+        loaded,
         len(learner.state),
         plan.learn_from,
         plan.end,
@@ -162,24 +153,38 @@ def rebuild_shard(
 
 def warm_start(config: Config, learner: Learner, partition: int, end: int) -> int:
     """Feed ``learner`` (a new model alone, with its own run_id window) the runs of
-    ``partition`` from its position up to ``end``; returns how many records were read.
+    ``partition`` from its position up to ``end``; returns how many runs it handled.
 
     Called in two steps for a model added while the worker runs: in a thread up to where
     the shard stood, then, without yielding to the stream, the few records it took since.
     """
-    count = 0
+    start = learner.position
+    handled = _replay(config, learner, partition, start, start, end)
+    for state in learner.state.values():
+        state.position = max(state.position, end)
+    return handled
+
+
+def _replay(
+    config: Config, learner: Learner, partition: int, start: int, learn_from: int, end: int
+) -> int:
+    """Feed ``learner`` the runs of ``partition`` in ``[start, end)``: those before
+    ``learn_from`` only rebuild its run_id window, the rest are handled; records that do not
+    decode are skipped. Returns how many were handled."""
+    handled = 0
     topic = config.kafka.topics.runs
-    for message in _read_partition_range(config, topic, partition, learner.position, end):
-        count += 1
+    for message in _read_partition_range(config, topic, partition, start, end):
         try:
             record = decode_run_record(message.value or b"")
         except InvalidRecordError:
             learner.skip(message.offset)
             continue
-        learner.handle(record, message.offset)
-    for state in learner.state.values():
-        state.position = max(state.position, end)
-    return count
+        if message.offset < learn_from:
+            learner.remember(record["run_id"])
+        else:
+            learner.handle(record, message.offset)
+            handled += 1
+    return handled
 
 
 def _read_partition_range(

@@ -28,6 +28,8 @@ from model_service.learner import Learner, ModelState, Outcome, describe
 from model_service.zoo import ModelSpec
 
 MIN_SCORED = 5
+ROLLING = {"prequential_rolling": "prequential_recent", "test_rolling": "test_recent"}
+STREAMS = ("prequential", "test", *ROLLING)
 
 
 class Shards:
@@ -116,26 +118,37 @@ class Shards:
 
     def scores(self, name: str) -> dict[str, Scores]:
         """Cumulative and rolling scores of ``name``, over all local shards."""
+        return {stream: self.score(name, stream) for stream in STREAMS}
+
+    def score(self, name: str, stream: str) -> Scores:
+        """One stream's scores of ``name`` (``prequential``, ``test``, or either
+        ``_rolling``), merged over the local shards."""
         states = [state for _, state in self.states(name)]
-        return {
-            "prequential": merged([s.prequential for s in states]),
-            "test": merged([s.test for s in states]),
-            "prequential_rolling": merged([s.prequential_recent.scores() for s in states]),
-            "test_rolling": merged([s.test_recent.scores() for s in states]),
-        }
+        if stream in ROLLING:
+            return merged([getattr(s, ROLLING[stream]).scores() for s in states])
+        return merged([getattr(s, stream) for s in states])
+
+    def learned(self, name: str) -> int:
+        """Runs ``name`` has learned, over the local shards."""
+        return sum(state.learned for _, state in self.states(name))
+
+    def test_coverage(self, name: str) -> float | None:
+        """The share of test runs inside ``name``'s interval, over the local shards."""
+        states = [state for _, state in self.states(name)]
+        tested = sum(s.tested_with_interval for s in states)
+        inside = sum(s.tested_in_interval for s in states)
+        return inside / tested if tested else None
 
     def summary(self, name: str) -> dict[str, Any]:
         """What ``GET /models/{name}`` shows: totals over the local shards, then each one."""
         parts = self.states(name)
         states = [state for _, state in parts]
-        tested = sum(s.tested_with_interval for s in states)
-        inside = sum(s.tested_in_interval for s in states)
         first = describe(states[0]) if states else {"name": name}
         return first | {
-            "learned": sum(s.learned for s in states),
+            "learned": self.learned(name),
             "drifts": sum(s.drifts for s in states),
             "metrics": {k: v.as_dict() for k, v in self.scores(name).items()},
-            "interval_test_coverage": inside / tested if tested else None,
+            "interval_test_coverage": self.test_coverage(name),
             "shards": [
                 {"partition": p, "learned": s.learned, "position": s.position} for p, s in parts
             ],
@@ -147,7 +160,7 @@ class Shards:
         for stream in ("test", "prequential"):
             scored = []
             for name in self.names:
-                scores = self.scores(name)[stream]
+                scores = self.score(name, stream)
                 if scores.n >= MIN_SCORED:
                     scored.append((scores.mae, name))
             if scored:
