@@ -4,8 +4,8 @@ side by side on the same records:
 - ``in_process``: a plain loop over :class:`~model_service.learner.Learner` — the ceiling;
 - ``hand_written_loop``: what a user would write instead — a kafka-python consumer reading
   the runs topic, the same Learner, a producer sending every prediction (``acks=all``);
-- ``worker``: the real service (``lammps-stream serve``, Faust) on a local broker, from the
-  first record published to the last one learned, as ``GET /models`` reports it;
+- ``worker``: the real service (``lammps-stream serve``, Faust) on a local broker, started on
+  the same backlog the hand-written loop reads, timed by what ``GET /models`` reports learned;
 - ``django_river_ml``: the prototype's server learning the same models over HTTP through its
   riverapi client, on at most 500 of the records (see :mod:`benchmarks.django_river_ml`).
 
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import Worker, broker, isolated_config, machine
+from benchmarks.harness import Worker, broker, isolated_config, machine, publish
 from consumers.service_api import ServiceApi
 from lammps_stream.config import Config
 from lammps_stream.schemas import encode, new_id
@@ -82,32 +82,27 @@ def hand_written_loop(config: Config, batch: list[dict[str, Any]], models: list[
     return len(batch) / elapsed
 
 
-def worker(config: Config, batch: list[dict[str, Any]]) -> float:
-    """Warm the worker up on ``WARM_UP`` records, then publish the batch and time until the
-    service has learned all of it."""
-    from lammps_stream.broker import make_producer
-
-    producer = make_producer(config)
-    api = ServiceApi(config)
-
-    def send_and_wait(records_: list[dict[str, Any]], total: int) -> None:
-        for record in records_:
-            producer.send(
-                config.kafka.topics.runs, key=record["run_id"].encode(), value=encode(record)
-            )
-        producer.flush()
+def worker(config: Config, root: Path, label: str, batch: list[dict[str, Any]]) -> float:
+    """The warm-up records and the batch published first; then the worker starts on that
+    backlog (as the hand-written loop finds it) and is timed from ``WARM_UP`` records learned
+    to all of them, polling ``GET /models/{name}`` every 50 ms."""
+    publish(config, records(WARM_UP) + batch)
+    process = Worker(config, root, label)
+    try:
+        process.wait_ready()
+        api = ServiceApi(config)
+        name = config.service.model_names[-1]  # every model learns every train record
+        started = first = None
         while True:
-            learned = min(m["learned"] for m in api.get("/models")["models"])
-            if learned >= total:
-                return
+            learned = api.get(f"/models/{name}")["learned"]
+            now = time.perf_counter()
+            if started is None and learned >= WARM_UP:
+                started, first = now, learned
+            if learned >= WARM_UP + len(batch):
+                return (WARM_UP + len(batch) - first) / (now - started)
             time.sleep(0.05)
-
-    send_and_wait(records(WARM_UP), WARM_UP)
-    started = time.perf_counter()
-    send_and_wait(batch, WARM_UP + len(batch))
-    elapsed = time.perf_counter() - started
-    producer.close()
-    return len(batch) / elapsed
+    finally:
+        process.stop()
 
 
 def django_river_ml(batch: list[dict[str, Any]], models: list[str], quick: bool) -> dict[str, Any]:
@@ -149,12 +144,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                     log_level="warning",
                 )
                 ceiling = in_process(batch, models)
-                worker_process = Worker(config, root, f"throughput{i}")
-                try:
-                    worker_process.wait_ready()
-                    service = worker(config, batch)
-                finally:
-                    worker_process.stop()
+                service = worker(config, root, f"throughput{i}", batch)
                 loop = hand_written_loop(config, batch, models)
                 prototype = django_river_ml(batch, models, quick)
                 results[label] = {

@@ -174,6 +174,8 @@ class ServiceConfig:
     snapshot_every: int = 500
     snapshot_seconds: float = 60.0
     snapshot_key: str = ""
+    batch_records: int = 500
+    batch_wait_seconds: float = 0.005
     api_token: str = ""
     dedup_window: int = 100_000
     rolling_window: int = 100
@@ -191,6 +193,8 @@ class ServiceConfig:
         _check_range("service.interval_coverage", self.interval_coverage, 0.5, 0.999)
         _check_range("service.snapshot_every", self.snapshot_every, 1, 10**9)
         _check_range("service.snapshot_seconds", self.snapshot_seconds, 1, 10**7)
+        _check_range("service.batch_records", self.batch_records, 1, 100_000)
+        _check_range("service.batch_wait_seconds", self.batch_wait_seconds, 0.0001, 10)
         _check_range("service.dedup_window", self.dedup_window, 0, 10**8)
         _check_range("service.rolling_window", self.rolling_window, 2, 10**6)
         _check_range("service.session_timeout_seconds", self.session_timeout_seconds, 6, 1800)

@@ -1,10 +1,14 @@
 """The Faust application: ``lammps.runs`` in, ``lammps.predictions`` and ``lammps.dlq`` out,
 snapshots on ``lammps.models``, and the HTTP views on the worker's web port.
 
-Data flow of the learning agent, per record of runs partition p at offset o::
+Data flow of the learning agent, per batch of runs (what arrived within
+``service.batch_wait_seconds``, at most ``service.batch_records``), for each record of runs
+partition p at offset o in turn::
 
-    raw ──decode+validate──► RunRecord ──shard p.handle(o)──► predictions ──► lammps.predictions
-     └── InvalidRecordError ──► lammps.dlq        └── due snapshots ──► lammps.models
+    raw ──decode+validate──► RunRecord ──shard p.handle(o)──► predictions ─┐
+     └── InvalidRecordError ──► lammps.dlq                                  │
+    then, for the batch: every prediction ──► lammps.predictions ◄──────────┘
+                         due snapshots ──► lammps.models, due suggestions ──► lammps.suggestions
 
 When the worker is given partition p it rebuilds shard p (:mod:`model_service.recovery`):
 latest snapshots, the run_id window, and a replay up to the group's committed offset.
@@ -17,6 +21,7 @@ import asyncio
 import copy
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import faust
@@ -45,6 +50,12 @@ from model_service.zoo import ModelSpec, model_spec
 log = logging.getLogger("lammps_stream.service")
 MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
+# A batch of runs' predictions fits one produce batch per partition (under the broker's
+# 1 MiB message.max.bytes); a full batch makes the next send wait for a round trip.
+PRODUCE_BATCH_BYTES = 512 * 1024
+# Fetch runs in 8 MiB bites: the worker's other topics (requests) hold an idle fetch at the
+# broker for up to 1.5 s, and the runs partition's next fetch waits behind it.
+FETCH_BYTES = 8 * 1024 * 1024
 
 
 class ModelService:
@@ -72,6 +83,7 @@ class ModelService:
         self.snapshot_at: dict[tuple[str, int], float] = {}
         self.snapshot_position: dict[tuple[str, int], int] = {}
         self.rebuilt: dict[int, asyncio.Event] = {}
+        self.background: set[asyncio.Future[None]] = set()
         self.schedule = suggestions.Schedule(
             service.suggest_every, service.suggest_seconds, last_at=time.monotonic()
         )
@@ -126,17 +138,16 @@ class ModelService:
             origin=self.origins.get(name, "config"),
         )
 
-    def suggestions_due(self, partition: int, outcome: Outcome | None = None) -> bool:
+    def suggestions_due(self, partition: int) -> bool:
         """Whether shard ``partition`` should score a batch now (see ``Schedule``)."""
-        if outcome is not None and outcome.kind != "learned":
-            return False
         shard = self.shards.by_partition[partition]
         learned = max(s.learned for s in shard.state.values())
         return self.schedule.due(partition, learned, time.monotonic())
 
-    async def suggestions(self, partition: int) -> list[dict[str, Any]]:
-        """A batch of suggestions from a copy of the shard's committee (scored in a thread,
-        while the stream goes on with the originals). Never raises: a failed batch is logged."""
+    def begin_suggestions(self, partition: int) -> Callable[[], list[dict[str, Any]]]:
+        """Start shard ``partition``'s next batch of suggestions: copy its committee now (the
+        stream goes on learning with the originals) and return the scoring, to run in a
+        thread; ``schedule.end()`` when it is done."""
         service = self.config.service
         shard = self.shards.by_partition[partition]
         models = {name: state.model for name, state in shard.state.items()}
@@ -145,10 +156,10 @@ class ModelService:
         self.schedule.begin(
             partition, max(s.learned for s in shard.state.values()), time.monotonic()
         )
-        try:
+
+        def score() -> list[dict[str, Any]]:
             candidates = suggestions.candidates_for(self.config, seed=sum(learned.values()))
-            return await asyncio.to_thread(
-                suggestions.suggest,
+            return suggestions.suggest(
                 committee,
                 candidates,
                 service.suggest_count,
@@ -156,11 +167,14 @@ class ModelService:
                 ttl_seconds=service.suggest_ttl_seconds,
                 learned=learned,
             )
-        except Exception:  # a bad space file must not stop learning
-            log.exception("suggestions: could not score candidates from producer.space")
-            return []
-        finally:
-            self.schedule.end()
+
+        return score
+
+    def in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` alongside the stream (kept referenced until it is done)."""
+        task = asyncio.ensure_future(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     def snapshot_age(self, name: str) -> float:
         """Seconds since the oldest of this model's shard snapshots."""
@@ -181,7 +195,9 @@ def create_app(config: Config) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_max_request_size=MAX_SNAPSHOT_BYTES,
-        producer_linger=0.002,  # batch a record's predictions into one produce request
+        producer_linger=0.002,
+        producer_max_batch_size=PRODUCE_BATCH_BYTES,
+        consumer_max_fetch_size=FETCH_BYTES,
         broker_session_timeout=session,
         broker_heartbeat_interval=max(1.0, session / 10),
         consumer_group_instance_id=config.service.instance_id or None,
@@ -217,15 +233,27 @@ def create_app(config: Config) -> faust.App:
                 record["learned"],
             )
 
-    async def publish_suggestions(partition: int) -> None:
-        """Where the models know least, per predicted core-second: on lammps.suggestions."""
-        records = await service.suggestions(partition)
+    async def publish_suggestions(score: Callable[[], list[dict[str, Any]]]) -> None:
+        """Where the models know least, per predicted core-second: on lammps.suggestions.
+        ``score`` (from ``begin_suggestions``) runs in a thread; never raises (a bad space
+        file must not stop learning)."""
+        try:
+            records = await asyncio.to_thread(score)
+        except Exception:
+            log.exception("suggestions: could not score candidates from producer.space")
+            records = []
+        finally:
+            service.schedule.end()
         for record in records:
             await suggested.send(key=record["suggestion_id"].encode(), value=encode(record))
         if records:
             service.metrics.suggestions.inc(len(records))
             best = records[0]["score"]
             log.info("published %d suggestions (best score %.3g)", len(records), best)
+
+    def suggest(partition: int) -> None:
+        """Score shard ``partition``'s next suggestions while the stream goes on."""
+        service.in_background(publish_suggestions(service.begin_suggestions(partition)))
 
     async def answer(
         params: dict[str, Any], request_id: str, partition: int | None = None
@@ -249,31 +277,44 @@ def create_app(config: Config) -> faust.App:
                 continue
             await answer(request["params"], request["request_id"], message.partition)
 
+    async def handle(message: Any) -> tuple[int, dict[str, Any], Outcome] | None:
+        """One run record through its partition's shard; None if there is nothing to
+        publish for it (already seen, or sent to the dead letter topic)."""
+        shard = await service.shard(message.partition)
+        if shard is None or message.offset < shard.position:
+            service.metrics.record("seen")  # handled before this worker resumed
+            return None
+        value = _raw(message)
+        try:
+            record = decode_run_record(value)
+            return message.partition, record, shard.handle(record, message.offset)
+        except InvalidRecordError as err:
+            shard.skip(message.offset)
+            await _dead_letter(dlq, service, message, value, err.code, err.message)
+        except Exception as exc:  # a model blowing up must not stop the stream
+            shard.skip(message.offset)
+            log.exception("processing failed for offset %s", message.offset)
+            await _dead_letter(dlq, service, message, value, "processing_error", repr(exc))
+        return None
+
     @app.agent(runs, name="learn")
     async def learn(stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            shard = await service.shard(message.partition)
-            if shard is None or message.offset < shard.position:
-                service.metrics.record("seen")  # handled before this worker resumed
-                continue
-            value = _raw(message)
-            try:
-                record = decode_run_record(value)
-                outcome = shard.handle(record, message.offset)
-            except InvalidRecordError as err:
-                shard.skip(message.offset)
-                await _dead_letter(dlq, service, message, value, err.code, err.message)
-                continue
-            except Exception as exc:  # a model blowing up must not stop the stream
-                shard.skip(message.offset)
-                log.exception("processing failed for offset %s", message.offset)
-                await _dead_letter(dlq, service, message, value, "processing_error", repr(exc))
-                continue
-            await _publish(predictions, service, record, outcome)
-            await publish_snapshots(service.due_snapshots([message.partition]))
-            if service.suggestions_due(message.partition, outcome):
-                await publish_suggestions(message.partition)
+        """Runs in batches (what arrived within ``service.batch_wait_seconds``, at most
+        ``service.batch_records``), each handled in offset order; then the batch's
+        predictions, due snapshots and suggestions go out together."""
+        async for events in stream.take_events(
+            config.service.batch_records, within=config.service.batch_wait_seconds
+        ):
+            handled = []
+            for event in events:
+                result = await handle(event.message)
+                if result is not None:
+                    handled.append(result)
+            await _publish(app.producer, topics.predictions, service, handled)
+            await publish_snapshots(service.due_snapshots(sorted({p for p, _, _ in handled})))
+            for partition in sorted({p for p, _, o in handled if o.kind == "learned"}):
+                if service.suggestions_due(partition):
+                    suggest(partition)
 
     @app.timer(interval=config.service.snapshot_seconds)
     async def snapshot_idle_models() -> None:
@@ -283,7 +324,7 @@ def create_app(config: Config) -> faust.App:
     async def suggest_when_idle() -> None:
         for partition in list(service.shards.by_partition):
             if service.suggestions_due(partition):
-                await publish_suggestions(partition)
+                suggest(partition)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
@@ -324,6 +365,8 @@ def create_app(config: Config) -> faust.App:
 
     @app.on_before_shutdown.connect
     async def on_shutdown(sender: Any, **kwargs: Any) -> None:
+        for task in list(service.background):
+            task.cancel()
         await publish_snapshots(service.due_snapshots(force=True))
 
     _add_views(app, service, answer, publish_snapshots, models)
@@ -331,20 +374,35 @@ def create_app(config: Config) -> faust.App:
 
 
 async def _publish(
-    topic: Any, service: ModelService, record: dict[str, Any], outcome: Outcome
+    producer: Any,
+    topic: str,
+    service: ModelService,
+    handled: list[tuple[int, dict[str, Any], Outcome]],
 ) -> None:
+    """Count each handled record's outcome and send its predictions keyed by run_id. Sends
+    are appended to the producer's batches without waiting for delivery (a failed delivery
+    is logged), so a batch of runs leaves in one produce request per partition."""
     metrics = service.metrics
-    metrics.record(outcome.kind)
-    key = record["run_id"].encode()
-    for step in outcome.steps:
-        await topic.send(key=key, value=encode(step.prediction))
-        metrics.model_step(step.model, step.predict_seconds, step.learn_seconds)
-        if step.drifted:
-            metrics.drifts.labels(model=step.model).inc()
-            log.warning("drift: the error of %s changed (run %s)", step.model, record["run_id"])
-    if outcome.steps:
+    for _, record, outcome in handled:
+        metrics.record(outcome.kind)
+        if not outcome.steps:
+            continue
+        key = record["run_id"].encode()
+        for step in outcome.steps:
+            delivery = await producer.send(topic, key, encode(step.prediction), None, None, None)
+            delivery.add_done_callback(_log_undelivered)
+            metrics.model_step(step.model, step.predict_seconds, step.learn_seconds)
+            if step.drifted:
+                metrics.drifts.labels(model=step.model).inc()
+                log.warning("drift: the error of %s changed (run %s)", step.model, record["run_id"])
         finished = parse_time(record["times"]["finished_at"]).timestamp()
         metrics.latency.observe(max(0.0, time.time() - finished))
+
+
+def _log_undelivered(delivery: asyncio.Future[Any]) -> None:
+    """A prediction the broker never acknowledged (after the producer's own retries)."""
+    if not delivery.cancelled() and delivery.exception() is not None:
+        log.warning("a prediction was not delivered: %r", delivery.exception())
 
 
 def _raw(message: Any) -> bytes:

@@ -181,17 +181,24 @@ class Learner:
         x = features(record["params"])
         y = float(record["result"]["wall_seconds"])
         train = record["split"] == "train"
-        steps = [self._step(state, record, x, y, train) for state in due]
+        emitted_at = now()
+        steps = [self._step(state, record, x, y, train, emitted_at) for state in due]
         return Outcome("learned" if train else "test", steps)
 
     def _step(
-        self, state: ModelState, record: dict[str, Any], x: dict[str, float], y: float, train: bool
+        self,
+        state: ModelState,
+        record: dict[str, Any],
+        x: dict[str, float],
+        y: float,
+        train: bool,
+        emitted_at: str,
     ) -> ModelStep:
         started = time.perf_counter()
         predicted = _clean(state.model.predict_one(x))
         predict_seconds = time.perf_counter() - started
         low, high = state.interval.bounds(predicted)
-        prediction = prediction_record(record, state, predicted, low, high, y)
+        prediction = prediction_record(record, state, predicted, low, high, y, emitted_at)
         learn_seconds = None
         drifted = False
         if train:
@@ -230,8 +237,10 @@ def prediction_record(
     low: float | None,
     high: float | None,
     actual: float | None,
+    emitted_at: str | None = None,
 ) -> dict[str, Any]:
-    """A Prediction (``lammps-stream.prediction/1``) of ``state``'s model for a run."""
+    """A Prediction (``lammps-stream.prediction/1``) of ``state``'s model for a run
+    (``emitted_at`` now unless given)."""
     return {
         "schema": PREDICTION_SCHEMA,
         "run_id": record["run_id"],
@@ -243,7 +252,7 @@ def prediction_record(
         "split": record["split"],
         "params": record["params"],
         "finished_at": record["times"]["finished_at"] if "times" in record else None,
-        "emitted_at": now(),
+        "emitted_at": emitted_at or now(),
     }
 
 

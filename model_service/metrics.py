@@ -10,6 +10,7 @@ True
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -117,6 +118,7 @@ class ServiceMetrics:
             ["partition"],
             registry=r,
         )
+        self._per_model: dict[str, tuple[Any, Any, Any]] = {}
         self.scores: dict[tuple[str, str], Gauge] = {}
         for stream, what in STREAMS.items():
             for key, suffix in SCORE_NAMES.items():
@@ -135,10 +137,22 @@ class ServiceMetrics:
         self.dead_letters.labels(reason=reason).inc()
 
     def model_step(self, model: str, predict_seconds: float, learn_seconds: float | None) -> None:
-        self.predictions.labels(model=model).inc()
-        self.predict_seconds.labels(model=model).observe(predict_seconds)
+        """One model's prediction published, with its predict (and learn) time."""
+        predictions, predict, learn = self._per_model.get(model) or self._children(model)
+        predictions.inc()
+        predict.observe(predict_seconds)
         if learn_seconds is not None:
-            self.learn_seconds.labels(model=model).observe(learn_seconds)
+            learn.observe(learn_seconds)
+
+    def _children(self, model: str) -> tuple[Any, Any, Any]:
+        """The per-record series of ``model``, looked up once (``labels`` is not free)."""
+        children = (
+            self.predictions.labels(model=model),
+            self.predict_seconds.labels(model=model),
+            self.learn_seconds.labels(model=model),
+        )
+        self._per_model[model] = children
+        return children
 
     def scores_of(self, model: str, scores: dict[str, Scores]) -> None:
         """Set the score gauges of ``model`` from ``{stream: Scores}`` (see STREAMS)."""

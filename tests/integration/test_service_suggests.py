@@ -24,16 +24,17 @@ def test_the_worker_publishes_suggestions_from_its_space(stack, tmp_path: Path) 
     )
     runs = [r for r in stream_of_runs(40, seed=9) if r["split"] == "train"][:20]
     runs = list({r["run_id"]: r for r in runs}.values())
-    publish(config, runs)
     worker = Worker(config, tmp_path, "suggests")
     try:
         worker.wait_ready()
-        found = read_topic(
-            config, config.kafka.topics.suggestions, lambda rs: len(rs) >= 3 * (len(runs) // 10)
-        )
+        for tens in (1, 2):  # one batch of three after each ten runs learned
+            publish(config, runs[10 * (tens - 1) : 10 * tens])
+            found = read_topic(
+                config, config.kafka.topics.suggestions, lambda rs, n=3 * tens: len(rs) >= n
+            )
     finally:
         worker.stop()
-    assert len(found) == 3 * (len(runs) // 10)
+    assert len(found) == 6
     space = config.producer
     for record in found:
         validate_suggestion(record)
