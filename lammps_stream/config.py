@@ -175,7 +175,7 @@ class ServiceConfig:
     snapshot_seconds: float = 60.0
     snapshot_key: str = ""
     batch_records: int = 500
-    batch_wait_seconds: float = 0.005
+    batch_wait_seconds: float = 0.002
     api_token: str = ""
     dedup_window: int = 100_000
     rolling_window: int = 100

@@ -388,8 +388,10 @@ async def _publish(
         if not outcome.steps:
             continue
         key = record["run_id"].encode()
+        partition = _partition_of(producer, topic, key)
         for step in outcome.steps:
-            delivery = await producer.send(topic, key, encode(step.prediction), None, None, None)
+            value = encode(step.prediction)
+            delivery = await producer.send(topic, key, value, partition, None, None)
             delivery.add_done_callback(_log_undelivered)
             metrics.model_step(step.model, step.predict_seconds, step.learn_seconds)
             if step.drifted:
@@ -397,6 +399,15 @@ async def _publish(
                 log.warning("drift: the error of %s changed (run %s)", step.model, record["run_id"])
         finished = parse_time(record["times"]["finished_at"]).timestamp()
         metrics.latency.observe(max(0.0, time.time() - finished))
+
+
+def _partition_of(producer: Any, topic: str, key: bytes) -> int | None:
+    """The partition ``key`` hashes to, found once for all of a run's predictions; None while
+    the producer has no metadata for ``topic`` yet (it then hashes each message itself)."""
+    try:
+        return int(producer.key_partition(topic, key).partition)
+    except TypeError:  # no partitions known for the topic yet
+        return None
 
 
 def _log_undelivered(delivery: asyncio.Future[Any]) -> None:

@@ -1,0 +1,92 @@
+"""The learning agent's publishing step, against a fake producer (the real one is exercised by
+the integration tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import namedtuple
+from typing import Any
+
+import pytest
+
+from lammps_stream.config import load_config
+from lammps_stream.schemas import example_run_record
+from model_service.app import ModelService, _partition_of, _publish
+from model_service.learner import Learner
+
+TP = namedtuple("TP", "topic partition")
+
+
+class FakeProducer:
+    """Records sends; ``known`` False is a producer without metadata for the topic yet."""
+
+    def __init__(self, known: bool = True, fail: bool = False) -> None:
+        self.known = known
+        self.fail = fail
+        self.sent: list[dict[str, Any]] = []
+
+    def key_partition(self, topic: str, key: bytes) -> TP:
+        if not self.known:
+            raise TypeError("'NoneType' object is not iterable")
+        return TP(topic, len(key) % 3)
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+    ) -> asyncio.Future[None]:
+        self.sent.append({"topic": topic, "key": key, "value": value, "partition": partition})
+        delivery = asyncio.get_running_loop().create_future()
+        if self.fail:
+            delivery.set_exception(ConnectionError("broker gone"))
+        else:
+            delivery.set_result(None)
+        return delivery
+
+
+def handled_records(n: int) -> list[tuple[int, dict[str, Any], Any]]:
+    learner = Learner(["linear", "pa"], 0.9)
+    out = []
+    for offset in range(n):
+        record = example_run_record(run_id=f"run-{offset}")
+        out.append((0, record, learner.handle(record, offset)))
+    return out
+
+
+def service() -> ModelService:
+    return ModelService(load_config(path=None, env={}, overrides={"service.models": ["linear"]}))
+
+
+def test_every_prediction_of_a_run_goes_to_one_partition_keyed_by_run_id() -> None:
+    producer = FakeProducer()
+    worker = service()
+    asyncio.run(_publish(producer, "predictions", worker, handled_records(3)))
+    assert len(producer.sent) == 6  # three runs, two models
+    for sent in producer.sent:
+        prediction = json.loads(sent["value"])
+        assert sent["key"] == prediction["run_id"].encode()
+        assert sent["partition"] == len(sent["key"]) % 3
+    assert b'lammps_stream_records_total{outcome="learned"} 3.0' in worker.metrics.exposition()
+
+
+def test_the_producer_hashes_each_message_while_it_knows_no_partitions() -> None:
+    assert _partition_of(FakeProducer(known=False), "predictions", b"run-1") is None
+    producer = FakeProducer(known=False)
+    asyncio.run(_publish(producer, "predictions", service(), handled_records(1)))
+    assert [sent["partition"] for sent in producer.sent] == [None, None]
+
+
+def test_an_undelivered_prediction_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    async def publish_and_settle() -> None:
+        await _publish(FakeProducer(fail=True), "predictions", service(), handled_records(1))
+        await asyncio.sleep(0)  # let the delivery callbacks run
+
+    with caplog.at_level(logging.WARNING, logger="lammps_stream.service"):
+        asyncio.run(publish_and_settle())
+    assert sum("not delivered" in r.message for r in caplog.records) == 2
