@@ -115,19 +115,17 @@ def django_river_ml(batch: list[dict[str, Any]], models: list[str], quick: bool)
         return {"error": f"{type(err).__name__}: {err}"}
 
 
-def versus_django_river_ml(service: float, prototype: dict[str, Any]) -> float | None:
-    """worker records/s ÷ django-river-ml records/s; None when the latter was not measured."""
-    rate = prototype.get("records_per_second")
-    return round(service / rate, 1) if rate else None
-
-
 LINEAR = ["linear", "bayes_linear", "pa"]
+PATHS = ("in_process", "worker", "hand_written_loop", "django_river_ml")
 
 
 def run(quick: bool = False) -> dict[str, Any]:
+    """Each model set measured ``repeats`` times (3; 1 with ``--quick``), the four paths one
+    after the other in every round; rates and ratios are medians over the rounds."""
     from lammps_stream.config import ServiceConfig
 
     n = 1000 if quick else 5000
+    repeats = 1 if quick else 3
     batch = records(n)
     model_sets = {"three linear defaults": LINEAR, "all defaults": ServiceConfig().model_names}
     results = {}
@@ -135,32 +133,27 @@ def run(quick: bool = False) -> dict[str, Any]:
         root = Path(tmp)
         with broker(root, port=28092) as base:
             for i, (label, models) in enumerate(model_sets.items()):
-                config = isolated_config(
-                    base,
-                    root,
-                    f"throughput{i}",
-                    http_port=26566 + i,
-                    models=models,
-                    log_level="warning",
-                )
-                ceiling = in_process(batch, models)
-                service = worker(config, root, f"throughput{i}", batch)
-                loop = hand_written_loop(config, batch, models)
-                prototype = django_river_ml(batch, models, quick)
-                results[label] = {
-                    "models": models,
-                    "in_process_records_per_second": round(ceiling, 1),
-                    "hand_written_loop_records_per_second": round(loop, 1),
-                    "worker_records_per_second": round(service, 1),
-                    "worker_vs_ceiling": round(service / ceiling, 3),
-                    "worker_vs_hand_written": round(service / loop, 3),
-                    "django_river_ml_records_per_second": prototype.get("records_per_second"),
-                    "worker_vs_django_river_ml": versus_django_river_ml(service, prototype),
-                    "django_river_ml": prototype,
-                }
+                rounds = []
+                for r in range(repeats):
+                    name = f"throughput{i}-{r}"
+                    config = isolated_config(
+                        base, root, name, http_port=26566 + i, models=models, log_level="warning"
+                    )
+                    prototype = django_river_ml(batch, models, quick)
+                    rounds.append(
+                        {
+                            "in_process": in_process(batch, models),
+                            "worker": worker(config, root, name, batch),
+                            "hand_written_loop": hand_written_loop(config, batch, models),
+                            "django_river_ml": prototype.get("records_per_second"),
+                            "django_details": prototype,
+                        }
+                    )
+                results[label] = summary(models, rounds)
     return {
         "benchmark": "throughput",
         "records": n,
+        "repeats": repeats,
         "results": results,
         "targets": {
             "worker_vs_ceiling": 0.7,
@@ -168,4 +161,36 @@ def run(quick: bool = False) -> dict[str, Any]:
             "worker_vs_django_river_ml": 20,
         },
         "machine": machine(),
+    }
+
+
+def summary(models: list[str], rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median records/s of each path over ``rounds``, the worker's ratios to the others, and
+    every round's rates.
+
+    >>> rounds = [{"in_process": c, "worker": w, "hand_written_loop": 1.0,
+    ...            "django_river_ml": None, "django_details": {"error": "x"}}
+    ...           for c, w in [(10.0, 5.0), (12.0, 6.0), (11.0, 9.0)]]
+    >>> s = summary(["pa"], rounds)
+    >>> s["worker_records_per_second"], s["worker_vs_ceiling"], s["worker_vs_django_river_ml"]
+    (6.0, 0.545, None)
+    """
+    from statistics import median
+
+    rates = {path: [r[path] for r in rounds if r[path] is not None] for path in PATHS}
+    mid = {path: round(median(v), 1) if v else None for path, v in rates.items()}
+    service = mid["worker"]
+    return {
+        "models": models,
+        "in_process_records_per_second": mid["in_process"],
+        "hand_written_loop_records_per_second": mid["hand_written_loop"],
+        "worker_records_per_second": service,
+        "django_river_ml_records_per_second": mid["django_river_ml"],
+        "worker_vs_ceiling": round(service / mid["in_process"], 3),
+        "worker_vs_hand_written": round(service / mid["hand_written_loop"], 3),
+        "worker_vs_django_river_ml": (
+            round(service / mid["django_river_ml"], 1) if mid["django_river_ml"] else None
+        ),
+        "rounds": [{path: r[path] and round(r[path], 1) for path in PATHS} for r in rounds],
+        "django_river_ml": rounds[-1]["django_details"],
     }

@@ -130,5 +130,12 @@ def test_throughput_reports_an_error_entry_never_a_number(monkeypatch: pytest.Mo
     monkeypatch.setattr(django_river_ml, "measure", broken)
     entry = throughput.django_river_ml(throughput.records(3), ["pa"], quick=True)
     assert entry == {"error": "Unavailable: django-river-ml: pip install failed (exit 1): no wheel"}
-    assert throughput.versus_django_river_ml(450.0, entry) is None
-    assert throughput.versus_django_river_ml(450.0, {"records_per_second": 22.5}) == 20.0
+    rounds = [
+        {"in_process": 900.0, "worker": 450.0, "hand_written_loop": 300.0}
+        | {"django_river_ml": django.get("records_per_second"), "django_details": django}
+        for django in (entry, {"records_per_second": 22.5}, {"records_per_second": 30.0})
+    ]
+    assert throughput.summary(["pa"], rounds[:1])["worker_vs_django_river_ml"] is None
+    both = throughput.summary(["pa"], rounds)  # the median of the rates that were measured
+    assert both["django_river_ml_records_per_second"] == 26.2
+    assert both["worker_vs_django_river_ml"] == round(450.0 / 26.2, 1)
