@@ -90,3 +90,19 @@ def test_an_undelivered_prediction_is_logged(caplog: pytest.LogCaptureFixture) -
     with caplog.at_level(logging.WARNING, logger="lammps_stream.service"):
         asyncio.run(publish_and_settle())
     assert sum("not delivered" in r.message for r in caplog.records) == 2
+
+
+def test_models_that_come_due_together_are_snapshotted_one_batch_at_a_time() -> None:
+    overrides = {"service.models": ["linear", "pa", "bayes_log"], "service.snapshot_every": 4}
+    worker = ModelService(load_config(path=None, env={}, overrides=overrides))
+    worker.adopt(0, worker.shards.fresh())
+    shard = worker.shards.by_partition[0]
+    for offset in range(4):
+        shard.handle(example_run_record(run_id=f"run-{offset}"), offset)
+    taken = [[r["model"] for r in worker.due_snapshots(spread=True)] for _ in range(4)]
+    assert [len(names) for names in taken] == [1, 1, 1, 0]
+    assert sorted(name for names in taken for name in names) == ["bayes_log", "linear", "pa"]
+    for offset in range(4, 12):  # every model moved twice snapshot_every: none held back
+        shard.handle(example_run_record(run_id=f"run-{offset}"), offset)
+    assert len(worker.due_snapshots(spread=True)) == 3
+    assert worker.due_snapshots() == []
