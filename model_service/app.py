@@ -194,9 +194,10 @@ def create_app(config: Config) -> faust.App:
     """Build the Faust app for ``config``; ``app.service`` holds its :class:`ModelService`."""
     service = ModelService(config)
     session = config.service.session_timeout_seconds
+    scheme = transport.scheme()
     app = faust.App(
         config.service.app_id,
-        broker=[f"{transport.SCHEME}://{s}" for s in bootstrap_servers(config.kafka.bootstrap)],
+        broker=[f"{scheme}://{s}" for s in bootstrap_servers(config.kafka.bootstrap)],
         store="memory://",
         topic_partitions=config.kafka.partitions,
         topic_replication_factor=1,

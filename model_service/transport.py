@@ -13,16 +13,36 @@ quickly; a fetch with data returns at once either way.
 >>> from faust.transport.drivers import by_url
 >>> by_url("lammps-stream://127.0.0.1:9092") is Transport
 True
+>>> scheme()
+'lammps-stream'
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.transport.drivers import by_name
 
 SCHEME = "lammps-stream"
 FETCH_MAX_WAIT_MS = 50
+
+
+def scheme() -> str:
+    """The scheme of the worker's broker URLs: ``lammps-stream`` when this transport is
+    registered (the package is installed), else Faust's own ``kafka``, said in the log."""
+    try:
+        by_name(SCHEME)
+    except ModuleNotFoundError:
+        logging.getLogger("lammps_stream.service").warning(
+            "the %s Faust transport is not registered (run `make install` or `pip install -e .`"
+            " to register it): using Faust's kafka transport, whose 1.5 s fetch wait can hold "
+            "runs back",
+            SCHEME,
+        )
+        return "kafka"
+    return SCHEME
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
