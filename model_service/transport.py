@@ -25,8 +25,14 @@ from typing import Any
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.drivers import by_name
 
+from lammps_stream.errors import LammpsStreamError
+
 SCHEME = "lammps-stream"
 FETCH_MAX_WAIT_MS = 50
+
+
+class UnsupportedAiokafkaError(LammpsStreamError):
+    """The installed aiokafka no longer has the setting this transport shortens."""
 
 
 def scheme() -> str:
@@ -51,9 +57,9 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         if not hasattr(consumer, "_fetch_max_wait_ms"):  # aiokafka renamed it: fail loudly
-            raise RuntimeError(
-                "aiokafka's consumer has no _fetch_max_wait_ms; model_service/transport.py "
-                "needs updating for this aiokafka version"
+            raise UnsupportedAiokafkaError(
+                "aiokafka's consumer has no _fetch_max_wait_ms: install aiokafka 0.14 (what "
+                "this was written for), or update model_service/transport.py for this version"
             )
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts
         return consumer
