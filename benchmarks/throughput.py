@@ -99,6 +99,11 @@ def worker(config: Config, root: Path, label: str, batch: list[dict[str, Any]]) 
             if started is None and learned >= WARM_UP:
                 started, first = now, learned
             if learned >= WARM_UP + len(batch):
+                if now == started:
+                    raise ValueError(
+                        f"the worker learned all {len(batch)} records before the first poll: "
+                        "too few to time; run without --quick or with more records"
+                    )
                 return (WARM_UP + len(batch) - first) / (now - started)
             time.sleep(0.05)
     finally:
