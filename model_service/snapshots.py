@@ -15,6 +15,13 @@ Nothing is ever unpickled unless its signature verifies with the configured key.
 12
 >>> type(load_model(record, key=b"k")).__name__
 'TargetTransformRegressor'
+
+Taking a snapshot and sealing it are two steps, so that only the first holds up the stream:
+
+>>> taken = capture(state, partition=0, runs_topic="lammps.runs")
+>>> state.position = 13  # the stream goes on; what was taken does not move
+>>> load_state(seal(taken, key=b"k"), key=b"k").position
+12
 >>> load_state(record, key=b"other")
 Traceback (most recent call last):
 ...
@@ -29,6 +36,7 @@ import hmac
 import pickle
 import secrets
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 from lammps_stream.errors import SnapshotSignatureError
@@ -53,13 +61,22 @@ def snapshot_key(model: str, partition: int) -> bytes:
     return f"{model}/{partition}".encode()
 
 
-def snapshot_record(
-    state: Any, *, partition: int, runs_topic: str, key: bytes, origin: str = "config"
-) -> dict[str, Any]:
-    """A ModelSnapshot (``lammps-stream.model/1``) of one shard's model state. ``origin`` is
-    ``config`` or ``added`` (by ``models add``: restored on restart although not in config)."""
-    payload = zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), 1)
-    return {
+@dataclass(frozen=True)
+class Capture:
+    """A model's state pickled at one moment, not yet compressed or signed: taking it must
+    happen between two runs, sealing it (:func:`seal`) can happen in a thread while the
+    stream goes on."""
+
+    model: str
+    partition: int
+    header: dict[str, Any]
+    pickled: bytes
+
+
+def capture(state: Any, *, partition: int, runs_topic: str, origin: str = "config") -> Capture:
+    """Pickle one shard's model ``state``. ``origin`` is ``config`` or ``added`` (by
+    ``models add``: restored on restart although not in config)."""
+    header = {
         "schema": MODEL_SCHEMA,
         "model": state.name,
         "partition": partition,
@@ -69,11 +86,28 @@ def snapshot_record(
         "spec": state.spec.as_dict(),
         "origin": origin,
         "created_at": now(),
+    }
+    pickled = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    return Capture(state.name, partition, header, pickled)
+
+
+def seal(taken: Capture, key: bytes) -> dict[str, Any]:
+    """The ModelSnapshot (``lammps-stream.model/1``) of ``taken``: compressed and signed. zlib
+    and HMAC release the GIL, so most of this runs beside the stream when in a thread."""
+    payload = zlib.compress(taken.pickled, 1)
+    return taken.header | {
         "compression": "zlib",
         "state_base64": base64.b64encode(payload).decode("ascii"),
         "signature": sign(payload, key),
         "signature_algorithm": ALGORITHM,
     }
+
+
+def snapshot_record(
+    state: Any, *, partition: int, runs_topic: str, key: bytes, origin: str = "config"
+) -> dict[str, Any]:
+    """A ModelSnapshot of one shard's model ``state``, taken and sealed at once."""
+    return seal(capture(state, partition=partition, runs_topic=runs_topic, origin=origin), key)
 
 
 def load_state(record: dict[str, Any], key: bytes) -> Any:

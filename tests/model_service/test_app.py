@@ -99,7 +99,7 @@ def test_models_that_come_due_together_are_snapshotted_one_batch_at_a_time() -> 
     shard = worker.shards.by_partition[0]
     for offset in range(4):
         shard.handle(example_run_record(run_id=f"run-{offset}"), offset)
-    taken = [[r["model"] for r in worker.due_snapshots(spread=True)] for _ in range(4)]
+    taken = [[c.model for c in worker.due_snapshots(spread=True)] for _ in range(4)]
     assert [len(names) for names in taken] == [1, 1, 1, 0]
     assert sorted(name for names in taken for name in names) == ["bayes_log", "linear", "pa"]
     for offset in range(4, 12):  # every model moved twice snapshot_every: none held back

@@ -1,0 +1,107 @@
+"""Snapshots out to ``lammps.models``, in the order they were taken, sealed beside the stream.
+
+Taking a snapshot (pickling a model between two runs) must hold up the stream; compressing
+and signing it need not. A :class:`SnapshotWriter` seals each :class:`~model_service.
+snapshots.Capture` in a thread (zlib and HMAC release the GIL) and sends it, strictly in the
+order handed over, so a later state of a model never reaches the compacted topic before an
+earlier one, and a removed model's tombstone never before its last snapshot.
+
+>>> import asyncio
+>>> from model_service.learner import Learner
+>>> from model_service.snapshots import capture
+>>> class Topic:  # stands in for a Faust topic
+...     def __init__(self): self.sent = []
+...     async def send(self, key, value): self.sent.append((key, value is None))
+>>> topic = Topic()
+>>> writer = SnapshotWriter(topic, key=b"k")
+>>> state = Learner(["pa"], 0.9).state["pa"]
+>>> async def main():
+...     writer.soon([capture(state, partition=0, runs_topic="lammps.runs")])
+...     await writer.remove("pa", [0])  # waits for the snapshot taken before it
+>>> asyncio.run(main())
+>>> topic.sent
+[(b'pa/0', False), (b'pa/0', True)]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
+
+from lammps_stream.schemas import encode
+from model_service.snapshots import Capture, seal, snapshot_key
+
+log = logging.getLogger("lammps_stream.service")
+
+
+class SnapshotWriter:
+    """Seals and sends snapshots to ``topic`` (anything with ``async send(key, value)``), each
+    piece of work after the one handed over before it; ``on_sent(model)`` after each send."""
+
+    def __init__(
+        self, topic: Any, key: bytes, on_sent: Callable[[str], None] | None = None
+    ) -> None:
+        self.topic = topic
+        self.key = key
+        self.on_sent = on_sent
+        self.last: asyncio.Future[None] | None = None
+
+    def soon(self, taken: list[Capture]) -> None:
+        """Send ``taken`` after everything before it, without holding up the caller."""
+        if taken:
+            self._after_the_last(self._send(taken))
+
+    async def publish(self, taken: list[Capture]) -> None:
+        """Send ``taken`` after everything before it, and wait until it is sent."""
+        await self._after_the_last(self._send(taken))
+
+    async def remove(self, model: str, partitions: Iterable[int]) -> None:
+        """Tombstone ``model``'s snapshots, after any of them still on their way."""
+        await self._after_the_last(self._tombstones(model, list(partitions)))
+
+    async def drain(self) -> None:
+        """Wait until everything handed over so far has been sent (or has failed)."""
+        if self.last is not None:
+            await asyncio.wait([self.last])
+
+    def _after_the_last(self, work: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
+        previous = self.last
+
+        async def in_turn() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])  # its failure is logged, not ours
+            await work
+
+        self.last = task = asyncio.ensure_future(in_turn())
+        task.add_done_callback(_log_failure)
+        return task
+
+    async def _send(self, taken: list[Capture]) -> None:
+        for capture in taken:
+            value = await asyncio.to_thread(_sealed, capture, self.key)
+            await self.topic.send(key=snapshot_key(capture.model, capture.partition), value=value)
+            if self.on_sent is not None:
+                self.on_sent(capture.model)
+            offsets = next(iter(capture.header["offsets"].values()))
+            log.info(
+                "snapshot of %s/%s at offset %s (%d learned)",
+                capture.model,
+                capture.partition,
+                offsets[str(capture.partition)],
+                capture.header["learned"],
+            )
+
+    async def _tombstones(self, model: str, partitions: list[int]) -> None:
+        for partition in partitions:
+            await self.topic.send(key=snapshot_key(model, partition), value=None)
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("snapshot not sent: %r (the previous one stays current)", task.exception())
+
+
+def _sealed(capture: Capture, key: bytes) -> bytes:
+    return encode(seal(capture, key))
