@@ -1,5 +1,6 @@
 """The model zoo: every model is a named river pipeline declared as data — a class path
-and its parameters — and built against an allow-list of river modules, never ``eval``.
+and its parameters — and built against an allow-list of river modules (and the project's
+:mod:`model_service.neighbors`), never ``eval``.
 
 A spec, as it is written in ``lammps-stream.yaml`` under ``service.models``::
 
@@ -60,6 +61,7 @@ ALLOWED_MODULES = (
     "river.tree",
     "river.tree.splitter",
     "river.drift",
+    "model_service.neighbors",  # the project's exact, vectorised search engine for KNN
 )
 FEATURE_VIEWS = ("log", "raw")
 TARGETS = ("log", "seconds")
@@ -140,7 +142,11 @@ BUILT_IN: dict[str, dict[str, Any]] = {
         "class": "river.neighbors.KNNRegressor",
         "params": {
             "n_neighbors": 3,
-            "engine": {"class": "river.neighbors.LazySearch", "params": {"window_size": 1000}},
+            # The same neighbours as river.neighbors.LazySearch finds, ~3 x faster.
+            "engine": {
+                "class": "model_service.neighbors.WindowSearch",
+                "params": {"window_size": 1000},
+            },
         },
         "description": "KNNRegressor (3 nearest of the last 1000 runs) on log work measures",
     },
