@@ -8,6 +8,7 @@ import json
 import sys
 
 from benchmarks import active, latency, memory, recovery, throughput
+from benchmarks.harness import cpu_reference_ms
 
 BENCHMARKS = {
     "throughput": throughput.run,
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args(argv)
     run = BENCHMARKS[args.name]
+    before = cpu_reference_ms()
     if "progress" in inspect.signature(run).parameters:
         # a progress bar and a table on stderr unless --json
         result = run(quick=args.quick, progress=not args.json)
@@ -35,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
         with Console(stderr=True).status(f"{args.name}: running (minutes; --quick is shorter)"):
             result = run(quick=args.quick)
+    result["cpu_reference_ms"] = {"before": before, "after": cpu_reference_ms()}
     if args.json:
         print(json.dumps(result))
     else:

@@ -178,6 +178,25 @@ def machine() -> str:
     )
 
 
+def cpu_reference_ms(repeats: int = 5) -> float:
+    """Milliseconds a fixed pure-Python loop takes (median of ``repeats``): how fast the
+    machine is right now. A shared virtual machine's speed moves with its host's load (on the
+    project's 2-core VM this loop has taken from 15 to 31 ms within minutes), so every result
+    carries this reading from before and after it; compare results only at similar readings.
+
+    >>> 0 < cpu_reference_ms(repeats=1) < 10_000
+    True
+    """
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        total = 0
+        for i in range(300_000):
+            total += i * i % 7
+        timings.append(1000 * (time.perf_counter() - started))
+    return round(sorted(timings)[len(timings) // 2], 1)
+
+
 def percentile(values: list[float], q: float) -> float:
     """The ``q`` quantile (0-1) of ``values``, nearest rank.
 
