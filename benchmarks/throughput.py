@@ -1,7 +1,9 @@
 """Records per second learned — with the three linear defaults, and with every default model —
 side by side on the same records:
 
-- ``in_process``: a plain loop over :class:`~model_service.learner.Learner` — the ceiling;
+- ``in_process``: a plain loop over :class:`~model_service.learner.Learner` — the ceiling,
+  measured just before and just after the worker, and averaged, so that a change in the
+  machine's speed while the worker runs moves both alike;
 - ``hand_written_loop``: what a user would write instead — a kafka-python consumer reading
   the runs topic, the same Learner, a producer sending every prediction (``acks=all``);
 - ``worker``: the real service (``lammps-stream serve``, Faust) on a local broker, started on
@@ -21,7 +23,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import Worker, broker, isolated_config, machine, publish
+from benchmarks.harness import (
+    Worker,
+    broker,
+    cpu_reference_ms,
+    isolated_config,
+    machine,
+    publish,
+)
 from consumers.service_api import ServiceApi
 from lammps_stream.config import Config
 from lammps_stream.schemas import encode, new_id
@@ -144,16 +153,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                     config = isolated_config(
                         base, root, name, http_port=26566 + i, models=models, log_level="warning"
                     )
-                    prototype = django_river_ml(batch, models, quick)
-                    rounds.append(
-                        {
-                            "in_process": in_process(batch, models),
-                            "worker": worker(config, root, name, batch),
-                            "hand_written_loop": hand_written_loop(config, batch, models),
-                            "django_river_ml": prototype.get("records_per_second"),
-                            "django_details": prototype,
-                        }
-                    )
+                    rounds.append(one_round(config, root, name, batch, models, quick))
                 results[label] = summary(models, rounds)
     return {
         "benchmark": "throughput",
@@ -166,6 +166,34 @@ def run(quick: bool = False) -> dict[str, Any]:
             "worker_vs_django_river_ml": 20,
         },
         "machine": machine(),
+    }
+
+
+def one_round(
+    config: Config,
+    root: Path,
+    name: str,
+    batch: list[dict[str, Any]],
+    models: list[str],
+    quick: bool,
+) -> dict[str, Any]:
+    """The four paths one after the other, the ceiling on both sides of the worker; with the
+    CPU reference reading (:func:`~benchmarks.harness.cpu_reference_ms`) taken before each."""
+    speed = {"django_river_ml": cpu_reference_ms()}
+    prototype = django_river_ml(batch, models, quick)
+    speed["in_process"] = cpu_reference_ms()
+    before = in_process(batch, models)
+    speed["worker"] = cpu_reference_ms()
+    service = worker(config, root, name, batch)
+    after = in_process(batch, models)
+    speed["hand_written_loop"] = cpu_reference_ms()
+    return {
+        "in_process": (before + after) / 2,
+        "worker": service,
+        "hand_written_loop": hand_written_loop(config, batch, models),
+        "django_river_ml": prototype.get("records_per_second"),
+        "django_details": prototype,
+        "cpu_reference_ms": speed,
     }
 
 
@@ -196,6 +224,10 @@ def summary(models: list[str], rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "worker_vs_django_river_ml": (
             round(service / mid["django_river_ml"], 1) if mid["django_river_ml"] else None
         ),
-        "rounds": [{path: r[path] and round(r[path], 1) for path in PATHS} for r in rounds],
+        "rounds": [
+            {path: r[path] and round(r[path], 1) for path in PATHS}
+            | {"cpu_reference_ms": r.get("cpu_reference_ms")}
+            for r in rounds
+        ],
         "django_river_ml": rounds[-1]["django_details"],
     }
