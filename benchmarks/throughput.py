@@ -9,7 +9,8 @@ side by side on the same records:
 - ``worker``: the real service (``lammps-stream serve``, Faust) on a local broker, started on
   the same backlog the hand-written loop reads, timed by what ``GET /models`` reports learned;
 - ``django_river_ml``: the prototype's server learning the same models over HTTP through its
-  riverapi client, on at most 500 of the records (see :mod:`benchmarks.django_river_ml`).
+  riverapi client, on at most 500 of the records (see :mod:`benchmarks.django_river_ml`),
+  measured before and after the worker, and averaged, as the ceiling is.
 
 The records are the recorded campaign (``docs/data/campaign-runs.jsonl``) repeated with fresh
 run_ids.
@@ -177,24 +178,44 @@ def one_round(
     models: list[str],
     quick: bool,
 ) -> dict[str, Any]:
-    """The four paths one after the other, the ceiling on both sides of the worker; with the
-    CPU reference reading (:func:`~benchmarks.harness.cpu_reference_ms`) taken before each."""
+    """The four paths one after the other, the ceiling and django-river-ml on both sides of
+    the worker (each averaged), so that a change in the machine's speed while the worker runs
+    moves them alike; with the CPU reference reading
+    (:func:`~benchmarks.harness.cpu_reference_ms`) taken before each path."""
     speed = {"django_river_ml": cpu_reference_ms()}
-    prototype = django_river_ml(batch, models, quick)
+    prototype_before = django_river_ml(batch, models, quick)
     speed["in_process"] = cpu_reference_ms()
     before = in_process(batch, models)
     speed["worker"] = cpu_reference_ms()
     service = worker(config, root, name, batch)
     after = in_process(batch, models)
     speed["hand_written_loop"] = cpu_reference_ms()
+    hand_written = hand_written_loop(config, batch, models)
+    speed["django_river_ml_after"] = cpu_reference_ms()
+    prototype = django_river_ml(batch, models, quick)
     return {
         "in_process": (before + after) / 2,
         "worker": service,
-        "hand_written_loop": hand_written_loop(config, batch, models),
-        "django_river_ml": prototype.get("records_per_second"),
-        "django_details": prototype,
+        "hand_written_loop": hand_written,
+        "django_river_ml": _mean_rate(prototype_before, prototype),
+        "django_details": prototype
+        | {"records_per_second_before_the_worker": prototype_before.get("records_per_second")},
         "cpu_reference_ms": speed,
     }
+
+
+def _mean_rate(*measured: dict[str, Any]) -> float | None:
+    """The mean records/s of django-river-ml's measurements, None if any of them failed.
+
+    >>> _mean_rate({"records_per_second": 20.0}, {"records_per_second": 30.0})
+    25.0
+    >>> _mean_rate({"records_per_second": 20.0}, {"error": "no venv"}) is None
+    True
+    """
+    rates = [m.get("records_per_second") for m in measured]
+    if any(rate is None for rate in rates):
+        return None
+    return sum(rates) / len(rates)
 
 
 def summary(models: list[str], rounds: list[dict[str, Any]]) -> dict[str, Any]:
