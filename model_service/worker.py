@@ -16,7 +16,7 @@ def serve(config: Config, args: Any = None) -> int:
 
     expand(config.stack.state_dir).mkdir(parents=True, exist_ok=True)  # Faust's datadir lives here
     app = create_app(config)
-    freeze_long_lived_objects()  # again once the first partitions are assigned
+    freeze_long_lived_objects()  # and again once the first partitions are assigned
     worker = faust.Worker(app, loglevel=config.service.log_level.upper(), quiet=True)
     # Faust's terminal spinner sets the root logger to DEBUG and formats every debug record
     # (at log levels warning and error): a third of the worker's time. No spinner.

@@ -1,6 +1,6 @@
 """The model zoo: every model is a named river pipeline declared as data — a class path
-and its parameters — and built against an allow-list of river modules (and the project's
-:mod:`model_service.neighbors`), never ``eval``.
+and its parameters — and built against an allow-list of river modules (and two of the
+project's own: :mod:`model_service.neighbors`, :mod:`model_service.leaf_models`), never ``eval``.
 
 A spec, as it is written in ``lammps-stream.yaml`` under ``service.models``::
 
