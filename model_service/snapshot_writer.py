@@ -61,11 +61,6 @@ class SnapshotWriter:
         """Tombstone ``model``'s snapshots, after any of them still on their way."""
         await self._after_the_last(self._tombstones(model, list(partitions)))
 
-    async def drain(self) -> None:
-        """Wait until everything handed over so far has been sent (or has failed)."""
-        if self.last is not None:
-            await asyncio.wait([self.last])
-
     def _after_the_last(self, work: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
         previous = self.last
 

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from river import linear_model
 
+from benchmarks.throughput import DATA
 from model_service.features import features, log_features
 from model_service.leaf_models import WeightedBayesianLinearRegression
 from model_service.learner import Learner
 from model_service.zoo import BUILT_IN, model_spec
 
-CAMPAIGN = Path(__file__).resolve().parents[2] / "docs" / "data" / "campaign-runs.jsonl"
-
 
 def campaign() -> list[dict]:
-    return [json.loads(line) for line in CAMPAIGN.read_text().splitlines()]
+    """The recorded campaign as it was run: its order, its run_ids, its test split."""
+    return [json.loads(line) for line in DATA.read_text().splitlines()]
 
 
 def test_a_weight_is_that_many_identical_runs() -> None:
