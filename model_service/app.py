@@ -42,6 +42,7 @@ from lammps_stream.schemas import (
     validate_request,
 )
 from model_service import recovery, suggestions, transport
+from model_service.batches import take_batches
 from model_service.learner import Learner, Outcome
 from model_service.metrics import CONTENT_TYPE, ServiceMetrics
 from model_service.shards import Shards
@@ -301,11 +302,12 @@ def create_app(config: Config) -> faust.App:
 
     @app.agent(runs, name="learn")
     async def learn(stream: Any) -> None:
-        """Runs in batches (what arrived within ``service.batch_wait_seconds``, at most
-        ``service.batch_records``), each handled in offset order; then the batch's
-        predictions, due snapshots and suggestions go out together."""
-        async for events in stream.take_events(
-            config.service.batch_records, within=config.service.batch_wait_seconds
+        """Runs in batches (:func:`~model_service.batches.take_batches`: what arrived within
+        ``service.batch_wait_seconds`` of the first, at most ``service.batch_records``), each
+        handled in offset order; then the batch's predictions, due snapshots and suggestions go
+        out together."""
+        async for events in take_batches(
+            stream, config.service.batch_records, within=config.service.batch_wait_seconds
         ):
             handled = []
             for event in events:

@@ -1,0 +1,106 @@
+"""Runs in batches that cost nothing while none arrive.
+
+Faust's ``Stream.take_events(max_, within)`` wakes every ``within`` seconds whether or not
+anything arrived, starting three tasks each time: with the worker's 2 ms batch wait an idle
+worker used ~10 % of a core (2 % with a 0.2 s wait). :func:`take_batches` is the same
+buffering, acking and clean-up, with one change to the wait: it sleeps until a first event
+arrives, then waits at most ``within`` for the batch to fill. A run still waits at most
+``within`` for its batch, and under a backlog batches fill to ``max_`` at once.
+
+It uses three of a Faust stream's private members, as ``take_events`` does from the inside
+(``_enable_passive``, ``_processors``, ``_active_agens``); when a Faust release lacks one, the
+worker logs it and falls back to ``take_events``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from mode.utils.aiter import aiter
+from mode.utils.futures import notify
+
+log = logging.getLogger("lammps_stream.service")
+
+PRIVATE_MEMBERS = ("_enable_passive", "_processors", "_active_agens")
+
+
+def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
+    """Lists of at most ``max_`` events of ``stream``: each list as soon as it is full, or
+    ``within`` seconds after its first event arrived; acked after the caller is done with it."""
+    missing = [name for name in PRIVATE_MEMBERS if not hasattr(stream, name)]
+    if missing:
+        log.warning(
+            "this Faust's streams lack %s: batching with take_events, which wakes every "
+            "service.batch_wait_seconds even when idle",
+            ", ".join(missing),
+        )
+        return stream.take_events(max_, within=within)
+    batches = _take(stream, max_, within)
+    stream._active_agens.add(batches)  # closed when the stream stops, as take_events' are
+    return batches
+
+
+async def _take(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
+    buffer: list[Any] = []
+    events: list[Any] = []
+    arrived = asyncio.Event()
+    full = asyncio.Event()
+    consumed = asyncio.Event()
+    consuming: asyncio.Future[None] | None = None
+
+    async def add_to_buffer(value: Any) -> Any:
+        # A processor of the stream, run for every event by its passive drainer.
+        nonlocal consuming
+        try:
+            if consuming is not None:  # the caller is still on the last batch
+                try:
+                    await consuming
+                finally:
+                    consuming = None
+            event = stream.current_event
+            if event is None:
+                raise RuntimeError("take_batches: the stream has no current event")
+            buffer.append(value)
+            events.append(event)
+            arrived.set()
+            if len(buffer) >= max_:
+                full.set()
+                consumed.clear()
+                await stream.wait(consumed)  # never more than max_ in a batch
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("take_batches: could not buffer an event")
+            await stream.crash(exc)
+        return value
+
+    acks = stream.enable_acks
+    stream.enable_acks = False  # events are acked here, after their batch is handled
+    stream.add_processor(add_to_buffer)
+    stream._enable_passive(aiter(stream.channel))
+    try:
+        while not stream.should_stop:
+            if not buffer and await stream.wait_for_stopped(arrived):  # idle: no wake-ups
+                break
+            if len(buffer) < max_:
+                await stream.wait_for_stopped(full, timeout=within)
+            if not buffer:
+                continue
+            consuming = stream.loop.create_future()
+            try:
+                yield list(events)
+            finally:
+                buffer.clear()
+                for event in events:
+                    await stream.ack(event)
+                events.clear()
+                arrived.clear()
+                notify(consuming)
+                full.clear()
+                consumed.set()
+    finally:
+        stream.enable_acks = acks
+        stream._processors.remove(add_to_buffer)

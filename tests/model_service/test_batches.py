@@ -1,0 +1,61 @@
+"""take_batches: Faust's buffering, but asleep while no run arrives."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import faust
+
+from model_service.batches import take_batches
+
+
+def run_agent(take: Callable[..., Any], puts: list[int], idle: float) -> tuple[list, int]:
+    """Batches an agent got from ``take(stream, max_=3, within=0.002)`` for ``puts``, then
+    how many times it waited on the stream while idle for ``idle`` seconds."""
+    app = faust.App("batches-test", store="memory://", autodiscover=False)
+    got: list[list[int]] = []
+    waits = [0]
+
+    @app.agent(app.channel())
+    async def agent(stream: Any) -> None:
+        wait = stream.wait_for_stopped
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            waits[0] += 1
+            return await wait(*args, **kwargs)
+
+        stream.wait_for_stopped = counted
+        async for batch in take(stream, 3, within=0.002):
+            got.append([event.value for event in batch])
+
+    async def main() -> int:
+        async with agent.test_context() as ctx:
+            for value in puts:
+                await ctx.put(value)
+            await asyncio.sleep(0.1)  # every batch handed over
+            before = waits[0]
+            await asyncio.sleep(idle)
+            return waits[0] - before
+
+    idle_waits = asyncio.run(main())
+    return got, idle_waits
+
+
+def test_every_event_once_in_order_in_batches_of_at_most_max() -> None:
+    got, _ = run_agent(take_batches, list(range(7)), idle=0.0)
+    assert [value for batch in got for value in batch] == list(range(7))
+    assert all(1 <= len(batch) <= 3 for batch in got)
+
+
+def test_a_lone_event_is_handed_over() -> None:
+    got, _ = run_agent(take_batches, [42], idle=0.0)
+    assert got == [[42]]
+
+
+def test_idle_it_sleeps_where_take_events_wakes_every_within() -> None:
+    _, ours = run_agent(take_batches, [1], idle=0.3)
+    _, fausts = run_agent(lambda stream, n, within: stream.take_events(n, within), [1], idle=0.3)
+    assert ours == 0
+    assert fausts > 20  # ~150 wakes in 0.3 s at 2 ms
