@@ -23,6 +23,7 @@ from benchmarks.harness import (
     isolated_config,
     machine,
     percentile,
+    publish,
     wait_learned,
 )
 from benchmarks.throughput import records
@@ -77,13 +78,6 @@ def measure(config: Any, producer: Any, batch: list[dict[str, Any]], rate: float
     return [done[r] - sent[r] for r in sent if r in done]
 
 
-def send(config: Any, producer: Any, batch: list[dict[str, Any]]) -> None:
-    """Publish ``batch`` through ``producer``, as fast as it goes, and wait for the acks."""
-    for record in batch:
-        producer.send(config.kafka.topics.runs, key=record["run_id"].encode(), value=encode(record))
-    producer.flush()
-
-
 def run(quick: bool = False) -> dict[str, Any]:
     seconds = 10 if quick else 60
     batch = records(int(RATE * seconds) + 500)
@@ -109,7 +103,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                     worker.wait_ready()
                     # The models past their first, slowest records, and the producer past its
                     # first sends (metadata, a connection to the leader): both untimed.
-                    send(config, producer, warm)
+                    publish(config, warm, producer=producer)
                     wait_learned([worker], len(warm))
                     latencies = measure(config, producer, timed, RATE)
                 finally:

@@ -45,7 +45,6 @@ def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[An
 
 
 async def _take(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
-    buffer: list[Any] = []
     events: list[Any] = []
     arrived = asyncio.Event()
     full = asyncio.Event()
@@ -64,10 +63,9 @@ async def _take(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any
             event = stream.current_event
             if event is None:
                 raise RuntimeError("take_batches: the stream has no current event")
-            buffer.append(value)
             events.append(event)
             arrived.set()
-            if len(buffer) >= max_:
+            if len(events) >= max_:
                 full.set()
                 consumed.clear()
                 await stream.wait(consumed)  # never more than max_ in a batch
@@ -85,21 +83,20 @@ async def _take(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any
     try:
         gathering = False  # a batch just went: more may be on their way
         while not stream.should_stop:
-            if buffer or gathering:  # runs keep coming: gather for up to ``within``
-                if len(buffer) < max_:
+            if events or gathering:  # runs keep coming: gather for up to ``within``
+                if len(events) < max_:
                     await stream.wait_for_stopped(full, timeout=within)
             else:  # idle: asleep until a run arrives, then it goes at once
                 if await stream.wait_for_stopped(arrived):
                     break
                 await asyncio.sleep(0)  # with whatever came in alongside it
-            gathering = bool(buffer)
-            if not buffer:
+            gathering = bool(events)
+            if not events:
                 continue
             consuming = stream.loop.create_future()
             try:
                 yield list(events)
             finally:
-                buffer.clear()
                 for event in events:
                     await stream.ack(event)
                 events.clear()
