@@ -404,26 +404,43 @@ async def _publish(
     service: ModelService,
     handled: list[tuple[int, dict[str, Any], Outcome]],
 ) -> None:
-    """Count each handled record's outcome and send its predictions keyed by run_id. Sends
-    are appended to the producer's batches without waiting for delivery (a failed delivery
-    is logged), so a batch of runs leaves in one produce request per partition."""
+    """Count each handled record's outcome and send its predictions keyed by run_id, grouped
+    by partition. Sends are appended to the producer's batches without waiting for delivery
+    (a failed delivery is logged), so a batch of runs leaves in one produce request per
+    partition."""
     metrics = service.metrics
+    outgoing: dict[int | None, list[tuple[bytes, bytes]]] = {}
+    finished = []
     for _, record, outcome in handled:
         metrics.record(outcome.kind)
         if not outcome.steps:
             continue
         key = record["run_id"].encode()
-        partition = _partition_of(producer, topic, key)
+        messages = outgoing.setdefault(_partition_of(producer, topic, key), [])
         for step in outcome.steps:
-            value = encode(step.prediction)
-            delivery = await producer.send(topic, key, value, partition, None, None)
-            delivery.add_done_callback(_log_undelivered)
+            messages.append((key, encode(step.prediction)))
             metrics.model_step(step.model, step.predict_seconds, step.learn_seconds)
             if step.drifted:
                 metrics.drifts.labels(model=step.model).inc()
                 log.warning("drift: the error of %s changed (run %s)", step.model, record["run_id"])
-        finished = parse_time(record["times"]["finished_at"]).timestamp()
-        metrics.latency.observe(max(0.0, time.time() - finished))
+        finished.append(record["times"]["finished_at"])
+    for partition, messages in outgoing.items():
+        for delivery in await _send(producer, topic, partition, messages):
+            delivery.add_done_callback(_log_undelivered)
+    sent_at = time.time()
+    for at in finished:
+        metrics.latency.observe(max(0.0, sent_at - parse_time(at).timestamp()))
+
+
+async def _send(
+    producer: Any, topic: str, partition: int | None, messages: list[tuple[bytes, bytes]]
+) -> list[asyncio.Future[Any]]:
+    """Queue ``messages`` for ``partition`` (None: each to its key's partition): as record
+    batches with the project's transport (:meth:`~model_service.transport.Producer.send_many`),
+    else one by one."""
+    if partition is not None and isinstance(producer, transport.Producer):
+        return await producer.send_many(topic, partition, messages)
+    return [await producer.send(topic, k, v, partition, None, None) for k, v in messages]
 
 
 def _partition_of(producer: Any, topic: str, key: bytes) -> int | None:
@@ -436,9 +453,10 @@ def _partition_of(producer: Any, topic: str, key: bytes) -> int | None:
 
 
 def _log_undelivered(delivery: asyncio.Future[Any]) -> None:
-    """A prediction the broker never acknowledged (after the producer's own retries)."""
+    """Predictions (one, or a record batch of them) the broker never acknowledged, after the
+    producer's own retries."""
     if not delivery.cancelled() and delivery.exception() is not None:
-        log.warning("a prediction was not delivered: %r", delivery.exception())
+        log.warning("predictions were not delivered: %r", delivery.exception())
 
 
 def _raw(message: Any) -> bytes:

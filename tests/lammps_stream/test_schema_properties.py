@@ -10,7 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lammps_stream.errors import InvalidRecordError
-from lammps_stream.schemas import decode_run_record, example_run_record, new_id
+from lammps_stream.schemas import (
+    decode_json,
+    decode_run_record,
+    encode,
+    example_run_record,
+    new_id,
+)
 
 CODES = {
     "not_utf8",
@@ -70,3 +76,52 @@ def test_a_valid_record_with_one_field_mangled_is_refused_or_still_valid(
     if parsed is not None:  # the mangling happened to be harmless (e.g. an extra key)
         wall = parsed["result"]["wall_seconds"]
         assert math.isfinite(wall) and wall > 0
+
+
+def standard_reading(raw: bytes):
+    """What the standard library makes of ``raw``: a value, or the refusal's code."""
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_refuse)
+    except (UnicodeDecodeError, ValueError):
+        return "refused"
+
+
+def _refuse(name: str):
+    raise ValueError(name)
+
+
+def fast_reading(raw: bytes):
+    try:
+        return decode_json(raw)
+    except InvalidRecordError:
+        return "refused"
+
+
+same_in_both = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(same_in_both)
+def test_the_fast_reader_reads_json_as_the_standard_library_does(value) -> None:
+    for raw in (json.dumps(value).encode(), json.dumps(value, ensure_ascii=False).encode()):
+        assert repr(fast_reading(raw)) == repr(standard_reading(raw))
+
+
+@given(st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()))
+def test_the_fast_reader_refuses_what_the_standard_library_refuses(raw: bytes) -> None:
+    if standard_reading(raw) == "refused":
+        assert fast_reading(raw) == "refused"
+
+
+@given(same_in_both)
+def test_encode_then_decode_gives_the_value_back(value) -> None:
+    assert repr(decode_json(encode(value))) == repr(value)
