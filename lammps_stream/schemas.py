@@ -90,7 +90,8 @@ def encode(record: dict[str, Any]) -> bytes:
     try:
         text = orjson.dumps(record)
     except TypeError:
-        return json.dumps(record, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        compact = json.dumps(record, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+        return compact.encode("utf-8")
     if b"null" in text:
         json.dumps(record, allow_nan=False)
     return text

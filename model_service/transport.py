@@ -90,9 +90,11 @@ class Producer(faust_aiokafka.Producer):
         self, topic: str, partition: int, messages: list[tuple[bytes, bytes]]
     ) -> list[asyncio.Future[Any]]:
         """Queue ``(key, value)`` messages for ``partition`` of ``topic``, in order, and return
-        the futures of their delivery (one per record batch when there are
-        ``MIN_BATCH_MESSAGES`` or more, else one per message). Like :meth:`send`, this waits
-        only when a batch is full."""
+        the futures of their delivery: one per record batch when there are
+        ``MIN_BATCH_MESSAGES`` or more, else one per message. Nothing waits for delivery; a
+        record batch of its own waits only for one still queued for the partition to leave (a
+        linger and at most a round trip: under a backlog, the last batch of runs' predictions
+        left long before)."""
         if len(messages) < MIN_BATCH_MESSAGES:
             return [await self.send(topic, k, v, partition, None, None) for k, v in messages]
         producer = self._ensure_producer()

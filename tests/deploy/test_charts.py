@@ -246,6 +246,38 @@ def test_credentials_and_signing_key_come_from_secrets_only() -> None:
         assert not any(word in json.dumps(data["data"]).lower() for word in ("password", "sasl"))
 
 
+def test_a_strimzi_user_secret_gives_the_password_and_the_username_is_plain_text() -> None:
+    """Strimzi's KafkaUser Secret holds ``password`` (and ``sasl.jaas.config``), no username."""
+    strimzi = ("secrets.kafka.existingSecret=lammps-stream", "secrets.kafka.username=lammps-stream")
+    logins = 0
+    for values in ("indexed-values.yaml", "flux-values.yaml", "mpijob-values.yaml"):
+        objects = checks.render(LAMMPS_STREAM, LAMMPS_STREAM / "ci" / values, sets=strimzi)
+        for obj in objects:
+            if checks.is_custom(obj):
+                assert not checks.custom_resource_problems(obj, objects)
+            else:
+                checks.validate_builtin(obj, KUBE_VERSIONS[-1])
+            for where, template in checks.embedded_pod_templates(obj):
+                checks.validate_pod_template(where, template, KUBE_VERSIONS[-1])
+                for container in template["spec"]["containers"]:
+                    env = {e["name"]: e for e in container.get("env", [])}
+                    if "LAMMPS_STREAM_KAFKA_SASL_PASSWORD" not in env:
+                        continue
+                    logins += 1
+                    assert env["LAMMPS_STREAM_KAFKA_SASL_USERNAME"] == {
+                        "name": "LAMMPS_STREAM_KAFKA_SASL_USERNAME",
+                        "value": "lammps-stream",
+                    }
+                    ref = env["LAMMPS_STREAM_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+                    assert ref == {"name": "lammps-stream", "key": "password"}
+        for cluster in by_kind(objects, "MiniCluster"):
+            logins += 1
+            container = cluster["spec"]["containers"][0]
+            assert container["environment"]["LAMMPS_STREAM_KAFKA_SASL_USERNAME"] == "lammps-stream"
+            assert set(container["secrets"]) == {"LAMMPS_STREAM_KAFKA_SASL_PASSWORD"}
+    assert logins >= 4  # the service, the producers of each kind, the topics Job
+
+
 def test_indexed_job_runs_each_line_of_its_plan(tmp_path: Path) -> None:
     from producers.sampling import read_plan
 

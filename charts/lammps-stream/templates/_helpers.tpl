@@ -64,13 +64,19 @@ itself, and the Secrets. Takes (dict "root" $ "extra" list). */}}
 - {{ toYaml . | nindent 2 | trim }}
 {{- end }}
 {{- with $root.Values.secrets.kafka }}
+{{- if .username }}
+- name: LAMMPS_STREAM_KAFKA_SASL_USERNAME
+  value: {{ .username | quote }}
+{{- end }}
 {{- if .existingSecret }}
 {{- range $name, $key := .env }}
+{{- if not (and $root.Values.secrets.kafka.username (eq $name "LAMMPS_STREAM_KAFKA_SASL_USERNAME")) }}
 - name: {{ $name }}
   valueFrom:
     secretKeyRef:
       name: {{ $root.Values.secrets.kafka.existingSecret }}
       key: {{ $key }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
