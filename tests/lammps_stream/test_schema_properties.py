@@ -79,7 +79,7 @@ def test_a_valid_record_with_one_field_mangled_is_refused_or_still_valid(
 
 
 def standard_reading(raw: bytes):
-    """What the standard library makes of ``raw``: a value, or the refusal's code."""
+    """What the standard library makes of ``raw``: a value, or "refused"."""
     try:
         return json.loads(raw.decode("utf-8"), parse_constant=_refuse)
     except (UnicodeDecodeError, ValueError):
