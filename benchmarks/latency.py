@@ -1,12 +1,20 @@
 """``latency``: a run published → its predictions on ``lammps.predictions``, p50 and p99, at
 a steady 200 records/s, through a real broker and a real worker.
 
-The clock starts just before the producer's ``send`` and stops when the benchmark's own
+The clock starts just before the producer's ``produce`` and stops when the benchmark's own
 consumer receives the run's last model prediction (every model answered); both run in this
-process, so one clock measures both ends. The producer sends the untimed warm-up first, so its
-first connection to the partition leader is not counted against the service. Measured with
-the three linear defaults and with every default model, one worker each, one after the other
-on the same broker.
+process, so one clock measures both ends. Measured with the three linear defaults and with
+every default model, one worker each, one after the other on the same broker.
+
+The measuring clients are librdkafka's (confluent-kafka), with Nagle off as in Kafka's own
+clients. They share the machine's cores with the broker and the worker, so what they cost is
+taken from what they measure: kafka-python's producer and consumer used ~45 % of a core at
+this rate, librdkafka's ~6 % (docs/benchmarks.md has the two side by side). The result says
+what the clients and the worker cost (``harness_cpu_share``, ``worker_cpu_ms_per_run``).
+
+Untimed first: 500 records in a burst (the models past their first, slowest records), then
+``WARM_UP_SECONDS`` at the rate (the clients' connections and the broker's first seconds of
+one-at-a-time traffic); the timed records follow without a pause.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from typing import Any
 from benchmarks.harness import (
     Worker,
     broker,
+    cpu_seconds,
     isolated_config,
     machine,
     percentile,
@@ -27,100 +36,173 @@ from benchmarks.harness import (
     wait_learned,
 )
 from benchmarks.throughput import records
-from lammps_stream.broker import make_consumer, make_producer
-from lammps_stream.config import ServiceConfig
+from lammps_stream.config import Config, ServiceConfig
+from lammps_stream.errors import LammpsStreamError
 from lammps_stream.schemas import encode, now
 
 RATE = 200.0
 LINEAR = ["linear", "bayes_linear", "pa"]
+WARM_UP_SECONDS = 5.0
 
 
-def measure(config: Any, producer: Any, batch: list[dict[str, Any]], rate: float) -> list[float]:
-    """Latencies (seconds) of ``batch`` published by ``producer`` at ``rate`` records/s."""
-    from kafka import TopicPartition
+class MissingClientError(LammpsStreamError):
+    """confluent-kafka, the benchmark's measuring client, is not installed."""
 
-    wanted = len(config.service.model_names)
-    consumer = make_consumer(config)
+
+def _librdkafka() -> Any:
+    try:
+        import confluent_kafka
+    except ImportError as err:
+        raise MissingClientError(
+            "the latency benchmark measures with confluent-kafka: run `make install` or "
+            "`pip install -e '.[bench]'`"
+        ) from err
+    return confluent_kafka
+
+
+def light_producer(config: Config) -> Any:
+    """A librdkafka producer for the runs topic: no linger, ``acks=all``, keys partitioned
+    as Kafka's Java client and kafka-python do (murmur2)."""
+    return _librdkafka().Producer(
+        {
+            "bootstrap.servers": config.kafka.bootstrap,
+            "linger.ms": 0,
+            "acks": "all",
+            "partitioner": "murmur2_random",
+            "socket.nagle.disable": True,
+        }
+    )
+
+
+def light_consumer(config: Config) -> Any:
+    """A librdkafka consumer assigned every partition of the predictions topic at its end
+    (nothing earlier is read)."""
+    kafka = _librdkafka()
+    consumer = kafka.Consumer(
+        {
+            "bootstrap.servers": config.kafka.bootstrap,
+            "group.id": f"{config.service.app_id}-latency-probe",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 100,
+            "socket.nagle.disable": True,
+        }
+    )
     topic = config.kafka.topics.predictions
-    parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-    consumer.assign(parts)
-    consumer.seek_to_end(*parts)
-    for tp in parts:
-        consumer.position(tp)  # resolve the end now, before anything is sent
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    ends = []
+    for p in sorted(partitions):
+        _, high = consumer.get_watermark_offsets(kafka.TopicPartition(topic, p), timeout=10)
+        ends.append(kafka.TopicPartition(topic, p, high))
+    consumer.assign(ends)
+    return consumer
+
+
+def measure(
+    config: Config, batch: list[dict[str, Any]], rate: float, untimed: int = 0
+) -> list[float]:
+    """Latencies (seconds) of ``batch`` sent at ``rate`` records/s, but its first ``untimed``."""
+    wanted = len(config.service.model_names)
+    consumer = light_consumer(config)
+    producer = light_producer(config)
     sent: dict[str, float] = {}
     answered: dict[str, int] = {}
     done: dict[str, float] = {}
+    failed: list[Any] = []
 
     def collect() -> None:
         deadline = time.monotonic() + len(batch) / rate + 60
         while len(done) < len(batch) and time.monotonic() < deadline:
-            for messages in consumer.poll(timeout_ms=100).values():
-                arrived = time.perf_counter()
-                for message in messages:
-                    run_id = (message.key or b"").decode()
-                    answered[run_id] = answered.get(run_id, 0) + 1
-                    if answered[run_id] == wanted:
-                        done[run_id] = arrived
+            message = consumer.poll(0.1)
+            arrived = time.perf_counter()
+            if message is None or message.error():
+                continue
+            run_id = (message.key() or b"").decode()
+            answered[run_id] = answered.get(run_id, 0) + 1
+            if answered[run_id] == wanted:
+                done[run_id] = arrived
+
+    def delivered(err: Any, _message: Any) -> None:
+        if err is not None:
+            failed.append(err)
 
     collector = threading.Thread(target=collect)
     collector.start()
-    started = time.perf_counter()
-    for i, record in enumerate(batch):
-        pause = started + i / rate - time.perf_counter()
-        if pause > 0:
-            time.sleep(pause)
-        record = dict(record, times=dict(record["times"], finished_at=now()))
-        sent[record["run_id"]] = time.perf_counter()
-        producer.send(config.kafka.topics.runs, key=record["run_id"].encode(), value=encode(record))
-    producer.flush()
-    collector.join()
-    consumer.close()
-    return [done[r] - sent[r] for r in sent if r in done]
+    try:
+        started = time.perf_counter()
+        for i, record in enumerate(batch):
+            pause = started + i / rate - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            record = dict(record, times=dict(record["times"], finished_at=now()))
+            sent[record["run_id"]] = time.perf_counter()
+            producer.produce(
+                config.kafka.topics.runs,
+                key=record["run_id"].encode(),
+                value=encode(record),
+                on_delivery=delivered,
+            )
+            producer.poll(0)
+        producer.flush(30)
+    finally:
+        collector.join()
+        consumer.close()
+    if failed:
+        raise LammpsStreamError(f"{len(failed)} runs were not delivered, e.g. {failed[0]}")
+    timed = [r["run_id"] for r in batch[untimed:]]
+    return [done[r] - sent[r] for r in timed if r in done]
+
+
+def one_model_set(
+    base: Config, root: Path, index: int, models: list[Any], batch: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """One worker with ``models``: the burst, the paced warm-up, then the timed runs."""
+    burst, paced = batch[:500], batch[500:]
+    untimed = int(RATE * WARM_UP_SECONDS)
+    config = isolated_config(
+        base, root, f"latency{index}", http_port=26266 + index, models=models, log_level="warning"
+    )
+    worker = Worker(config, root, f"latency{index}")
+    try:
+        worker.wait_ready()
+        publish(config, burst)
+        wait_learned([worker], len(burst))
+        cpu_before, worker_before = time.process_time(), cpu_seconds(worker.process.pid)
+        wall = time.perf_counter()
+        latencies = measure(config, paced, RATE, untimed=untimed)
+        wall = time.perf_counter() - wall
+        harness = (time.process_time() - cpu_before) / wall
+        worker_cpu = cpu_seconds(worker.process.pid) - worker_before
+    finally:
+        worker.stop()
+    return {
+        "models": len(config.service.model_names),
+        "runs": len(paced) - untimed,
+        "answered": len(latencies),
+        "p50_ms": round(1000 * percentile(latencies, 0.5), 1),
+        "p99_ms": round(1000 * percentile(latencies, 0.99), 1),
+        "max_ms": round(1000 * max(latencies), 1),
+        "worker_cpu_ms_per_run": round(1000 * worker_cpu / len(paced), 2),
+        "harness_cpu_share": round(harness, 3),
+    }
 
 
 def run(quick: bool = False) -> dict[str, Any]:
     seconds = 10 if quick else 60
-    batch = records(int(RATE * seconds) + 500)
-    warm, timed = batch[:500], batch[500:]
-    results = {}
+    batch = records(500 + int(RATE * (WARM_UP_SECONDS + seconds)))
+    model_sets = {"three linear defaults": LINEAR, "all defaults": ServiceConfig().models}
     with tempfile.TemporaryDirectory(prefix="lammps-stream-latency-") as tmp:
         root = Path(tmp)
         with broker(root, port=28292) as base:
-            for i, (label, models) in enumerate(
-                (("three linear defaults", LINEAR), ("all defaults", ServiceConfig().models))
-            ):
-                config = isolated_config(
-                    base,
-                    root,
-                    f"latency{i}",
-                    http_port=26266 + i,
-                    models=models,
-                    log_level="warning",
-                )
-                worker = Worker(config, root, f"latency{i}")
-                producer = make_producer(config, linger_ms=0)
-                try:
-                    worker.wait_ready()
-                    # The models past their first, slowest records, and the producer past its
-                    # first sends (metadata, a connection to the leader): both untimed.
-                    publish(config, warm, producer=producer)
-                    wait_learned([worker], len(warm))
-                    latencies = measure(config, producer, timed, RATE)
-                finally:
-                    producer.close()
-                    worker.stop()
-                results[label] = {
-                    "models": len(config.service.model_names),
-                    "runs": len(timed),
-                    "answered": len(latencies),
-                    "p50_ms": round(1000 * percentile(latencies, 0.5), 1),
-                    "p99_ms": round(1000 * percentile(latencies, 0.99), 1),
-                    "max_ms": round(1000 * max(latencies), 1),
-                }
+            results = {
+                label: one_model_set(base, root, i, models, batch)
+                for i, (label, models) in enumerate(model_sets.items())
+            }
     return {
         "benchmark": "latency",
         "rate_records_per_second": RATE,
         "seconds": seconds,
+        "warm_up_seconds": WARM_UP_SECONDS,
+        "client": "librdkafka (confluent-kafka)",
         "target_p99_ms": 50,
         "results": results,
         "machine": machine(),

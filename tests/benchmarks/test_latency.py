@@ -1,0 +1,36 @@
+"""The latency benchmark's measuring clients (librdkafka) against the real broker and a real
+worker: every timed run is answered by every model, and the untimed ones are left out."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import latency
+from benchmarks.harness import Worker, isolated_config
+from benchmarks.throughput import records
+from lammps_stream.config import load_config
+from tests.conftest import PORT_OFFSET
+
+
+@pytest.mark.integration
+def test_measure_times_each_run_to_its_last_prediction(stack, tmp_path: Path) -> None:
+    config = isolated_config(
+        stack, tmp_path, "latency", http_port=16130 + PORT_OFFSET, models=["linear", "pa"]
+    )
+    worker = Worker(config, tmp_path, "latency")
+    try:
+        worker.wait_ready()
+        seconds = latency.measure(config, records(40), rate=40.0, untimed=10)
+    finally:
+        worker.stop()
+    assert len(seconds) == 30
+    assert all(0 < s < 30 for s in seconds)
+
+
+def test_a_missing_client_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "confluent_kafka", None)  # import fails
+    with pytest.raises(latency.MissingClientError, match=r"pip install -e '\.\[bench\]'"):
+        latency.light_producer(load_config(path=None, env={}))
