@@ -106,3 +106,34 @@ def test_models_that_come_due_together_are_snapshotted_one_batch_at_a_time() -> 
         shard.handle(example_run_record(run_id=f"run-{offset}"), offset)
     assert len(worker.due_snapshots(spread=True)) == 3
     assert worker.due_snapshots() == []
+
+
+def test_models_restored_together_come_due_one_after_the_other() -> None:
+    overrides = {"service.models": ["linear", "pa", "bayes_log"], "service.snapshot_every": 8}
+    worker = ModelService(load_config(path=None, env={}, overrides=overrides))
+    worker.adopt(0, worker.shards.fresh())
+    shard = worker.shards.by_partition[0]
+    due_at: dict[str, list[int]] = {}
+    for offset in range(24):
+        shard.handle(example_run_record(run_id=f"run-{offset}"), offset)
+        for taken in worker.due_snapshots(spread=True):
+            due_at.setdefault(taken.model, []).append(offset + 1)
+    # first after 2, 4 and 6 runs (8 / 4 apart), then every 8
+    assert due_at == {"linear": [2, 10, 18], "pa": [4, 12, 20], "bayes_log": [6, 14, 22]}
+
+
+def test_suggestions_score_the_committee_as_it_was_when_they_began() -> None:
+    overrides = {"service.models": ["bayes_log", "pa"], "service.suggest_count": 3}
+    worker = ModelService(load_config(path=None, env={}, overrides=overrides))
+    worker.adopt(0, worker.shards.fresh())
+    shard = worker.shards.by_partition[0]
+    for offset in range(20):
+        shard.handle(example_run_record(run_id=f"run-{offset}"), offset)
+    score = worker.begin_suggestions(0)
+    expected = [s["score"] for s in worker.begin_suggestions(0)()]
+    for offset in range(20, 60):  # the stream learns on while the first batch is scored
+        record = example_run_record(run_id=f"run-{offset}")
+        record["params"] = record["params"] | {"x": 1 + offset % 3, "ranks": 1 + offset % 2}
+        shard.handle(record, offset)
+    assert [s["score"] for s in score()] == expected
+    assert [s["score"] for s in worker.begin_suggestions(0)()] != expected
