@@ -8,16 +8,16 @@ and every call into it (each fetch, commit, seek) goes through a queue to that t
 future back: two cross-thread wake-ups and GIL hand-overs per fetch. A run arriving alone paid
 them every time: with the seven default models at 200 runs/s the worker used 4.1-4.3 ms of CPU
 per run with the thread, 3.2-3.4 ms without it, and the runs' p99 fell from 51-74 to 31-37 ms
-(back to back, docs/benchmarks.md). Nothing in the consumer blocks (aiokafka is asyncio
-throughout), so it shares the loop as any aiokafka application's consumer does.
+(30 s back to back; docs/benchmarks.md has the longer runs). Nothing in the consumer blocks
+(aiokafka is asyncio throughout), so it shares the loop as any aiokafka application's does.
 
-Why: Faust builds its consumer with ``fetch_max_wait_ms=1500``, and aiokafka keeps one fetch in
-flight per broker, leaving out partitions that still hold fetched records. The worker reads
-two topics: runs, and requests (almost always empty). When a fetch goes out while runs still
-has records buffered, it asks for requests alone, the broker holds it for the full wait, and
-the runs that arrive meanwhile wait behind it: a run was answered up to 1.7 s late at 200
-runs/s, and a backlog stalled ~600 ms per fetch. With a short wait an idle fetch returns
-quickly; a fetch with data returns at once either way.
+Why the short fetch wait: Faust builds its consumer with ``fetch_max_wait_ms=1500``, and
+aiokafka keeps one fetch in flight per broker, leaving out partitions that still hold fetched
+records. The worker reads two topics: runs, and requests (almost always empty). When a fetch
+goes out while runs still has records buffered, it asks for requests alone, the broker holds it
+for the full wait, and the runs that arrive meanwhile wait behind it: a run was answered up to
+1.7 s late at 200 runs/s, and a backlog stalled ~600 ms per fetch. With a short wait an idle
+fetch returns quickly; a fetch with data returns at once either way.
 
 And why a batch: a backlog of runs yields several thousand predictions per batch of runs, and
 each ``send`` makes a future and walks aiokafka's accumulator (~5 µs); appending to one
