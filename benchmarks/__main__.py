@@ -6,9 +6,11 @@ import argparse
 import inspect
 import json
 import sys
+from typing import Any
 
 from benchmarks import active, latency, memory, recovery, throughput
 from benchmarks.harness import cpu_reference_ms
+from lammps_stream.errors import LammpsStreamError
 
 BENCHMARKS = {
     "throughput": throughput.run,
@@ -27,16 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     run = BENCHMARKS[args.name]
     before = cpu_reference_ms()
-    if "progress" in inspect.signature(run).parameters:
-        # a progress bar and a table on stderr unless --json
-        result = run(quick=args.quick, progress=not args.json)
-    elif args.json:
-        result = run(quick=args.quick)
-    else:
-        from rich.console import Console
-
-        with Console(stderr=True).status(f"{args.name}: running (minutes; --quick is shorter)"):
-            result = run(quick=args.quick)
+    try:
+        result = _run(run, args)
+    except LammpsStreamError as err:  # a missing client, a broker that would not start...
+        print(f"python -m benchmarks {args.name}: {err}", file=sys.stderr)
+        return 2
     result["cpu_reference_ms"] = {"before": before, "after": cpu_reference_ms()}
     if args.json:
         print(json.dumps(result))
@@ -45,6 +42,18 @@ def main(argv: list[str] | None = None) -> int:
             if not isinstance(value, dict | list):
                 print(f"{key:28} {value}")
     return 0
+
+
+def _run(run: Any, args: argparse.Namespace) -> dict[str, Any]:
+    if "progress" in inspect.signature(run).parameters:
+        # a progress bar and a table on stderr unless --json
+        return run(quick=args.quick, progress=not args.json)
+    if args.json:
+        return run(quick=args.quick)
+    from rich.console import Console
+
+    with Console(stderr=True).status(f"{args.name}: running (minutes; --quick is shorter)"):
+        return run(quick=args.quick)
 
 
 if __name__ == "__main__":

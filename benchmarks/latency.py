@@ -187,6 +187,7 @@ def one_model_set(
 
 
 def run(quick: bool = False) -> dict[str, Any]:
+    _librdkafka()  # before a broker is started for nothing
     seconds = 10 if quick else 60
     batch = records(500 + int(RATE * (WARM_UP_SECONDS + seconds)))
     model_sets = {"three linear defaults": LINEAR, "all defaults": ServiceConfig().models}

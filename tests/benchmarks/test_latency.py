@@ -34,3 +34,16 @@ def test_a_missing_client_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setitem(sys.modules, "confluent_kafka", None)  # import fails
     with pytest.raises(latency.MissingClientError, match=r"pip install -e '\.\[bench\]'"):
         latency.light_producer(load_config(path=None, env={}))
+
+
+def test_the_benchmark_says_in_one_line_that_the_client_is_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks.__main__ import main
+
+    monkeypatch.setitem(sys.modules, "confluent_kafka", None)
+    assert main(["latency", "--quick", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith("python -m benchmarks latency: the latency benchmark measures")
