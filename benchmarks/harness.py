@@ -90,16 +90,9 @@ class Worker:
         raise AssertionError(f"worker not ready after {timeout} s: {self.log.read_text()[-3000:]}")
 
 
-def publish(
-    config: Config,
-    records: list[dict[str, Any]],
-    per_second: float = 0.0,
-    producer: Any = None,
-) -> None:
-    """Send ``records`` keyed by run_id (paced at ``per_second`` when it is set), through
-    ``producer`` if given (left open), else through a producer of its own."""
-    own = producer is None
-    producer = make_producer(config) if own else producer
+def publish(config: Config, records: list[dict[str, Any]], per_second: float = 0.0) -> None:
+    """Send ``records`` keyed by run_id (paced at ``per_second`` when it is set)."""
+    producer = make_producer(config)
     try:
         for i, record in enumerate(records):
             producer.send(
@@ -111,8 +104,7 @@ def publish(
                 producer.flush()
         producer.flush()
     finally:
-        if own:
-            producer.close()
+        producer.close()
 
 
 def wait_learned(workers: list[Worker], wanted: int, timeout: float = 240.0) -> dict[str, int]:
