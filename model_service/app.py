@@ -169,7 +169,7 @@ class ModelService:
         """Start shard ``partition``'s next batch of suggestions: pickle its committee now
         (the stream goes on learning with the originals; pickling takes a fifth of what a deep
         copy takes, and the copy is unpickled in the thread) and return the scoring, to run in
-        a thread; ``schedule.end()`` when it is done."""
+        a thread; ``schedule.end(now)`` when it is done."""
         service = self.config.service
         shard = self.shards.by_partition[partition]
         models = {name: state.model for name, state in shard.state.items()}
@@ -259,7 +259,7 @@ def create_app(config: Config) -> faust.App:
             log.exception("suggestions: could not score candidates from producer.space")
             records = []
         finally:
-            service.schedule.end()
+            service.schedule.end(time.monotonic())
         for record in records:
             await suggested.send(key=record["suggestion_id"].encode(), value=encode(record))
         if records:
@@ -338,8 +338,10 @@ def create_app(config: Config) -> faust.App:
     async def snapshot_idle_models() -> None:
         await snapshots.publish(service.due_snapshots())
 
-    @app.timer(interval=config.service.suggest_seconds)
+    @app.timer(interval=min(config.service.suggest_seconds, suggestions.MIN_GAP_SECONDS))
     async def suggest_when_idle() -> None:
+        """Batches that came due with no run to trigger them: ``suggest_seconds`` passed, or
+        the runs that made one due came within the minimum gap after the last."""
         for partition in list(service.shards.by_partition):
             if service.suggestions_due(partition):
                 suggest(partition)

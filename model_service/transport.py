@@ -39,6 +39,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
+from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.drivers import by_name
 from mode.utils.futures import maybe_async
@@ -51,6 +52,7 @@ FETCH_MAX_WAIT_MS = 50
 # Fewer messages than this go one by one: they join a batch already waiting for the broker,
 # where a batch of their own would wait for that one to leave first.
 MIN_BATCH_MESSAGES = 64
+YIELD_EVERY = 100  # messages handed to the conductor between two yields to the loop (Faust's)
 
 
 class UnsupportedAiokafkaError(LammpsStreamError):
@@ -127,10 +129,78 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class Consumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer, on :class:`ConsumerThread`."""
+    """Faust's aiokafka consumer, on :class:`ConsumerThread`, handing each fetched message to
+    the conductor directly while the flow is running (:meth:`_drain_messages`)."""
 
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def _hands_over_at_once(self, tp: Any) -> bool:
+        """Whether handing a message of ``tp`` to the conductor cannot wait for anything: the
+        flow runs, the conductor is not rebuilding its partition index, no stream queue of
+        ``tp`` is full, and the producer's buffer is under its limit."""
+        conductor = self.app.topics
+        buffer = self.app.producer.buffer
+        return (
+            self.flow_active
+            and not self.suspend_flow.is_set()
+            and self.app.flow_control.is_active()
+            and not conductor._tp_to_callback_lock.locked()
+            and not any(channel.queue.full() for channel in conductor._tp_index.get(tp, ()))
+            and buffer.size <= buffer.max_messages
+        )
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        """Faust's loop from fetched messages to the conductor, less one ``wait_first`` per
+        message. Faust races each hand-over against ``suspend_flow`` (a rebalance): four tasks
+        made and three cancelled per message, ~34 µs of the loop's time. When nothing can make
+        it wait (:meth:`_hands_over_at_once`) the hand-over runs to its end without yielding
+        to the loop, so no rebalance can begin in the middle of it, and it is awaited
+        directly; otherwise it is raced as Faust does."""
+        callback = self.callback
+        read_offset = self._read_offset
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        consumer_stopped = self._stopped.is_set
+        fetcher_stopped = fetcher._stopped.is_set
+        since_yield = 0
+        try:
+            while not (consumer_stopped() or fetcher_stopped()):
+                self.diag.set_flag(faust_consumer.CONSUMER_FETCHING)
+                messages = self.getmany(timeout=1.0)
+                await self.sleep(0)  # getmany may not yield to the loop by itself
+                if self.should_stop:
+                    break
+                async for tp, message in messages:
+                    since_yield += 1
+                    if since_yield > YIELD_EVERY:
+                        await asyncio.sleep(0)
+                        since_yield = 0
+                    offset = message.offset
+                    last = read_offset[tp]
+                    if last is not None and offset < last:
+                        continue  # read before a seek back: Faust drops it too
+                    if last and offset - last > 1 and acks_enabled_for(message.topic):
+                        await self._add_gap(tp, last + 1, offset)
+                    if commit_every is not None and self._n_acked >= commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    if self._hands_over_at_once(tp):
+                        await callback(message)
+                    else:
+                        await self.wait_first(callback(message), self.suspend_flow.wait())
+                    read_offset[tp] = offset
+                self.diag.unset_flag(faust_consumer.CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if not self.transport.app.should_stop:
+                raise
+            self.log.info("Broker stopped consumer, shutting down...")
+        except asyncio.CancelledError:
+            if not self.transport.app.should_stop:
+                raise
+            self.log.info("Consumer shutting down for user cancel.")
+        finally:
+            self.diag.unset_flag(faust_consumer.CONSUMER_FETCHING)
 
 
 class Producer(faust_aiokafka.Producer):

@@ -90,3 +90,72 @@ def test_on_the_loop_runs_the_service_body_as_a_task() -> None:
         assert not runner.is_alive()
 
     asyncio.run(check())
+
+
+class _Message:
+    def __init__(self, topic: str, offset: int) -> None:
+        self.topic, self.offset = topic, offset
+
+
+def _drain(config: object, messages: list[_Message], *, suspended: bool) -> dict[str, list]:
+    """Run the worker consumer's drain loop over ``messages`` (one fetch), with Faust's flow
+    running or suspended; what reached the conductor, and how."""
+    from faust.types import TP
+
+    seen: dict[str, list] = {"direct": [], "raced": [], "read_offset": []}
+
+    async def run() -> None:
+        app = create_app(config)
+        consumer = app.consumer
+        tp = TP("lammps.runs", 0)
+        app.flow_control.resume()
+        if suspended:
+            consumer.stop_flow()
+
+        class Fetcher:
+            _stopped = asyncio.Event()
+
+        fetcher = Fetcher()
+
+        async def getmany(timeout: float):
+            for message in messages:
+                yield tp, message
+            fetcher._stopped.set()
+
+        async def callback(message: _Message) -> None:
+            seen["direct"].append(message.offset)
+
+        async def wait_first(*coros: object, **kwargs: object) -> None:
+            handing_over, suspend = coros
+            suspend.close()
+            seen["raced"].append(True)
+            await handing_over
+
+        consumer.getmany = getmany
+        consumer.callback = callback
+        consumer.wait_first = wait_first
+        await consumer._drain_messages(fetcher)
+        seen["read_offset"].append(consumer._read_offset[tp])
+
+    asyncio.run(run())
+    return seen
+
+
+def test_while_the_flow_runs_each_message_goes_to_the_conductor_directly(tmp_path: Path) -> None:
+    config = load_config(
+        path=None, env={}, overrides={"service.models": ["pa"], "stack.state_dir": str(tmp_path)}
+    )
+    messages = [_Message("lammps.runs", offset) for offset in (0, 1, 2, 1)]  # 1 again: a re-read
+    seen = _drain(config, messages, suspended=False)
+    assert seen["direct"] == [0, 1, 2]  # the re-read offset is dropped, as Faust drops it
+    assert seen["raced"] == []
+    assert seen["read_offset"] == [2]
+
+
+def test_while_the_flow_is_suspended_each_hand_over_is_raced_as_faust_does(tmp_path: Path) -> None:
+    config = load_config(
+        path=None, env={}, overrides={"service.models": ["pa"], "stack.state_dir": str(tmp_path)}
+    )
+    seen = _drain(config, [_Message("lammps.runs", 0), _Message("lammps.runs", 1)], suspended=True)
+    assert seen["raced"] == [True, True]
+    assert seen["direct"] == [0, 1]  # the fake race lets each hand-over finish
