@@ -8,6 +8,11 @@ sleeps until an event arrives and hands that one over at once (with any that cam
 alongside it); while events keep coming, it gathers each batch for at most ``within``, or
 until ``max_``. A run never waits more than ``within`` for its batch.
 
+Each of those waits is a future and a timer (:class:`_Alarm`), where a stream's
+``wait_for_stopped`` makes four tasks and cancels three: a run arriving alone paid two such
+waits, and with the three linear models at 200 runs/s the worker's CPU per run fell from
+2.27 and 1.99 to 1.93 and 1.89 ms without them (30 s, back to back).
+
 It uses three of a Faust stream's private members, as ``take_events`` does from the inside
 (``_enable_passive``, ``_processors``, ``_active_agens``); when a Faust release lacks one, the
 worker logs it and falls back to ``take_events``.
@@ -26,6 +31,9 @@ from mode.utils.futures import notify
 log = logging.getLogger("lammps_stream.service")
 
 PRIVATE_MEMBERS = ("_enable_passive", "_processors", "_active_agens")
+# While idle, how often the caller looks whether the stream is stopping (a stopping agent is
+# cancelled first: this is only a safety net).
+IDLE_CHECK_SECONDS = 1.0
 
 
 def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
@@ -44,10 +52,32 @@ def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[An
     return batches
 
 
+class _Alarm:
+    """One sleeper at a time, woken by :meth:`ring` or after its timeout: a future and a
+    timer, where ``Service.wait_for_stopped`` makes four tasks and cancels three."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.sleeper: asyncio.Future[None] | None = None
+
+    async def sleep(self, timeout: float) -> None:
+        self.sleeper = sleeper = self.loop.create_future()
+        timer = self.loop.call_later(timeout, self.ring)
+        try:
+            await sleeper
+        finally:
+            timer.cancel()
+            self.sleeper = None
+
+    def ring(self) -> None:
+        if self.sleeper is not None and not self.sleeper.done():
+            self.sleeper.set_result(None)
+
+
 async def _take(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
     events: list[Any] = []
-    arrived = asyncio.Event()
-    full = asyncio.Event()
+    alarm = _Alarm(stream.loop)
+    idle = False  # the caller sleeps until a run arrives (else until the batch is full)
     consumed = asyncio.Event()
     consuming: asyncio.Future[None] | None = None
 
@@ -64,9 +94,9 @@ async def _take(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any
             if event is None:
                 raise RuntimeError("take_batches: the stream has no current event")
             events.append(event)
-            arrived.set()
+            if idle or len(events) >= max_:
+                alarm.ring()
             if len(events) >= max_:
-                full.set()
                 consumed.clear()
                 await stream.wait(consumed)  # never more than max_ in a batch
         except asyncio.CancelledError:
@@ -85,10 +115,13 @@ async def _take(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any
         while not stream.should_stop:
             if events or gathering:  # runs keep coming: gather for up to ``within``
                 if len(events) < max_:
-                    await stream.wait_for_stopped(full, timeout=within)
+                    await alarm.sleep(within)
             else:  # idle: asleep until a run arrives, then it goes at once
-                if await stream.wait_for_stopped(arrived):
-                    break
+                idle = True
+                try:
+                    await alarm.sleep(IDLE_CHECK_SECONDS)
+                finally:
+                    idle = False
                 await asyncio.sleep(0)  # with whatever came in alongside it
             gathering = bool(events)
             if not events:
@@ -100,9 +133,7 @@ async def _take(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any
                 for event in events:
                     await stream.ack(event)
                 events.clear()
-                arrived.clear()
                 notify(consuming)
-                full.clear()
                 consumed.set()
     finally:
         stream.enable_acks = acks

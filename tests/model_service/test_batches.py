@@ -7,16 +7,35 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
+import pytest
 
+from model_service import batches
 from model_service.batches import take_batches
 
 
-def run_agent(take: Callable[..., Any], puts: list[int], idle: float) -> tuple[list, int]:
+@pytest.fixture(autouse=True)
+def counted_alarm(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many times take_batches went to sleep (each wake ends one)."""
+    sleeps = [0]
+    sleep = batches._Alarm.sleep
+
+    async def counted(self: Any, timeout: float) -> None:
+        sleeps[0] += 1
+        await sleep(self, timeout)
+
+    monkeypatch.setattr(batches._Alarm, "sleep", counted)
+    return sleeps
+
+
+def run_agent(
+    take: Callable[..., Any], puts: list[int], idle: float, sleeps: list[int] | None = None
+) -> tuple[list, int]:
     """Batches an agent got from ``take(stream, max_=3, within=0.002)`` for ``puts``, then
-    how many times it waited on the stream while idle for ``idle`` seconds."""
+    how many times it waited (on the stream, or in ``sleeps``) while idle for ``idle``
+    seconds."""
     app = faust.App("batches-test", store="memory://", autodiscover=False)
     got: list[list[int]] = []
-    waits = [0]
+    waits = sleeps if sleeps is not None else [0]
 
     @app.agent(app.channel())
     async def agent(stream: Any) -> None:
@@ -54,8 +73,20 @@ def test_a_lone_event_is_handed_over() -> None:
     assert got == [[42]]
 
 
-def test_idle_it_sleeps_where_take_events_wakes_every_within() -> None:
-    _, ours = run_agent(take_batches, [1], idle=0.3)
+def test_a_full_batch_goes_without_waiting_out_within() -> None:
+    def take(stream: Any, max_: int, within: float) -> Any:
+        return take_batches(stream, max_, within=60.0)
+
+    got, _ = run_agent(take, list(range(8)), idle=0.0)
+    # The first batch goes at once (it came while idle); full ones follow without the 60 s
+    # wait; only a last, short one may still be gathering when the agent's 0.1 s are over.
+    delivered = [value for batch in got for value in batch]
+    assert delivered == list(range(len(delivered)))
+    assert len(got) >= 2 and all(len(batch) == 3 for batch in got[1:])
+
+
+def test_idle_it_sleeps_where_take_events_wakes_every_within(counted_alarm: list[int]) -> None:
+    _, ours = run_agent(take_batches, [1], idle=0.3, sleeps=counted_alarm)
     _, fausts = run_agent(lambda stream, n, within: stream.take_events(n, within), [1], idle=0.3)
     assert ours == 0
     assert fausts > 20  # ~150 wakes in 0.3 s at 2 ms
