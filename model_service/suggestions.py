@@ -244,6 +244,35 @@ def suggest(
     return suggestion_records(chosen, alpha=alpha, ttl_seconds=ttl_seconds, learned=learned)
 
 
+def score_frozen(
+    frozen: bytes, config: Any, seed: int, learned: Mapping[str, int]
+) -> list[dict[str, Any]]:
+    """The next batch of Suggestion records from a pickled committee (as the service hands it
+    over, taken between two runs), with ``config``'s space and ``service.suggest_*`` settings.
+    A top-level function of plain arguments, so that it can run in another process.
+
+    >>> import pickle
+    >>> from lammps_stream.config import load_config
+    >>> from model_service.zoo import build_model, model_spec
+    >>> committee = {"bayes_log": build_model(model_spec("bayes_log"))}
+    >>> config = load_config(path=None, env={}, overrides={"service.suggest_count": 2})
+    >>> records = score_frozen(pickle.dumps(committee), config, seed=1, learned={"bayes_log": 0})
+    >>> [r["rank"] for r in records]
+    [0, 1]
+    """
+    import pickle
+
+    service = config.service
+    return suggest(
+        pickle.loads(frozen),  # pickled by this worker a moment ago
+        candidates_for(config, seed=seed),
+        service.suggest_count,
+        alpha=service.suggest_alpha,
+        ttl_seconds=service.suggest_ttl_seconds,
+        learned=learned,
+    )
+
+
 def candidates_for(
     config: Any, limit: int = DEFAULT_CANDIDATES, seed: int | None = None
 ) -> list[dict[str, Any]]:

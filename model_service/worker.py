@@ -9,10 +9,10 @@ from lammps_stream.config import Config
 
 # How long a thread waiting for the GIL waits before the running one must hand it over
 # (Python's default is 5 ms). The stream's thread lets go of the GIL at every socket wait;
-# when a thread in the background (scoring suggestions, sealing a snapshot) takes it then,
-# the stream waits out the whole interval to get it back, at every wait: at 5 ms a 13 ms
-# scoring of suggestions held the runs arriving meanwhile up to ~100 ms (seven models, 200
-# runs/s).
+# when a thread in the background (sealing a snapshot) takes it then, the stream waits out
+# the whole interval to get it back, at every wait: at 5 ms a 13 ms scoring of suggestions,
+# then in a thread, held the runs arriving meanwhile up to ~100 ms (seven models, 200 runs/s).
+# Suggestions are now scored in a process of their own (ModelService.score).
 GIL_SWITCH_SECONDS = 0.0005
 
 
