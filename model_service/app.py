@@ -21,13 +21,9 @@ import asyncio
 import functools
 import gc
 import logging
-import multiprocessing
-import os
 import pickle
 import time
 from collections.abc import Callable, Coroutine
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import faust
@@ -50,6 +46,7 @@ from model_service import recovery, suggestions, transport
 from model_service.batches import take_batches
 from model_service.learner import Learner, Outcome
 from model_service.metrics import CONTENT_TYPE, ServiceMetrics
+from model_service.scoring_process import ScoringProcess
 from model_service.shards import Shards
 from model_service.snapshot_writer import SnapshotWriter
 from model_service.snapshots import Capture, capture, signing_key
@@ -61,9 +58,6 @@ OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
 # A batch of runs' predictions fits one produce batch per partition (under the broker's
 # 1 MiB message.max.bytes); a full batch makes the next send wait for a round trip.
 PRODUCE_BATCH_BYTES = 512 * 1024
-# The scoring process yields the CPU to the stream and the broker: a batch of suggestions is
-# 15-25 ms of work that nobody waits for.
-SCORING_NICENESS = 19
 # Fetch a backlog of runs in 8 MiB bites (~13,000 runs), not Faust's 1 MiB.
 FETCH_BYTES = 8 * 1024 * 1024
 
@@ -95,7 +89,7 @@ class ModelService:
         self.snapshot_due: dict[tuple[str, int], int] = {}
         self.rebuilt: dict[int, asyncio.Event] = {}
         self.background: set[asyncio.Future[None]] = set()
-        self.scoring: ProcessPoolExecutor | None = None
+        self.scoring = ScoringProcess()
         self.schedule = suggestions.Schedule(
             service.suggest_every, service.suggest_seconds, last_at=time.monotonic()
         )
@@ -192,33 +186,17 @@ class ModelService:
         return functools.partial(suggestions.score_frozen, frozen, self.config, seed, learned)
 
     async def score(self, scoring: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
-        """Run ``scoring`` (from :meth:`begin_suggestions`) in the worker's scoring process,
-        started on first use, at the lowest CPU priority.
-
-        Not in a thread: scoring a batch is 15-25 ms of pure Python holding the GIL, and the
-        runs arriving meanwhile waited for it. Nor at normal priority: on two cores it then
-        took its time from the broker. At 200 runs/s with the seven default models, the runs
-        slower than 40 ms came in bunches every 500 runs, when a batch was scored (40 s runs,
-        past the first 3 s): 239 of them scored in a thread, 167 in a process, 11 and 28 in a
-        process at nice 19; 37 and 20 with suggestions off."""
-        if self.scoring is None:
-            self.scoring = ProcessPoolExecutor(
-                1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=os.nice,
-                initargs=(SCORING_NICENESS,),
-            )
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self.scoring, scoring)
-        except BrokenProcessPool:
-            self.scoring = None  # the process died (killed, out of memory): a new one next time
-            raise
+        """Run ``scoring`` (from :meth:`begin_suggestions`) in the worker's scoring process
+        (:mod:`model_service.scoring_process`). At 200 runs/s with the seven default models,
+        the runs slower than 40 ms came in bunches every 500 runs, when a batch was scored
+        (40 s runs, past the first 3 s): 239 of them with the scoring in a thread, 167 in a
+        process at normal priority, 11 and 28 in the scoring process; 37 and 20 with
+        suggestions off."""
+        return await self.scoring.run(scoring)
 
     def close(self) -> None:
         """Stop the scoring process, if it was started."""
-        if self.scoring is not None:
-            self.scoring.shutdown(wait=False, cancel_futures=True)
-            self.scoring = None
+        self.scoring.close()
 
     def in_background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` alongside the stream (kept referenced until it is done)."""

@@ -366,9 +366,9 @@ class Schedule:
     batch's end. ``every = 0`` turns suggestions off.
 
     The gap matters when runs come in a burst (a backlog, a replay): a batch every 500 runs
-    would then be scored back to back, in a thread that contends for the GIL with the stream.
-    Scoring without a pause took a third of the speed of a backlog with the three linear
-    models; nobody claims suggestions several times a second.
+    would then be scored back to back. Scored so in a thread, as they were, suggestions took a
+    third of the speed of a backlog with the three linear models; in a process they would take
+    a core the broker needs; and nobody claims suggestions several times a second.
 
     >>> s = Schedule(every=3, seconds=60.0, last_at=0.0, min_gap=1.0)
     >>> s.due(0, learned=2, now=1.0), s.due(0, learned=3, now=1.0)

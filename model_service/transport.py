@@ -1,7 +1,9 @@
 """Faust's aiokafka transport, with its consumer on the worker's own event loop, a fetch that
-waits at most ``FETCH_MAX_WAIT_MS`` at the broker, and a producer that sends many messages to
-one partition as record batches. Registered as the ``lammps-stream`` transport (setup.cfg,
-entry point ``faust.transports``), so the worker's broker URLs read ``lammps-stream://host:port``.
+waits at most ``FETCH_MAX_WAIT_MS`` at the broker, fetched messages handed to Faust's conductor
+without a race per message (``Consumer._drain_messages``), and a producer that sends many
+messages to one partition as record batches. Registered as the ``lammps-stream`` transport
+(setup.cfg, entry point ``faust.transports``), so the worker's broker URLs read
+``lammps-stream://host:port``.
 
 Why on the worker's loop: Faust runs its aiokafka consumer in a thread with a loop of its own,
 and every call into it (each fetch, commit, seek) goes through a queue to that thread and a

@@ -12,7 +12,7 @@ from lammps_stream.config import Config
 # when a thread in the background (sealing a snapshot) takes it then, the stream waits out
 # the whole interval to get it back, at every wait: at 5 ms a 13 ms scoring of suggestions,
 # then in a thread, held the runs arriving meanwhile up to ~100 ms (seven models, 200 runs/s).
-# Suggestions are now scored in a process of their own (ModelService.score).
+# Suggestions are now scored in a process of their own (model_service/scoring_process.py).
 GIL_SWITCH_SECONDS = 0.0005
 
 

@@ -4,19 +4,17 @@ the integration tests)."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import os
 from collections import namedtuple
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import pytest
 
 from lammps_stream.config import load_config
 from lammps_stream.schemas import example_run_record
-from model_service.app import SCORING_NICENESS, ModelService, _partition_of, _publish
+from model_service.app import ModelService, _partition_of, _publish
 from model_service.learner import Learner
 
 TP = namedtuple("TP", "topic partition")
@@ -142,7 +140,7 @@ def test_suggestions_score_the_committee_as_it_was_when_they_began() -> None:
     assert [s["score"] for s in worker.begin_suggestions(0)()] != expected
 
 
-def test_suggestions_are_scored_in_a_process_of_their_own() -> None:
+def test_suggestions_are_scored_in_the_scoring_process() -> None:
     overrides = {"service.models": ["bayes_log", "pa"], "service.suggest_count": 3}
     worker = ModelService(load_config(path=None, env={}, overrides=overrides))
     worker.adopt(0, worker.shards.fresh())
@@ -150,33 +148,12 @@ def test_suggestions_are_scored_in_a_process_of_their_own() -> None:
         worker.shards.by_partition[0].handle(example_run_record(run_id=f"run-{offset}"), offset)
     scoring = worker.begin_suggestions(0)
 
-    async def run() -> tuple[list[dict[str, Any]], int, int]:
-        niceness = functools.partial(os.getpriority, os.PRIO_PROCESS, 0)
+    async def run() -> tuple[list[dict[str, Any]], int]:
         try:
-            return (
-                await worker.score(scoring),
-                await worker.score(os.getpid),
-                await worker.score(niceness),
-            )
+            return await worker.score(scoring), await worker.score(os.getpid)
         finally:
             worker.close()
 
-    records, scored_in, niceness = asyncio.run(run())
+    records, scored_in = asyncio.run(run())
     assert scored_in != os.getpid()
-    assert niceness == min(19, os.getpriority(os.PRIO_PROCESS, 0) + SCORING_NICENESS)
     assert [r["score"] for r in records] == [r["score"] for r in scoring()]  # as in-process
-
-
-def test_a_scoring_process_that_dies_is_replaced() -> None:
-    worker = ModelService(load_config(path=None, env={}, overrides={"service.models": ["pa"]}))
-
-    async def run() -> int:
-        try:
-            with pytest.raises(BrokenProcessPool):
-                await worker.score(functools.partial(os._exit, 1))
-            assert worker.scoring is None
-            return await worker.score(os.getpid)
-        finally:
-            worker.close()
-
-    assert asyncio.run(run()) != os.getpid()
