@@ -201,6 +201,9 @@ class Consumer(faust_aiokafka.Consumer):
             if not self.transport.app.should_stop:
                 raise
             self.log.info("Consumer shutting down for user cancel.")
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
         finally:
             self.diag.unset_flag(faust_consumer.CONSUMER_FETCHING)
 
