@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import copy
 import math
+import pickle
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -260,8 +261,6 @@ def score_frozen(
     >>> [r["rank"] for r in records]
     [0, 1]
     """
-    import pickle
-
     service = config.service
     return suggest(
         pickle.loads(frozen),  # pickled by this worker a moment ago
