@@ -17,8 +17,28 @@ from typing import Any
 from consumers.service_api import ServiceApi
 from lammps_stream.broker import ensure_topics, make_producer
 from lammps_stream.config import Config, TopicsConfig, dump_config, load_config
-from lammps_stream.errors import BrokerUnavailableError
+from lammps_stream.errors import BrokerUnavailableError, LammpsStreamError
 from lammps_stream.schemas import encode
+
+
+class MissingClientError(LammpsStreamError):
+    """confluent-kafka, the benchmarks' librdkafka client, is not installed."""
+
+
+def librdkafka(needed_by: str) -> Any:
+    """The ``confluent_kafka`` module, or :class:`MissingClientError` saying how to install it.
+
+    >>> librdkafka("the latency benchmark").Producer.__name__
+    'Producer'
+    """
+    try:
+        import confluent_kafka
+    except ImportError as err:
+        raise MissingClientError(
+            f"{needed_by} measures with confluent-kafka: run `make install` or "
+            "`pip install -e '.[bench]'`"
+        ) from err
+    return confluent_kafka
 
 
 def isolated_config(

@@ -30,6 +30,7 @@ from benchmarks.harness import (
     broker,
     cpu_seconds,
     isolated_config,
+    librdkafka,
     machine,
     percentile,
     publish,
@@ -45,25 +46,10 @@ LINEAR = ["linear", "bayes_linear", "pa"]
 WARM_UP_SECONDS = 5.0
 
 
-class MissingClientError(LammpsStreamError):
-    """confluent-kafka, the benchmark's measuring client, is not installed."""
-
-
-def _librdkafka() -> Any:
-    try:
-        import confluent_kafka
-    except ImportError as err:
-        raise MissingClientError(
-            "the latency benchmark measures with confluent-kafka: run `make install` or "
-            "`pip install -e '.[bench]'`"
-        ) from err
-    return confluent_kafka
-
-
 def light_producer(config: Config) -> Any:
     """A librdkafka producer for the runs topic: no linger, ``acks=all``, keys partitioned
     as Kafka's Java client and kafka-python do (murmur2)."""
-    return _librdkafka().Producer(
+    return librdkafka("the latency benchmark").Producer(
         {
             "bootstrap.servers": config.kafka.bootstrap,
             "linger.ms": 0,
@@ -77,7 +63,7 @@ def light_producer(config: Config) -> Any:
 def light_consumer(config: Config) -> Any:
     """A librdkafka consumer assigned every partition of the predictions topic at its end
     (nothing earlier is read)."""
-    kafka = _librdkafka()
+    kafka = librdkafka("the latency benchmark")
     consumer = kafka.Consumer(
         {
             "bootstrap.servers": config.kafka.bootstrap,
@@ -187,7 +173,7 @@ def one_model_set(
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    _librdkafka()  # before a broker is started for nothing
+    librdkafka("the latency benchmark")  # before a broker is started for nothing
     seconds = 10 if quick else 60
     batch = records(500 + int(RATE * (WARM_UP_SECONDS + seconds)))
     model_sets = {"three linear defaults": LINEAR, "all defaults": ServiceConfig().models}

@@ -8,6 +8,11 @@ side by side on the same records:
   the runs topic, the same Learner, a producer sending every prediction (``acks=all``);
 - ``worker``: the real service (``lammps-stream serve``, Faust) on a local broker, started on
   the same backlog the hand-written loop reads, timed by what ``GET /models`` reports learned;
+- ``lean_loop``: a floor, not something to run: the least any Python path through Kafka adds
+  to the models — librdkafka's consumer and producer (their network work in threads of their
+  own), each record decoded and validated, every prediction produced, and nothing else (no
+  dead letters, no duplicate check across restarts, no metrics, no commits, no snapshots). What
+  the worker cannot beat, and what any target for it should be read against;
 - ``django_river_ml``: the prototype's server learning the same models over HTTP through its
   riverapi client, on at most 500 of the records (see :mod:`benchmarks.django_river_ml`),
   measured before and after the worker, and averaged, as the ceiling is.
@@ -21,6 +26,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,7 @@ from benchmarks.harness import (
     broker,
     cpu_reference_ms,
     isolated_config,
+    librdkafka,
     machine,
     publish,
 )
@@ -65,7 +72,7 @@ def hand_written_loop(config: Config, batch: list[dict[str, Any]], models: list[
     from lammps_stream.schemas import decode_run_record
     from model_service.learner import Learner
 
-    learners: dict[int, Learner] = {}
+    learners: defaultdict[int, Learner] = defaultdict(lambda: Learner(models, 0.9))
     consumer = make_consumer(config)
     producer = make_producer(config)
     topic = config.kafka.topics.runs
@@ -77,8 +84,9 @@ def hand_written_loop(config: Config, batch: list[dict[str, Any]], models: list[
     while seen < WARM_UP + len(batch):
         for messages in consumer.poll(timeout_ms=200, max_records=500).values():
             for message in messages:
-                learner = learners.setdefault(message.partition, Learner(models, 0.9))
-                outcome = learner.handle(decode_run_record(message.value), message.offset)
+                outcome = learners[message.partition].handle(
+                    decode_run_record(message.value), message.offset
+                )
                 for p in outcome.predictions:
                     producer.send(config.kafka.topics.predictions, value=encode(p))
                 seen += 1
@@ -90,6 +98,49 @@ def hand_written_loop(config: Config, batch: list[dict[str, Any]], models: list[
     consumer.close()
     producer.close()
     return len(batch) / elapsed
+
+
+def lean_loop(config: Config, batch: list[dict[str, Any]], models: list[str]) -> float:
+    """Read the runs topic from the start with librdkafka (the warm-up, then the batch),
+    decode, learn, produce every prediction; records per second over the batch, the producer
+    flushed (``acks=all``) before the clock stops."""
+    from lammps_stream.schemas import decode_run_record
+    from model_service.learner import Learner
+
+    kafka = librdkafka("the throughput benchmark's lean loop")
+    consumer = kafka.Consumer(
+        {
+            "bootstrap.servers": config.kafka.bootstrap,
+            "group.id": f"{config.service.app_id}-lean-loop",
+            "enable.auto.commit": False,
+        }
+    )
+    producer = kafka.Producer({"bootstrap.servers": config.kafka.bootstrap, "acks": "all"})
+    runs, predictions = config.kafka.topics.runs, config.kafka.topics.predictions
+    partitions = consumer.list_topics(runs, timeout=10).topics[runs].partitions
+    consumer.assign([kafka.TopicPartition(runs, p, kafka.OFFSET_BEGINNING) for p in partitions])
+    learners: defaultdict[int, Learner] = defaultdict(lambda: Learner(models, 0.9))
+    seen = 0
+    started = time.perf_counter()
+    try:
+        while seen < WARM_UP + len(batch):
+            for message in consumer.consume(num_messages=500, timeout=0.2):
+                if message.error():
+                    raise RuntimeError(f"lean loop: {message.error()}")
+                record = decode_run_record(message.value())
+                key = record["run_id"].encode()
+                learner = learners[message.partition()]
+                for p in learner.handle(record, message.offset()).predictions:
+                    producer.produce(predictions, encode(p), key)
+                seen += 1
+                if seen == WARM_UP:
+                    producer.flush()
+                    started = time.perf_counter()
+            producer.poll(0)  # delivery reports, so the producer's queue never fills
+        producer.flush()
+        return len(batch) / (time.perf_counter() - started)
+    finally:
+        consumer.close()
 
 
 def worker(config: Config, root: Path, label: str, batch: list[dict[str, Any]]) -> float:
@@ -131,14 +182,15 @@ def django_river_ml(batch: list[dict[str, Any]], models: list[str], quick: bool)
 
 
 LINEAR = ["linear", "bayes_linear", "pa"]
-PATHS = ("in_process", "worker", "hand_written_loop", "django_river_ml")
+PATHS = ("in_process", "worker", "hand_written_loop", "lean_loop", "django_river_ml")
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    """Each model set measured ``repeats`` times (3; 1 with ``--quick``), the four paths one
+    """Each model set measured ``repeats`` times (3; 1 with ``--quick``), the five paths one
     after the other in every round; rates and ratios are medians over the rounds."""
     from lammps_stream.config import ServiceConfig
 
+    librdkafka("the throughput benchmark's lean loop")  # before a broker starts for nothing
     n = 1000 if quick else 5000
     repeats = 1 if quick else 3
     batch = records(n)
@@ -178,7 +230,7 @@ def one_round(
     models: list[str],
     quick: bool,
 ) -> dict[str, Any]:
-    """The four paths one after the other, the ceiling and django-river-ml on both sides of
+    """The five paths one after the other, the ceiling and django-river-ml on both sides of
     the worker (each averaged), so that a change in the machine's speed while the worker runs
     moves them alike; with the CPU reference reading
     (:func:`~benchmarks.harness.cpu_reference_ms`) taken before each path."""
@@ -191,12 +243,15 @@ def one_round(
     after = in_process(batch, models)
     speed["hand_written_loop"] = cpu_reference_ms()
     hand_written = hand_written_loop(config, batch, models)
+    speed["lean_loop"] = cpu_reference_ms()
+    lean = lean_loop(config, batch, models)
     speed["django_river_ml_after"] = cpu_reference_ms()
     prototype = django_river_ml(batch, models, quick)
     return {
         "in_process": (before + after) / 2,
         "worker": service,
         "hand_written_loop": hand_written,
+        "lean_loop": lean,
         "django_river_ml": _mean_rate(prototype_before, prototype),
         "django_details": prototype
         | {"records_per_second_before_the_worker": prototype_before.get("records_per_second")},
@@ -222,31 +277,37 @@ def summary(models: list[str], rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Median records/s of each path over ``rounds``, the worker's ratios to the others, and
     every round's rates.
 
-    >>> rounds = [{"in_process": c, "worker": w, "hand_written_loop": 1.0,
+    >>> rounds = [{"in_process": c, "worker": w, "hand_written_loop": 1.0, "lean_loop": 8.0,
     ...            "django_river_ml": None, "django_details": {"error": "x"}}
     ...           for c, w in [(10.0, 5.0), (12.0, 6.0), (11.0, 9.0)]]
     >>> s = summary(["pa"], rounds)
     >>> s["worker_records_per_second"], s["worker_vs_ceiling"], s["worker_vs_django_river_ml"]
     (6.0, 0.545, None)
+    >>> s["lean_loop_vs_ceiling"]
+    0.727
     """
     from statistics import median
 
-    rates = {path: [r[path] for r in rounds if r[path] is not None] for path in PATHS}
+    rates = {path: [r[path] for r in rounds if r.get(path) is not None] for path in PATHS}
     mid = {path: round(median(v), 1) if v else None for path, v in rates.items()}
     service = mid["worker"]
     return {
         "models": models,
         "in_process_records_per_second": mid["in_process"],
         "hand_written_loop_records_per_second": mid["hand_written_loop"],
+        "lean_loop_records_per_second": mid["lean_loop"],
         "worker_records_per_second": service,
         "django_river_ml_records_per_second": mid["django_river_ml"],
         "worker_vs_ceiling": round(service / mid["in_process"], 3),
         "worker_vs_hand_written": round(service / mid["hand_written_loop"], 3),
+        "lean_loop_vs_ceiling": (
+            round(mid["lean_loop"] / mid["in_process"], 3) if mid["lean_loop"] else None
+        ),
         "worker_vs_django_river_ml": (
             round(service / mid["django_river_ml"], 1) if mid["django_river_ml"] else None
         ),
         "rounds": [
-            {path: r[path] and round(r[path], 1) for path in PATHS}
+            {path: r.get(path) and round(r[path], 1) for path in PATHS}
             | {"cpu_reference_ms": r.get("cpu_reference_ms")}
             for r in rounds
         ],

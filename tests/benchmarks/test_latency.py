@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import latency
+from benchmarks import harness, latency
 from benchmarks.harness import Worker, isolated_config
 from benchmarks.throughput import records
 from lammps_stream.config import load_config
@@ -32,7 +32,7 @@ def test_measure_times_each_run_to_its_last_prediction(stack, tmp_path: Path) ->
 
 def test_a_missing_client_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "confluent_kafka", None)  # import fails
-    with pytest.raises(latency.MissingClientError, match=r"pip install -e '\.\[bench\]'"):
+    with pytest.raises(harness.MissingClientError, match=r"pip install -e '\.\[bench\]'"):
         latency.light_producer(load_config(path=None, env={}))
 
 
