@@ -11,8 +11,8 @@ side by side on the same records:
 - ``lean_loop``: a floor, not something to run: the least any Python path through Kafka adds
   to the models — librdkafka's consumer and producer (their network work in threads of their
   own), each record decoded and validated, every prediction produced, and nothing else (no
-  dead letters, no duplicate check across restarts, no metrics, no commits, no snapshots). What
-  the worker cannot beat, and what any target for it should be read against;
+  dead letters, no duplicate check across restarts, no metrics, no commits, no snapshots): how
+  far a Python worker could get at all, the figure any target for it should be read against;
 - ``django_river_ml``: the prototype's server learning the same models over HTTP through its
   riverapi client, on at most 500 of the records (see :mod:`benchmarks.django_river_ml`),
   measured before and after the worker, and averaged, as the ceiling is.
