@@ -46,6 +46,7 @@ from model_service import recovery, suggestions, transport
 from model_service.batches import take_batches
 from model_service.learner import Learner, Outcome
 from model_service.metrics import CONTENT_TYPE, ServiceMetrics
+from model_service.model_sync import SYNC_SECONDS, ModelSync
 from model_service.scoring_process import ScoringProcess
 from model_service.shards import Shards
 from model_service.snapshot_writer import SnapshotWriter
@@ -90,6 +91,9 @@ class ModelService:
         self.rebuilt: dict[int, asyncio.Event] = {}
         self.background: set[asyncio.Future[None]] = set()
         self.scoring = ScoringProcess()
+        self.sync = ModelSync()
+        self.changes: recovery.ModelChanges | None = None  # from the first restore on
+        self.adding: set[str] = set()  # models being warm-started here right now
         self.schedule = suggestions.Schedule(
             service.suggest_every, service.suggest_seconds, last_at=time.monotonic()
         )
@@ -195,8 +199,10 @@ class ModelService:
         return await self.scoring.run(scoring)
 
     def close(self) -> None:
-        """Stop the scoring process, if it was started."""
+        """Stop the scoring process, if it was started, and the models-topic reader."""
         self.scoring.close()
+        if self.changes is not None:
+            self.changes.close()
 
     def in_background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` alongside the stream (kept referenced until it is done)."""
@@ -350,6 +356,25 @@ def create_app(config: Config) -> faust.App:
             if service.suggestions_due(partition):
                 suggest(partition)
 
+    @app.timer(interval=SYNC_SECONDS)
+    async def sync_models() -> None:
+        """Carry out models added or removed on another worker
+        (:mod:`model_service.model_sync`)."""
+        if service.changes is None or any(not r.is_set() for r in service.rebuilt.values()):
+            return  # not restored yet, or a shard is being rebuilt with the current models
+        known = set(service.shards.specs) | service.adding
+        try:
+            changes = await asyncio.to_thread(service.changes.read, known)
+            removed, added = service.sync.decide(changes, known, time.monotonic())
+            for name in removed:
+                if name in service.shards.specs:
+                    await _remove_model(service, snapshots, name, "removed on another worker")
+            for name in added:
+                if name not in service.shards.specs and name not in service.adding:
+                    await _add_model(service, snapshots, service.sync.specs[name])
+        except Exception:  # the broker away for a moment, say: the next round reads again
+            log.exception("could not carry out other workers' model changes")
+
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         wanted = {tp.partition for tp in assigned if tp.topic == topics.runs}
@@ -360,6 +385,8 @@ def create_app(config: Config) -> faust.App:
             service.rebuilding(partition)
         if new:
             snapshots = await asyncio.to_thread(recovery.read_snapshots, config)
+            if service.changes is None:  # other workers' changes are read from here on
+                service.changes = recovery.ModelChanges(config, snapshots.end)
             for spec in snapshots.added_specs():
                 if spec.name not in service.shards.specs:
                     service.shards.specs[spec.name] = spec
@@ -575,15 +602,12 @@ def _add_views(
                 return self.json({"error": str(err), "code": "bad_spec"}, status=400)
             except ValueError:
                 return self.json({"error": "body is not JSON", "code": "malformed_json"}, 400)
-            if spec.name in shards.specs:
+            if spec.name in shards.specs or spec.name in service.adding:
                 return self.json(
                     {"error": f"model {spec.name!r} exists; remove it first", "code": "exists"},
                     status=409,
                 )
-            replayed = await _add_model(service, spec)
-            await snapshots.publish(
-                [service.snapshot(spec.name, p) for p in sorted(shards.by_partition)]
-            )
+            replayed = await _add_model(service, snapshots, spec)
             return self.json(model_view(spec.name) | {"replayed": replayed}, status=201)
 
     @app.page("/models/{name}")
@@ -607,12 +631,7 @@ def _add_views(
                     {"error": "cannot remove the last model; add another first", "code": "last"},
                     status=400,
                 )
-            for learner in shards.by_partition.values():
-                learner.remove(name)
-            await snapshots.remove(name, sorted(shards.by_partition))
-            del shards.specs[name]
-            service.origins.pop(name, None)
-            log.info("model %s removed", name)
+            await _remove_model(service, snapshots, name)
             return self.json({"removed": name})
 
     @app.page("/metrics")
@@ -673,24 +692,48 @@ def _unknown(service: ModelService, name: str) -> dict[str, Any]:
     return {"error": f"no model {name!r}; known: {known}", "code": "unknown_model"}
 
 
-async def _add_model(service: ModelService, spec: ModelSpec) -> int:
-    """Add ``spec`` to every local shard, warm-started on the runs each shard has handled:
-    in a thread up to where the shard stood, then the few records since, without yielding."""
+async def _add_model(service: ModelService, snapshots: SnapshotWriter, spec: ModelSpec) -> int:
+    """Add ``spec`` to every local shard, warm-started on the runs each shard has handled (in
+    a thread up to where the shard stood, then the few records since, without yielding), and
+    publish its snapshots, which carry the spec to the other workers; returns the runs
+    replayed."""
     shards = service.shards
-    replayed = 0
-    for partition, learner in list(shards.by_partition.items()):
-        solo = Learner(
-            [spec],
-            shards.coverage,
-            rolling_window=shards.rolling_window,
-            dedup_window=shards.dedup_window,
-        )
-        replayed += await asyncio.to_thread(
-            recovery.warm_start, service.config, solo, partition, learner.position
-        )
-        replayed += recovery.warm_start(service.config, solo, partition, learner.position)
-        learner.add(spec, solo.state[spec.name])
-    shards.specs[spec.name] = spec
-    service.origins[spec.name] = "added"
+    service.adding.add(spec.name)
+    try:
+        replayed = 0
+        for partition, learner in list(shards.by_partition.items()):
+            solo = Learner(
+                [spec],
+                shards.coverage,
+                rolling_window=shards.rolling_window,
+                dedup_window=shards.dedup_window,
+            )
+            replayed += await asyncio.to_thread(
+                recovery.warm_start, service.config, solo, partition, learner.position
+            )
+            replayed += recovery.warm_start(service.config, solo, partition, learner.position)
+            learner.add(spec, solo.state[spec.name])
+        shards.specs[spec.name] = spec
+        service.origins[spec.name] = "added"
+    finally:
+        service.adding.discard(spec.name)
     log.info("model %s added, warm-started on %d runs", spec.name, replayed)
+    await snapshots.publish([service.snapshot(spec.name, p) for p in sorted(shards.by_partition)])
     return replayed
+
+
+async def _remove_model(
+    service: ModelService, snapshots: SnapshotWriter, name: str, why: str = "removed"
+) -> None:
+    """Remove ``name`` from every local shard and tombstone its snapshots here (the
+    tombstones tell the other workers). The last model stays: a worker needs one."""
+    shards = service.shards
+    if len(shards.specs) == 1:
+        log.warning("model %s %s: kept, as it is this worker's last model", name, why)
+        return
+    for learner in shards.by_partition.values():
+        learner.remove(name)
+    await snapshots.remove(name, sorted(shards.by_partition))
+    del shards.specs[name]
+    service.origins.pop(name, None)
+    log.info("model %s %s", name, why)

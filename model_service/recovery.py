@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lammps_stream.broker import admin, make_consumer
@@ -53,9 +53,22 @@ def replay_plan(positions: list[int], committed: int | None, dedup_window: int) 
 
 @dataclass
 class Snapshots:
-    """The latest record per key on the models topic (None: removed by a tombstone)."""
+    """The latest record per key on the models topic (None: removed by a tombstone), whether
+    each model's newest record, under any of its keys, is alive, and the offset after the
+    last record read (where a reader of later changes starts).
+
+    >>> spec = {"name": "tree", "class": "river.tree.HoeffdingTreeRegressor", "params": {}}
+    >>> added = {"model": "tree", "origin": "added", "spec": spec}
+    >>> later_removed = Snapshots({"tree/0": added, "tree/1": None}, {"tree": False}, 2)
+    >>> later_removed.added_specs(), later_removed.for_partition(0) == {"tree": added}
+    ([], True)
+    >>> [s.name for s in Snapshots({"tree/0": added}, {"tree": True}, 1).added_specs()]
+    ['tree']
+    """
 
     latest: dict[str, dict[str, Any] | None]
+    alive: dict[str, bool] = field(default_factory=dict)
+    end: int = 0
 
     def for_partition(self, partition: int) -> dict[str, dict[str, Any]]:
         """The live snapshots of ``partition``, by model name."""
@@ -67,22 +80,29 @@ class Snapshots:
         return out
 
     def added_specs(self) -> list[ModelSpec]:
-        """Specs of models added at run time (``models add``) and not removed since."""
+        """Specs of models added at run time (``models add``) whose newest record is not a
+        tombstone: a model removed while this worker was away stays removed, though the
+        snapshots its partitions' last owner took of it are still there."""
         specs: dict[str, ModelSpec] = {}
         for record in self.latest.values():
-            if record is not None and record.get("origin") == "added" and "spec" in record:
-                try:
-                    specs[record["model"]] = model_spec(record["spec"])
-                except Exception as exc:  # a spec this worker cannot build: say so, go on
-                    log.error("snapshot of %s: cannot build its spec (%s)", record["model"], exc)
+            if record is None or not self.alive.get(record.get("model", ""), True):
+                continue
+            if record.get("origin") == "added" and "spec" in record:
+                spec = _spec_of(record)
+                if spec is not None:
+                    specs[record["model"]] = spec
         return list(specs.values())
 
 
 def read_snapshots(config: Config) -> Snapshots:
     """Read the compacted models topic to its end."""
     latest: dict[str, dict[str, Any] | None] = {}
+    alive: dict[str, bool] = {}
+    end = 0
     for message in _read_partition_range(config, config.kafka.topics.models, 0, 0, None):
+        end = message.offset + 1
         key = (message.key or b"").decode("utf-8", "replace")
+        alive[_model_of(key)] = message.value is not None
         if message.value is None:
             latest[key] = None
             continue
@@ -90,7 +110,95 @@ def read_snapshots(config: Config) -> Snapshots:
             latest[key] = validate_snapshot(decode_json(message.value))
         except InvalidRecordError as err:
             log.error("models topic offset %s: not a snapshot (%s)", message.offset, err.message)
-    return Snapshots(latest)
+    return Snapshots(latest, alive, end)
+
+
+class ModelChanges:
+    """What the models topic says about models added or removed by another worker
+    (``models add|remove`` there), read from where the last read stopped with one consumer
+    kept open between reads. Blocking: the worker calls :meth:`read` in a thread.
+
+    Record CRCs are not checked: kafka-python computes CRC-32C in pure Python (~80 ms for a
+    0.5 MB forest snapshot), and all but a few of the records read are skipped by key. What is
+    taken from the others is a spec; the model itself is built from it, never unpickled."""
+
+    def __init__(self, config: Config, start: int) -> None:
+        self.config = config
+        self.position = start
+        self.consumer: Any = None
+
+    def read(self, known: set[str]) -> list[tuple[str, ModelSpec | None]]:
+        """The records since the last read, in order: ``(name, None)`` for every tombstone,
+        ``(name, spec)`` for every snapshot of a model added at run time that is not in
+        ``known``; snapshots of ``known`` models are skipped undecoded."""
+        changes: list[tuple[str, ModelSpec | None]] = []
+        messages, end = self._new_messages()  # all read before any is taken: a failed
+        for message in messages:  # read is read again, whole, the next time
+            name = _model_of((message.key or b"").decode("utf-8", "replace"))
+            if message.value is None:
+                changes.append((name, None))
+            elif name not in known:
+                spec = _added_spec(message)
+                if spec is not None:
+                    changes.append((name, spec))
+        self.position = end
+        return changes
+
+    def close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close()
+            self.consumer = None
+
+    def _new_messages(self) -> tuple[list[Any], int]:
+        """The records from :attr:`position` to the partition's current end, and that end."""
+        from kafka import TopicPartition
+
+        tp = TopicPartition(self.config.kafka.topics.models, 0)
+        if self.consumer is None:
+            self.consumer = make_consumer(self.config, check_crcs=False)
+            self.consumer.assign([tp])
+        end = self.consumer.end_offsets([tp])[tp]
+        position = max(self.position, self.consumer.beginning_offsets([tp])[tp])
+        if position >= end:
+            return [], position
+        self.consumer.seek(tp, position)
+        messages: list[Any] = []
+        deadline = time.monotonic() + max(60.0, self.config.kafka.request_timeout_seconds)
+        while position < end:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading the models topic stalled at offset {position}")
+            for message in self.consumer.poll(timeout_ms=500, max_records=2000).get(tp, []):
+                if message.offset < end:
+                    messages.append(message)
+                position = message.offset + 1
+        return messages, end
+
+
+def _added_spec(message: Any) -> ModelSpec | None:
+    """The spec a snapshot of a model added at run time carries; None for any other record."""
+    try:
+        record = validate_snapshot(decode_json(message.value))
+    except InvalidRecordError as err:
+        log.error("models topic offset %s: not a snapshot (%s)", message.offset, err.message)
+        return None
+    if record.get("origin") == "added" and "spec" in record:
+        return _spec_of(record)
+    return None
+
+
+def _model_of(key: str) -> str:
+    """The model a models-topic key (``model/partition``) is about."""
+    return key.rpartition("/")[0] or key
+
+
+def _spec_of(record: dict[str, Any]) -> ModelSpec | None:
+    """The spec an added model's snapshot carries, or None (logged) if this worker cannot
+    build it."""
+    try:
+        return model_spec(record["spec"])
+    except Exception as exc:  # a spec this worker cannot build: say so, go on
+        log.error("snapshot of %s: cannot build its spec (%s)", record["model"], exc)
+        return None
 
 
 def committed_offset(config: Config, group: str, topic: str, partition: int) -> int | None:

@@ -4,12 +4,15 @@ replaying the runs topic, and the change survives a restart."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from consumers.service_api import ServiceApi
 from lammps_stream.config import dump_config
 from tests.conftest import PORT_OFFSET
 from tests.integration.workers import (
@@ -98,3 +101,59 @@ def test_add_and_remove_models_while_running(admin, cli, tmp_path: Path) -> None
         assert [m["name"] for m in worker.models()["models"]] == ["pa"]
     finally:
         worker.stop()
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
+
+
+def test_a_model_added_or_removed_on_one_worker_reaches_the_other(stack, tmp_path: Path) -> None:
+    config_a, config_b = (
+        isolated_config(
+            stack,
+            tmp_path,
+            "sync",
+            http_port=16150 + i + PORT_OFFSET,
+            runs_partitions=2,
+            models=["pa"],
+        )
+        for i in range(2)
+    )
+    a, b = Worker(config_a, tmp_path, "sync-a"), Worker(config_b, tmp_path, "sync-b")
+    try:
+        a.wait_ready()
+        b.wait_ready()
+        _wait_for(lambda: len(a.models()["partitions"]) == len(b.models()["partitions"]) == 1)
+        first = stream_of_runs(80, seed=7)
+        publish(config_a, first)
+        wanted = distinct_train(first)
+        assert wait_learned([a, b], wanted) == {"pa": wanted}
+
+        spec = {"name": "tree", "class": "river.tree.HoeffdingTreeRegressor"}
+        ServiceApi(config_a).post("/models", spec | {"params": {"grace_period": 50}})
+        names = lambda worker: [m["name"] for m in worker.models()["models"]]  # noqa: E731
+        _wait_for(lambda: names(b) == ["pa", "tree"])
+        tree = next(m for m in b.models()["models"] if m["name"] == "tree")
+        assert tree["origin"] == "added" and tree["spec"]["params"]["grace_period"] == 50
+        more = stream_of_runs(40, seed=8)
+        publish(config_a, more)
+        wanted += distinct_train(more)
+        # warm-started on each worker's own partition, then learning: every run once
+        assert wait_learned([a, b], wanted) == {"pa": wanted, "tree": wanted}
+
+        ServiceApi(config_a).delete("/models/tree")
+        _wait_for(lambda: names(b) == ["pa"])
+        assert names(a) == ["pa"]
+    finally:
+        a.stop()
+        b.stop()
+
+    c = Worker(config_b, tmp_path, "sync-c")  # removed everywhere: a restart does not revive it
+    try:
+        c.wait_ready()
+        assert [m["name"] for m in c.models()["models"]] == ["pa"]
+    finally:
+        c.stop()
