@@ -159,8 +159,8 @@ class ModelChanges:
             self.consumer.assign([tp])
         end = self.consumer.end_offsets([tp])[tp]
         position = max(self.position, self.consumer.beginning_offsets([tp])[tp])
-        if position >= end:
-            return [], position
+        if position >= end:  # nothing new (or a topic made again, shorter: follow its end)
+            return [], end
         self.consumer.seek(tp, position)
         messages: list[Any] = []
         deadline = time.monotonic() + max(60.0, self.config.kafka.request_timeout_seconds)
