@@ -89,6 +89,7 @@ class ModelService:
         self.snapshot_position: dict[tuple[str, int], int] = {}
         self.snapshot_due: dict[tuple[str, int], int] = {}
         self.rebuilt: dict[int, asyncio.Event] = {}
+        self.assignment: set[int] = set()  # runs partitions of the latest assignment
         self.background: set[asyncio.Future[None]] = set()
         self.scoring = ScoringProcess()
         self.sync = ModelSync()
@@ -116,6 +117,11 @@ class ModelService:
             first = max(1, every * (i + 1) // (len(learner.state) + 1))
             self.snapshot_due[(name, partition)] = state.position + first
         self.rebuilt.setdefault(partition, asyncio.Event()).set()
+
+    def restoring(self) -> bool:
+        """Whether a shard of the current assignment is still being rebuilt (a partition
+        taken away stays unrebuilt until it comes back, and does not count)."""
+        return any(not self.rebuilt[p].is_set() for p in self.assignment if p in self.rebuilt)
 
     async def shard(self, partition: int) -> Learner | None:
         """The shard of ``partition``, once it is rebuilt (Faust may resume the stream
@@ -360,7 +366,7 @@ def create_app(config: Config) -> faust.App:
     async def sync_models() -> None:
         """Carry out models added or removed on another worker
         (:mod:`model_service.model_sync`)."""
-        if service.changes is None or any(not r.is_set() for r in service.rebuilt.values()):
+        if service.changes is None or service.restoring():
             return  # not restored yet, or a shard is being rebuilt with the current models
         known = set(service.shards.specs) | service.adding
         try:
@@ -378,6 +384,7 @@ def create_app(config: Config) -> faust.App:
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         wanted = {tp.partition for tp in assigned if tp.topic == topics.runs}
+        service.assignment = wanted
         for partition in set(service.shards.by_partition) - wanted:
             service.shards.drop(partition)
         new = sorted(wanted - set(service.shards.by_partition))

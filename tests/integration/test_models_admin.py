@@ -122,9 +122,12 @@ def test_a_model_added_or_removed_on_one_worker_reaches_the_other(stack, tmp_pat
         )
         for i in range(2)
     )
-    a, b = Worker(config_a, tmp_path, "sync-a"), Worker(config_b, tmp_path, "sync-b")
+    a = Worker(config_a, tmp_path, "sync-a")
+    b = None
     try:
         a.wait_ready()
+        _wait_for(lambda: len(a.models()["partitions"]) == 2)
+        b = Worker(config_b, tmp_path, "sync-b")  # a gives a partition up: it must still sync
         b.wait_ready()
         _wait_for(lambda: len(a.models()["partitions"]) == len(b.models()["partitions"]) == 1)
         first = stream_of_runs(80, seed=7)
@@ -133,10 +136,10 @@ def test_a_model_added_or_removed_on_one_worker_reaches_the_other(stack, tmp_pat
         assert wait_learned([a, b], wanted) == {"pa": wanted}
 
         spec = {"name": "tree", "class": "river.tree.HoeffdingTreeRegressor"}
-        ServiceApi(config_a).post("/models", spec | {"params": {"grace_period": 50}})
+        ServiceApi(config_b).post("/models", spec | {"params": {"grace_period": 50}})
         names = lambda worker: [m["name"] for m in worker.models()["models"]]  # noqa: E731
-        _wait_for(lambda: names(b) == ["pa", "tree"])
-        tree = next(m for m in b.models()["models"] if m["name"] == "tree")
+        _wait_for(lambda: names(a) == ["pa", "tree"])
+        tree = next(m for m in a.models()["models"] if m["name"] == "tree")
         assert tree["origin"] == "added" and tree["spec"]["params"]["grace_period"] == 50
         more = stream_of_runs(40, seed=8)
         publish(config_a, more)
@@ -144,12 +147,13 @@ def test_a_model_added_or_removed_on_one_worker_reaches_the_other(stack, tmp_pat
         # warm-started on each worker's own partition, then learning: every run once
         assert wait_learned([a, b], wanted) == {"pa": wanted, "tree": wanted}
 
-        ServiceApi(config_a).delete("/models/tree")
-        _wait_for(lambda: names(b) == ["pa"])
-        assert names(a) == ["pa"]
+        ServiceApi(config_b).delete("/models/tree")
+        _wait_for(lambda: names(a) == ["pa"])
+        assert names(b) == ["pa"]
     finally:
-        a.stop()
-        b.stop()
+        for worker in (a, b):
+            if worker is not None:
+                worker.stop()
 
     c = Worker(config_b, tmp_path, "sync-c")  # removed everywhere: a restart does not revive it
     try:

@@ -123,6 +123,18 @@ def test_models_restored_together_come_due_one_after_the_other() -> None:
     assert due_at == {"linear": [2, 10, 18], "pa": [4, 12, 20], "bayes_log": [6, 14, 22]}
 
 
+def test_only_a_shard_of_the_current_assignment_counts_as_being_restored() -> None:
+    worker = service()
+    for partition in (0, 1):  # assigned both, then a rebalance leaves it partition 1
+        worker.rebuilding(partition)
+        worker.adopt(partition, worker.shards.fresh())
+    worker.rebuilding(0)  # revoked: waits, unrebuilt, in case it comes back
+    worker.assignment = {1}
+    assert not worker.restoring()
+    worker.rebuilding(1)  # revoked and assigned again: being rebuilt
+    assert worker.restoring()
+
+
 def test_suggestions_score_the_committee_as_it_was_when_they_began() -> None:
     overrides = {"service.models": ["bayes_log", "pa"], "service.suggest_count": 3}
     worker = ModelService(load_config(path=None, env={}, overrides=overrides))
