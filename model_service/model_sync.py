@@ -3,7 +3,7 @@
 ``models add|remove`` reaches one worker (whichever the HTTP request lands on). That worker
 publishes the new model's snapshots (``origin: added``, with its spec) or tombstones on the
 models topic; every worker reads the topic's new records every ``SYNC_SECONDS``
-(:func:`~model_service.recovery.model_changes`) and :class:`ModelSync` decides what to do
+(:class:`~model_service.recovery.ModelChanges`) and :class:`ModelSync` decides what to do
 with them: a tombstone of a model this worker has removes it here too; a snapshot of an added
 model it lacks adds it here (warm-started on its own partitions).
 
