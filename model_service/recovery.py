@@ -158,20 +158,7 @@ class ModelChanges:
             self.consumer = make_consumer(self.config, check_crcs=False)
             self.consumer.assign([tp])
         end = self.consumer.end_offsets([tp])[tp]
-        position = max(self.position, self.consumer.beginning_offsets([tp])[tp])
-        if position >= end:  # nothing new (or a topic made again, shorter: follow its end)
-            return [], end
-        self.consumer.seek(tp, position)
-        messages: list[Any] = []
-        deadline = time.monotonic() + max(60.0, self.config.kafka.request_timeout_seconds)
-        while position < end:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading the models topic stalled at offset {position}")
-            for message in self.consumer.poll(timeout_ms=500, max_records=2000).get(tp, []):
-                if message.offset < end:
-                    messages.append(message)
-                position = message.offset + 1
-        return messages, end
+        return list(_read_range(self.config, self.consumer, tp, self.position, end)), end
 
 
 def _added_spec(message: Any) -> ModelSpec | None:
@@ -306,22 +293,29 @@ def _read_partition_range(
     consumer = make_consumer(config, enable_auto_commit=False)
     try:
         consumer.assign([tp])
-        if end is None:
-            end = consumer.end_offsets([tp])[tp]
-        first = consumer.beginning_offsets([tp])[tp]
-        position = max(start, first)
-        if position >= end:
-            return
-        consumer.seek(tp, position)
-        deadline = time.monotonic() + max(60.0, config.kafka.request_timeout_seconds)
-        while position < end:
-            batch = consumer.poll(timeout_ms=500, max_records=2000).get(tp, [])
-            if not batch and time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic}[{partition}] stalled at offset {position}")
-            for message in batch:
-                if message.offset >= end:
-                    return
-                position = message.offset + 1
-                yield message
+        yield from _read_range(config, consumer, tp, start, end)
     finally:
         consumer.close()
+
+
+def _read_range(
+    config: Config, consumer: Any, tp: Any, start: int, end: int | None
+) -> Iterator[Any]:
+    """Messages of ``tp`` (assigned to ``consumer``) with ``start <= offset < end`` (to the
+    current end when ``end`` is None); TimeoutError if reading stalls."""
+    if end is None:
+        end = consumer.end_offsets([tp])[tp]
+    position = max(start, consumer.beginning_offsets([tp])[tp])
+    if position >= end:
+        return
+    consumer.seek(tp, position)
+    deadline = time.monotonic() + max(60.0, config.kafka.request_timeout_seconds)
+    while position < end:
+        batch = consumer.poll(timeout_ms=500, max_records=2000).get(tp, [])
+        if not batch and time.monotonic() > deadline:
+            raise TimeoutError(f"reading {tp.topic}[{tp.partition}] stalled at offset {position}")
+        for message in batch:
+            if message.offset >= end:
+                return
+            position = message.offset + 1
+            yield message
