@@ -87,10 +87,9 @@ class Snapshots:
         for record in self.latest.values():
             if record is None or not self.alive.get(record.get("model", ""), True):
                 continue
-            if record.get("origin") == "added" and "spec" in record:
-                spec = _spec_of(record)
-                if spec is not None:
-                    specs[record["model"]] = spec
+            spec = _added_spec(record)
+            if spec is not None:
+                specs[record["model"]] = spec
         return list(specs.values())
 
 
@@ -106,10 +105,9 @@ def read_snapshots(config: Config) -> Snapshots:
         if message.value is None:
             latest[key] = None
             continue
-        try:
-            latest[key] = validate_snapshot(decode_json(message.value))
-        except InvalidRecordError as err:
-            log.error("models topic offset %s: not a snapshot (%s)", message.offset, err.message)
+        record = _snapshot_of(message)
+        if record is not None:
+            latest[key] = record
     return Snapshots(latest, alive, end)
 
 
@@ -137,8 +135,8 @@ class ModelChanges:
             name = _model_of((message.key or b"").decode("utf-8", "replace"))
             if message.value is None:
                 changes.append((name, None))
-            elif name not in known:
-                spec = _added_spec(message)
+            elif name not in known and (record := _snapshot_of(message)) is not None:
+                spec = _added_spec(record)
                 if spec is not None:
                     changes.append((name, spec))
         self.position = end
@@ -161,16 +159,13 @@ class ModelChanges:
         return list(_read_range(self.config, self.consumer, tp, self.position, end)), end
 
 
-def _added_spec(message: Any) -> ModelSpec | None:
-    """The spec a snapshot of a model added at run time carries; None for any other record."""
+def _snapshot_of(message: Any) -> dict[str, Any] | None:
+    """A models-topic message's snapshot, or None (logged) if it is not one."""
     try:
-        record = validate_snapshot(decode_json(message.value))
+        return validate_snapshot(decode_json(message.value))
     except InvalidRecordError as err:
         log.error("models topic offset %s: not a snapshot (%s)", message.offset, err.message)
         return None
-    if record.get("origin") == "added" and "spec" in record:
-        return _spec_of(record)
-    return None
 
 
 def _model_of(key: str) -> str:
@@ -178,9 +173,11 @@ def _model_of(key: str) -> str:
     return key.rpartition("/")[0] or key
 
 
-def _spec_of(record: dict[str, Any]) -> ModelSpec | None:
-    """The spec an added model's snapshot carries, or None (logged) if this worker cannot
-    build it."""
+def _added_spec(record: dict[str, Any]) -> ModelSpec | None:
+    """The spec a snapshot of a model added at run time carries; None for any other snapshot,
+    or (logged) a spec this worker cannot build."""
+    if record.get("origin") != "added" or "spec" not in record:
+        return None
     try:
         return model_spec(record["spec"])
     except Exception as exc:  # a spec this worker cannot build: say so, go on
