@@ -172,6 +172,19 @@ class ModelService:
             origin=self.origins.get(name, "config"),
         )
 
+    def untrained_snapshots(self, spec: ModelSpec, partitions: list[int]) -> list[Capture]:
+        """Snapshots of ``spec`` as added and untrained, at offset 0 of each of
+        ``partitions``: how a worker holding no runs partition (a standby) passes a model added
+        there on. The worker that learns a partition adds the model on reading one (warm-
+        started on its runs), and one that restores it replays the partition from the start
+        for that model, as a warm start would."""
+        shards = self.shards
+        state = Learner([spec], shards.coverage, rolling_window=shards.rolling_window).state[
+            spec.name
+        ]
+        runs = self.config.kafka.topics.runs
+        return [capture(state, partition=p, runs_topic=runs, origin="added") for p in partitions]
+
     def suggestions_due(self, partition: int) -> bool:
         """Whether shard ``partition`` should score a batch now (see ``Schedule``)."""
         shard = self.shards.by_partition[partition]
@@ -390,22 +403,17 @@ def create_app(config: Config) -> faust.App:
         new = sorted(wanted - set(service.shards.by_partition))
         for partition in new:
             service.rebuilding(partition)
-        if new:
-            snapshots = await asyncio.to_thread(recovery.read_snapshots, config)
+        if new or service.changes is None:  # a standby, given nothing, still follows
+            found = await asyncio.to_thread(recovery.read_snapshots, config)
             if service.changes is None:  # other workers' changes are read from here on
-                service.changes = recovery.ModelChanges(config, snapshots.end)
-            for spec in snapshots.added_specs():
+                service.changes = recovery.ModelChanges(config, found.end)
+            for spec in found.added_specs():
                 if spec.name not in service.shards.specs:
                     service.shards.specs[spec.name] = spec
                     service.origins[spec.name] = "added"
             for partition in new:
                 learner = await asyncio.to_thread(
-                    recovery.rebuild_shard,
-                    config,
-                    service.shards,
-                    snapshots,
-                    service.key,
-                    partition,
+                    recovery.rebuild_shard, config, service.shards, found, service.key, partition
                 )
                 service.adopt(partition, learner)
         if not service.assigned:  # Faust, its clients and the restored models now exist
@@ -678,6 +686,16 @@ def _add_views(
                 return self.json(
                     {"error": "body is not JSON", "code": "malformed_json"}, status=400
                 )
+            if not shards.by_partition:
+                return self.json(
+                    {
+                        "error": "this worker learns no runs partition yet (a standby while "
+                        "the group has more workers than kafka.runs_partitions, or still "
+                        "starting): ask the worker whose GET /models lists a partition",
+                        "code": "no_shard",
+                    },
+                    status=503,
+                )
             request_id = new_id()
             answers = await answer(params, request_id)
             return self.json(
@@ -725,7 +743,13 @@ async def _add_model(service: ModelService, snapshots: SnapshotWriter, spec: Mod
     finally:
         service.adding.discard(spec.name)
     log.info("model %s added, warm-started on %d runs", spec.name, replayed)
-    await snapshots.publish([service.snapshot(spec.name, p) for p in sorted(shards.by_partition)])
+    if shards.by_partition:
+        taken = [service.snapshot(spec.name, p) for p in sorted(shards.by_partition)]
+    else:  # a standby: the spec travels in untrained snapshots, one per runs partition
+        runs = service.config.kafka.topics.runs
+        partitions = await asyncio.to_thread(recovery.partitions_of, service.config, runs)
+        taken = service.untrained_snapshots(spec, partitions)
+    await snapshots.publish(taken)
     return replayed
 
 
@@ -740,7 +764,11 @@ async def _remove_model(
         return
     for learner in shards.by_partition.values():
         learner.remove(name)
-    await snapshots.remove(name, sorted(shards.by_partition))
+    partitions = sorted(shards.by_partition)
+    if not partitions:  # a standby: the tombstones tell the workers that learn
+        runs = service.config.kafka.topics.runs
+        partitions = await asyncio.to_thread(recovery.partitions_of, service.config, runs)
+    await snapshots.remove(name, partitions)
     del shards.specs[name]
     service.origins.pop(name, None)
     log.info("model %s %s", name, why)

@@ -185,6 +185,15 @@ def _added_spec(record: dict[str, Any]) -> ModelSpec | None:
         return None
 
 
+def partitions_of(config: Config, topic: str) -> list[int]:
+    """The partitions of ``topic``, from the broker's metadata."""
+    consumer = make_consumer(config)
+    try:
+        return sorted(consumer.partitions_for_topic(topic) or [])
+    finally:
+        consumer.close()
+
+
 def committed_offset(config: Config, group: str, topic: str, partition: int) -> int | None:
     """The consumer group's committed offset on ``topic[partition]``, or None."""
     from kafka import TopicPartition

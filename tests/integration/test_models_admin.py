@@ -14,6 +14,7 @@ import pytest
 
 from consumers.service_api import ServiceApi
 from lammps_stream.config import dump_config
+from lammps_stream.errors import UsageError
 from tests.conftest import PORT_OFFSET
 from tests.integration.workers import (
     Worker,
@@ -25,6 +26,7 @@ from tests.integration.workers import (
 )
 
 TOKEN = "s3cret-token"
+PARAMS = {"deck": "lj", "x": 2, "y": 2, "z": 2, "steps": 100, "ranks": 1}
 
 
 def _status(url: str, token: str | None = None) -> int:
@@ -161,3 +163,52 @@ def test_a_model_added_or_removed_on_one_worker_reaches_the_other(stack, tmp_pat
         assert [m["name"] for m in c.models()["models"]] == ["pa"]
     finally:
         c.stop()
+
+
+def test_a_standby_worker_passes_model_changes_on_and_says_it_cannot_predict(
+    stack, tmp_path: Path
+) -> None:
+    """Two workers, one runs partition: the one without it is a hot standby. A model added
+    or removed there reaches the worker that learns; a prediction asked of it is refused
+    with a reason, not answered with nothing."""
+    config_a, config_b = (
+        isolated_config(
+            stack, tmp_path, "standby", http_port=16170 + i + PORT_OFFSET, models=["pa"]
+        )
+        for i in range(2)
+    )
+    first = stream_of_runs(60, seed=9)
+    publish(config_a, first)
+    wanted = distinct_train(first)
+    a = Worker(config_a, tmp_path, "standby-a")
+    b = None
+    try:
+        a.wait_ready()
+        b = Worker(config_b, tmp_path, "standby-b")
+        b.wait_ready()
+        owned = lambda w: w.models()["partitions"]  # noqa: E731
+        _wait_for(lambda: sorted([owned(a), owned(b)]) == [[], [0]])
+        owner, standby = (a, b) if owned(a) == [0] else (b, a)
+        assert wait_learned([owner], wanted) == {"pa": wanted}
+
+        refused = ServiceApi(standby.config)
+        with pytest.raises(UsageError, match="no runs partition"):
+            refused.post("/predict", {"params": PARAMS})
+
+        spec = {"name": "tree", "class": "river.tree.HoeffdingTreeRegressor"}
+        added = ServiceApi(standby.config).post("/models", spec)
+        assert added["name"] == "tree" and added["replayed"] == 0
+        names = lambda worker: [m["name"] for m in worker.models()["models"]]  # noqa: E731
+        _wait_for(lambda: names(owner) == ["pa", "tree"])
+        # warm-started by the owner on everything it had learned: every run once
+        assert wait_learned([owner], wanted) == {"pa": wanted, "tree": wanted}
+        with pytest.raises(UsageError, match="exists"):
+            ServiceApi(owner.config).post("/models", spec)
+
+        ServiceApi(standby.config).delete("/models/tree")
+        _wait_for(lambda: names(owner) == ["pa"])
+        assert names(standby) == ["pa"]
+    finally:
+        for worker in (a, b):
+            if worker is not None:
+                worker.stop()

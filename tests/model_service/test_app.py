@@ -16,6 +16,8 @@ from lammps_stream.config import load_config
 from lammps_stream.schemas import example_run_record
 from model_service.app import ModelService, _partition_of, _publish
 from model_service.learner import Learner
+from model_service.snapshots import load_state, seal
+from model_service.zoo import model_spec
 
 TP = namedtuple("TP", "topic partition")
 
@@ -133,6 +135,20 @@ def test_only_a_shard_of_the_current_assignment_counts_as_being_restored() -> No
     assert not worker.restoring()
     worker.rebuilding(1)  # revoked and assigned again: being rebuilt
     assert worker.restoring()
+
+
+def test_a_standby_passes_an_added_model_on_as_untrained_snapshots_at_offset_0() -> None:
+    worker = service()  # holds no runs partition
+    spec = model_spec({"name": "tree", "class": "river.tree.HoeffdingTreeRegressor"})
+    taken = worker.untrained_snapshots(spec, [0, 1])
+    assert [(c.model, c.partition) for c in taken] == [("tree", 0), ("tree", 1)]
+    for c in taken:
+        assert c.header["origin"] == "added" and c.header["spec"] == spec.as_dict()
+        assert c.header["learned"] == 0
+        assert c.header["offsets"] == {"lammps.runs": {str(c.partition): 0}}
+        restored = load_state(seal(c, worker.key), worker.key)
+        assert restored.position == 0 and restored.learned == 0
+    assert not worker.snapshot_at  # nothing of its own counts as snapshotted
 
 
 def test_suggestions_score_the_committee_as_it_was_when_they_began() -> None:
