@@ -178,10 +178,7 @@ class ModelService:
         there on. The worker that learns a partition adds the model on reading one (warm-
         started on its runs), and one that restores it replays the partition from the start
         for that model, as a warm start would."""
-        shards = self.shards
-        state = Learner([spec], shards.coverage, rolling_window=shards.rolling_window).state[
-            spec.name
-        ]
+        state = self.shards.alone([spec]).state[spec.name]
         runs = self.config.kafka.topics.runs
         return [capture(state, partition=p, runs_topic=runs, origin="added") for p in partitions]
 
@@ -415,6 +412,7 @@ def create_app(config: Config) -> faust.App:
                 learner = await asyncio.to_thread(
                     recovery.rebuild_shard, config, service.shards, found, service.key, partition
                 )
+                await _with_current_models(service, partition, learner)
                 service.adopt(partition, learner)
         if not service.assigned:  # Faust, its clients and the restored models now exist
             freeze_long_lived_objects()
@@ -721,25 +719,22 @@ async def _add_model(service: ModelService, snapshots: SnapshotWriter, spec: Mod
     """Add ``spec`` to every local shard, warm-started on the runs each shard has handled (in
     a thread up to where the shard stood, then the few records since, without yielding), and
     publish its snapshots, which carry the spec to the other workers; returns the runs
-    replayed."""
+    replayed. The spec is current from the start, so a shard being rebuilt meanwhile gets the
+    model too (:func:`_with_current_models`)."""
     shards = service.shards
     service.adding.add(spec.name)
+    shards.specs[spec.name] = spec
+    service.origins[spec.name] = "added"
     try:
         replayed = 0
         for partition, learner in list(shards.by_partition.items()):
-            solo = Learner(
-                [spec],
-                shards.coverage,
-                rolling_window=shards.rolling_window,
-                dedup_window=shards.dedup_window,
-            )
-            replayed += await asyncio.to_thread(
-                recovery.warm_start, service.config, solo, partition, learner.position
-            )
-            replayed += recovery.warm_start(service.config, solo, partition, learner.position)
-            learner.add(spec, solo.state[spec.name])
-        shards.specs[spec.name] = spec
-        service.origins[spec.name] = "added"
+            replayed += await _warm_start(service, spec, partition, learner)
+    except BaseException:
+        del shards.specs[spec.name]
+        service.origins.pop(spec.name, None)
+        for learner in shards.by_partition.values():
+            learner.remove(spec.name)
+        raise
     finally:
         service.adding.discard(spec.name)
     log.info("model %s added, warm-started on %d runs", spec.name, replayed)
@@ -753,6 +748,41 @@ async def _add_model(service: ModelService, snapshots: SnapshotWriter, spec: Mod
     return replayed
 
 
+async def _warm_start(
+    service: ModelService, spec: ModelSpec, partition: int, learner: Learner
+) -> int:
+    """Add ``spec`` to shard ``learner`` of ``partition``, warm-started on the runs the shard
+    has handled; returns how many were replayed."""
+    solo = service.shards.alone([spec])
+    replayed = await asyncio.to_thread(
+        recovery.warm_start, service.config, solo, partition, learner.position
+    )
+    replayed += recovery.warm_start(service.config, solo, partition, learner.position)
+    learner.add(spec, solo.state[spec.name])
+    return replayed
+
+
+async def _with_current_models(service: ModelService, partition: int, learner: Learner) -> None:
+    """Bring ``learner``, shard ``partition`` just rebuilt, to the current models: it was
+    built with the models of the moment the rebuild began, so one added since is warm-started
+    in it, and one removed since is dropped (kept, it would learn on and snapshot itself back).
+    """
+    shards = service.shards
+    while True:
+        for name in set(learner.state) - set(shards.specs):
+            learner.remove(name)
+        missing = [spec for name, spec in shards.specs.items() if name not in learner.state]
+        if not missing:
+            return
+        for spec in missing:
+            await _warm_start(service, spec, partition, learner)
+            log.info(
+                "partition %s: model %s, added during its rebuild, warm-started",
+                partition,
+                spec.name,
+            )
+
+
 async def _remove_model(
     service: ModelService, snapshots: SnapshotWriter, name: str, why: str = "removed"
 ) -> None:
@@ -762,6 +792,8 @@ async def _remove_model(
     if len(shards.specs) == 1:
         log.warning("model %s %s: kept, as it is this worker's last model", name, why)
         return
+    del shards.specs[name]  # first: a shard rebuilt from now on drops it too
+    service.origins.pop(name, None)
     for learner in shards.by_partition.values():
         learner.remove(name)
     partitions = sorted(shards.by_partition)
@@ -769,6 +801,4 @@ async def _remove_model(
         runs = service.config.kafka.topics.runs
         partitions = await asyncio.to_thread(recovery.partitions_of, service.config, runs)
     await snapshots.remove(name, partitions)
-    del shards.specs[name]
-    service.origins.pop(name, None)
     log.info("model %s %s", name, why)

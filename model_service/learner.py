@@ -151,7 +151,8 @@ class Learner:
         return self.state[spec.name]
 
     def remove(self, name: str) -> None:
-        del self.state[name]
+        """Drop model ``name``, if this shard has it."""
+        self.state.pop(name, None)
 
     @property
     def position(self) -> int:

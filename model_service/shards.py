@@ -51,11 +51,13 @@ class Shards:
 
     def fresh(self) -> Learner:
         """A shard with every current model, untrained, at position 0."""
+        return self.alone(list(self.specs.values()))
+
+    def alone(self, specs: list[ModelSpec]) -> Learner:
+        """A shard of ``specs`` only, untrained, at position 0: what a model added at run
+        time is warm-started in before it joins a shard."""
         return Learner(
-            list(self.specs.values()),
-            self.coverage,
-            rolling_window=self.rolling_window,
-            dedup_window=self.dedup_window,
+            specs, self.coverage, rolling_window=self.rolling_window, dedup_window=self.dedup_window
         )
 
     def put(self, partition: int, learner: Learner) -> None:

@@ -14,7 +14,8 @@ import pytest
 
 from lammps_stream.config import load_config
 from lammps_stream.schemas import example_run_record
-from model_service.app import ModelService, _partition_of, _publish
+from model_service import recovery
+from model_service.app import ModelService, _partition_of, _publish, _with_current_models
 from model_service.learner import Learner
 from model_service.snapshots import load_state, seal
 from model_service.zoo import model_spec
@@ -149,6 +150,33 @@ def test_a_standby_passes_an_added_model_on_as_untrained_snapshots_at_offset_0()
         restored = load_state(seal(c, worker.key), worker.key)
         assert restored.position == 0 and restored.learned == 0
     assert not worker.snapshot_at  # nothing of its own counts as snapshotted
+
+
+def test_a_shard_rebuilt_while_models_were_added_and_removed_ends_with_the_current_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    worker = ModelService(
+        load_config(path=None, env={}, overrides={"service.models": ["linear", "pa"]})
+    )
+    rebuilt = worker.shards.fresh()  # the rebuild began with linear and pa
+    for offset in range(5):
+        rebuilt.handle(example_run_record(run_id=f"run-{offset}"), offset)
+    tree = model_spec({"name": "tree", "class": "river.tree.HoeffdingTreeRegressor"})
+    worker.shards.specs["tree"] = tree  # meanwhile: tree added, pa removed
+    del worker.shards.specs["pa"]
+    replays = []
+
+    def warm_start(config: Any, solo: Learner, partition: int, end: int) -> int:
+        replays.append((list(solo.state), partition, end))
+        for state in solo.state.values():
+            state.position = end
+        return 0
+
+    monkeypatch.setattr(recovery, "warm_start", warm_start)
+    asyncio.run(_with_current_models(worker, 3, rebuilt))
+    assert sorted(rebuilt.state) == ["linear", "tree"]
+    assert replays[0] == (["tree"], 3, 5)  # warm-started up to where the shard stood
+    assert rebuilt.state["tree"].position == 5
 
 
 def test_suggestions_score_the_committee_as_it_was_when_they_began() -> None:
