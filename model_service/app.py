@@ -94,7 +94,7 @@ class ModelService:
         self.scoring = ScoringProcess()
         self.sync = ModelSync()
         self.changes: recovery.ModelChanges | None = None  # from the first restore on
-        self.adding: set[str] = set()  # models being warm-started here right now
+        self.adding: dict[str, ModelSpec] = {}  # models being warm-started here right now
         self.schedule = suggestions.Schedule(
             service.suggest_every, service.suggest_seconds, last_at=time.monotonic()
         )
@@ -378,7 +378,7 @@ def create_app(config: Config) -> faust.App:
         (:mod:`model_service.model_sync`)."""
         if service.changes is None or service.restoring():
             return  # not restored yet, or a shard is being rebuilt with the current models
-        known = set(service.shards.specs) | service.adding
+        known = set(service.shards.specs) | set(service.adding)
         try:
             changes = await asyncio.to_thread(service.changes.read, known)
             removed, added = service.sync.decide(changes, known, time.monotonic())
@@ -719,24 +719,22 @@ async def _add_model(service: ModelService, snapshots: SnapshotWriter, spec: Mod
     """Add ``spec`` to every local shard, warm-started on the runs each shard has handled (in
     a thread up to where the shard stood, then the few records since, without yielding), and
     publish its snapshots, which carry the spec to the other workers; returns the runs
-    replayed. The spec is current from the start, so a shard being rebuilt meanwhile gets the
-    model too (:func:`_with_current_models`)."""
+    replayed. The model is listed once it has been warm-started everywhere; a shard rebuilt
+    meanwhile gets it too (:func:`_with_current_models`)."""
     shards = service.shards
-    service.adding.add(spec.name)
-    shards.specs[spec.name] = spec
-    service.origins[spec.name] = "added"
+    service.adding[spec.name] = spec
     try:
         replayed = 0
         for partition, learner in list(shards.by_partition.items()):
             replayed += await _warm_start(service, spec, partition, learner)
+        shards.specs[spec.name] = spec
+        service.origins[spec.name] = "added"
     except BaseException:
-        del shards.specs[spec.name]
-        service.origins.pop(spec.name, None)
         for learner in shards.by_partition.values():
             learner.remove(spec.name)
         raise
     finally:
-        service.adding.discard(spec.name)
+        del service.adding[spec.name]
     log.info("model %s added, warm-started on %d runs", spec.name, replayed)
     if shards.by_partition:
         taken = [service.snapshot(spec.name, p) for p in sorted(shards.by_partition)]
@@ -763,15 +761,15 @@ async def _warm_start(
 
 
 async def _with_current_models(service: ModelService, partition: int, learner: Learner) -> None:
-    """Bring ``learner``, shard ``partition`` just rebuilt, to the current models: it was
-    built with the models of the moment the rebuild began, so one added since is warm-started
-    in it, and one removed since is dropped (kept, it would learn on and snapshot itself back).
-    """
-    shards = service.shards
+    """Bring ``learner``, shard ``partition`` just rebuilt, to the current models (those being
+    added included): it was built with the models of the moment the rebuild began, so one added
+    since is warm-started in it, and one removed since is dropped (kept, it would learn on and
+    snapshot itself back)."""
     while True:
-        for name in set(learner.state) - set(shards.specs):
+        wanted = service.shards.specs | service.adding
+        for name in set(learner.state) - set(wanted):
             learner.remove(name)
-        missing = [spec for name, spec in shards.specs.items() if name not in learner.state]
+        missing = [spec for name, spec in wanted.items() if name not in learner.state]
         if not missing:
             return
         for spec in missing:

@@ -162,7 +162,7 @@ def test_a_shard_rebuilt_while_models_were_added_and_removed_ends_with_the_curre
     for offset in range(5):
         rebuilt.handle(example_run_record(run_id=f"run-{offset}"), offset)
     tree = model_spec({"name": "tree", "class": "river.tree.HoeffdingTreeRegressor"})
-    worker.shards.specs["tree"] = tree  # meanwhile: tree added, pa removed
+    worker.adding["tree"] = tree  # meanwhile: tree being added, pa removed
     del worker.shards.specs["pa"]
     replays = []
 
