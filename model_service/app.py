@@ -792,6 +792,7 @@ async def _remove_model(
         return
     del shards.specs[name]  # first: a shard rebuilt from now on drops it too
     service.origins.pop(name, None)
+    service.sync.removed_here(name, time.monotonic())  # its snapshots do not bring it back
     for learner in shards.by_partition.values():
         learner.remove(name)
     partitions = sorted(shards.by_partition)

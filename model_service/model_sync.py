@@ -23,6 +23,9 @@ adder's next snapshot of it.)
 ([], [])
 >>> sync.decide([("tree", tree)], known={"pa"}, now=220.0)
 ([], ['tree'])
+>>> sync.removed_here("tree", now=300.0)  # removed here; the tombstone not read yet
+>>> sync.decide([("tree", tree)], known={"pa"}, now=305.0)
+([], [])
 """
 
 from __future__ import annotations
@@ -42,6 +45,12 @@ class ModelSync:
         self.grace = grace
         self.removed_at: dict[str, float] = {}
         self.specs: dict[str, ModelSpec] = {}
+
+    def removed_here(self, name: str, now: float) -> None:
+        """Model ``name`` was removed on this worker: its snapshots (this worker's own, from
+        before, and any other worker's that has not read the removal yet) are ignored for the
+        grace, as those of a model removed elsewhere are; the tombstones may be read later."""
+        self.removed_at[name] = now
 
     def decide(
         self, changes: list[tuple[str, ModelSpec | None]], known: set[str], now: float

@@ -39,6 +39,14 @@ def test_late_snapshots_of_a_removed_model_do_not_bring_it_back_within_the_grace
     assert sync.decide([("tree", TREE)], known={"pa", "knn2"}, now=116.0) == ([], ["tree"])
 
 
+def test_a_model_removed_here_is_not_brought_back_by_snapshots_read_before_its_tombstone() -> None:
+    sync = ModelSync(grace=15.0)
+    sync.removed_here("tree", now=100.0)  # its tombstones still on their way
+    assert sync.decide([("tree", TREE)], known={"pa"}, now=101.0) == ([], [])
+    assert sync.decide([("tree", None)], known={"pa"}, now=105.0) == ([], [])
+    assert sync.decide([("tree", TREE)], known={"pa"}, now=121.0) == ([], ["tree"])  # re-added
+
+
 def test_a_model_whose_newest_record_is_a_tombstone_is_not_restored() -> None:
     spec = {"name": "tree", "class": "river.tree.HoeffdingTreeRegressor", "params": {}}
     live = {"model": "tree", "origin": "added", "spec": spec}
