@@ -25,7 +25,13 @@ from consumers.reader import (
 from consumers.service_api import ServiceApi
 from lammps_stream.config import Config
 from lammps_stream.console import console as make_console
-from lammps_stream.errors import NoDataError
+from lammps_stream.errors import (
+    BrokerUnavailableError,
+    InvalidRecordError,
+    NoDataError,
+    UsageError,
+)
+from lammps_stream.schemas import validate_params
 
 LIVE_ROWS = 20
 COLUMNS = ("run", "split", "params", "model", "predicted s", "actual s", "error s")
@@ -157,7 +163,6 @@ def report(config: Config, args: argparse.Namespace) -> int:
 
 def models_info(config: Config) -> list[dict[str, Any]] | None:
     """``GET /models`` from the service, or None when it does not answer."""
-    from lammps_stream.errors import BrokerUnavailableError, UsageError
 
     try:
         return ServiceApi(config, timeout=3).get("/models")["models"]
@@ -190,8 +195,6 @@ def prediction_params(pairs: list[str], config: Config) -> dict[str, Any]:
     >>> prediction_params(["deck=eam", "x=4"], load_config(path=None, env={}))["x"]
     4
     """
-    from lammps_stream.errors import UsageError
-
     params: dict[str, Any] = {
         "deck": config.producer.deck,
         "x": 1,
@@ -215,6 +218,10 @@ def prediction_params(pairs: list[str], config: Config) -> dict[str, Any]:
             params[key] = int(value)
         except ValueError:
             raise UsageError(f"predict: {key} must be a whole number, got {value!r}") from None
+    try:
+        validate_params(params, prefix="")
+    except InvalidRecordError as err:  # said here, before the service is asked
+        raise UsageError(f"predict: {err.message} (e.g. deck=lj x=4 ranks=2)") from None
     return params
 
 
@@ -225,7 +232,6 @@ def walltime_flags(answer: dict[str, Any]) -> str:
     ...     "predicted_wall_seconds": 50.0, "interval": {"high": 130.0}}]})
     'sbatch --time=00:03:00   flux --time-limit=3m   # upper bound 130 s (model m)'
     """
-    from lammps_stream.errors import NoDataError
 
     name = answer.get("recommended")
     chosen = next((p for p in answer["predictions"] if p["model"] == name), None)
@@ -279,8 +285,6 @@ def model_spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """
     import yaml
 
-    from lammps_stream.errors import UsageError
-
     if args.spec:
         try:
             spec = yaml.safe_load(Path(args.spec).read_text())
@@ -313,7 +317,6 @@ def model_spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _one_name(args: argparse.Namespace) -> str:
-    from lammps_stream.errors import UsageError
 
     if len(args.names) != 1:
         raise UsageError(f"models {args.action}: name exactly one model, e.g. models remove knn")

@@ -49,6 +49,9 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
         (["produce", "--count", "1", "--space", "/no/such.yaml"], "cannot read it"),
         (["produce", "--sampler", "sobol"], "give --count N"),
         (["submit", "pbs"], "invalid choice: 'pbs'"),
+        (["predict", "deck=lj", "x=0"], "predict: x: must be a positive integer, got 0"),
+        (["predict", "x=four"], "predict: x must be a whole number, got 'four'"),
+        (["predict", "atoms=9"], "'atoms=9' is not KEY=VALUE"),
     ],
 )
 def test_usage_mistakes(args: list[str], expected: str) -> None:
