@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from benchmarks import active, latency, memory, recovery, throughput
+from benchmarks import active, latency, memory, models, recovery, throughput
 from benchmarks.harness import cpu_reference_ms
 from lammps_stream.errors import LammpsStreamError
 
@@ -16,6 +16,7 @@ BENCHMARKS = {
     "throughput": throughput.run,
     "latency": latency.run,
     "memory": memory.run,
+    "models": models.run,
     "recovery": recovery.run,
     "active": active.run,
 }
