@@ -4,7 +4,7 @@ in process (no Kafka), on the recorded campaign.
 - **held-out**: the campaign (``docs/data/campaign-runs.jsonl``) in its order, as the worker
   sees it: train runs predicted then learned, test runs predicted and scored (MAE, MAPE);
   the same figures ``lammps-stream evaluate`` gives for a worker fed the campaign;
-- **cost**: milliseconds of ``predict_one`` + ``learn_one`` per run, the median over each
+- **cost**: milliseconds of ``predict_one`` + ``learn_one`` per run, the mean over each
   window of runs, as the campaign is fed again and again with fresh run_ids (12,000 runs;
   3,000 with ``--quick``): a tree's cost grows with the tree.
 
@@ -74,7 +74,7 @@ def cost(spec: ModelSpec, runs: list[dict[str, Any]], tick: Any) -> dict[str, An
         if i % 500 == 0:
             tick(500)
     return {
-        f"ms_per_run_{start}_{end}": round(1e3 * statistics.median(spent[start:end]), 3)
+        f"ms_per_run_{start}_{end}": round(1e3 * statistics.fmean(spent[start:end]), 3)
         for start, end in windows(len(runs), WINDOWS)
     }
 
@@ -120,4 +120,4 @@ def _print_table(results: dict[str, dict[str, Any]]) -> None:
     table = Table("model", "held-out MAE s", "MAPE %", *(s[len("ms_per_run_") :] for s in spans))
     for name, row in results.items():
         table.add_row(name, str(row["mae_s"]), str(row["mape_pct"]), *(str(row[s]) for s in spans))
-    Console(stderr=True).print(table, "ms per run (median), by runs learned")
+    Console(stderr=True).print(table, "ms per run (mean), by runs learned")
