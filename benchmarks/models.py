@@ -8,16 +8,12 @@ in process (no Kafka), on the recorded campaign.
   window of runs, as the campaign is fed again and again with fresh run_ids (12,000 runs;
   3,000 with ``--quick``): a tree's cost grows with the tree.
 
-A model whose spec reads other decks' features as 0 (``dense: true``) is measured twice, side
-by side on the same runs: as it is, and as it would be without ``dense`` (``<name> (sparse)``).
-
 >>> windows(12_000, 4)
 [(0, 3000), (3000, 6000), (6000, 9000), (9000, 12000)]
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import statistics
 import time
@@ -80,16 +76,10 @@ def cost(spec: ModelSpec, runs: list[dict[str, Any]], tick: Any) -> dict[str, An
 
 
 def specs() -> list[ModelSpec]:
-    """The default models, and each ``dense`` one again without it."""
+    """The default models."""
     from lammps_stream.config import ServiceConfig
 
-    out = []
-    for name in ServiceConfig().model_names:
-        spec = model_spec(name)
-        out.append(spec)
-        if spec.dense:
-            out.append(dataclasses.replace(spec, name=f"{name} (sparse)", dense=False))
-    return out
+    return [model_spec(name) for name in ServiceConfig().model_names]
 
 
 def run(quick: bool = False, progress: bool = True) -> dict[str, Any]:

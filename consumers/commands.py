@@ -279,7 +279,7 @@ def model_spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
     >>> ns = argparse.Namespace(names=["tree"], spec=None, cls="river.tree.HoeffdingTreeRegressor",
     ...     param=["grace_period=50", "leaf_prediction=mean"], features="log", target="log",
-    ...     scale=False, dense=False)
+    ...     scale=False)
     >>> model_spec_from_args(ns)["params"]
     {'grace_period': 50, 'leaf_prediction': 'mean'}
     """
@@ -313,7 +313,6 @@ def model_spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "features": args.features,
         "target": args.target,
         "scale": args.scale,
-        "dense": args.dense,
     }
 
 

@@ -241,9 +241,6 @@ def build_parser() -> Parser:
     models.add_argument("--features", choices=["log", "raw"], default="log")
     models.add_argument("--target", choices=["log", "seconds"], default="log")
     models.add_argument("--scale", action="store_true", help="add: a StandardScaler in front")
-    models.add_argument(
-        "--dense", action="store_true", help="add: features a run lacks as 0 (for trees)"
-    )
     models.set_defaults(handler="consumers.commands:models")
 
     predict = sub.add_parser("predict", help="every model's prediction for parameters, now")

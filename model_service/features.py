@@ -14,8 +14,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from river import base
-
 NUMERIC = ("x", "y", "z", "steps", "ranks", "threads")
 
 
@@ -57,31 +55,3 @@ def log_features(x: dict[str, float]) -> dict[str, float]:
     out[f"log_cells_per_rank|{deck}"] = out["log_cells_per_rank"]
     out[f"log_steps|{deck}"] = out["log_steps"]
     return out
-
-
-class AbsentAsZero(base.Transformer):
-    """Every feature seen so far, 0 where a run lacks it: a run of one deck has no
-    ``deck=eam`` or ``log_steps|eam``, which for it mean 0.
-
-    Linear models read an absent feature as 0 already. A decision tree does not: a run
-    without the feature its split tests goes down the branch most runs took, whatever its
-    deck, and river finds that branch by summing the weights below it, at every level of
-    every walk. With five decks that was most runs; the adaptive tree grew deeper (height 36
-    against 24 after 12,000 runs) and cost 2.4 x as much per run (docs/models.md).
-
-    >>> fill = AbsentAsZero()
-    >>> fill.learn_one({"deck=lj": 1.0, "log_steps|lj": 4.6})
-    >>> fill.transform_one({"deck=eam": 1.0, "log_steps|eam": 6.9})
-    {'deck=lj': 0.0, 'log_steps|lj': 0.0, 'deck=eam': 1.0, 'log_steps|eam': 6.9}
-    """
-
-    def __init__(self) -> None:
-        self.seen: dict[str, float] = {}
-
-    def learn_one(self, x: dict[str, float]) -> None:
-        for name in x:
-            if name not in self.seen:
-                self.seen[name] = 0.0
-
-    def transform_one(self, x: dict[str, float]) -> dict[str, float]:
-        return self.seen | x

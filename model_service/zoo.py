@@ -10,7 +10,6 @@ A spec, as it is written in ``lammps-stream.yaml`` under ``service.models``::
       features: log      # log (work measures in logs, per deck) or raw (in seconds)
       target: log        # learn log wall time (log) or wall seconds (seconds)
       scale: false       # a StandardScaler in front of the regressor
-      dense: false       # every feature seen so far, 0 where a run lacks it (for trees)
 
 A parameter whose value is itself a mapping with ``class`` is built the same way (an
 optimizer, a leaf model, a search engine). Built-in models are named by a bare string.
@@ -79,13 +78,11 @@ class ModelSpec:
     features: str = "log"
     target: str = "log"
     scale: bool = False
-    dense: bool = False
     description: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        """The spec as it is written in YAML (and carried in snapshots); ``dense`` only when
-        set, so that specs written before it existed still match their snapshots."""
-        out = {
+        """The spec as it is written in YAML (and carried in snapshots)."""
+        return {
             "name": self.name,
             "class": self.cls,
             "params": self.params,
@@ -94,7 +91,6 @@ class ModelSpec:
             "scale": self.scale,
             "description": self.description,
         }
-        return out | {"dense": True} if self.dense else out
 
 
 def _bayes_leaf() -> dict[str, Any]:
@@ -141,12 +137,7 @@ BUILT_IN: dict[str, dict[str, Any]] = {
             "leaf_model": _weighted_bayes_leaf(),
             "seed": 42,
         },
-        # Another deck's features as 0, not missing: 2.4 x cheaper per run after 12,000 runs
-        # and no less accurate (model_service/features.py AbsentAsZero). Not for the forest:
-        # its trees keep statistics per feature, and more features cost it more than they save.
-        "dense": True,
-        "description": "HoeffdingAdaptiveTreeRegressor with Bayesian linear leaves, log space, "
-        "other decks' features as 0",
+        "description": "HoeffdingAdaptiveTreeRegressor with Bayesian linear leaves, log space",
     },
     "forest": {
         "class": "river.forest.ARFRegressor",
@@ -190,7 +181,7 @@ def model_spec(item: str | dict[str, Any]) -> ModelSpec:
         return model_spec({"name": item, **BUILT_IN[item]})
     name = str(item.get("name", ""))
     where = f"service.models[{name or '?'}]"
-    known = {"name", "class", "params", "features", "target", "scale", "dense", "description"}
+    known = {"name", "class", "params", "features", "target", "scale", "description"}
     unknown = sorted(set(item) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(known)}")
@@ -206,7 +197,6 @@ def model_spec(item: str | dict[str, Any]) -> ModelSpec:
         features=str(item.get("features", "log")),
         target=str(item.get("target", "log")),
         scale=bool(item.get("scale", False)),
-        dense=bool(item.get("dense", False)),
         description=str(item.get("description", "")),
     )
     if spec.features not in FEATURE_VIEWS:
@@ -222,13 +212,11 @@ def build_model(spec: ModelSpec) -> Any:
     target transform, as one regressor taking :func:`~model_service.features.features`."""
     from river import compose, preprocessing
 
-    from model_service.features import AbsentAsZero, log_features
+    from model_service.features import log_features
 
     regressor = _build_value(f"service.models[{spec.name}]", spec)
     if spec.scale:
         regressor = preprocessing.StandardScaler() | regressor
-    if spec.dense:
-        regressor = AbsentAsZero() | regressor
     if spec.features == "log":
         regressor = compose.FuncTransformer(log_features) | regressor
     if spec.target == "log":

@@ -70,17 +70,3 @@ def test_a_yaml_spec_builds_nested_classes() -> None:
 def test_bad_specs_are_config_errors(item, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         model_spec(item)
-
-
-def test_a_dense_model_reads_another_decks_features_as_zero() -> None:
-    tree = model_spec("hoeffding_tree")
-    assert tree.dense and tree.as_dict()["dense"] is True
-    assert "dense" not in model_spec("forest").as_dict()  # older snapshots' specs still match
-    model = build_model(tree)
-    eam = features({"deck": "eam", "x": 1, "y": 1, "z": 1, "steps": 100, "ranks": 1, "threads": 1})
-    model.learn_one(X, 2.0)
-    model.learn_one(eam, 5.0)
-    fill = model.regressor["AbsentAsZero"]
-    seen = fill.transform_one({"deck=eam": 1.0})
-    assert seen["deck=lj"] == 0.0 and seen["deck=eam"] == 1.0
-    assert model_spec({"name": "t", "class": "river.tree.HoeffdingTreeRegressor", "dense": 1}).dense
