@@ -91,7 +91,7 @@ def test_add_and_remove_models_while_running(admin, cli, tmp_path: Path) -> None
         assert tree["origin"] == "added" and tree["spec"]["params"]["grace_period"] == 50
         removed = cli("models", "remove", "tree", env=env, check=True)
         assert "removed tree" in removed.stdout
-        assert [m["name"] for m in worker.models()["models"]] == ["pa"]
+        assert _names(worker) == ["pa"]
         last = cli("models", "remove", "pa", env=env)
         assert last.returncode == 2 and "last model" in last.stderr
     finally:
@@ -100,9 +100,19 @@ def test_add_and_remove_models_while_running(admin, cli, tmp_path: Path) -> None
     worker = Worker(config, tmp_path, "admin-2")  # a removed one stays removed
     try:
         worker.wait_ready()
-        assert [m["name"] for m in worker.models()["models"]] == ["pa"]
+        assert _names(worker) == ["pa"]
     finally:
         worker.stop()
+
+
+def _names(worker: Worker) -> list[str]:
+    return [m["name"] for m in worker.models()["models"]]
+
+
+def _stop(*workers: Worker | None) -> None:
+    for worker in workers:
+        if worker is not None:
+            worker.stop()
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
@@ -139,8 +149,7 @@ def test_a_model_added_or_removed_on_one_worker_reaches_the_other(stack, tmp_pat
 
         spec = {"name": "tree", "class": "river.tree.HoeffdingTreeRegressor"}
         ServiceApi(config_b).post("/models", spec | {"params": {"grace_period": 50}})
-        names = lambda worker: [m["name"] for m in worker.models()["models"]]  # noqa: E731
-        _wait_for(lambda: names(a) == ["pa", "tree"])
+        _wait_for(lambda: _names(a) == ["pa", "tree"])
         tree = next(m for m in a.models()["models"] if m["name"] == "tree")
         assert tree["origin"] == "added" and tree["spec"]["params"]["grace_period"] == 50
         more = stream_of_runs(40, seed=8)
@@ -150,17 +159,15 @@ def test_a_model_added_or_removed_on_one_worker_reaches_the_other(stack, tmp_pat
         assert wait_learned([a, b], wanted) == {"pa": wanted, "tree": wanted}
 
         ServiceApi(config_b).delete("/models/tree")
-        _wait_for(lambda: names(a) == ["pa"])
-        assert names(b) == ["pa"]
+        _wait_for(lambda: _names(a) == ["pa"])
+        assert _names(b) == ["pa"]
     finally:
-        for worker in (a, b):
-            if worker is not None:
-                worker.stop()
+        _stop(a, b)
 
     c = Worker(config_b, tmp_path, "sync-c")  # removed everywhere: a restart does not revive it
     try:
         c.wait_ready()
-        assert [m["name"] for m in c.models()["models"]] == ["pa"]
+        assert _names(c) == ["pa"]
     finally:
         c.stop()
 
@@ -198,17 +205,14 @@ def test_a_standby_worker_passes_model_changes_on_and_says_it_cannot_predict(
         spec = {"name": "tree", "class": "river.tree.HoeffdingTreeRegressor"}
         added = ServiceApi(standby.config).post("/models", spec)
         assert added["name"] == "tree" and added["replayed"] == 0
-        names = lambda worker: [m["name"] for m in worker.models()["models"]]  # noqa: E731
-        _wait_for(lambda: names(owner) == ["pa", "tree"])
+        _wait_for(lambda: _names(owner) == ["pa", "tree"])
         # warm-started by the owner on everything it had learned: every run once
         assert wait_learned([owner], wanted) == {"pa": wanted, "tree": wanted}
         with pytest.raises(UsageError, match="exists"):
             ServiceApi(owner.config).post("/models", spec)
 
         ServiceApi(standby.config).delete("/models/tree")
-        _wait_for(lambda: names(owner) == ["pa"])
-        assert names(standby) == ["pa"]
+        _wait_for(lambda: _names(owner) == ["pa"])
+        assert _names(standby) == ["pa"]
     finally:
-        for worker in (a, b):
-            if worker is not None:
-                worker.stop()
+        _stop(a, b)
