@@ -58,7 +58,7 @@ def held_out(spec: ModelSpec) -> dict[str, float]:
 
 
 def cost(spec: ModelSpec, runs: list[dict[str, Any]], tick: Any) -> dict[str, Any]:
-    """Median milliseconds per run (predict, then learn) in each window of ``runs``."""
+    """Mean milliseconds per run (predict, then learn) in each window of ``runs``."""
     model = build_model(spec)
     spent = []
     for i, run in enumerate(runs):

@@ -163,7 +163,6 @@ def report(config: Config, args: argparse.Namespace) -> int:
 
 def models_info(config: Config) -> list[dict[str, Any]] | None:
     """``GET /models`` from the service, or None when it does not answer."""
-
     try:
         return ServiceApi(config, timeout=3).get("/models")["models"]
     except (BrokerUnavailableError, UsageError, KeyError):
@@ -232,7 +231,6 @@ def walltime_flags(answer: dict[str, Any]) -> str:
     ...     "predicted_wall_seconds": 50.0, "interval": {"high": 130.0}}]})
     'sbatch --time=00:03:00   flux --time-limit=3m   # upper bound 130 s (model m)'
     """
-
     name = answer.get("recommended")
     chosen = next((p for p in answer["predictions"] if p["model"] == name), None)
     if chosen is None:
@@ -317,7 +315,6 @@ def model_spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _one_name(args: argparse.Namespace) -> str:
-
     if len(args.names) != 1:
         raise UsageError(f"models {args.action}: name exactly one model, e.g. models remove knn")
     return args.names[0]

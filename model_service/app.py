@@ -739,11 +739,15 @@ async def _add_model(service: ModelService, snapshots: SnapshotWriter, spec: Mod
     if shards.by_partition:
         taken = [service.snapshot(spec.name, p) for p in sorted(shards.by_partition)]
     else:  # a standby: the spec travels in untrained snapshots, one per runs partition
-        runs = service.config.kafka.topics.runs
-        partitions = await asyncio.to_thread(recovery.partitions_of, service.config, runs)
-        taken = service.untrained_snapshots(spec, partitions)
+        taken = service.untrained_snapshots(spec, await _runs_partitions(service))
     await snapshots.publish(taken)
     return replayed
+
+
+async def _runs_partitions(service: ModelService) -> list[int]:
+    """Every partition of the runs topic, from the broker (a standby has none of its own)."""
+    runs = service.config.kafka.topics.runs
+    return await asyncio.to_thread(recovery.partitions_of, service.config, runs)
 
 
 async def _warm_start(
@@ -795,9 +799,7 @@ async def _remove_model(
     service.sync.removed_here(name, time.monotonic())  # its snapshots do not bring it back
     for learner in shards.by_partition.values():
         learner.remove(name)
-    partitions = sorted(shards.by_partition)
-    if not partitions:  # a standby: the tombstones tell the workers that learn
-        runs = service.config.kafka.topics.runs
-        partitions = await asyncio.to_thread(recovery.partitions_of, service.config, runs)
+    # a standby tombstones every runs partition's key: that tells the workers that learn
+    partitions = sorted(shards.by_partition) or await _runs_partitions(service)
     await snapshots.remove(name, partitions)
     log.info("model %s %s", name, why)
