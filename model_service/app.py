@@ -403,8 +403,8 @@ def create_app(config: Config) -> faust.App:
         if new or service.changes is None:  # a standby, given nothing, still follows
             found = await asyncio.to_thread(recovery.read_snapshots, config)
             if service.changes is None:  # other workers' changes are read from here on
-                service.changes = recovery.ModelChanges(config, found.end)
-            for spec in found.added_specs():
+                service.changes = recovery.ModelChanges(config, found.end, service.key)
+            for spec in found.added_specs(service.key):
                 if spec.name not in service.shards.specs:
                     service.shards.specs[spec.name] = spec
                     service.origins[spec.name] = "added"

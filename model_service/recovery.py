@@ -29,7 +29,7 @@ from lammps_stream.errors import InvalidRecordError, SnapshotSignatureError
 from lammps_stream.schemas import decode_json, decode_run_record, validate_snapshot
 from model_service.learner import Learner
 from model_service.shards import Shards
-from model_service.snapshots import load_state
+from model_service.snapshots import load_state, verified
 from model_service.zoo import ModelSpec, model_spec
 
 log = logging.getLogger("lammps_stream.service")
@@ -57,13 +57,17 @@ class Snapshots:
     each model's newest record, under any of its keys, is alive, and the offset after the
     last record read (where a reader of later changes starts).
 
-    >>> spec = {"name": "tree", "class": "river.tree.HoeffdingTreeRegressor", "params": {}}
-    >>> added = {"model": "tree", "origin": "added", "spec": spec}
-    >>> later_removed = Snapshots({"tree/0": added, "tree/1": None}, {"tree": False}, 2)
-    >>> later_removed.added_specs(), later_removed.for_partition(0) == {"tree": added}
+    >>> from model_service.learner import Learner
+    >>> from model_service.snapshots import snapshot_record
+    >>> state = Learner(["pa"], 0.9).state["pa"]
+    >>> added = snapshot_record(state, partition=0, runs_topic="r", key=b"k", origin="added")
+    >>> later_removed = Snapshots({"pa/0": added, "pa/1": None}, {"pa": False}, 2)
+    >>> later_removed.added_specs(b"k"), later_removed.for_partition(0) == {"pa": added}
     ([], True)
-    >>> [s.name for s in Snapshots({"tree/0": added}, {"tree": True}, 1).added_specs()]
-    ['tree']
+    >>> [s.name for s in Snapshots({"pa/0": added}, {"pa": True}, 1).added_specs(b"k")]
+    ['pa']
+    >>> Snapshots({"pa/0": added}, {"pa": True}, 1).added_specs(b"another key")
+    []
     """
 
     latest: dict[str, dict[str, Any] | None]
@@ -79,15 +83,16 @@ class Snapshots:
                 out[name] = record
         return out
 
-    def added_specs(self) -> list[ModelSpec]:
+    def added_specs(self, key: bytes) -> list[ModelSpec]:
         """Specs of models added at run time (``models add``) whose newest record is not a
         tombstone: a model removed while this worker was away stays removed, though the
-        snapshots its partitions' last owner took of it are still there."""
+        snapshots its partitions' last owner took of it are still there. Only snapshots
+        whose signature verifies with ``key`` count."""
         specs: dict[str, ModelSpec] = {}
         for record in self.latest.values():
             if record is None or not self.alive.get(record.get("model", ""), True):
                 continue
-            spec = _added_spec(record)
+            spec = _added_spec(record, key)
             if spec is not None:
                 specs[record["model"]] = spec
         return list(specs.values())
@@ -118,11 +123,13 @@ class ModelChanges:
 
     Record CRCs are not checked: kafka-python computes CRC-32C in pure Python (~80 ms for a
     0.5 MB forest snapshot), and all but a few of the records read are skipped by key. What is
-    taken from the others is a spec; the model itself is built from it, never unpickled."""
+    taken from the others is a spec, once the snapshot's signature verifies with ``key``; the
+    model itself is built from it, never unpickled."""
 
-    def __init__(self, config: Config, start: int) -> None:
+    def __init__(self, config: Config, start: int, key: bytes) -> None:
         self.config = config
         self.position = start
+        self.key = key
         self.consumer: Any = None
 
     def read(self, known: set[str]) -> list[tuple[str, ModelSpec | None]]:
@@ -136,7 +143,7 @@ class ModelChanges:
             if message.value is None:
                 changes.append((name, None))
             elif name not in known and (record := _snapshot_of(message)) is not None:
-                spec = _added_spec(record)
+                spec = _added_spec(record, self.key)
                 if spec is not None:
                     changes.append((name, spec))
         self.position = end
@@ -173,10 +180,15 @@ def _model_of(key: str) -> str:
     return key.rpartition("/")[0] or key
 
 
-def _added_spec(record: dict[str, Any]) -> ModelSpec | None:
+def _added_spec(record: dict[str, Any], key: bytes) -> ModelSpec | None:
     """The spec a snapshot of a model added at run time carries; None for any other snapshot,
-    or (logged) a spec this worker cannot build."""
+    or (logged) for one whose signature does not verify or a spec this worker cannot build."""
     if record.get("origin") != "added" or "spec" not in record:
+        return None
+    try:
+        verified(record, key)
+    except SnapshotSignatureError as err:
+        log.error("%s; model %s is not added from it", err, record["model"])
         return None
     try:
         return model_spec(record["spec"])

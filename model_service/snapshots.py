@@ -1,9 +1,11 @@
 """Model snapshots on the compacted ``lammps.models`` topic, one key per model and runs
 partition (``name/partition``): the model's whole state (river model, scores, interval,
-drift detector, counters) pickled, compressed and signed with HMAC-SHA256, with the input
-offset it reflects.
+drift detector, counters) pickled and compressed, with the input offset it reflects; the
+whole record (every field: model, partition, offsets, spec, origin, metrics and the state) is
+signed with HMAC-SHA256.
 
-Nothing is ever unpickled unless its signature verifies with the configured key.
+Nothing is ever unpickled, and no spec is taken from a snapshot, unless its signature verifies
+with the configured key.
 
 >>> from model_service.learner import Learner
 >>> state = Learner(["bayes_log"], 0.9).state["bayes_log"]
@@ -26,6 +28,14 @@ Taking a snapshot and sealing it are two steps, so that only the first holds up 
 Traceback (most recent call last):
 ...
 lammps_stream.errors.SnapshotSignatureError: snapshot of bayes_log/0: signature does not verify; ...
+
+The signature covers the header as well, so a valid state cannot be passed off under another
+model, partition or spec:
+
+>>> load_state(record | {"partition": 1}, key=b"k")
+Traceback (most recent call last):
+...
+lammps_stream.errors.SnapshotSignatureError: snapshot of bayes_log/1: signature does not verify; ...
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import pickle
 import secrets
 import zlib
@@ -43,6 +54,8 @@ from lammps_stream.errors import SnapshotSignatureError
 from lammps_stream.schemas import MODEL_SCHEMA, now, validate_snapshot
 
 ALGORITHM = "HMAC-SHA256"
+# Fields a signature does not cover: itself, and the state's text (its bytes are covered).
+UNSIGNED = frozenset({"state_base64", "signature", "signature_algorithm"})
 
 
 def signing_key(configured: str) -> tuple[bytes, bool]:
@@ -54,6 +67,17 @@ def signing_key(configured: str) -> tuple[bytes, bool]:
 
 def sign(payload: bytes, key: bytes) -> str:
     return hmac.new(key, payload, hashlib.sha256).hexdigest()
+
+
+def signed_bytes(header: dict[str, Any], payload: bytes) -> bytes:
+    """What a snapshot's signature covers: its header as canonical JSON (sorted keys, no
+    spaces), a newline, and the compressed state.
+
+    >>> signed_bytes({"b": 1, "a": [0.5]}, b"state")
+    b'{"a":[0.5],"b":1}\\nstate'
+    """
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8") + b"\n" + payload
 
 
 def snapshot_key(model: str, partition: int) -> bytes:
@@ -95,10 +119,10 @@ def seal(taken: Capture, key: bytes) -> dict[str, Any]:
     """The ModelSnapshot (``lammps-stream.model/1``) of ``taken``: compressed and signed. zlib
     and HMAC release the GIL, so most of this runs beside the stream when in a thread."""
     payload = zlib.compress(taken.pickled, 1)
-    return taken.header | {
-        "compression": "zlib",
+    header = taken.header | {"compression": "zlib"}
+    return header | {
         "state_base64": base64.b64encode(payload).decode("ascii"),
-        "signature": sign(payload, key),
+        "signature": sign(signed_bytes(header, payload), key),
         "signature_algorithm": ALGORITHM,
     }
 
@@ -110,16 +134,30 @@ def snapshot_record(
     return seal(capture(state, partition=partition, runs_topic=runs_topic, origin=origin), key)
 
 
-def load_state(record: dict[str, Any], key: bytes) -> Any:
-    """The ModelState inside a snapshot, only if its signature verifies with ``key``."""
+def verified(record: dict[str, Any], key: bytes) -> bytes:
+    """A snapshot's compressed state, once its signature (over the header and the state) has
+    verified with ``key``; :class:`SnapshotSignatureError` if it does not."""
     validate_snapshot(record)
-    payload = base64.b64decode(record["state_base64"])
     name = f"{record['model']}/{record.get('partition', 0)}"
-    if not hmac.compare_digest(sign(payload, key), str(record["signature"])):
+    algorithm = record.get("signature_algorithm", ALGORITHM)
+    if algorithm != ALGORITHM:
+        raise SnapshotSignatureError(
+            f"snapshot of {name}: signed with {algorithm!r}, not {ALGORITHM!r}; refusing it"
+        )
+    payload = base64.b64decode(record["state_base64"])
+    header = {field: value for field, value in record.items() if field not in UNSIGNED}
+    if not hmac.compare_digest(sign(signed_bytes(header, payload), key), str(record["signature"])):
         raise SnapshotSignatureError(
             f"snapshot of {name}: signature does not verify; refusing to unpickle it "
-            f"(is service.snapshot_key the key the writing worker used?)"
+            f"(is service.snapshot_key the key the writing worker used? a snapshot taken "
+            f"before the signature covered its header does not verify either)"
         )
+    return payload
+
+
+def load_state(record: dict[str, Any], key: bytes) -> Any:
+    """The ModelState inside a snapshot, only if its signature verifies with ``key``."""
+    payload = verified(record, key)
     return pickle.loads(zlib.decompress(payload))  # verified above: bytes we signed
 
 

@@ -19,8 +19,10 @@ from tests.integration.conftest import read_topic, send_raw
 
 @pytest.fixture(scope="module")
 def snapshots(stack) -> list[dict]:
-    """Snapshots taken after at least five more records than any earlier one."""
-    for i in range(6):
+    """Snapshots taken after at least five more records than any earlier one. Twenty runs:
+    one model is snapshotted per batch unless it moved ``2 * snapshot_every`` (10), so every
+    model gets a regular snapshot past 5 learned without waiting for the idle timer."""
+    for i in range(20):
         record = example_run_record(run_id=new_id())
         record["params"] = record["params"] | {"x": 1 + i % 3}
         send_raw(stack, stack.kafka.topics.runs, encode(record))
@@ -56,6 +58,25 @@ def test_a_snapshot_restores_only_with_the_right_key(stack, snapshots) -> None:
         load_model(tampered, SNAPSHOT_KEY.encode())
     state = load_state(snap, SNAPSHOT_KEY.encode())
     assert state.learned == snap["learned"] and state.prequential.n == snap["learned"]
+
+
+def test_a_snapshot_whose_header_was_changed_is_refused(stack, snapshots) -> None:
+    """The signature covers the header read from the broker as well as the state: offsets,
+    spec, origin and name cannot be changed under a valid state."""
+    snap = next(s for s in snapshots if s["model"] == "pa")
+    key = SNAPSHOT_KEY.encode()
+    runs = stack.kafka.topics.runs
+    changes = {
+        "offsets": {runs: {"0": 10**9}},
+        "spec": dict(snap["spec"], params={"C": 1000.0}),
+        "origin": "added",
+        "model": "another",
+        "learned": snap["learned"] + 1,
+    }
+    for field, value in changes.items():
+        with pytest.raises(SnapshotSignatureError, match="signature does not verify"):
+            load_state(dict(snap, **{field: value}), key)
+    assert load_state(snap, key).name == "pa"  # the snapshot as read verifies
 
 
 def test_snapshot_age_is_a_metric(stack, snapshots) -> None:
