@@ -83,7 +83,10 @@ class ModelService:
         if throwaway:
             log.warning(
                 "service.snapshot_key is not set: snapshots are signed with a key that "
-                "dies with this worker, so no later worker can restore them"
+                "dies with this worker, so no later worker can restore them and no other "
+                "worker takes up models added here; set it (LAMMPS_STREAM_SERVICE_SNAPSHOT_KEY, "
+                "the same on every worker; the local stack and the chart's "
+                "secrets.snapshotKey provide one)"
             )
         self.snapshot_at: dict[tuple[str, int], float] = {}
         self.snapshot_position: dict[tuple[str, int], int] = {}

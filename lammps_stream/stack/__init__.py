@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 import sys
 import time
 import urllib.error
@@ -43,6 +44,25 @@ class PartStatus:
     address: str
     healthy: bool
     detail: str
+
+
+def stack_snapshot_key(state_dir: Path) -> str:
+    """The key the stack's service signs snapshots with when none is configured: made once
+    (``state_dir/snapshot-key``, readable by its owner only) and kept with the broker's data,
+    so a restarted service restores the snapshots its predecessor took.
+
+    >>> import tempfile
+    >>> state = Path(tempfile.mkdtemp())
+    >>> key = stack_snapshot_key(state)
+    >>> len(key), stack_snapshot_key(state) == key, oct((state / "snapshot-key").stat().st_mode)
+    (64, True, '0o100600')
+    """
+    path = state_dir / "snapshot-key"
+    if not path.is_file():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32) + "\n")
+    return path.read_text().strip()
 
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:
@@ -130,12 +150,18 @@ class LocalStack:
 
     def _service_config(self) -> Config:
         """The service's configuration: this one, trusting the stack's CA explicitly when
-        ``kafka.ssl_cafile`` is empty and the stack made one."""
-        k = self.config.kafka
-        if k.tls and not k.ssl_cafile and stack_cafile(self.config).is_file():
-            kafka_config = dataclasses.replace(k, ssl_cafile=str(stack_cafile(self.config)))
-            return dataclasses.replace(self.config, kafka=kafka_config)
-        return self.config
+        ``kafka.ssl_cafile`` is empty and the stack made one, and signing snapshots with the
+        stack's own key (:func:`stack_snapshot_key`) when ``service.snapshot_key`` is empty."""
+        config, k = self.config, self.config.kafka
+        if k.tls and not k.ssl_cafile and stack_cafile(config).is_file():
+            kafka_config = dataclasses.replace(k, ssl_cafile=str(stack_cafile(config)))
+            config = dataclasses.replace(config, kafka=kafka_config)
+        if not config.service.snapshot_key:
+            key = stack_snapshot_key(self.state_dir)
+            config = dataclasses.replace(
+                config, service=dataclasses.replace(config.service, snapshot_key=key)
+            )
+        return config
 
     def _start_service(self) -> None:
         if self.service.pid() is not None:

@@ -388,6 +388,11 @@ WRONG_VALUES = [
         ("service.autoscaling.enabled=true", "service.autoscaling.maxReplicas=10"),
         "service.autoscaling.maxReplicas",
     ),
+    (
+        LAMMPS_STREAM,
+        ("config.kafka.runs_partitions=2", "service.replicas=2"),
+        "secrets.snapshotKey.existingSecret: 2 workers must share one key",
+    ),
     (KAFKA_STACK, ("mode=kubernetes",), "/mode"),
     (KAFKA_STACK, ("plain.clusterId=short",), "/plain/clusterId"),
     (KAFKA_STACK, ("kafka.storage.type=hostPath",), "/kafka/storage/type"),

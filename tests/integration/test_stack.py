@@ -9,6 +9,7 @@ import pytest
 
 from lammps_stream.broker import port_open
 from lammps_stream.config import dump_config, load_config
+from tests.integration.conftest import learned_runs
 
 PORTS = {
     "kafka.bootstrap": "127.0.0.1:29092",
@@ -57,10 +58,20 @@ def test_up_status_twice_stale_pid_and_down(own_stack) -> None:
     second = _status(run)
     assert {k: v["pid"] for k, v in second.items()} == {k: v["pid"] for k, v in first.items()}
 
+    learned_runs(config, train=3, intercept=1.0, slope=1.0)
     down = run("stack", "down")
     assert "stopped: service, kafka" in down.stdout
     for port in (29092, 29093, 26066):
         assert not port_open("127.0.0.1", port)
+
+    # No service.snapshot_key configured: the stack's own key signed the snapshots taken at
+    # shutdown, and the restarted service restores them rather than learning from offset 0.
+    assert run("stack", "up").returncode == 0
+    n = len(config.service.model_names)
+    log = (Path(config.stack.state_dir) / "logs" / "service.out").read_text()
+    assert f"restored {n} of {n} models from snapshots" in log
+    assert "does not verify" not in log
+    assert "stopped: service, kafka" in run("stack", "down").stdout
 
     state = Path(config.stack.state_dir)
     (state / "kafka.pid").write_text("999999\n")  # a pid nobody has
