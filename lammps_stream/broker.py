@@ -321,6 +321,35 @@ def ensure_topics(config: Config) -> list[str]:
     return [topic.name for topic in missing]
 
 
+def setting_mismatches(config: Config) -> list[str]:
+    """One line per existing topic a setting of which differs from what the contract creates
+    it with (e.g. a runs topic made elsewhere, or before it was kept forever, with the
+    broker's seven-day retention), and the command that sets it."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    wanted = {spec.name: spec.configs for spec in topic_specs(config) if spec.configs}
+    with admin(config) as client:
+        existing = set(client.list_topics())
+        names = [name for name in wanted if name in existing]
+        if not names:
+            return []
+        described = client.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+        ).get("topic", {})
+    lines = []
+    for name in names:
+        found = described.get(name, {})
+        for key, value in wanted[name].items():
+            now = (found.get(key) or {}).get("value")
+            if now != value:
+                lines.append(
+                    f"topic {name} has {key}={now or 'the broker default'}, the contract says "
+                    f"{value}; set it with: lammps-stream kafka configs --alter --entity-type "
+                    f"topics --entity-name {name} --add-config {key}={value}"
+                )
+    return lines
+
+
 def partition_mismatches(config: Config) -> list[str]:
     """One line per existing topic whose partition count differs from the configuration
     (e.g. a runs topic made with more partitions than ``kafka.runs_partitions``: every

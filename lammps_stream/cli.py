@@ -79,10 +79,16 @@ def key_value(text: str) -> tuple[str, str]:
 
 
 def cmd_stack(config: Config, args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from lammps_stream.stack import LocalStack, status_json
 
     console = make_console()
-    stack = LocalStack(config, say=lambda msg: console.print(f"[dim]{msg}[/dim]"))
+
+    def say(message: str) -> None:  # unwrapped: a command in it copies whole
+        console.print(f"[dim]{escape(message)}[/dim]", soft_wrap=True)
+
+    stack = LocalStack(config, say=say)
     if args.action == "up":
         rows = stack.up()
     elif args.action == "down":
@@ -166,7 +172,7 @@ def build_parser() -> Parser:
     kafka = sub.add_parser("kafka", help="run an Apache Kafka console tool against the broker")
     kafka.add_argument(
         "tool",
-        help="console-consumer, console-producer, topics, consumer-groups, "
+        help="console-consumer, console-producer, topics, configs, consumer-groups, "
         "get-offsets, metadata-quorum, storage",
     )
     kafka.add_argument("tool_args", nargs=argparse.REMAINDER, help="the tool's own flags")

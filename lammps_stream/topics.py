@@ -1,8 +1,14 @@
 """Topic names and the settings each is created with.
 
 >>> from lammps_stream.config import load_config
->>> [spec.name for spec in topic_specs(load_config(path=None, env={}))][:2]
-['lammps.runs', 'lammps.predictions']
+>>> runs, predictions, *_ = topic_specs(load_config(path=None, env={}))
+>>> runs.name, runs.configs, predictions.name, predictions.configs
+('lammps.runs', {'retention.ms': '-1'}, 'lammps.predictions', {})
+
+The runs topic keeps its records: it is the models' training set, replayed into every model
+added later and into any model whose snapshot cannot be restored (Kafka's default would drop
+runs older than seven days, and with them what those models could learn). Every other topic
+keeps the broker's retention (the models topic is compacted: one snapshot per key stays).
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lammps_stream.config import Config
+
+RUNS_CONFIGS = {"retention.ms": "-1"}  # kept forever (the training set)
 
 
 @dataclass(frozen=True)
@@ -29,7 +37,7 @@ def topic_specs(config: Config) -> list[TopicSpec]:
     # that learns runs partition q. Snapshots can be large (forests): allow 16 MiB.
     shards = config.kafka.runs_partitions
     return [
-        TopicSpec(t.runs, shards),
+        TopicSpec(t.runs, shards, dict(RUNS_CONFIGS)),
         TopicSpec(t.predictions, n),
         TopicSpec(t.requests, shards),
         TopicSpec(t.models, 1, {"cleanup.policy": "compact", "max.message.bytes": "16777216"}),

@@ -27,6 +27,7 @@ from lammps_stream.broker import (
     ensure_topics,
     partition_mismatches,
     port_open,
+    setting_mismatches,
     stack_cafile,
 )
 from lammps_stream.config import Config, child_env, dump_config, expand
@@ -99,7 +100,7 @@ class LocalStack:
         created = ensure_topics(self.config)
         if created:
             self.say(f"created topics: {', '.join(created)}")
-        for line in partition_mismatches(self.config):
+        for line in partition_mismatches(self.config) + setting_mismatches(self.config):
             self.say(f"warning: {line}")
         if self.config.stack.start_service:
             self._start_service()

@@ -97,3 +97,26 @@ def test_up_warns_when_a_topic_has_other_partitions_than_configured(stack, cli) 
         f"warning: topic {stack.kafka.topics.runs} has 1 partitions, the configuration says 2"
         in result.stdout + result.stderr
     )
+
+
+def test_the_runs_topic_is_kept_and_an_older_one_is_flagged_with_its_fix(stack, cli) -> None:
+    """The runs topic is created with ``retention.ms=-1``; one made before (or elsewhere)
+    with the broker's retention gets a warning from ``stack up`` naming the command that
+    mends it, and that command, run as printed, does."""
+    described = cli(
+        "kafka", "configs", "--describe", "--entity-type", "topics",
+        "--entity-name", stack.kafka.topics.runs, check=True,
+    )  # fmt: skip
+    assert "retention.ms=-1" in described.stdout
+    cli("kafka", "topics", "--create", "--topic", "older-runs", "--partitions", "1", check=True)
+    older = ("--set", "kafka.topics.runs=older-runs")
+    warned = cli(*older, "stack", "up", "--no-service", check=True)
+    line = next(
+        (ln for ln in warned.stdout.splitlines() if "topic older-runs has retention.ms" in ln), ""
+    )
+    assert "the contract says -1" in line, warned.stdout + warned.stderr
+    fix = line.split("set it with: ", 1)[1].split()
+    assert fix[:3] == ["lammps-stream", "kafka", "configs"]
+    cli(*fix[1:], check=True)
+    again = cli(*older, "stack", "up", "--no-service", check=True)
+    assert "older-runs has retention.ms" not in again.stdout
