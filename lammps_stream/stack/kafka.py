@@ -5,7 +5,7 @@ The jars are resolved by Maven from the small ``pom.xml`` beside this module int
 ``kafka.Kafka`` with java, its storage formatted by ``kafka.tools.StorageTool``.
 
 >>> sorted(CONSOLE_TOOLS)[:3]
-['console-consumer', 'console-producer', 'consumer-groups']
+['configs', 'console-consumer', 'console-producer']
 """
 
 from __future__ import annotations

@@ -357,6 +357,37 @@ def test_services_meet_at_the_bootstrap_address() -> None:
     assert {lst["port"] for lst in kafka["spec"]["kafka"]["listeners"]} == {int(port)}
 
 
+def test_topics_come_with_their_settings_and_no_client_makes_one() -> None:
+    """The brokers do not create a topic a client asks for (a worker subscribing before the
+    topics exist would make the runs topic with the broker's retention); Strimzi's KafkaTopics
+    keep the runs; a broker setting given in values wins."""
+    strimzi = rendered(KAFKA_STACK, KAFKA_STACK / "values.yaml")
+    (kafka,) = by_kind(strimzi, "Kafka")
+    assert kafka["spec"]["kafka"]["config"]["auto.create.topics.enable"] is False
+    topics = {
+        t["spec"]["topicName"]: t["spec"].get("config", {}) for t in by_kind(strimzi, "KafkaTopic")
+    }
+    assert topics["lammps.runs"] == {"retention.ms": -1}
+    assert topics["lammps.models"]["cleanup.policy"] == "compact"
+    plain = rendered(KAFKA_STACK, KAFKA_STACK / "values-usernetes.yaml")
+    (properties,) = [
+        text for c in by_kind(plain, "ConfigMap") for name, text in c["data"].items()
+        if name.endswith(".properties")
+    ]  # fmt: skip
+    assert "\nauto.create.topics.enable=false\n" in properties
+    allowed = checks.render(
+        KAFKA_STACK,
+        KAFKA_STACK / "values-usernetes.yaml",
+        sets=("kafka.config.auto\\.create\\.topics\\.enable=true",),
+    )
+    (properties,) = [
+        text for c in by_kind(allowed, "ConfigMap") for name, text in c["data"].items()
+        if name.endswith(".properties")
+    ]  # fmt: skip
+    assert properties.count("auto.create.topics.enable") == 1
+    assert "auto.create.topics.enable=true" in properties
+
+
 # -- a wrong or missing value stops helm template, naming the value ------------------------------
 
 WRONG_VALUES = [
