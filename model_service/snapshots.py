@@ -76,7 +76,9 @@ def signed_bytes(header: dict[str, Any], payload: bytes) -> bytes:
     >>> signed_bytes({"b": 1, "a": [0.5]}, b"state")
     b'{"a":[0.5],"b":1}\\nstate'
     """
-    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(  # NaN refused, as encode() refuses it: what is signed is what is sent
+        header, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
     return text.encode("utf-8") + b"\n" + payload
 
 
