@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from lammps_stream import __version__
 from lammps_stream.config import Config, load_config
+from lammps_stream.console import aside
 from lammps_stream.console import console as make_console
 from lammps_stream.errors import LammpsStreamError, UsageError
 
@@ -79,16 +80,10 @@ def key_value(text: str) -> tuple[str, str]:
 
 
 def cmd_stack(config: Config, args: argparse.Namespace) -> int:
-    from rich.markup import escape
-
     from lammps_stream.stack import LocalStack, status_json
 
     console = make_console()
-
-    def say(message: str) -> None:  # unwrapped: a command in it copies whole
-        console.print(f"[dim]{escape(message)}[/dim]", soft_wrap=True)
-
-    stack = LocalStack(config, say=say)
+    stack = LocalStack(config, say=aside(console))
     if args.action == "up":
         rows = stack.up()
     elif args.action == "down":

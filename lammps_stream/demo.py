@@ -31,13 +31,14 @@ def run_demo(
     """Run the demo; 0 when every run got a prediction from every model."""
     from consumers.commands import models_info
     from consumers.output import writable_dir
+    from lammps_stream.console import aside
     from lammps_stream.stack import LocalStack
     from producers.commands import launch_plans
     from producers.sampling import plan_runs
     from producers.space import space_from_config
 
     out_dir = writable_dir(Path(out))
-    stack = LocalStack(config, say=lambda msg: console.print(f"[dim]{msg}[/dim]"))
+    stack = LocalStack(config, say=aside(console))
     started = time.monotonic()
     try:
         stack.up()
