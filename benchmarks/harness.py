@@ -42,9 +42,17 @@ def librdkafka(needed_by: str) -> Any:
 
 
 def isolated_config(
-    base: Config, root: Path, name: str, *, http_port: int, runs_partitions: int = 1, **service: Any
+    base: Config,
+    root: Path,
+    name: str,
+    *,
+    http_port: int,
+    runs_partitions: int = 1,
+    make_topics: bool = True,
+    **service: Any,
 ) -> Config:
-    """``base``'s broker with topics, group and state of its own (prefix ``name``)."""
+    """``base``'s broker with topics, group and state of its own (prefix ``name``); the
+    topics are made unless ``make_topics`` is false."""
     overrides = {
         "kafka.bootstrap": base.kafka.bootstrap,
         "kafka.runs_partitions": runs_partitions,
@@ -57,7 +65,8 @@ def isolated_config(
     config = load_config(path=None, env={}, overrides=overrides)
     topics = TopicsConfig(**{f: f"{name}.{f}" for f in TopicsConfig.__dataclass_fields__})
     config = replace(config, kafka=replace(config.kafka, topics=topics))
-    ensure_topics(config)
+    if make_topics:
+        ensure_topics(config)
     return config
 
 

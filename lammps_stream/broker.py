@@ -303,6 +303,13 @@ def broker_healthy(config: Config) -> bool:
         return False
 
 
+def missing_topics(config: Config) -> list[str]:
+    """The contract's topics that do not exist on the broker yet."""
+    with admin(config) as client:
+        existing = set(client.list_topics())
+    return [spec.name for spec in topic_specs(config) if spec.name not in existing]
+
+
 def ensure_topics(config: Config) -> list[str]:
     """Create the contract's topics that do not exist yet; return those created."""
     from kafka.admin import NewTopic

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 from lammps_stream.config import Config
@@ -14,15 +16,55 @@ from lammps_stream.config import Config
 # then in a thread, held the runs arriving meanwhile up to ~100 ms (seven models, 200 runs/s).
 # Suggestions are now scored in a process of their own (model_service/scoring_process.py).
 GIL_SWITCH_SECONDS = 0.0005
+TOPICS_POLL_SECONDS = 2.0  # how often a worker started before its topics looks for them
+TOPICS_SAY_SECONDS = 30.0  # how often it says it is still waiting
+
+
+def wait_for_topics(
+    config: Config,
+    missing: Callable[[Config], list[str]],
+    say: Callable[[str], None],
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Return once ``missing(config)`` is empty, saying what is awaited and who makes it.
+
+    A worker may start before its topics exist (the chart starts it beside the Job that makes
+    them); brokers here do not make a topic a client asks for, and Faust would fail reading
+    a models topic that is not there yet.
+
+    >>> calls = iter([["lammps.runs", "lammps.models"], ["lammps.models"], []])
+    >>> wait_for_topics(None, lambda _: next(calls), print, sleep=lambda _: None)
+    serve: waiting for topics lammps.runs, lammps.models to exist (made by `lammps-stream ...
+    serve: topics are there; starting
+    """
+    started = said = clock()
+    waiting = missing(config)
+    if not waiting:
+        return
+    say(
+        f"serve: waiting for topics {', '.join(waiting)} to exist (made by `lammps-stream "
+        "stack up`, the chart's topics Job or Strimzi's KafkaTopics; brokers do not make them "
+        "on demand)"
+    )
+    while waiting:
+        sleep(TOPICS_POLL_SECONDS)
+        waiting = missing(config)
+        if waiting and clock() - said >= TOPICS_SAY_SECONDS:
+            said = clock()
+            say(f"serve: still waiting for {', '.join(waiting)} ({said - started:.0f} s)")
+    say("serve: topics are there; starting")
 
 
 def serve(config: Config, args: Any = None) -> int:
     """``lammps-stream serve``: start the worker; return when it is stopped (SIGTERM, Ctrl-C)."""
     import faust
 
+    from lammps_stream.broker import missing_topics
     from lammps_stream.config import expand
     from model_service.app import create_app, freeze_long_lived_objects
 
+    wait_for_topics(config, missing_topics, lambda line: print(line, file=sys.stderr, flush=True))
     expand(config.stack.state_dir).mkdir(parents=True, exist_ok=True)  # Faust's datadir lives here
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     app = create_app(config)
