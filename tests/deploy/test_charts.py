@@ -369,23 +369,26 @@ def test_topics_come_with_their_settings_and_no_client_makes_one() -> None:
     }
     assert topics["lammps.runs"] == {"retention.ms": -1}
     assert topics["lammps.models"]["cleanup.policy"] == "compact"
-    plain = rendered(KAFKA_STACK, KAFKA_STACK / "values-usernetes.yaml")
-    (properties,) = [
-        text for c in by_kind(plain, "ConfigMap") for name, text in c["data"].items()
-        if name.endswith(".properties")
-    ]  # fmt: skip
-    assert "\nauto.create.topics.enable=false\n" in properties
-    allowed = checks.render(
-        KAFKA_STACK,
-        KAFKA_STACK / "values-usernetes.yaml",
-        sets=("kafka.config.auto\\.create\\.topics\\.enable=true",),
+    plain = KAFKA_STACK / "values-usernetes.yaml"
+    assert "\nauto.create.topics.enable=false\n" in _broker_properties(rendered(KAFKA_STACK, plain))
+    allowed = _broker_properties(
+        checks.render(
+            KAFKA_STACK, plain, sets=("kafka.config.auto\\.create\\.topics\\.enable=true",)
+        )
     )
+    assert allowed.count("auto.create.topics.enable") == 1
+    assert "auto.create.topics.enable=true" in allowed
+
+
+def _broker_properties(objects: list[dict[str, Any]]) -> str:
+    """The plain mode's server.properties, as its ConfigMap holds it."""
     (properties,) = [
-        text for c in by_kind(allowed, "ConfigMap") for name, text in c["data"].items()
+        text
+        for config in by_kind(objects, "ConfigMap")
+        for name, text in config["data"].items()
         if name.endswith(".properties")
-    ]  # fmt: skip
-    assert properties.count("auto.create.topics.enable") == 1
-    assert "auto.create.topics.enable=true" in properties
+    ]
+    return properties
 
 
 # -- a wrong or missing value stops helm template, naming the value ------------------------------
