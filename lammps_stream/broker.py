@@ -17,7 +17,7 @@ from typing import Any
 
 from lammps_stream.config import Config, KafkaConfig, expand
 from lammps_stream.errors import BrokerUnavailableError, ConfigError
-from lammps_stream.topics import topic_specs
+from lammps_stream.topics import TopicSpec, topic_specs
 
 
 def bootstrap_servers(bootstrap: str) -> list[str]:
@@ -303,11 +303,16 @@ def broker_healthy(config: Config) -> bool:
         return False
 
 
+def _missing_specs(client: Any, config: Config) -> list[TopicSpec]:
+    """The contract's topics that ``client``'s broker does not have yet."""
+    existing = set(client.list_topics())
+    return [spec for spec in topic_specs(config) if spec.name not in existing]
+
+
 def missing_topics(config: Config) -> list[str]:
-    """The contract's topics that do not exist on the broker yet."""
+    """The names of the contract's topics that do not exist on the broker yet."""
     with admin(config) as client:
-        existing = set(client.list_topics())
-    return [spec.name for spec in topic_specs(config) if spec.name not in existing]
+        return [spec.name for spec in _missing_specs(client, config)]
 
 
 def ensure_topics(config: Config) -> list[str]:
@@ -316,11 +321,9 @@ def ensure_topics(config: Config) -> list[str]:
     from kafka.errors import TopicAlreadyExistsError
 
     with admin(config) as client:
-        existing = set(client.list_topics())
         missing = [
             NewTopic(spec.name, spec.partitions, 1, topic_configs=spec.configs)
-            for spec in topic_specs(config)
-            if spec.name not in existing
+            for spec in _missing_specs(client, config)
         ]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
