@@ -205,7 +205,8 @@ class Learner:
         if train:
             state.prequential.update(y, predicted)
             state.prequential_recent.update(y, predicted)
-            state.interval.update(y, predicted)
+            if state.learned:  # a model that learned nothing predicts its prior, not its error
+                state.interval.update(y, predicted)
             state.drift.update(abs(y - predicted))
             drifted = state.drift.drift_detected
             state.drifts += drifted

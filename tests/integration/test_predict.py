@@ -41,6 +41,9 @@ def test_walltime_gives_scheduler_flags(stack, cli, learned) -> None:
     result = cli("predict", "deck=lj", "x=3", "--walltime", check=True)
     assert "sbatch --time=" in result.stdout and "flux --time-limit=" in result.stdout
     assert "★" in result.stdout
+    # runs here cost seconds: a bound of hours would be a band calibrated on untrained guesses
+    upper = float(result.stdout.split("# upper bound ")[1].split(" s")[0])
+    assert 0 < upper < 3600
 
 
 @pytest.mark.parametrize(

@@ -116,6 +116,20 @@ def test_interval_coverage_is_measured_on_test_runs() -> None:
     assert describe(state)["interval_test_coverage"] == 0.5
 
 
+def test_an_untrained_guess_does_not_calibrate_the_interval() -> None:
+    # bayes_linear's prior predicts 0 s: kept as a score, |log(4 s / 1 µs)| ≈ 15 would be
+    # the widest of the first runs and put the upper bound near e^15 × the prediction.
+    learner = Learner(["bayes_linear"], coverage=0.9)
+    first = _feed(learner, _record(2, 4.0)).predictions[0]
+    assert first["predicted_wall_seconds"] == 0.0
+    for i in range(6):
+        _feed(learner, _record(1 + i % 3, 0.5 + 1.0 * (1 + i % 3)))
+    state = learner.state["bayes_linear"]
+    assert len(state.interval.scores) == 6  # the learned runs only
+    predicted, low, high = learner.predict_one("bayes_linear", _record(2, 2.5)["params"])
+    assert low is not None and high is not None and high / predicted < 1000
+
+
 def test_rolling_scores_forget_old_errors() -> None:
     learner = Learner(["bayes_linear"], coverage=0.9, rolling_window=10)
     for i in range(200):
