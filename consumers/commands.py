@@ -25,6 +25,7 @@ from consumers.reader import (
 from consumers.service_api import ServiceApi
 from lammps_stream.config import Config
 from lammps_stream.console import console as make_console
+from lammps_stream.console import table as make_table
 from lammps_stream.errors import (
     BrokerUnavailableError,
     InvalidRecordError,
@@ -63,9 +64,7 @@ def predictions(config: Config, args: argparse.Namespace) -> int:
 
 
 def _table(rows: list[dict[str, Any]], title: str) -> Any:
-    from rich.table import Table
-
-    table = Table(*COLUMNS, title=title)
+    table = make_table(*COLUMNS, title=title, whole=("run", "model"))
     for p in rows:
         table.add_row(*table_row(p).values())
     return table
@@ -78,7 +77,7 @@ def _follow_lines(stream: Any, args: argparse.Namespace) -> int:
         else:
             row = table_row(prediction)
             print(
-                f"{row['run']}  {row['split']:5}  {row['model']:15}  pred {row['predicted']:>8}"
+                f"{row['run']}  {row['split']:7}  {row['model']:15}  pred {row['predicted']:>8}"
                 f"  actual {row['actual']:>8}  err {row['error']:>7}  {row['params']}",
                 flush=True,
             )
@@ -230,28 +229,35 @@ def walltime_flags(answer: dict[str, Any]) -> str:
     >>> walltime_flags({"recommended": "m", "predictions": [{"model": "m",
     ...     "predicted_wall_seconds": 50.0, "interval": {"high": 130.0}}]})
     'sbatch --time=00:03:00   flux --time-limit=3m   # upper bound 130 s (model m)'
+    >>> walltime_flags({"recommended": "m", "predictions": [{"model": "m",
+    ...     "predicted_wall_seconds": 50.0, "interval": {"high": None}}]}).partition("# ")[2]
+    'twice the prediction, 100 s: no calibrated interval yet (model m)'
     """
     name = answer.get("recommended")
     chosen = next((p for p in answer["predictions"] if p["model"] == name), None)
     if chosen is None:
         raise NoDataError("no model has learned enough to recommend a time limit yet")
-    high = chosen["interval"].get("high") or 2 * chosen["predicted_wall_seconds"]
+    high = chosen["interval"].get("high")
+    basis = f"upper bound {high:.0f} s" if high is not None else ""
+    if high is None:  # fewer than 5 scored runs: no band to take a bound from
+        high = 2 * chosen["predicted_wall_seconds"]
+        basis = f"twice the prediction, {high:.0f} s: no calibrated interval yet"
     minutes = max(1, -(-int(high) // 60))
     return (
         f"sbatch --time={minutes // 60:02d}:{minutes % 60:02d}:00   "
-        f"flux --time-limit={minutes}m   # upper bound {high:.0f} s (model {name})"
+        f"flux --time-limit={minutes}m   # {basis} (model {name})"
     )
 
 
 def _print_answer(answer: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    table = Table("model", "predicted s", "interval s", "learned", title="predicted wall time")
+    table = make_table("model", "predicted s", "interval s", "learned", title="predicted wall time")
     for p in answer["predictions"]:
         low, high = p["interval"].get("low"), p["interval"].get("high")
         band = "–" if low is None else f"{low:.2f} – {high:.2f} ({p['interval']['coverage']:.0%})"
         name = f"{p['model']} ★" if p["model"] == answer.get("recommended") else p["model"]
-        table.add_row(name, f"{p['predicted_wall_seconds']:.2f}", band, str(p["model_version"]))
+        # a model that learned nothing answers with its prior (0 s, or e^0 = 1 s): no estimate
+        guess = f"{p['predicted_wall_seconds']:.2f}" if p["model_version"] else "– (untrained)"
+        table.add_row(name, guess, band, str(p["model_version"]))
     make_console().print(table)
 
 
@@ -321,21 +327,19 @@ def _one_name(args: argparse.Namespace) -> str:
 
 
 def _list_models(api: ServiceApi, as_json: bool) -> int:
-    from rich.table import Table
-
     info = api.get("/models")["models"]
     if as_json:
         print(json.dumps(info, indent=2))
         return 0
-    table = Table(
+    table = make_table(
         "model",
         "learned",
-        "preq MAE s",
-        "preq R²",
-        "test n",
-        "test MAE s",
-        "test MAPE",
-        "interval cover",
+        "preq\nMAE s",
+        "preq\nR²",
+        "test\nn",
+        "test\nMAE s",
+        "test\nMAPE",
+        "interval\ncover",
         "drifts",
         title=f"models at {api.base}",
     )

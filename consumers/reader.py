@@ -189,7 +189,8 @@ def _parse(raw: bytes, validate: Callable[[Any], dict[str, Any]]) -> dict[str, A
 
 
 def table_row(prediction: dict[str, Any]) -> dict[str, str]:
-    """One prediction as display strings: run, split, model, predicted, actual, error."""
+    """One prediction as display strings: run, split (``request`` for a question asked with
+    ``predict``), model, predicted, actual, error."""
     predicted = prediction["predicted_wall_seconds"]
     actual = prediction.get("actual_wall_seconds")
     error = "" if actual is None else f"{predicted - actual:+.2f}"
@@ -197,7 +198,7 @@ def table_row(prediction: dict[str, Any]) -> dict[str, str]:
     size = "×".join(str(p[a]) for a in ("x", "y", "z") if a in p)
     return {
         "run": (prediction.get("run_id") or prediction.get("request_id") or "")[:8],
-        "split": prediction.get("split") or "",
+        "split": prediction.get("split") or ("request" if prediction.get("request_id") else ""),
         "params": f"{p.get('deck', '')} {size} np={p.get('ranks', '')}".strip(),
         "model": prediction["model"],
         "predicted": f"{predicted:.2f}",

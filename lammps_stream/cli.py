@@ -19,6 +19,7 @@ from lammps_stream import __version__
 from lammps_stream.config import Config, load_config
 from lammps_stream.console import aside
 from lammps_stream.console import console as make_console
+from lammps_stream.console import table as make_table
 from lammps_stream.errors import LammpsStreamError, UsageError
 
 
@@ -101,9 +102,7 @@ def cmd_stack(config: Config, args: argparse.Namespace) -> int:
 
 
 def _print_status(console: Any, rows: list[Any]) -> None:
-    from rich.table import Table
-
-    table = Table("part", "pid", "address", "health", "detail")
+    table = make_table("part", "pid", "address", "health", "detail", whole=("address",))
     for row in rows:
         health = "[green]healthy[/green]" if row.healthy else "[red]down[/red]"
         table.add_row(row.name, str(row.pid or "-"), row.address, health, row.detail)

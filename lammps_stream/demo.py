@@ -111,10 +111,9 @@ def _report(
     failed: list[Any],
     elapsed: float,
 ) -> int:
-    from rich.table import Table
-
     from consumers.accuracy import accuracy, best_model
     from consumers.report import write_report
+    from lammps_stream.console import table as make_table
 
     with open(out_dir / "predictions.jsonl", "w", encoding="utf-8") as handle:
         for prediction in predictions:
@@ -122,7 +121,7 @@ def _report(
     table_data = accuracy(predictions, split="test")
     (out_dir / "accuracy.json").write_text(json.dumps(table_data, indent=2) + "\n")
 
-    table = Table(
+    table = make_table(
         "model",
         "n",
         "MAE s",

@@ -14,6 +14,7 @@ from typing import Any
 
 from lammps_stream.config import Config
 from lammps_stream.console import console as _console
+from lammps_stream.console import table as _table
 from lammps_stream.errors import UsageError
 
 
@@ -179,10 +180,8 @@ def plan_from_args(config: Config, args: argparse.Namespace, sampler: str) -> li
 
 
 def print_plans(console: Any, plans: list[Any]) -> None:
-    from rich.table import Table
-
     title = f"{len(plans)} planned runs (dry run: nothing launched)"
-    table = Table(
+    table = _table(
         "#", "run", "split", "deck", "x", "y", "z", "steps", "ranks", "threads", "vars", title=title
     )
     for i, plan in enumerate(plans):

@@ -21,9 +21,12 @@ def test_row_shows_run_split_model_and_error() -> None:
 
 def test_request_has_no_actual() -> None:
     row = table_row(
-        example_prediction(run_id=None, request_id="abcdef123", actual_wall_seconds=None)
+        example_prediction(
+            run_id=None, request_id="abcdef123", actual_wall_seconds=None, split=None
+        )
     )
     assert row["run"] == "abcdef12" and row["actual"] == "" and row["error"] == ""
+    assert row["split"] == "request"
 
 
 def test_json_line_is_the_record() -> None:
