@@ -31,7 +31,7 @@ from faust.web import View
 
 from lammps_stream.broker import bootstrap_servers, faust_credentials, stack_cafile
 from lammps_stream.config import Config, expand
-from lammps_stream.errors import ConfigError, InvalidRecordError
+from lammps_stream.errors import BrokerUnavailableError, ConfigError, InvalidRecordError
 from lammps_stream.schemas import (
     dead_letter,
     decode_json,
@@ -391,7 +391,9 @@ def create_app(config: Config) -> faust.App:
             for name in added:
                 if name not in service.shards.specs and name not in service.adding:
                     await _add_model(service, snapshots, service.sync.specs[name])
-        except Exception:  # the broker away for a moment, say: the next round reads again
+        except BrokerUnavailableError as err:  # the next round reads again
+            log.warning("other workers' model changes not read: %s", err)
+        except Exception:
             log.exception("could not carry out other workers' model changes")
 
     @app.on_partitions_assigned.connect

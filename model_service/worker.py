@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -69,7 +70,7 @@ def serve(config: Config, args: Any = None) -> int:
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     app = create_app(config)
     freeze_long_lived_objects()  # and again once the first partitions are assigned
-    worker = faust.Worker(app, loglevel=config.service.log_level.upper(), quiet=True)
+    worker = _worker_class(faust.Worker)(app, loglevel=config.service.log_level.upper(), quiet=True)
     # Faust's terminal spinner sets the root logger to DEBUG and formats every debug record
     # (at log levels warning and error): a third of the worker's time. No spinner.
     worker.spinner = None
@@ -78,3 +79,17 @@ def serve(config: Config, args: Any = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
+
+
+def _worker_class(base: type) -> type:
+    """Faust's Worker, its log handlers holding back repeated Kafka client errors."""
+    from model_service.repeats import RepeatLimiter
+
+    class Worker(base):  # type: ignore[misc,valid-type]
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            limiter = RepeatLimiter()
+            for handler in logger.handlers:
+                handler.addFilter(limiter)
+
+    return Worker

@@ -1,0 +1,57 @@
+"""Kafka client errors said once per window, not a hundred times a second.
+
+While the broker is unreachable, aiokafka's consumer, producer, coordinator and metadata
+loops each log their failed retry every ~10-100 ms: about 100 lines a second from one
+worker, megabytes in a minute's outage. :class:`RepeatLimiter` lets the first of each kind
+through, holds back the rest for ``window`` seconds and then says how many there were.
+Records from the service itself are never held back.
+
+>>> import logging
+>>> limiter = RepeatLimiter(window=30.0, clock=iter([0.0, 1.0, 2.0, 31.0]).__next__)
+>>> def record(node):
+...     return logging.LogRecord("aiokafka.conn", logging.ERROR, "", 0,
+...                              "Unable connect to node with id %s", (node,), None)
+>>> [limiter.filter(record(n)) for n in (1, 1, 1)]
+[True, False, False]
+>>> later = record(1)
+>>> limiter.filter(later), later.getMessage()
+(True, 'Unable connect to node with id 1 (and 2 more like it in the last 31 s)')
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+WINDOW_SECONDS = 30.0
+LIMITED = ("aiokafka", "kafka")  # logger names (and their children) whose repeats are held
+
+
+class RepeatLimiter(logging.Filter):
+    """A handler filter: one record per (logger, message template) per ``window`` seconds
+    from the Kafka client libraries; the next one let through counts those held back."""
+
+    def __init__(
+        self, window: float = WINDOW_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self.window = window
+        self.clock = clock
+        self.shown: dict[tuple[str, str], float] = {}  # when each kind was last let through
+        self.held: dict[tuple[str, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(LIMITED) or record.levelno < logging.WARNING:
+            return True
+        key = (record.name, str(record.msg))
+        now = self.clock()
+        last = self.shown.get(key)
+        if last is not None and now - last < self.window:
+            self.held[key] = self.held.get(key, 0) + 1
+            return False
+        held = self.held.pop(key, 0)
+        if held:
+            record.msg = f"{record.msg} (and {held} more like it in the last {now - last:.0f} s)"
+        self.shown[key] = now
+        return True
