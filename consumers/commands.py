@@ -238,8 +238,9 @@ def walltime_flags(answer: dict[str, Any]) -> str:
     if chosen is None:
         raise NoDataError("no model has learned enough to recommend a time limit yet")
     high = chosen["interval"].get("high")
-    basis = f"upper bound {high:.0f} s" if high is not None else ""
-    if high is None:  # fewer than 5 scored runs: no band to take a bound from
+    if high is not None:
+        basis = f"upper bound {high:.0f} s"
+    else:  # fewer than 5 scored runs: no band to take a bound from
         high = 2 * chosen["predicted_wall_seconds"]
         basis = f"twice the prediction, {high:.0f} s: no calibrated interval yet"
     minutes = max(1, -(-int(high) // 60))
