@@ -106,17 +106,22 @@ class ModelService:
         """Partition ``partition`` was just assigned: its records wait for its shard."""
         self.rebuilt.setdefault(partition, asyncio.Event()).clear()
 
-    def adopt(self, partition: int, learner: Learner) -> None:
-        """Take a rebuilt shard: what it was restored to counts as snapshotted. The models'
-        first snapshots come due one after the other, ``snapshot_every / (n + 1)`` offsets
-        apart (n models), and every ``snapshot_every`` after that: models that learn the same
+    def adopt(
+        self, partition: int, learner: Learner, snapshotted: dict[str, int] | None = None
+    ) -> None:
+        """Take a rebuilt shard. Each model counts as snapshotted where its snapshot on the
+        topic left it (``snapshotted``; offset 0 without one): one that replayed records
+        past it comes due ``snapshot_seconds`` later or at shutdown, so the next start does
+        not replay them again, nor meet a snapshot it refused. The models' first regular
+        snapshots come due one after the other, ``snapshot_every / (n + 1)`` offsets apart
+        (n models), and every ``snapshot_every`` after that: models that learn the same
         runs would otherwise come due on the same run, every time, with the suggestions'
         scoring (due every ``suggest_every``, 500 as well by default) on top."""
         self.shards.put(partition, learner)
         every = self.config.service.snapshot_every
         for i, (name, state) in enumerate(learner.state.items()):
             self.snapshot_at[(name, partition)] = time.time()
-            self.snapshot_position[(name, partition)] = state.position
+            self.snapshot_position[(name, partition)] = (snapshotted or {}).get(name, 0)
             first = max(1, every * (i + 1) // (len(learner.state) + 1))
             self.snapshot_due[(name, partition)] = state.position + first
         self.rebuilt.setdefault(partition, asyncio.Event()).set()
@@ -414,11 +419,11 @@ def create_app(config: Config) -> faust.App:
                     service.shards.specs[spec.name] = spec
                     service.origins[spec.name] = "added"
             for partition in new:
-                learner = await asyncio.to_thread(
+                rebuilt = await asyncio.to_thread(
                     recovery.rebuild_shard, config, service.shards, found, service.key, partition
                 )
-                await _with_current_models(service, partition, learner)
-                service.adopt(partition, learner)
+                await _with_current_models(service, partition, rebuilt.learner)
+                service.adopt(partition, rebuilt.learner, rebuilt.snapshotted)
         if not service.assigned:  # Faust, its clients and the restored models now exist
             freeze_long_lived_objects()
         service.assigned = True

@@ -217,14 +217,24 @@ def committed_offset(config: Config, group: str, topic: str, partition: int) -> 
     return found.offset if found is not None and found.offset >= 0 else None
 
 
+@dataclass(frozen=True)
+class RebuiltShard:
+    """A shard caught up to the group's commit, and where each model's snapshot on the topic
+    left it (the offset its state then reflected; absent when it had none that could be
+    restored): a model that replayed past that has records no snapshot holds yet."""
+
+    learner: Learner
+    snapshotted: dict[str, int]
+
+
 def rebuild_shard(
     config: Config, shards: Shards, snapshots: Snapshots, key: bytes, partition: int
-) -> Learner:
+) -> RebuiltShard:
     """The shard for ``partition``: restored, its run_id window rebuilt, caught up to the
     group's committed offset (those records' predictions were published before)."""
     learner = shards.fresh()
     restored = snapshots.for_partition(partition)
-    loaded = 0
+    snapshotted: dict[str, int] = {}
     for name in list(learner.state):
         record = restored.get(name)
         if record is None:
@@ -242,7 +252,7 @@ def rebuild_shard(
             log.error("%s; model %s starts again from offset 0", err, name)
             continue
         learner.add(learner.state[name].spec, state)
-        loaded += 1
+        snapshotted[name] = state.position
     topic = config.kafka.topics.runs
     committed = committed_offset(config, config.service.app_id, topic, partition)
     plan = replay_plan(
@@ -254,14 +264,14 @@ def rebuild_shard(
         "partition %s: restored %d of %d models from snapshots; replayed offsets %d-%d "
         "(%d records) in %.2f s",
         partition,
-        loaded,
+        len(snapshotted),
         len(learner.state),
         plan.learn_from,
         plan.end,
         replayed,
         time.monotonic() - started,
     )
-    return learner
+    return RebuiltShard(learner, snapshotted)
 
 
 def warm_start(config: Config, learner: Learner, partition: int, end: int) -> int:

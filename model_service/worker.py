@@ -57,6 +57,32 @@ def wait_for_topics(
     say("serve: topics are there; starting")
 
 
+def with_stack_key(config: Config, say: Callable[[str], None]) -> Config:
+    """``config``, signing snapshots with the local stack's key when ``service.snapshot_key``
+    is empty and a stack in ``stack.state_dir`` made one: a worker started by hand beside the
+    stack's service (``stack up --no-service``, or a second worker) then restores its
+    snapshots and takes up its added models, instead of signing with a throwaway key.
+
+    >>> import tempfile
+    >>> from lammps_stream.config import load_config
+    >>> state = tempfile.mkdtemp()
+    >>> config = load_config(path=None, env={}, overrides={"stack.state_dir": state})
+    >>> with_stack_key(config, print) is config  # no stack has made a key there
+    True
+    """
+    import dataclasses
+
+    from lammps_stream.config import expand
+    from lammps_stream.stack import SNAPSHOT_KEY_FILE
+
+    path = expand(config.stack.state_dir) / SNAPSHOT_KEY_FILE
+    if config.service.snapshot_key or not path.is_file():
+        return config
+    say(f"serve: signing snapshots with the local stack's key ({path})")
+    service = dataclasses.replace(config.service, snapshot_key=path.read_text().strip())
+    return dataclasses.replace(config, service=service)
+
+
 def serve(config: Config, args: Any = None) -> int:
     """``lammps-stream serve``: start the worker; return when it is stopped (SIGTERM, Ctrl-C)."""
     import faust
@@ -65,7 +91,11 @@ def serve(config: Config, args: Any = None) -> int:
     from lammps_stream.config import expand
     from model_service.app import create_app, freeze_long_lived_objects
 
-    wait_for_topics(config, missing_topics, lambda line: print(line, file=sys.stderr, flush=True))
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    wait_for_topics(config, missing_topics, say)
+    config = with_stack_key(config, say)
     expand(config.stack.state_dir).mkdir(parents=True, exist_ok=True)  # Faust's datadir lives here
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     app = create_app(config)

@@ -47,6 +47,9 @@ class PartStatus:
     detail: str
 
 
+SNAPSHOT_KEY_FILE = "snapshot-key"  # in stack.state_dir
+
+
 def stack_snapshot_key(state_dir: Path) -> str:
     """The key the stack's service signs snapshots with when none is configured: made once
     (``state_dir/snapshot-key``, readable by its owner only) and kept with the broker's data,
@@ -58,7 +61,7 @@ def stack_snapshot_key(state_dir: Path) -> str:
     >>> len(key), stack_snapshot_key(state) == key, oct((state / "snapshot-key").stat().st_mode)
     (64, True, '0o100600')
     """
-    path = state_dir / "snapshot-key"
+    path = state_dir / SNAPSHOT_KEY_FILE
     if not path.is_file():
         state_dir.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)

@@ -126,6 +126,19 @@ def test_models_restored_together_come_due_one_after_the_other() -> None:
     assert due_at == {"linear": [2, 10, 18], "pa": [4, 12, 20], "bayes_log": [6, 14, 22]}
 
 
+def test_a_model_that_replayed_past_its_snapshot_is_snapshotted_again() -> None:
+    overrides = {"service.models": ["linear", "pa", "bayes_log"], "service.snapshot_every": 500}
+    worker = ModelService(load_config(path=None, env={}, overrides=overrides))
+    shard = worker.shards.fresh()
+    for offset in range(30):  # the rebuild: restored, then the records to the commit replayed
+        shard.handle(example_run_record(run_id=f"run-{offset}"), offset)
+    # linear's snapshot reflected all 30; pa's only 20; bayes_log's was refused (none)
+    worker.adopt(0, shard, snapshotted={"linear": 30, "pa": 20})
+    assert worker.due_snapshots() == []  # neither 500 offsets nor snapshot_seconds yet
+    assert sorted(c.model for c in worker.due_snapshots(force=True)) == ["bayes_log", "pa"]
+    assert worker.due_snapshots(force=True) == []  # taken: nothing moved since
+
+
 def test_only_a_shard_of_the_current_assignment_counts_as_being_restored() -> None:
     worker = service()
     for partition in (0, 1):  # assigned both, then a rebalance leaves it partition 1

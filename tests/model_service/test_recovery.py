@@ -61,7 +61,7 @@ def test_a_shard_resumes_from_snapshots_and_replays_to_the_commit(topic) -> None
     before = shards.fresh()
     for offset, record in enumerate(topic["runs"][:20]):
         before.handle(record, offset)
-    rebuilt = recovery.rebuild_shard(config, shards, _snapshots(before), KEY, 0)
+    rebuilt = recovery.rebuild_shard(config, shards, _snapshots(before), KEY, 0).learner
     assert topic["plan"].learn_from == 20  # restored: only offsets 20-29 are learned again
     assert rebuilt.state["pa"].learned == 30 and rebuilt.position == 30
     assert rebuilt.handle(topic["runs"][5], 30).kind == "duplicate"  # the window was rebuilt
@@ -74,9 +74,9 @@ def test_a_changed_spec_or_a_wrong_key_relearns_from_the_topic(topic) -> None:
     for offset, record in enumerate(topic["runs"][:20]):
         before.handle(record, offset)
     shards = Shards([model_spec("pa")], coverage=0.9)  # same name, other parameters
-    rebuilt = recovery.rebuild_shard(config, shards, _snapshots(before), KEY, 0)
+    rebuilt = recovery.rebuild_shard(config, shards, _snapshots(before), KEY, 0).learner
     assert topic["plan"].learn_from == 0
     assert rebuilt.state["pa"].learned == 30 and rebuilt.state["pa"].spec == model_spec("pa")
-    rebuilt = recovery.rebuild_shard(config, old, _snapshots(before), b"other key", 0)
+    rebuilt = recovery.rebuild_shard(config, old, _snapshots(before), b"other key", 0).learner
     assert topic["plan"].learn_from == 0  # the snapshot is refused: learned again from 0
     assert rebuilt.state["pa"].learned == 30
