@@ -492,7 +492,12 @@ async def _publish(
             metrics.model_step(step.model, step.predict_seconds, step.learn_seconds)
             if step.drifted:
                 metrics.drifts.labels(model=step.model).inc()
-                log.warning("drift: the error of %s changed (run %s)", step.model, record["run_id"])
+                log.warning(
+                    "drift: the error of %s rose (ADWIN, at run %s): has the machine or the "
+                    "mix of decks changed?",
+                    step.model,
+                    record["run_id"],
+                )
         finished.append(record["times"]["finished_at"])
     for partition, messages in outgoing.items():
         for delivery in await _send(producer, topic, partition, messages):

@@ -97,7 +97,7 @@ class ServiceMetrics:
         )
         self.drifts = Counter(
             "lammps_stream_drift_detected",
-            "Changes in a model's error detected by ADWIN",
+            "Rises in a model's error detected by ADWIN",
             ["model"],
             registry=r,
         )

@@ -104,6 +104,17 @@ def test_a_change_of_machine_is_detected_as_drift() -> None:
     assert describe(learner.state["bayes_linear"])["drifts"] >= 1
 
 
+def test_an_error_that_falls_is_not_a_drift() -> None:
+    # a noisy machine that turns quiet: ADWIN sees the error's mean change, but a model
+    # doing better is no alarm (as models learn, their error falls too)
+    learner = Learner(["bayes_linear"], coverage=0.9)
+    noisy = [(1 + i % 3, (1 + i % 3) * (1.6 if i % 2 else 0.4)) for i in range(300)]
+    quiet = [(1 + i % 3, 1.0 * (1 + i % 3)) for i in range(300)]
+    outcomes = [_feed(learner, _record(x, wall)) for x, wall in noisy + quiet]
+    assert not any(s.drifted for o in outcomes for s in o.steps)
+    assert learner.state["bayes_linear"].drift.width < 300  # ADWIN did drop the noisy past
+
+
 def test_interval_coverage_is_measured_on_test_runs() -> None:
     learner = Learner(["bayes_linear"], coverage=0.9)
     for i in range(60):
