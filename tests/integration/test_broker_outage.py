@@ -44,7 +44,7 @@ def test_a_worker_outlives_a_broker_outage_quietly(tmp_path: Path) -> None:
             during = worker.log.read_text().splitlines()[start:]
             assert worker.process.poll() is None, "\n".join(during[-50:])
             refused = [line for line in during if "Unable connect to node" in line]
-            # aiokafka retries every ~10-100 ms: ~1,000 such lines in 15 s unheld
+            # unheld, aiokafka logs hundreds of these in 15 s (1,346 in 30 s, by hand)
             assert 1 <= len(refused) <= 2, "\n".join(during[-50:])
             assert len(during) < 150, f"{len(during)} log lines in {OUTAGE_SECONDS} s"
 

@@ -42,7 +42,7 @@ def test_a_slower_machine_is_a_drift_a_stable_one_is_not(stack, tmp_path: Path) 
         publish(config, _runs(300, 1.0))
         wait_learned([worker], 300)
         assert _drifts(worker) == 0
-        publish(config, _runs(200, 4.0))  # the same runs, four times slower
+        publish(config, _runs(200, 4.0))  # runs of the same sizes, four times slower
         wait_learned([worker], 500)
         assert _drifts(worker) >= 1
         assert "drift: the error of bayes_linear rose" in worker.log.read_text()
