@@ -10,6 +10,7 @@ import pytest
 from lammps_stream.broker import port_open
 from lammps_stream.config import dump_config, load_config
 from tests.integration.conftest import learned_runs
+from tests.integration.workers import Worker
 
 PORTS = {
     "kafka.bootstrap": "127.0.0.1:29092",
@@ -45,7 +46,7 @@ def _status(run) -> dict[str, dict]:
     return {row["name"]: row for row in json.loads(result.stdout)}
 
 
-def test_up_status_twice_stale_pid_and_down(own_stack) -> None:
+def test_up_status_twice_stale_pid_and_down(own_stack, tmp_path: Path) -> None:
     config, run = own_stack
     up = run("stack", "up")
     assert up.returncode == 0, up.stdout + up.stderr
@@ -72,6 +73,20 @@ def test_up_status_twice_stale_pid_and_down(own_stack) -> None:
     assert f"restored {n} of {n} models from snapshots" in log
     assert "does not verify" not in log
     assert "stopped: service, kafka" in run("stack", "down").stdout
+
+    # A worker started by hand beside the stack (no service of its own) signs with the same
+    # key, and so restores what the stack's service snapshotted.
+    assert run("stack", "up", "--no-service").returncode == 0
+    worker = Worker(config, tmp_path, "by-hand")
+    try:
+        worker.wait_ready()
+        log = worker.log.read_text()
+    finally:
+        worker.stop()
+    assert "signing snapshots with the local stack's key" in log
+    assert f"restored {n} of {n} models from snapshots" in log
+    assert "does not verify" not in log and "snapshot_key is not set" not in log
+    assert "stopped: kafka" in run("stack", "down").stdout
 
     state = Path(config.stack.state_dir)
     (state / "kafka.pid").write_text("999999\n")  # a pid nobody has
