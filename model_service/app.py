@@ -107,21 +107,26 @@ class ModelService:
         self.rebuilt.setdefault(partition, asyncio.Event()).clear()
 
     def adopt(
-        self, partition: int, learner: Learner, snapshotted: dict[str, int] | None = None
+        self,
+        partition: int,
+        learner: Learner,
+        snapshotted: dict[str, recovery.SnapshotMark] | None = None,
     ) -> None:
-        """Take a rebuilt shard. Each model counts as snapshotted where its snapshot on the
-        topic left it (``snapshotted``; offset 0 without one): one that replayed records
-        past it comes due ``snapshot_seconds`` later or at shutdown, so the next start does
-        not replay them again, nor meet a snapshot it refused. The models' first regular
-        snapshots come due one after the other, ``snapshot_every / (n + 1)`` offsets apart
-        (n models), and every ``snapshot_every`` after that: models that learn the same
-        runs would otherwise come due on the same run, every time, with the suggestions'
-        scoring (due every ``suggest_every``, 500 as well by default) on top."""
+        """Take a rebuilt shard. Each model counts as snapshotted where and when its
+        snapshot on the topic was taken (``snapshotted``; offset 0 and now without one), so
+        its snapshot age is true, and one that replayed records past it comes due once that
+        snapshot is ``snapshot_seconds`` old (at once, for an older one) or at shutdown: the
+        next start neither replays them again nor meets a refused snapshot again. The first
+        regular snapshots come due one after the other, ``snapshot_every / (n + 1)`` offsets
+        apart (n models), and every ``snapshot_every`` after that: models that learn the
+        same runs would otherwise come due on the same run, every time, with the
+        suggestions' scoring (due every ``suggest_every``, 500 as well by default) on top."""
         self.shards.put(partition, learner)
         every = self.config.service.snapshot_every
         for i, (name, state) in enumerate(learner.state.items()):
-            self.snapshot_at[(name, partition)] = time.time()
-            self.snapshot_position[(name, partition)] = (snapshotted or {}).get(name, 0)
+            mark = (snapshotted or {}).get(name)
+            self.snapshot_at[(name, partition)] = mark.taken_at if mark else time.time()
+            self.snapshot_position[(name, partition)] = mark.position if mark else 0
             first = max(1, every * (i + 1) // (len(learner.state) + 1))
             self.snapshot_due[(name, partition)] = state.position + first
         self.rebuilt.setdefault(partition, asyncio.Event()).set()

@@ -26,7 +26,7 @@ from typing import Any
 from lammps_stream.broker import admin, make_consumer
 from lammps_stream.config import Config
 from lammps_stream.errors import InvalidRecordError, SnapshotSignatureError
-from lammps_stream.schemas import decode_json, decode_run_record, validate_snapshot
+from lammps_stream.schemas import decode_json, decode_run_record, parse_time, validate_snapshot
 from model_service.learner import Learner
 from model_service.shards import Shards
 from model_service.snapshots import load_state, verified
@@ -218,13 +218,22 @@ def committed_offset(config: Config, group: str, topic: str, partition: int) -> 
 
 
 @dataclass(frozen=True)
+class SnapshotMark:
+    """Where a restored model's snapshot left it: the offset its state reflected, and when
+    it was taken (seconds since the epoch, from its signed ``created_at``)."""
+
+    position: int
+    taken_at: float
+
+
+@dataclass(frozen=True)
 class RebuiltShard:
-    """A shard caught up to the group's commit, and where each model's snapshot on the topic
-    left it (the offset its state then reflected; absent when it had none that could be
-    restored): a model that replayed past that has records no snapshot holds yet."""
+    """A shard caught up to the group's commit, and each model's :class:`SnapshotMark`
+    (absent when it had no snapshot that could be restored): a model that replayed past its
+    mark has records no snapshot holds yet."""
 
     learner: Learner
-    snapshotted: dict[str, int]
+    snapshotted: dict[str, SnapshotMark]
 
 
 def rebuild_shard(
@@ -234,7 +243,7 @@ def rebuild_shard(
     group's committed offset (those records' predictions were published before)."""
     learner = shards.fresh()
     restored = snapshots.for_partition(partition)
-    snapshotted: dict[str, int] = {}
+    snapshotted: dict[str, SnapshotMark] = {}
     for name in list(learner.state):
         record = restored.get(name)
         if record is None:
@@ -252,7 +261,8 @@ def rebuild_shard(
             log.error("%s; model %s starts again from offset 0", err, name)
             continue
         learner.add(learner.state[name].spec, state)
-        snapshotted[name] = state.position
+        taken_at = parse_time(record["created_at"]).timestamp()
+        snapshotted[name] = SnapshotMark(state.position, taken_at)
     topic = config.kafka.topics.runs
     committed = committed_offset(config, config.service.app_id, topic, partition)
     plan = replay_plan(

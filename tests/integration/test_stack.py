@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
+from consumers.service_api import ServiceApi
 from lammps_stream.broker import port_open
 from lammps_stream.config import dump_config, load_config
 from tests.integration.conftest import learned_runs
@@ -61,6 +63,7 @@ def test_up_status_twice_stale_pid_and_down(own_stack, tmp_path: Path) -> None:
 
     learned_runs(config, train=3, intercept=1.0, slope=1.0)
     down = run("stack", "down")
+    down_ended = time.time()  # the snapshots taken at shutdown are older than this
     assert "stopped: service, kafka" in down.stdout
     for port in (29092, 29093, 26066):
         assert not port_open("127.0.0.1", port)
@@ -72,6 +75,9 @@ def test_up_status_twice_stale_pid_and_down(own_stack, tmp_path: Path) -> None:
     log = (Path(config.stack.state_dir) / "logs" / "service.out").read_text()
     assert f"restored {n} of {n} models from snapshots" in log
     assert "does not verify" not in log
+    asked = time.time()
+    ages = [m["snapshot_age_seconds"] for m in ServiceApi(config).get("/models")["models"]]
+    assert min(ages) >= asked - down_ended  # the restored snapshots' own age, not the restart's
     assert "stopped: service, kafka" in run("stack", "down").stdout
 
     # A worker started by hand beside the stack (no service of its own) signs with the same

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from collections import namedtuple
 from typing import Any
 
@@ -17,6 +18,7 @@ from lammps_stream.schemas import example_run_record
 from model_service import recovery
 from model_service.app import ModelService, _partition_of, _publish, _with_current_models
 from model_service.learner import Learner
+from model_service.recovery import SnapshotMark
 from model_service.snapshots import load_state, seal
 from model_service.zoo import model_spec
 
@@ -132,11 +134,24 @@ def test_a_model_that_replayed_past_its_snapshot_is_snapshotted_again() -> None:
     shard = worker.shards.fresh()
     for offset in range(30):  # the rebuild: restored, then the records to the commit replayed
         shard.handle(example_run_record(run_id=f"run-{offset}"), offset)
-    # linear's snapshot reflected all 30; pa's only 20; bayes_log's was refused (none)
-    worker.adopt(0, shard, snapshotted={"linear": 30, "pa": 20})
+    # linear's snapshot reflected all 30, taken 10 min ago; pa's only 20, taken just now;
+    # bayes_log's was refused (none)
+    now = time.time()
+    marks = {"linear": SnapshotMark(30, now - 600), "pa": SnapshotMark(20, now)}
+    worker.adopt(0, shard, snapshotted=marks)
+    assert worker.snapshot_age("linear") >= 600  # the snapshot's own age, not the restart's
     assert worker.due_snapshots() == []  # neither 500 offsets nor snapshot_seconds yet
     assert sorted(c.model for c in worker.due_snapshots(force=True)) == ["bayes_log", "pa"]
     assert worker.due_snapshots(force=True) == []  # taken: nothing moved since
+
+
+def test_a_replayed_model_whose_snapshot_is_old_is_snapshotted_at_once() -> None:
+    worker = ModelService(load_config(path=None, env={}, overrides={"service.models": ["pa"]}))
+    shard = worker.shards.fresh()
+    for offset in range(30):
+        shard.handle(example_run_record(run_id=f"run-{offset}"), offset)
+    worker.adopt(0, shard, snapshotted={"pa": SnapshotMark(20, time.time() - 3600)})
+    assert [c.model for c in worker.due_snapshots()] == ["pa"]
 
 
 def test_only_a_shard_of_the_current_assignment_counts_as_being_restored() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from lammps_stream.config import load_config
@@ -61,7 +63,10 @@ def test_a_shard_resumes_from_snapshots_and_replays_to_the_commit(topic) -> None
     before = shards.fresh()
     for offset, record in enumerate(topic["runs"][:20]):
         before.handle(record, offset)
-    rebuilt = recovery.rebuild_shard(config, shards, _snapshots(before), KEY, 0).learner
+    found = recovery.rebuild_shard(config, shards, _snapshots(before), KEY, 0)
+    rebuilt = found.learner
+    assert found.snapshotted["pa"].position == 20  # where the snapshot left it
+    assert abs(found.snapshotted["pa"].taken_at - time.time()) < 60  # its signed created_at
     assert topic["plan"].learn_from == 20  # restored: only offsets 20-29 are learned again
     assert rebuilt.state["pa"].learned == 30 and rebuilt.position == 30
     assert rebuilt.handle(topic["runs"][5], 30).kind == "duplicate"  # the window was rebuilt
@@ -77,6 +82,8 @@ def test_a_changed_spec_or_a_wrong_key_relearns_from_the_topic(topic) -> None:
     rebuilt = recovery.rebuild_shard(config, shards, _snapshots(before), KEY, 0).learner
     assert topic["plan"].learn_from == 0
     assert rebuilt.state["pa"].learned == 30 and rebuilt.state["pa"].spec == model_spec("pa")
-    rebuilt = recovery.rebuild_shard(config, old, _snapshots(before), b"other key", 0).learner
+    found = recovery.rebuild_shard(config, old, _snapshots(before), b"other key", 0)
+    rebuilt = found.learner
     assert topic["plan"].learn_from == 0  # the snapshot is refused: learned again from 0
+    assert found.snapshotted == {}
     assert rebuilt.state["pa"].learned == 30
