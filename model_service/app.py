@@ -240,9 +240,10 @@ class ModelService:
         task.add_done_callback(self.background.discard)
 
     def snapshot_age(self, name: str) -> float:
-        """Seconds since the oldest of this model's shard snapshots."""
+        """Seconds since the oldest of this model's shard snapshots (never below 0: a
+        snapshot restored from a worker whose clock runs ahead reads as just taken)."""
         ats = [at for (n, _), at in self.snapshot_at.items() if n == name]
-        return time.time() - min(ats) if ats else time.time() - self.started_at
+        return max(0.0, time.time() - min(ats)) if ats else time.time() - self.started_at
 
 
 def create_app(config: Config) -> faust.App:

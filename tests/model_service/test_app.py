@@ -154,6 +154,12 @@ def test_a_replayed_model_whose_snapshot_is_old_is_snapshotted_at_once() -> None
     assert [c.model for c in worker.due_snapshots()] == ["pa"]
 
 
+def test_a_snapshot_from_a_clock_ahead_is_no_negative_age() -> None:
+    worker = ModelService(load_config(path=None, env={}, overrides={"service.models": ["pa"]}))
+    worker.adopt(0, worker.shards.fresh(), snapshotted={"pa": SnapshotMark(0, time.time() + 90)})
+    assert worker.snapshot_age("pa") == 0.0
+
+
 def test_only_a_shard_of_the_current_assignment_counts_as_being_restored() -> None:
     worker = service()
     for partition in (0, 1):  # assigned both, then a rebalance leaves it partition 1
