@@ -151,6 +151,7 @@ class ServiceMetrics:
             self.predict_seconds.labels(model=model),
             self.learn_seconds.labels(model=model),
         )
+        self.drifts.labels(model=model)  # at 0 until a drift: a series alerts can rely on
         self._per_model[model] = children
         return children
 

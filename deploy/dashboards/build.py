@@ -179,6 +179,22 @@ MODELS = Dashboard(
             min=0,
         ),
         Panel(
+            "Interval coverage on test runs, by model",
+            "Share of test runs whose wall time fell inside the interval predicted for them "
+            "(the service aims at service.interval_coverage, 90 % by default).",
+            (q("lammps_stream_interval_coverage_ratio", "{{model}}"),),
+            unit="percentunit",
+            min=0,
+            max=1,
+        ),
+        Panel(
+            "Drifts detected (the error rose), by model",
+            "ADWIN on each model's absolute error found its mean rose, since the worker "
+            "started: has the machine, the MPI library or the mix of decks changed?",
+            (q("lammps_stream_drift_detected_total", "{{model}}"),),
+            min=0,
+        ),
+        Panel(
             "Learn and predict time (p95), by model",
             "Time of one learn_one / predict_one call.",
             (

@@ -67,6 +67,8 @@ def test_dashboards_cover_what_the_issue_asks() -> None:
         "lammps_stream_run_wall_seconds",  # wall time by deck and size
         "lammps_stream_run_atoms",
         "lammps_stream_run_timesteps_per_second",
+        "lammps_stream_interval_coverage_ratio",  # coverage on test records (intervals)
+        "lammps_stream_drift_detected_total",  # drift, per model
     ):
         assert needle in text, f"no dashboard query uses {needle}"
 
