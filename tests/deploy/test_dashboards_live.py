@@ -243,6 +243,7 @@ def test_prometheus_loads_and_evaluates_the_alert_rules(fed: str) -> None:
         "LammpsStreamDeadLetters",
         "LammpsStreamModelR2Low",
         "LammpsStreamModelR2Falling",
+        "LammpsStreamModelDrift",
     }
     wait_for(
         lambda: all(

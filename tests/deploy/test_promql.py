@@ -30,7 +30,7 @@ def test_alert_rules_pass_promtool(values: Path) -> None:
         return
     (rule,) = rules
     out = checks.promtool_check_rules(rule["spec"]["groups"])
-    assert "SUCCESS: 4 rules found" in out, out
+    assert "SUCCESS: 5 rules found" in out, out
 
 
 def test_alerts_cover_what_the_issue_asks() -> None:
@@ -41,11 +41,13 @@ def test_alerts_cover_what_the_issue_asks() -> None:
         "LammpsStreamDeadLetters",
         "LammpsStreamModelR2Low",
         "LammpsStreamModelR2Falling",
+        "LammpsStreamModelDrift",
     }
     assert 'outcome="learned"' in alerts["LammpsStreamNothingLearned"]
     assert "[10m]" in alerts["LammpsStreamNothingLearned"]
     assert "lammps_stream_dead_letters_total" in alerts["LammpsStreamDeadLetters"]
     assert "lammps_stream_prequential_r2_ratio" in alerts["LammpsStreamModelR2Falling"]
+    assert "lammps_stream_drift_detected_total" in alerts["LammpsStreamModelDrift"]
 
 
 def test_dashboard_queries_pass_promtool() -> None:
