@@ -154,17 +154,11 @@ class LocalStack:
 
     def _service_config(self) -> Config:
         """The service's configuration: this one, trusting the stack's CA explicitly when
-        ``kafka.ssl_cafile`` is empty and the stack made one, and signing snapshots with the
-        stack's own key (:func:`stack_snapshot_key`) when ``service.snapshot_key`` is empty."""
+        ``kafka.ssl_cafile`` is empty and the stack made one."""
         config, k = self.config, self.config.kafka
         if k.tls and not k.ssl_cafile and stack_cafile(config).is_file():
             kafka_config = dataclasses.replace(k, ssl_cafile=str(stack_cafile(config)))
             config = dataclasses.replace(config, kafka=kafka_config)
-        if not config.service.snapshot_key:
-            key = stack_snapshot_key(self.state_dir)
-            config = dataclasses.replace(
-                config, service=dataclasses.replace(config.service, snapshot_key=key)
-            )
         return config
 
     def _start_service(self) -> None:
@@ -177,6 +171,9 @@ class LocalStack:
                 f"port {cfg.http_host}:{cfg.http_port} is already in use by another program; "
                 "stop it or set service.http_port"
             )
+        # With service.snapshot_key empty, `serve` signs with the stack's own key, as any
+        # worker started by hand beside the stack does (model_service.worker.with_stack_key).
+        stack_snapshot_key(self.state_dir)
         effective = self.state_dir / "effective-config.yaml"
         effective.touch(mode=0o600)
         effective.chmod(0o600)  # it may hold the SASL password

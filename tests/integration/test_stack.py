@@ -72,9 +72,13 @@ def test_up_status_twice_stale_pid_and_down(own_stack, tmp_path: Path) -> None:
     # shutdown, and the restarted service restores them rather than learning from offset 0.
     assert run("stack", "up").returncode == 0
     n = len(config.service.model_names)
-    log = (Path(config.stack.state_dir) / "logs" / "service.out").read_text()
+    state = Path(config.stack.state_dir)
+    log = (state / "logs" / "service.out").read_text()
     assert f"restored {n} of {n} models from snapshots" in log
     assert "does not verify" not in log
+    assert "signing snapshots with the local stack's key" in log
+    key = (state / "snapshot-key").read_text().strip()
+    assert key not in (state / "effective-config.yaml").read_text()  # one copy of the secret
     asked = time.time()
     ages = [m["snapshot_age_seconds"] for m in ServiceApi(config).get("/models")["models"]]
     assert min(ages) >= asked - down_ended  # the restored snapshots' own age, not the restart's
@@ -94,7 +98,6 @@ def test_up_status_twice_stale_pid_and_down(own_stack, tmp_path: Path) -> None:
     assert "does not verify" not in log and "snapshot_key is not set" not in log
     assert "stopped: kafka" in run("stack", "down").stdout
 
-    state = Path(config.stack.state_dir)
     (state / "kafka.pid").write_text("999999\n")  # a pid nobody has
     (state / "service.pid").write_text(f"{first['kafka']['pid']}\n")  # a reused, foreign pid
     stale = _status(run)
