@@ -672,6 +672,7 @@ def _add_views(
     async def metrics(web: Any, request: Any) -> Any:
         m = service.metrics
         for name in shards.names:
+            m.track(name)
             m.snapshot_age.labels(model=name).set(service.snapshot_age(name))
             m.learned.labels(model=name).set(shards.learned(name))
             coverage = shards.test_coverage(name)
@@ -820,6 +821,7 @@ async def _remove_model(
     service.sync.removed_here(name, time.monotonic())  # its snapshots do not bring it back
     for learner in shards.by_partition.values():
         learner.remove(name)
+    service.metrics.forget(name)
     # a standby tombstones every runs partition's key: that tells the workers that learn
     partitions = sorted(shards.by_partition) or await _runs_partitions(service)
     await snapshots.remove(name, partitions)

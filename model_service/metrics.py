@@ -9,6 +9,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -144,6 +145,39 @@ class ServiceMetrics:
         if learn_seconds is not None:
             learn.observe(learn_seconds)
 
+    def track(self, model: str) -> None:
+        """Start ``model``'s counters and histograms at 0, before its first record: a series
+        that first appears with its first records already counted shows no increase to
+        ``rate()``, so a model's first burst would be missing from every rate panel.
+
+        >>> m = ServiceMetrics()
+        >>> m.track("pa")
+        >>> b'lammps_stream_learn_seconds_count{model="pa"} 0.0' in m.exposition()
+        True
+        """
+        if model not in self._per_model:
+            self._children(model)
+
+    def forget(self, model: str) -> None:
+        """Drop every series of ``model`` (removed from the zoo): left alone, its gauges would
+        show their last values for as long as the worker runs.
+
+        >>> m = ServiceMetrics()
+        >>> m.model_step("pa", 1e-4, 2e-4)
+        >>> m.forget("pa")
+        >>> b'model="pa"' in m.exposition()
+        False
+        """
+        self._per_model.pop(model, None)
+        for metric in self._per_model_metrics():
+            with contextlib.suppress(KeyError):  # no series of it yet
+                metric.remove(model)
+
+    def _per_model_metrics(self) -> list[Any]:
+        fixed = [self.predictions, self.predict_seconds, self.learn_seconds, self.learned]
+        fixed += [self.snapshots, self.snapshot_age, self.drifts, self.coverage]
+        return fixed + list(self.scores.values())
+
     def _children(self, model: str) -> tuple[Any, Any, Any]:
         """The per-record series of ``model``, looked up once (``labels`` is not free)."""
         children = (
@@ -152,6 +186,7 @@ class ServiceMetrics:
             self.learn_seconds.labels(model=model),
         )
         self.drifts.labels(model=model)  # at 0 until a drift: a series alerts can rely on
+        self.snapshots.labels(model=model)
         self._per_model[model] = children
         return children
 

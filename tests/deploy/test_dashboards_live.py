@@ -154,6 +154,12 @@ def _value(url: str, expr: str) -> float:
 @pytest.fixture(scope="module")
 def fed(stack: Config, prometheus: str, pushgateway: str, config_file: Path) -> str:
     """Records sent once Prometheus scrapes, so every rate() window sees them arrive."""
+    models = len(stack.service.models)
+    wait_for(  # each model's series at 0 first: rate() then sees the records' increase
+        lambda: _value(prometheus, "count(lammps_stream_learn_seconds_count)") >= models,
+        f"the {models} models' series scraped before any record is sent",
+        prometheus,
+    )
     before = {
         outcome: _value(prometheus, f'sum(lammps_stream_records_total{{outcome="{outcome}"}})')
         for outcome in ("learned", "test", "dead")

@@ -92,6 +92,8 @@ def test_add_and_remove_models_while_running(admin, cli, tmp_path: Path) -> None
         removed = cli("models", "remove", "tree", env=env, check=True)
         assert "removed tree" in removed.stdout
         assert _names(worker) == ["pa"]
+        scraped = _scrape(f"{config.service.url}/metrics")
+        assert 'model="pa"' in scraped and 'model="tree"' not in scraped  # no stale series
         last = cli("models", "remove", "pa", env=env)
         assert last.returncode == 2 and "last model" in last.stderr
     finally:
@@ -103,6 +105,11 @@ def test_add_and_remove_models_while_running(admin, cli, tmp_path: Path) -> None
         assert _names(worker) == ["pa"]
     finally:
         worker.stop()
+
+
+def _scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
 
 
 def _names(worker: Worker) -> list[str]:
