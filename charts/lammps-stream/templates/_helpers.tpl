@@ -99,12 +99,25 @@ itself, and the Secrets. Takes (dict "root" $ "extra" list). */}}
       name: {{ $root.Values.secrets.apiToken.existingSecret }}
       key: {{ $root.Values.secrets.apiToken.key }}
 {{- end }}
-{{- if and .service $root.Values.secrets.snapshotKey.existingSecret }}
+{{- $signing := include "lammps-stream.snapshotKeySecret" $root }}
+{{- if and .service $signing }}
 - name: {{ $root.Values.secrets.snapshotKey.env }}
   valueFrom:
     secretKeyRef:
-      name: {{ $root.Values.secrets.snapshotKey.existingSecret }}
+      name: {{ $signing }}
       key: {{ $root.Values.secrets.snapshotKey.key }}
+{{- end }}
+{{- end -}}
+
+{{/* The Secret holding the snapshot signing key: the one named, else the chart's own (when
+secrets.snapshotKey.create), else "" (each pod then signs with a key of its own). */}}
+{{- define "lammps-stream.snapshotKeySecret" -}}
+{{- with .Values.secrets.snapshotKey }}
+{{- if .existingSecret }}
+{{- .existingSecret }}
+{{- else if .create }}
+{{- printf "%s-snapshot-key" (include "lammps-stream.fullname" $) }}
+{{- end }}
 {{- end }}
 {{- end -}}
 
