@@ -103,18 +103,19 @@ def _follow_live(stream: Any, args: argparse.Namespace) -> int:
 
 def history(config: Config, args: argparse.Namespace) -> int:
     """``history --out FILE``: every model's scores against records learned and time."""
-    from consumers.history import history_rows, snapshot_rows, write_history
+    from consumers.history import history_rows, signed_only, snapshot_rows, write_history
     from consumers.output import writable_file
 
     out = writable_file(Path(args.out))
     rows = history_rows(load_predictions(config, model=args.model))
     snapshots = [s for s in read_snapshots(config) if args.model in (None, s["model"])]
-    rows = sorted(rows + snapshot_rows(snapshots), key=lambda r: r["emitted_at"])
+    trusted, note = signed_only(config, snapshots)
+    rows = sorted(rows + snapshot_rows(trusted), key=lambda r: r["emitted_at"])
     write_history(rows, out)
     models = len({r["model"] for r in rows})
-    make_console().print(
-        f"{len(rows)} rows ({len(snapshots)} snapshots) for {models} models → {out}"
-    )
+    make_console().print(f"{len(rows)} rows ({len(trusted)} snapshots) for {models} models → {out}")
+    if note:
+        print(f"history: {note}", file=sys.stderr)
     return 0
 
 

@@ -6,7 +6,8 @@ Two sources, told apart by the ``source`` column:
   how many records it had learned when it predicted, the run, and its cumulative scores on
   that split so far (prequential for train, held-out for test), plus a rolling MAE over 20;
 - ``snapshot``: one row per model snapshot on the models topic and split, with the scores the
-  service itself reported when it published the snapshot.
+  service itself reported when it published the snapshot; only snapshots whose signature
+  verifies with the service's key (:func:`signed_only`), as a forged one could claim any score.
 
 >>> from lammps_stream.schemas import example_prediction
 >>> rows = history_rows([example_prediction(split="train", model_version=v,
@@ -24,8 +25,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from lammps_stream.config import Config
 from lammps_stream.errors import UsageError
 from lammps_stream.scoring import Scores
+from lammps_stream.signatures import reading_key, verifies
 
 ROLLING = 20
 COLUMNS = (
@@ -85,6 +88,28 @@ def history_rows(predictions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def signed_only(
+    config: Config, snapshots: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], str]:
+    """The snapshots whose signature verifies with the key the service signs with (their
+    scores can be believed), and a line to say what was left out or could not be checked."""
+    found = reading_key(config)
+    if found is None:
+        return snapshots, (
+            "snapshot rows are not verified: no service.snapshot_key is set and no local "
+            "stack key exists; set LAMMPS_STREAM_SERVICE_SNAPSHOT_KEY to the service's key"
+        )
+    key, source = found
+    trusted = [s for s in snapshots if verifies(s, key)]
+    left_out = len(snapshots) - len(trusted)
+    if not left_out:
+        return trusted, ""
+    return trusted, (
+        f"{left_out} snapshot{'s' if left_out > 1 else ''} left out: the signature does not "
+        f"verify with {source} (taken with another key, or altered)"
+    )
 
 
 def snapshot_rows(snapshots: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

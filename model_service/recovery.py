@@ -27,9 +27,10 @@ from lammps_stream.broker import admin, make_consumer
 from lammps_stream.config import Config
 from lammps_stream.errors import InvalidRecordError, SnapshotSignatureError
 from lammps_stream.schemas import decode_json, decode_run_record, parse_time, validate_snapshot
+from lammps_stream.signatures import verified
 from model_service.learner import Learner
 from model_service.shards import Shards
-from model_service.snapshots import load_state, verified
+from model_service.snapshots import load_state
 from model_service.zoo import ModelSpec, model_spec
 
 log = logging.getLogger("lammps_stream.service")

@@ -2,7 +2,7 @@
 partition (``name/partition``): the model's whole state (river model, scores, interval,
 drift detector, counters) pickled and compressed, with the input offset it reflects; the
 whole record (every field: model, partition, offsets, spec, origin, metrics and the state) is
-signed with HMAC-SHA256.
+signed with HMAC-SHA256 (:mod:`lammps_stream.signatures`, shared with the readers of the topic).
 
 Nothing is ever unpickled, and no spec is taken from a snapshot, unless its signature verifies
 with the configured key.
@@ -41,21 +41,14 @@ lammps_stream.errors.SnapshotSignatureError: snapshot of bayes_log/1: signature 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
-import json
 import pickle
 import secrets
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from lammps_stream.errors import SnapshotSignatureError
-from lammps_stream.schemas import MODEL_SCHEMA, now, validate_snapshot
-
-ALGORITHM = "HMAC-SHA256"
-# Fields a signature does not cover: itself, and the state's text (its bytes are covered).
-UNSIGNED = frozenset({"state_base64", "signature", "signature_algorithm"})
+from lammps_stream.schemas import MODEL_SCHEMA, now
+from lammps_stream.signatures import ALGORITHM, sign, signed_bytes, verified
 
 
 def signing_key(configured: str) -> tuple[bytes, bool]:
@@ -63,23 +56,6 @@ def signing_key(configured: str) -> tuple[bytes, bool]:
     if configured:
         return configured.encode("utf-8"), False
     return secrets.token_bytes(32), True
-
-
-def sign(payload: bytes, key: bytes) -> str:
-    return hmac.new(key, payload, hashlib.sha256).hexdigest()
-
-
-def signed_bytes(header: dict[str, Any], payload: bytes) -> bytes:
-    """What a snapshot's signature covers: its header as canonical JSON (sorted keys, no
-    spaces), a newline, and the compressed state.
-
-    >>> signed_bytes({"b": 1, "a": [0.5]}, b"state")
-    b'{"a":[0.5],"b":1}\\nstate'
-    """
-    text = json.dumps(  # NaN refused, as encode() refuses it: what is signed is what is sent
-        header, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-    return text.encode("utf-8") + b"\n" + payload
 
 
 def snapshot_key(model: str, partition: int) -> bytes:
@@ -134,27 +110,6 @@ def snapshot_record(
 ) -> dict[str, Any]:
     """A ModelSnapshot of one shard's model ``state``, taken and sealed at once."""
     return seal(capture(state, partition=partition, runs_topic=runs_topic, origin=origin), key)
-
-
-def verified(record: dict[str, Any], key: bytes) -> bytes:
-    """A snapshot's compressed state, once its signature (over the header and the state) has
-    verified with ``key``; :class:`SnapshotSignatureError` if it does not."""
-    validate_snapshot(record)
-    name = f"{record['model']}/{record.get('partition', 0)}"
-    algorithm = record.get("signature_algorithm", ALGORITHM)
-    if algorithm != ALGORITHM:
-        raise SnapshotSignatureError(
-            f"snapshot of {name}: signed with {algorithm!r}, not {ALGORITHM!r}; refusing it"
-        )
-    payload = base64.b64decode(record["state_base64"])
-    header = {field: value for field, value in record.items() if field not in UNSIGNED}
-    if not hmac.compare_digest(sign(signed_bytes(header, payload), key), str(record["signature"])):
-        raise SnapshotSignatureError(
-            f"snapshot of {name}: signature does not verify; refusing to unpickle it "
-            f"(is service.snapshot_key the key the writing worker used? a snapshot taken "
-            f"before the signature covered its header does not verify either)"
-        )
-    return payload
 
 
 def load_state(record: dict[str, Any], key: bytes) -> Any:

@@ -72,10 +72,9 @@ def with_stack_key(config: Config, say: Callable[[str], None]) -> Config:
     """
     import dataclasses
 
-    from lammps_stream.config import expand
-    from lammps_stream.stack import SNAPSHOT_KEY_FILE
+    from lammps_stream.signatures import stack_key_file
 
-    path = expand(config.stack.state_dir) / SNAPSHOT_KEY_FILE
+    path = stack_key_file(config)
     if config.service.snapshot_key or not path.is_file():
         return config
     say(f"serve: signing snapshots with the local stack's key ({path})")

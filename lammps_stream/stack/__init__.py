@@ -32,6 +32,7 @@ from lammps_stream.broker import (
 )
 from lammps_stream.config import Config, child_env, dump_config, expand
 from lammps_stream.errors import StackError
+from lammps_stream.signatures import SNAPSHOT_KEY_FILE
 from lammps_stream.stack import kafka, tls
 from lammps_stream.stack.processes import ManagedProcess
 
@@ -45,9 +46,6 @@ class PartStatus:
     address: str
     healthy: bool
     detail: str
-
-
-SNAPSHOT_KEY_FILE = "snapshot-key"  # in stack.state_dir
 
 
 def stack_snapshot_key(state_dir: Path) -> str:

@@ -87,11 +87,19 @@ def test_snapshot_age_is_a_metric(stack, snapshots) -> None:
 
 
 def test_history_carries_snapshot_rows(stack, cli, snapshots, tmp_path: Path) -> None:
+    """Only snapshots signed with the service's key: one altered to boast a tiny error (on a
+    partition no worker learns, so no worker restores it) is left out, and history says so."""
+    real = next(s for s in snapshots if s["model"] == "pa")
+    boast = {"n": 99, "mae": 0.000123, "rmse": 0.0002, "r2": 1.0, "mape": 0.0001}
+    forged = real | {"partition": 7, "metrics": real["metrics"] | {"prequential": boast}}
+    send_raw(stack, stack.kafka.topics.models, encode(forged), key=b"pa/7")
     out = tmp_path / "history.csv"
     result = cli("history", "--out", str(out), check=True)
     assert "snapshots)" in result.stdout
+    assert "history: 1 snapshot left out: the signature does not verify" in result.stderr
     with open(out) as handle:
         rows = list(csv.DictReader(handle))
     snap_rows = [r for r in rows if r["source"] == "snapshot"]
     assert {r["model"] for r in snap_rows} == set(stack.service.model_names)
+    assert not any(r["mae"] == "0.000123" for r in snap_rows)
     assert any(r["source"] == "prediction" for r in rows)
