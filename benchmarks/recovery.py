@@ -61,7 +61,6 @@ def run(quick: bool = False) -> dict[str, Any]:
                     f"recovery{i}",
                     http_port=26466 + i,
                     log_level="warning",
-                    snapshot_every=500,
                     session_timeout_seconds=SESSION_SECONDS,
                     **extra,
                 )

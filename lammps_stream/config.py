@@ -171,7 +171,7 @@ class ServiceConfig:
     )
     interval_coverage: float = 0.9
     log_level: str = "info"
-    snapshot_every: int = 500
+    snapshot_every: int = 2000
     snapshot_seconds: float = 60.0
     snapshot_key: str = ""
     batch_records: int = 500
