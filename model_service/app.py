@@ -821,8 +821,8 @@ async def _remove_model(
     service.sync.removed_here(name, time.monotonic())  # its snapshots do not bring it back
     for learner in shards.by_partition.values():
         learner.remove(name)
-    service.metrics.forget(name)
     # a standby tombstones every runs partition's key: that tells the workers that learn
     partitions = sorted(shards.by_partition) or await _runs_partitions(service)
-    await snapshots.remove(name, partitions)
+    await snapshots.remove(name, partitions)  # after the snapshots still on their way
+    service.metrics.forget(name)  # their counts too
     log.info("model %s %s", name, why)
