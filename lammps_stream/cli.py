@@ -190,6 +190,7 @@ def build_parser() -> Parser:
         help="which line of --plan (default: $SLURM_ARRAY_TASK_ID or $FLUX_TASK_INDEX)",
     )
     run_one.add_argument("--submitted-at")
+    run_one.add_argument("--report-file", help=argparse.SUPPRESS)  # set by the launching run-one
     run_one.add_argument("--json", action="store_true", help="print the summary as JSON")
     run_one.set_defaults(handler="producers.commands:run_one")
 

@@ -21,7 +21,7 @@ from lammps_stream.errors import UsageError
 def run_one(config: Config, args: argparse.Namespace) -> int:
     """``run-one``: inside an MPI launch, run on every rank; outside, launch the ranks
     (``mpiexec`` or ``srun``) and watch them, publishing a failure if they die."""
-    from producers.launch import launch, run_one_here
+    from producers.launch import launch, run_one_here, write_report
     from producers.mpi import inside_mpi_launch
 
     def report(summary: dict[str, Any]) -> None:
@@ -32,6 +32,8 @@ def run_one(config: Config, args: argparse.Namespace) -> int:
 
     plan = _run_one_plan(config, args)
     if inside_mpi_launch():
+        if args.report_file:  # the launcher reads it, whatever mpiexec does to stdout
+            report = write_report(Path(args.report_file), then=report)
         summary = run_one_here(config, plan, submitted_at=args.submitted_at, report=report)
         if summary is None:  # ranks other than 0 report nothing
             return 0

@@ -3,7 +3,9 @@
 ``produce`` starts each planned run as ``mpiexec -n R python -m lammps_stream run-one``
 in its own process group with a timeout. A run that dies without reporting (an MPI
 abort, a crash, the timeout) is published as a ``failed`` RunRecord by ``produce``
-itself, so no run goes silent.
+itself, so no run goes silent. Rank 0 reports to a file as well as on its output
+(:func:`write_report`), so a run that reported and then aborted is not published twice when
+mpiexec drops its last output lines while it tears the job down.
 """
 
 from __future__ import annotations
@@ -41,6 +43,41 @@ class RunReport:
     delivery: str
     wall_seconds: float | None
     error: str = ""
+
+
+def write_report(
+    path: Path, then: Callable[[dict[str, Any]], None]
+) -> Callable[[dict[str, Any]], None]:
+    """A ``report`` for rank 0 that first writes the summary to ``path`` (whole or not at
+    all), then calls ``then``: the launcher reads the file, so a run that reported and then
+    aborted (MPI_Abort after an error on some ranks) is never taken for one that went silent,
+    even when mpiexec drops the last lines of its output in the teardown.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "report.json"
+    >>> write_report(path, then=lambda s: None)({"run_id": "r1", "status": "failed"})
+    >>> read_report(path)
+    {'run_id': 'r1', 'status': 'failed'}
+    """
+
+    def report(summary: dict[str, Any]) -> None:
+        partial = path.with_suffix(".partial")
+        try:
+            partial.write_text(json.dumps(summary))
+            partial.replace(path)
+        except OSError:  # rank 0 on another node than the launcher: stdout still tells it
+            pass
+        then(summary)
+
+    return report
+
+
+def read_report(path: Path) -> dict[str, Any] | None:
+    """The summary rank 0 wrote to ``path``, or None if it wrote none."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def run_one_here(
@@ -134,7 +171,10 @@ def launch(
             config_file.write_text(dump_config(config))
             return launch(config, plan, timeout, config_file)
     submitted_at = now()
-    command = mpi_command(config, int(plan.params["ranks"]), run_one_args(plan, submitted_at))
+    report_file = config_file.parent / f"report-{plan.run_id}.json"
+    report_file.unlink(missing_ok=True)
+    args = [*run_one_args(plan, submitted_at), "--report-file", str(report_file)]
+    command = mpi_command(config, int(plan.params["ranks"]), args)
     env = child_env(config_file, launch_env(int(plan.params.get("threads", 1))))
     proc = subprocess.Popen(
         command,
@@ -149,10 +189,15 @@ def launch(
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
+        reported = read_report(report_file)  # reported, then hung: published already
+        report_file.unlink(missing_ok=True)
+        if reported is not None:
+            return RunReport(**reported)
         return _report_failure(
             config, plan, submitted_at, "Timeout", f"run exceeded {timeout:.0f} s"
         )
-    summary = _last_json_line(out)
+    summary = read_report(report_file) or _last_json_line(out)
+    report_file.unlink(missing_ok=True)
     if summary is not None:
         return RunReport(**summary)
     aborted = parse_abort(err)
