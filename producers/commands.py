@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,26 @@ def _run_one_plan(config: Config, args: argparse.Namespace) -> Any:
     if args.var:
         params["vars"] = dict(args.var)
     if args.run_id:
-        return RunPlan(params=params, split=args.split, run_id=args.run_id)
+        return RunPlan(params=params, split=args.split, run_id=_checked_run_id(args.run_id))
     return RunPlan(params=params, split=args.split)
+
+
+def _checked_run_id(run_id: str) -> str:
+    """``run_id`` if it is a UUID; checked on every rank before any runs, so a bad one never
+    reaches rank 0's record alone.
+
+    >>> _checked_run_id("run-1")
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.UsageError: run-one: --run-id must be a UUID (omit it for a new ...
+    """
+    try:
+        uuid.UUID(run_id)
+    except ValueError:
+        raise UsageError(
+            f"run-one: --run-id must be a UUID (omit it for a new one), got {run_id!r}"
+        ) from None
+    return run_id
 
 
 def _default_steps(deck: str, config: Config) -> int:

@@ -92,15 +92,26 @@ def run_one_here(
     outcome = run_deck(deck, plan.params | {"deck": deck.name})
     if outcome is None:
         return None
-    record = run_record(plan.run_id, plan.split, outcome, submitted_at)
-    summary = _summary(record, publish(config, record))
-    report(summary)
+    try:
+        record = run_record(plan.run_id, plan.split, outcome, submitted_at)
+        summary = _summary(record, publish(config, record))
+        report(summary)
+    except BaseException as err:
+        if outcome.must_abort:  # the other ranks wait inside LAMMPS: only an abort frees them
+            print(f"lammps-stream: {err}", file=sys.stderr, flush=True)
+            _abort_job()
+        raise
     if outcome.must_abort:
-        from mpi4py import MPI
-
-        sys.stdout.flush()
-        MPI.COMM_WORLD.Abort(1)
+        _abort_job()
     return summary
+
+
+def _abort_job() -> None:
+    """End every rank of this MPI job (rank 0 alone knows the run is over)."""
+    from mpi4py import MPI
+
+    sys.stdout.flush()
+    MPI.COMM_WORLD.Abort(1)
 
 
 def publish(config: Config, record: dict[str, Any]) -> Delivery:

@@ -94,3 +94,32 @@ def test_an_abort_on_another_rank_is_reported_to_the_launcher() -> None:
 
     assert ABORT_MARKER in result.stderr
     assert parse_abort(result.stderr) == {"type": "MPIAbortException", "message": "boom on 1"}
+
+
+def test_a_rank_0_failure_after_a_one_rank_error_ends_the_whole_job(tmp_path: Path) -> None:
+    """As under ``srun`` in a batch script: the deck's error hits rank 0 only, so rank 1 waits
+    inside LAMMPS; rank 0 then cannot publish nor spool. It must abort the job, not leave
+    rank 1 waiting (and the allocation burning) until the time limit."""
+    from producers.mpi import launch_env, mpiexec
+
+    (tmp_path / "not-a-dir").touch()
+    env = {k: v for k, v in launch_env().items() if not k.startswith("LAMMPS_STREAM_")} | {
+        "LAMMPS_STREAM_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+        "LAMMPS_STREAM_KAFKA_REQUEST_TIMEOUT_SECONDS": "1",
+        "LAMMPS_STREAM_PRODUCER_SPOOL_DIR": str(tmp_path / "not-a-dir" / "spool"),
+    }
+    command = [mpiexec(), "-n", "2", sys.executable, "-m", "lammps_stream", "run-one"]
+    command += ["--deck", str(DECKS / "in.one_rank_error"), "--run-id", new_id(), "--json"]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=90,  # before the fix: rank 1 waited until killed
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    assert "lammps-stream: [Errno 20] Not a directory" in result.stderr
+    assert "MPI_Abort" in result.stderr
