@@ -72,6 +72,19 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def is_uuid(value: str) -> bool:
+    """Whether ``value`` is a UUID's text, as every run, request and suggestion id must be.
+
+    >>> is_uuid(new_id()), is_uuid("run-1")
+    (True, False)
+    """
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
 def encode(record: dict[str, Any]) -> bytes:
     """Compact UTF-8 JSON (text left unescaped); NaN and infinity are refused.
 
@@ -401,10 +414,8 @@ def _choice(obj: dict[str, Any], name: str, allowed: tuple[str, ...], prefix: st
 
 def _uuid(obj: dict[str, Any], name: str) -> str:
     value = _text(obj, name)
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        raise InvalidRecordError("bad_value", f"{name}: must be a UUID, got {value!r}") from None
+    if not is_uuid(value):
+        raise InvalidRecordError("bad_value", f"{name}: must be a UUID, got {value!r}")
     return value
 
 

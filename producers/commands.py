@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from lammps_stream.config import Config
 from lammps_stream.console import console as _console
 from lammps_stream.console import table as _table
 from lammps_stream.errors import UsageError
+from lammps_stream.schemas import is_uuid
 
 
 def run_one(config: Config, args: argparse.Namespace) -> int:
@@ -76,12 +76,10 @@ def _checked_run_id(run_id: str) -> str:
     ...
     lammps_stream.errors.UsageError: run-one: --run-id must be a UUID (omit it for a new ...
     """
-    try:
-        uuid.UUID(run_id)
-    except ValueError:
+    if not is_uuid(run_id):
         raise UsageError(
             f"run-one: --run-id must be a UUID (omit it for a new one), got {run_id!r}"
-        ) from None
+        )
     return run_id
 
 

@@ -80,6 +80,13 @@ def read_report(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def _take_report(path: Path) -> RunReport | None:
+    """The report rank 0 wrote to ``path``, if any; the file is removed."""
+    summary = read_report(path)
+    path.unlink(missing_ok=True)
+    return None if summary is None else RunReport(**summary)
+
+
 def run_one_here(
     config: Config,
     plan: RunPlan,
@@ -200,15 +207,16 @@ def launch(
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
-        reported = read_report(report_file)  # reported, then hung: published already
-        report_file.unlink(missing_ok=True)
+        reported = _take_report(report_file)  # reported, then hung: published already
         if reported is not None:
-            return RunReport(**reported)
+            return reported
         return _report_failure(
             config, plan, submitted_at, "Timeout", f"run exceeded {timeout:.0f} s"
         )
-    summary = read_report(report_file) or _last_json_line(out)
-    report_file.unlink(missing_ok=True)
+    reported = _take_report(report_file)
+    if reported is not None:
+        return reported
+    summary = _last_json_line(out)
     if summary is not None:
         return RunReport(**summary)
     aborted = parse_abort(err)

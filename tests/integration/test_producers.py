@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -99,7 +100,8 @@ def test_an_abort_on_another_rank_is_reported_to_the_launcher() -> None:
 def test_a_rank_0_failure_after_a_one_rank_error_ends_the_whole_job(tmp_path: Path) -> None:
     """As under ``srun`` in a batch script: the deck's error hits rank 0 only, so rank 1 waits
     inside LAMMPS; rank 0 then cannot publish nor spool. It must abort the job, not leave
-    rank 1 waiting (and the allocation burning) until the time limit."""
+    rank 1 waiting (and the allocation burning) until the time limit. (What the ranks print
+    last is not asserted: mpiexec may drop it while it tears the job down.)"""
     from producers.mpi import launch_env, mpiexec
 
     (tmp_path / "not-a-dir").touch()
@@ -110,6 +112,7 @@ def test_a_rank_0_failure_after_a_one_rank_error_ends_the_whole_job(tmp_path: Pa
     }
     command = [mpiexec(), "-n", "2", sys.executable, "-m", "lammps_stream", "run-one"]
     command += ["--deck", str(DECKS / "in.one_rank_error"), "--run-id", new_id(), "--json"]
+    started = time.monotonic()
     result = subprocess.run(
         command,
         capture_output=True,
@@ -120,6 +123,5 @@ def test_a_rank_0_failure_after_a_one_rank_error_ends_the_whole_job(tmp_path: Pa
         check=False,
         cwd=tmp_path,
     )
-    assert result.returncode != 0
-    assert "lammps-stream: [Errno 20] Not a directory" in result.stderr
-    assert "MPI_Abort" in result.stderr
+    assert result.returncode != 0, result.stderr
+    assert time.monotonic() - started < 60, result.stderr  # ~2 s here; LAMMPS' part is < 1 s
