@@ -82,9 +82,11 @@ def verifies(record: dict[str, Any], key: bytes) -> bool:
     return True
 
 
-def stack_key_file(config: Config) -> Path:
-    """Where the local stack keeps the key its service signs with (``stack up`` makes it)."""
-    return expand(config.stack.state_dir) / SNAPSHOT_KEY_FILE
+def stack_key(config: Config) -> tuple[str, Path] | None:
+    """The key the local stack in ``stack.state_dir`` signs with, and its file; None when no
+    stack made one there (``stack up`` does)."""
+    path = expand(config.stack.state_dir) / SNAPSHOT_KEY_FILE
+    return (path.read_text().strip(), path) if path.is_file() else None
 
 
 def reading_key(config: Config) -> tuple[bytes, str] | None:
@@ -97,7 +99,8 @@ def reading_key(config: Config) -> tuple[bytes, str] | None:
     """
     if config.service.snapshot_key:
         return config.service.snapshot_key.encode("utf-8"), "service.snapshot_key"
-    path = stack_key_file(config)
-    if path.is_file():
-        return path.read_text().strip().encode("utf-8"), f"the local stack's key ({path})"
-    return None
+    found = stack_key(config)
+    if found is None:
+        return None
+    key, path = found
+    return key.encode("utf-8"), f"the local stack's key ({path})"

@@ -72,14 +72,16 @@ def with_stack_key(config: Config, say: Callable[[str], None]) -> Config:
     """
     import dataclasses
 
-    from lammps_stream.signatures import stack_key_file
+    from lammps_stream.signatures import stack_key
 
-    path = stack_key_file(config)
-    if config.service.snapshot_key or not path.is_file():
+    found = None if config.service.snapshot_key else stack_key(config)
+    if found is None:
         return config
+    key, path = found
     say(f"serve: signing snapshots with the local stack's key ({path})")
-    service = dataclasses.replace(config.service, snapshot_key=path.read_text().strip())
-    return dataclasses.replace(config, service=service)
+    return dataclasses.replace(
+        config, service=dataclasses.replace(config.service, snapshot_key=key)
+    )
 
 
 def serve(config: Config, args: Any = None) -> int:
