@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from lammps_stream.broker import make_consumer
+from lammps_stream.broker import check_readable, make_consumer
 from lammps_stream.config import Config
 from lammps_stream.errors import (
     InvalidRecordError,
@@ -73,6 +73,7 @@ def read_records(
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
+            check_readable(config, topic)
             raise NoDataError(
                 f"topic {topic} does not exist on {config.kafka.bootstrap} yet; "
                 "`lammps-stream stack up` creates it"

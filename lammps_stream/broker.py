@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lammps_stream.config import Config, KafkaConfig, expand
-from lammps_stream.errors import BrokerUnavailableError, ConfigError
+from lammps_stream.errors import AccessDeniedError, BrokerUnavailableError, ConfigError
 from lammps_stream.topics import TopicSpec, topic_specs
 
 
@@ -153,6 +153,39 @@ def _client_settings(config: Config) -> dict[str, Any]:
     if k.tls:
         settings["ssl_context"] = ssl_context(k, stack_cafile(config))
     return settings
+
+
+def access_denied(
+    config: Config, exc: Exception, doing: str, role: str
+) -> AccessDeniedError | None:
+    """An :class:`AccessDeniedError` saying what ``exc`` refused and how to grant it, when
+    ``exc`` is the broker refusing this login (an ACL), else None. ``doing`` says what was
+    refused ("write to lammps.runs"), ``role`` which ACLs of ``lammps-stream acls`` grant it.
+
+    >>> from kafka.errors import TopicAuthorizationFailedError
+    >>> from lammps_stream.config import load_config
+    >>> config = load_config(path=None, env={}, overrides={
+    ...     "kafka.security_protocol": "SASL_PLAINTEXT", "kafka.sasl_username": "alice",
+    ...     "kafka.sasl_password": "pw"})
+    >>> print(access_denied(config, TopicAuthorizationFailedError(), "write to lammps.runs",
+    ...                     "client"))  # doctest: +NORMALIZE_WHITESPACE
+    Kafka at 127.0.0.1:9092 does not allow the user 'alice' to write to lammps.runs
+    (TopicAuthorizationFailedError); a super user grants it with: lammps-stream acls client
+    alice --apply
+    """
+    from kafka.errors import AuthorizationError
+
+    if not isinstance(exc, AuthorizationError):
+        return None
+    return _denied(config, exc.__class__.__name__, doing, role)
+
+
+def _denied(config: Config, error: str, doing: str, role: str) -> AccessDeniedError:
+    user = config.kafka.sasl_username or "ANONYMOUS"
+    return AccessDeniedError(
+        f"Kafka at {config.kafka.bootstrap} does not allow the user {user!r} to {doing} "
+        f"({error}); a super user grants it with: lammps-stream acls {role} {user} --apply"
+    )
 
 
 def _unreachable(config: Config, exc: Exception, diagnose: bool = True) -> BrokerUnavailableError:
@@ -309,10 +342,43 @@ def _missing_specs(client: Any, config: Config) -> list[TopicSpec]:
     return [spec for spec in topic_specs(config) if spec.name not in existing]
 
 
-def missing_topics(config: Config) -> list[str]:
-    """The names of the contract's topics that do not exist on the broker yet."""
+def missing_topics(config: Config, role: str = "service") -> list[str]:
+    """The names of the contract's topics that do not exist on the broker yet.
+
+    Raises :class:`AccessDeniedError` when the broker hides some of them from this login (its
+    ACLs do not let it describe them), naming ``role``'s ACLs as the fix.
+    """
     with admin(config) as client:
-        return [spec.name for spec in _missing_specs(client, config)]
+        missing = [spec.name for spec in _missing_specs(client, config)]
+        hidden = _hidden_topics(client, missing)
+    if hidden:
+        raise _hidden_error(config, hidden, "describe", role)
+    return missing
+
+
+def check_readable(config: Config, topic: str, role: str = "client") -> None:
+    """Raise :class:`AccessDeniedError` when the broker hides ``topic`` from this login (the
+    reason a topic that exists can look missing to it); return otherwise."""
+    with admin(config) as client:
+        hidden = _hidden_topics(client, [topic])
+    if hidden:
+        raise _hidden_error(config, hidden, "read", role)
+
+
+def _hidden_topics(client: Any, names: list[str]) -> list[str]:
+    """Those of ``names`` whose metadata the broker refuses this login (TOPIC_AUTHORIZATION_FAILED):
+    a topic it may not describe looks missing from the topic list."""
+    from kafka.errors import TopicAuthorizationFailedError
+
+    if not names:
+        return []
+    refused = TopicAuthorizationFailedError.errno
+    hidden = {t["name"] for t in client.describe_topics(names) if t.get("error_code") == refused}
+    return [name for name in names if name in hidden]
+
+
+def _hidden_error(config: Config, names: list[str], doing: str, role: str) -> AccessDeniedError:
+    return _denied(config, "TopicAuthorizationFailedError", f"{doing} {', '.join(names)}", role)
 
 
 def ensure_topics(config: Config) -> list[str]:

@@ -117,6 +117,33 @@ def cmd_kafka(config: Config, args: argparse.Namespace) -> int:
     return 0  # pragma: no cover
 
 
+def cmd_acls(config: Config, args: argparse.Namespace) -> int:
+    import json
+
+    import yaml
+
+    from lammps_stream.access import apply, grants
+
+    role = args.role
+    granted = apply(config, role, args.user or "") if args.apply else grants(config, role)
+    if args.json:
+        print(json.dumps([g.__dict__ | {"operations": list(g.operations)} for g in granted]))
+    elif args.strimzi:
+        acls = [g.as_strimzi() for g in granted]
+        print(yaml.safe_dump({"authorization": {"type": "simple", "acls": acls}}, sort_keys=False))
+    else:
+        console = make_console()
+        table = make_table("resource", "name", "pattern", "operations", whole=("name",))
+        for g in granted:
+            table.add_row(g.resource, g.name, g.pattern, ", ".join(g.operations))
+        console.print(table)
+        who = f"User:{args.user}" if args.user else f"the {args.role} role"
+        done = "granted to" if args.apply else "needed by"
+        count = sum(len(g.operations) for g in granted)
+        console.print(f"{count} ACLs on {len(granted)} resources {done} {who}")
+    return 0
+
+
 def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     from lammps_stream.demo import run_demo
 
@@ -167,10 +194,19 @@ def build_parser() -> Parser:
     kafka.add_argument(
         "tool",
         help="console-consumer, console-producer, topics, configs, consumer-groups, "
-        "get-offsets, metadata-quorum, storage",
+        "get-offsets, metadata-quorum, acls, storage",
     )
     kafka.add_argument("tool_args", nargs=argparse.REMAINDER, help="the tool's own flags")
     kafka.set_defaults(handler=cmd_kafka)
+
+    acls = sub.add_parser("acls", help="the Kafka ACLs a role needs; --apply grants them")
+    acls.add_argument("role", choices=["service", "client"], help="who logs in with the user")
+    acls.add_argument("user", nargs="?", default="", help="the SCRAM user (with --apply)")
+    acls.add_argument("--apply", action="store_true", help="create them (log in as a super user)")
+    shown = acls.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="as JSON")
+    shown.add_argument("--strimzi", action="store_true", help="as a KafkaUser's authorization")
+    acls.set_defaults(handler=cmd_acls)
 
     run_one = sub.add_parser("run-one", help="run one LAMMPS deck under MPI and publish its record")
     run_one.add_argument("--deck", help="lj, eam, chain, chute, rhodo, or a path")

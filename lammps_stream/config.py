@@ -281,6 +281,7 @@ class StackConfig:
     cache_dir: str = "~/.cache/lammps-stream"
     start_service: bool = True
     start_timeout_seconds: float = 90.0
+    authorizer: bool = False
 
     def __post_init__(self) -> None:
         _check_range("stack.start_timeout_seconds", self.start_timeout_seconds, 1, 3600)

@@ -27,6 +27,11 @@ class BrokerUnavailableError(LammpsStreamError):
     """The Kafka broker cannot be reached."""
 
 
+class AccessDeniedError(BrokerUnavailableError):
+    """The broker refused this login an operation its ACLs do not allow. A producer treats it
+    as an outage (the run is spooled, nothing is lost) until the ACLs are granted."""
+
+
 class NoDataError(LammpsStreamError):
     """A topic holds nothing to work on yet; the message says what to run first."""
 

@@ -94,16 +94,17 @@ def print_run(console: Any, summary: dict[str, Any]) -> None:
     whether the record was sent or spooled."""
     p = summary["params"]
     size = f"{p['deck']} {p['x']}×{p['y']}×{p['z']} steps={p['steps']} np={p['ranks']}"
+    delivery = summary["delivery"]
+    if summary.get("delivery_reason"):
+        delivery += f" ({summary['delivery_reason']})"
     if summary["status"] == "ok":
         console.print(
             f"[green]✓[/green] {summary['run_id'][:8]} {summary['split']:5} {size}: "
-            f"{summary['wall_seconds']:.2f} s → {summary['delivery']}"
+            f"{summary['wall_seconds']:.2f} s → {delivery}"
         )
     else:
-        console.print(
-            f"[red]✗[/red] {summary['run_id'][:8]} {size}: {summary['error']} → "
-            f"{summary['delivery']}"
-        )
+        error = summary["error"]
+        console.print(f"[red]✗[/red] {summary['run_id'][:8]} {size}: {error} → {delivery}")
 
 
 def produce(config: Config, args: argparse.Namespace) -> int:

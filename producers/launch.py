@@ -43,6 +43,7 @@ class RunReport:
     delivery: str
     wall_seconds: float | None
     error: str = ""
+    delivery_reason: str = ""  # why a record was spooled, not sent
 
 
 def write_report(
@@ -261,6 +262,7 @@ def _summary(record: dict[str, Any], delivery: Delivery) -> dict[str, Any]:
         "delivery": delivery.status,
         "wall_seconds": result.get("wall_seconds"),
         "error": f"{error['type']}: {error['message']}" if error else "",
+        "delivery_reason": delivery.reason or "",
     }
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lammps_stream.broker import make_producer
+from lammps_stream.broker import access_denied, make_producer
 from lammps_stream.config import Config, expand
 from lammps_stream.errors import BrokerUnavailableError, ConfigError
 from lammps_stream.schemas import encode, validate_run_record
@@ -122,6 +122,9 @@ class Publisher:
             meta = future.get(timeout=timeout * 3)
         except KafkaError as exc:
             self.close()
+            denied = access_denied(self.config, exc, f"write to {self.topic}", "client")
+            if denied is not None:
+                raise denied from None
             raise BrokerUnavailableError(
                 f"Kafka broker at {self.config.kafka.bootstrap} did not acknowledge "
                 f"({exc.__class__.__name__})"

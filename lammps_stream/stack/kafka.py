@@ -5,7 +5,7 @@ The jars are resolved by Maven from the small ``pom.xml`` beside this module int
 ``kafka.Kafka`` with java, its storage formatted by ``kafka.tools.StorageTool``.
 
 >>> sorted(CONSOLE_TOOLS)[:3]
-['configs', 'console-consumer', 'console-producer']
+['acls', 'configs', 'console-consumer']
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from lammps_stream.errors import ConfigError, StackError, ToolMissingError
 from lammps_stream.stack import tls
 
 CONSOLE_TOOLS = {
+    "acls": "org.apache.kafka.tools.AclCommand",
     "console-consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer",
     "console-producer": "org.apache.kafka.tools.ConsoleProducer",
     "topics": "org.apache.kafka.tools.TopicCommand",
@@ -252,7 +253,26 @@ def server_properties(config: Config, data_dir: Path) -> str:
         lines |= _sasl_listener(config)
     if k.tls:
         lines |= _tls_listener(config)
+    if config.stack.authorizer:
+        lines |= _authorizer(config)
     return _properties(lines)
+
+
+def _authorizer(config: Config) -> dict[str, str]:
+    """ACLs checked on every request (``stack.authorizer``): the stack's own login
+    (``kafka.sasl_username``) is the super user that creates topics and grants the others'
+    ACLs (``lammps-stream acls``). ANONYMOUS is the broker itself on the controller listener,
+    which stays PLAINTEXT and binds the bootstrap host's address only."""
+    k = config.kafka
+    if not k.sasl:
+        raise ConfigError(
+            "stack.authorizer: ACLs need logins; set kafka.security_protocol to SASL_PLAINTEXT "
+            "or SASL_SSL, with kafka.sasl_username / kafka.sasl_password"
+        )
+    return {
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:{k.sasl_username};User:ANONYMOUS",
+    }
 
 
 def _sasl_listener(config: Config) -> dict[str, str]:

@@ -1,0 +1,164 @@
+"""Kafka ACLs end to end: a broker that checks them (``stack.authorizer``), users made and
+granted the way a site's Kafka admin would (``kafka configs``, ``acls --apply``), the service
+logged in as a user holding the service role's ACLs only and a producer holding the client
+role's only: runs are learned and predicted, the client can write nothing the service
+publishes, and a user with no ACLs has its run spooled, not lost."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from benchmarks.harness import Worker
+from lammps_stream.broker import make_producer
+from lammps_stream.config import Config, dump_config
+from lammps_stream.schemas import new_id
+from tests.conftest import PORT_OFFSET
+from tests.integration.conftest import read_topic, running_stack
+
+USERS = {"svc": "svc-pw", "alice": "alice-pw", "mallory": "mallory-pw", "eve": "eve-pw"}
+
+
+def _as(config: Config, user: str) -> Config:
+    login = replace(config.kafka, sasl_username=user, sasl_password=USERS[user])
+    return replace(config, kafka=login)
+
+
+def _cli(config: Config, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``lammps-stream ARGS`` logged in as ``config`` says."""
+    path = root / f"{config.kafka.sasl_username}.yaml"
+    path.write_text(dump_config(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAMMPS_STREAM_")}
+    return subprocess.run(
+        [sys.executable, "-m", "lammps_stream", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env | {"LAMMPS_STREAM_CONFIG": str(path), "COLUMNS": "200"},
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def _ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def acl_stack(tmp_path_factory: pytest.TempPathFactory):
+    """The stack's broker with ACLs on, ``admin`` its super user; the users of USERS made
+    (SCRAM), ``svc`` granted the service role, ``alice`` the client role, ``mallory`` none."""
+    root = tmp_path_factory.mktemp("acls")
+    overrides = {
+        "kafka.bootstrap": f"127.0.0.1:{29492 + PORT_OFFSET}",
+        "kafka.controller_port": 29493 + PORT_OFFSET,
+        "kafka.security_protocol": "SASL_PLAINTEXT",
+        "kafka.sasl_username": "admin",
+        "kafka.sasl_password": "admin-pw",
+        "stack.authorizer": True,
+        "stack.start_service": False,
+        "service.http_port": 26266 + PORT_OFFSET,
+        "service.models": ["linear", "pa"],
+    }
+    with running_stack(root, "acls", overrides) as (admin, _):
+        for user, password in USERS.items():
+            scram = f"SCRAM-SHA-512=[password={password}]"
+            user_flags = ("--alter", "--entity-type", "users", "--entity-name", user)
+            _ok(_cli(admin, root, "kafka", "configs", *user_flags, "--add-config", scram))
+        _ok(_cli(admin, root, "acls", "service", "svc", "--apply"))
+        _ok(_cli(admin, root, "acls", "client", "alice", "--apply"))
+        yield admin, root
+
+
+def test_the_service_and_a_producer_work_with_their_roles_acls_only(acl_stack) -> None:
+    admin, root = acl_stack
+    alice = _as(admin, "alice")
+    worker = Worker(_as(admin, "svc"), root, "svc-worker")
+    try:
+        worker.wait_ready()
+        run_id = new_id()
+        sent = _ok(_cli(alice, root, "run-one", "--np", "2", "--run-id", run_id, "--json"))
+        assert json.loads(sent.strip().splitlines()[-1])["delivery"] == "sent"
+        wanted = len(admin.service.model_names)
+        predictions = read_topic(
+            alice,
+            admin.kafka.topics.predictions,
+            lambda rs: sum(r.get("run_id") == run_id for r in rs) >= wanted,
+        )
+        assert sum(p.get("run_id") == run_id for p in predictions) == wanted
+    finally:
+        worker.stop()  # a clean stop writes every model's snapshot
+    assert worker.process.returncode == 0, worker.log.read_text()[-3000:]
+    assert "Authorization" not in worker.log.read_text(), worker.log.read_text()[-3000:]
+    snapshots = read_topic(
+        alice, admin.kafka.topics.models, lambda rs: len({r.get("model") for r in rs}) >= wanted
+    )
+    assert {s["model"] for s in snapshots} == set(admin.service.model_names)
+    _ok(_cli(alice, root, "history", "--out", str(root / "history.csv")))
+    with open(root / "history.csv") as handle:
+        assert {row["model"] for row in csv.DictReader(handle)} == {"linear", "pa"}
+
+
+@pytest.mark.parametrize("topic", ["models", "predictions", "dlq", "suggestions"])
+def test_a_client_cannot_write_what_the_service_publishes(acl_stack, topic: str) -> None:
+    from kafka.errors import TopicAuthorizationFailedError
+
+    admin, _ = acl_stack
+    alice = _as(admin, "alice")
+    producer = make_producer(alice, retries=0)
+    try:
+        future = producer.send(getattr(admin.kafka.topics, topic), key=b"pa", value=None)
+        with pytest.raises(TopicAuthorizationFailedError):
+            future.get(timeout=30)
+    finally:
+        producer.close(timeout=5)
+
+
+def test_a_user_without_acls_has_its_run_spooled_then_sent_once_granted(acl_stack) -> None:
+    admin, root = acl_stack
+    mallory = replace(
+        _as(admin, "mallory"),
+        producer=replace(admin.producer, spool_dir=str(root / "mallory-spool")),
+    )
+    run_id = new_id()
+    result = _ok(_cli(mallory, root, "run-one", "--np", "1", "--run-id", run_id, "--json"))
+    delivery = json.loads(result.strip().splitlines()[-1])
+    assert delivery["delivery"] == "spooled"
+    reason = delivery["delivery_reason"]
+    assert "does not allow the user 'mallory' to write to lammps.runs" in reason
+    assert "lammps-stream acls client mallory --apply" in reason
+
+    refused = _cli(mallory, root, "acls", "client", "mallory", "--apply")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "refused to create ACLs for the login 'mallory'" in refused.stderr
+    refused = _cli(mallory, root, "predictions")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "does not allow the user 'mallory' to read lammps.predictions" in refused.stderr
+
+    _ok(_cli(admin, root, "acls", "client", "mallory", "--apply"))
+    _ok(_cli(mallory, root, "produce", "--flush"))
+    runs = read_topic(
+        admin, admin.kafka.topics.runs, lambda rs: any(r.get("run_id") == run_id for r in rs)
+    )
+    assert sum(r.get("run_id") == run_id for r in runs) == 1
+
+
+def test_a_service_without_its_acls_says_so_and_stops(acl_stack) -> None:
+    admin, root = acl_stack
+    worker = Worker(_as(admin, "eve"), root, "eve-worker")
+    try:
+        assert worker.process.wait(timeout=120) == 2
+    finally:
+        worker.stop()
+    last = worker.log.read_text().strip().splitlines()[-1]
+    assert last.startswith("lammps-stream: Kafka at ")
+    assert f"'eve' to describe {admin.kafka.topics.runs}, " in last
+    assert last.endswith("lammps-stream acls service eve --apply")

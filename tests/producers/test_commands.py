@@ -1,0 +1,44 @@
+"""How ``run-one`` and ``produce`` report a run on the terminal."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from producers.commands import print_run
+
+PARAMS = {"deck": "lj", "x": 2, "y": 1, "z": 1, "steps": 100, "ranks": 2}
+
+
+def _printed(summary: dict) -> str:
+    console = Console(width=300, record=True, color_system=None)
+    print_run(console, summary)
+    return console.export_text().strip()
+
+
+def test_a_spooled_run_says_why_it_was_not_sent() -> None:
+    line = _printed(
+        {
+            "run_id": "0123456789",
+            "split": "train",
+            "params": PARAMS,
+            "status": "ok",
+            "delivery": "spooled",
+            "wall_seconds": 1.5,
+            "error": "",
+            "delivery_reason": "user 'a' may not write to x",
+        }
+    )
+    assert line.endswith("1.50 s → spooled (user 'a' may not write to x)")
+
+
+def test_a_sent_failed_run_shows_its_error() -> None:
+    summary = {
+        "run_id": "0123456789",
+        "split": "train",
+        "params": PARAMS,
+        "status": "failed",
+        "delivery": "sent",
+        "wall_seconds": None,
+        "error": "RunError: boom",
+    }
+    assert _printed(summary) == "✗ 01234567 lj 2×1×1 steps=100 np=2: RunError: boom → sent"
