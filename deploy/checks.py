@@ -234,6 +234,8 @@ def custom_resource_problems(
         roles = set(obj["spec"].get("roles", []))
         if not roles or not roles <= {"controller", "broker"}:
             problems.append(f"{describe(obj)}: spec.roles must be controller and/or broker")
+    if obj["kind"] == "KafkaUser":
+        problems += _acl_problems(obj)
     if obj["kind"] == "MPIJob":
         replicas = obj["spec"]["mpiReplicaSpecs"]
         if set(replicas) - {"Launcher", "Worker"}:
@@ -246,6 +248,37 @@ def custom_resource_problems(
                 f"{describe(obj)}: label {STRIMZI_LABEL}={label} names no rendered Kafka "
                 f"(there is {', '.join(sorted(clusters))})"
             )
+    return problems
+
+
+# The values Strimzi's KafkaUser CRD (1.2) allows in authorization.acls[] (AclRule).
+ACL_RESOURCE_TYPES = {"topic", "group", "cluster", "transactionalId"}
+ACL_PATTERN_TYPES = {"literal", "prefix"}
+ACL_OPERATIONS = {
+    "Read", "Write", "Create", "Delete", "Alter", "Describe", "ClusterAction", "AlterConfigs",
+    "DescribeConfigs", "IdempotentWrite", "All",
+}  # fmt: skip
+
+
+def _acl_problems(user: dict[str, Any]) -> list[str]:
+    """Values of a KafkaUser's ACL rules that Strimzi's CRD refuses."""
+    authorization = user.get("spec", {}).get("authorization")
+    if not authorization:
+        return []
+    if authorization.get("type") != "simple" or not authorization.get("acls"):
+        return [f"{describe(user)}: spec.authorization needs type simple and acls"]
+    problems = []
+    for i, acl in enumerate(authorization["acls"]):
+        resource, where = acl.get("resource", {}), f"{describe(user)}: acls[{i}]"
+        if resource.get("type") not in ACL_RESOURCE_TYPES:
+            problems.append(
+                f"{where}.resource.type must be one of {', '.join(sorted(ACL_RESOURCE_TYPES))}"
+            )
+        if resource.get("patternType", "literal") not in ACL_PATTERN_TYPES:
+            problems.append(f"{where}.resource.patternType must be literal or prefix")
+        operations = acl.get("operations") or []
+        if not operations or set(operations) - ACL_OPERATIONS:
+            problems.append(f"{where}.operations {operations} are not Kafka operations")
     return problems
 
 

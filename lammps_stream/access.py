@@ -56,13 +56,15 @@ class Grant:
         return f"{self.resource} {self.name}{star}: {', '.join(self.operations)}"
 
     def as_strimzi(self) -> dict[str, Any]:
-        """This grant as an entry of a Strimzi KafkaUser's ``authorization.acls``.
+        """This grant as an entry of a Strimzi KafkaUser's ``authorization.acls`` (where a
+        prefixed pattern is spelled ``prefix``).
 
-        >>> Grant("topic", "lammps.runs", ("Read",)).as_strimzi()["resource"]
-        {'type': 'topic', 'name': 'lammps.runs', 'patternType': 'literal'}
+        >>> Grant("group", "console-consumer-", ("Read",), "prefixed").as_strimzi()["resource"]
+        {'type': 'group', 'name': 'console-consumer-', 'patternType': 'prefix'}
         """
+        pattern = {"prefixed": "prefix"}.get(self.pattern, self.pattern)
         return {
-            "resource": {"type": self.resource, "name": self.name, "patternType": self.pattern},
+            "resource": {"type": self.resource, "name": self.name, "patternType": pattern},
             "operations": list(self.operations),
         }
 
@@ -128,6 +130,7 @@ def apply(config: Config, role: str, user: str) -> list[Grant]:
     from kafka.admin import ACL, ACLOperation, ACLPermissionType, ResourcePattern
     from kafka.admin import ACLResourcePatternType as Pattern
     from kafka.admin import ResourceType as Resource
+    from kafka.errors import KafkaError
 
     if not user.strip():
         raise UsageError("name the user to grant to, e.g. `lammps-stream acls client alice`")
@@ -143,8 +146,6 @@ def apply(config: Config, role: str, user: str) -> list[Grant]:
         for g in wanted
         for operation in g.operations
     ]
-    from kafka.errors import KafkaError
-
     with admin(config) as client:
         try:
             failed = client.create_acls(acls).get("failed") or []

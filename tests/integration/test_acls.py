@@ -94,6 +94,13 @@ def test_the_service_and_a_producer_work_with_their_roles_acls_only(acl_stack) -
             lambda rs: sum(r.get("run_id") == run_id for r in rs) >= wanted,
         )
         assert sum(p.get("run_id") == run_id for p in predictions) == wanted
+        tailed = _cli(
+            alice,
+            root,
+            *("kafka", "console-consumer", "--topic", admin.kafka.topics.predictions),
+            *("--from-beginning", "--max-messages", "1", "--timeout-ms", "20000"),
+        )
+        assert json.loads(_ok(tailed).splitlines()[0])["run_id"] == run_id
     finally:
         worker.stop()  # a clean stop writes every model's snapshot
     assert worker.process.returncode == 0, worker.log.read_text()[-3000:]
@@ -162,3 +169,9 @@ def test_a_service_without_its_acls_says_so_and_stops(acl_stack) -> None:
     assert last.startswith("lammps-stream: Kafka at ")
     assert f"'eve' to describe {admin.kafka.topics.runs}, " in last
     assert last.endswith("lammps-stream acls service eve --apply")
+
+
+def test_granting_on_a_broker_that_checks_no_acls_says_so(stack, cli) -> None:
+    result = cli("acls", "client", "alice", "--apply")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "checks no ACLs (it has no authorizer.class.name)" in result.stderr

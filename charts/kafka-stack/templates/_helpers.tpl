@@ -16,6 +16,14 @@ app.kubernetes.io/component: kafka
 {{- if and (eq .Values.mode "strimzi") .Values.strimzi.topics.enabled (gt (int .Values.strimzi.topics.replicas) (int .Values.kafka.replicas)) -}}
 {{- fail (printf "strimzi.topics.replicas: %d replicas of each topic need at least as many nodes, but kafka.replicas is %d" (int .Values.strimzi.topics.replicas) (int .Values.kafka.replicas)) -}}
 {{- end -}}
+{{- if .Values.strimzi.authorization.enabled -}}
+{{- if ne .Values.mode "strimzi" -}}
+{{- fail "strimzi.authorization: ACLs come with mode strimzi only; set mode: strimzi or authorization.enabled: false" -}}
+{{- end -}}
+{{- if not .Values.strimzi.scram.enabled -}}
+{{- fail "strimzi.authorization: ACLs name SCRAM users; set strimzi.scram.enabled: true too" -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Replication settings that fit the number of nodes: 3 copies (2 in sync) from 3 nodes up. */}}
@@ -30,4 +38,14 @@ share.coordinator.state.topic.replication.factor: {{ $rf }}
 share.coordinator.state.topic.min.isr: {{ $isr }}
 default.replication.factor: {{ $rf }}
 min.insync.replicas: {{ $isr }}
+{{- end -}}
+
+{{/* One entry of a KafkaUser's authorization.acls. Takes (list type name patternType operations). */}}
+{{- define "kafka-stack.acl" -}}
+- resource:
+    type: {{ index . 0 }}
+    name: {{ index . 1 | quote }}
+    patternType: {{ index . 2 }}
+  operations: {{ index . 3 | toJson }}
+  host: "*"
 {{- end -}}

@@ -43,7 +43,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{/* Environment every lammps-stream container gets: the config file, the keys a pod decides
-itself, and the Secrets. Takes (dict "root" $ "extra" list). */}}
+itself, and the Secrets. Takes (dict "root" $ "extra" list "service" bool "client" bool):
+"service" for the worker's own Secrets, "client" for a producer's Kafka login. */}}
 {{- define "lammps-stream.env" -}}
 {{- $root := .root -}}
 - name: LAMMPS_STREAM_CONFIG
@@ -63,20 +64,19 @@ itself, and the Secrets. Takes (dict "root" $ "extra" list). */}}
 {{- range .extra }}
 - {{ toYaml . | nindent 2 | trim }}
 {{- end }}
-{{- with $root.Values.secrets.kafka }}
-{{- if .username }}
+{{- $login := include "lammps-stream.kafkaLogin" (dict "root" $root "client" .client) | fromJson }}
+{{- if $login.username }}
 - name: LAMMPS_STREAM_KAFKA_SASL_USERNAME
-  value: {{ .username | quote }}
+  value: {{ $login.username | quote }}
 {{- end }}
-{{- if .existingSecret }}
-{{- range $name, $key := .env }}
-{{- if not (and $root.Values.secrets.kafka.username (eq $name "LAMMPS_STREAM_KAFKA_SASL_USERNAME")) }}
+{{- if $login.existingSecret }}
+{{- range $name, $key := $login.env }}
+{{- if not (and $login.username (eq $name "LAMMPS_STREAM_KAFKA_SASL_USERNAME")) }}
 - name: {{ $name }}
   valueFrom:
     secretKeyRef:
-      name: {{ $root.Values.secrets.kafka.existingSecret }}
+      name: {{ $login.existingSecret }}
       key: {{ $key }}
-{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -107,6 +107,18 @@ itself, and the Secrets. Takes (dict "root" $ "extra" list). */}}
       name: {{ $signing }}
       key: {{ $root.Values.secrets.snapshotKey.key }}
 {{- end }}
+{{- end -}}
+
+{{/* The Kafka login (secrets.kafka or secrets.clientKafka, as JSON) of a pod: the service's
+for the Deployment and the topics Job, the client's for the producers when it names a
+Secret. Takes (dict "root" $ "client" bool). */}}
+{{- define "lammps-stream.kafkaLogin" -}}
+{{- $secrets := .root.Values.secrets -}}
+{{- if and .client $secrets.clientKafka.existingSecret -}}
+{{- toJson $secrets.clientKafka -}}
+{{- else -}}
+{{- toJson $secrets.kafka -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The Secret holding the snapshot signing key: the one named, else the chart's own (when
