@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from lammps_stream import __version__
+from lammps_stream.access import ROLES
 from lammps_stream.config import Config, load_config
 from lammps_stream.console import aside
 from lammps_stream.console import console as make_console
@@ -119,6 +120,7 @@ def cmd_kafka(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_acls(config: Config, args: argparse.Namespace) -> int:
     import json
+    from dataclasses import asdict
 
     import yaml
 
@@ -127,7 +129,7 @@ def cmd_acls(config: Config, args: argparse.Namespace) -> int:
     role = args.role
     granted = apply(config, role, args.user or "") if args.apply else grants(config, role)
     if args.json:
-        print(json.dumps([g.__dict__ | {"operations": list(g.operations)} for g in granted]))
+        print(json.dumps([asdict(g) for g in granted]))
     elif args.strimzi:
         acls = [g.as_strimzi() for g in granted]
         print(yaml.safe_dump({"authorization": {"type": "simple", "acls": acls}}, sort_keys=False))
@@ -200,7 +202,7 @@ def build_parser() -> Parser:
     kafka.set_defaults(handler=cmd_kafka)
 
     acls = sub.add_parser("acls", help="the Kafka ACLs a role needs; --apply grants them")
-    acls.add_argument("role", choices=["service", "client"], help="who logs in with the user")
+    acls.add_argument("role", choices=ROLES, help="who logs in with the user")
     acls.add_argument("user", nargs="?", default="", help="the SCRAM user (with --apply)")
     acls.add_argument("--apply", action="store_true", help="create them (log in as a super user)")
     shown = acls.add_mutually_exclusive_group()
@@ -426,3 +428,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `lammps-stream predictions --json | head`: the reader has enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 141

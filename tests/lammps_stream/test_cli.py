@@ -70,6 +70,16 @@ def test_unreachable_broker() -> None:
     assert "lammps-stream stack up" in line
 
 
+def test_a_reader_that_stops_early_is_no_error() -> None:
+    """``lammps-stream ... --json | head``: the closed pipe ends the command quietly."""
+    command = [sys.executable, "-m", "lammps_stream", "acls", "service", "--json"]
+    writer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert writer.stdout is not None and writer.stderr is not None
+    writer.stdout.close()  # the reader is gone before anything is written
+    assert writer.wait(timeout=60) == 141
+    assert writer.stderr.read() == b""
+
+
 def _no_tools_env(tmp_path: Path) -> dict[str, str]:
     """A PATH with nothing on it, and a stack of its own on unused ports."""
     return {
