@@ -101,6 +101,7 @@ def test_the_service_and_a_producer_work_with_their_roles_acls_only(acl_stack) -
             *("--from-beginning", "--max-messages", "1", "--timeout-ms", "20000"),
         )
         assert json.loads(_ok(tailed).splitlines()[0])["run_id"] == run_id
+        _request_is_answered(alice, wanted)
     finally:
         worker.stop()  # a clean stop writes every model's snapshot
     assert worker.process.returncode == 0, worker.log.read_text()[-3000:]
@@ -112,6 +113,25 @@ def test_the_service_and_a_producer_work_with_their_roles_acls_only(acl_stack) -
     _ok(_cli(alice, root, "history", "--out", str(root / "history.csv")))
     with open(root / "history.csv") as handle:
         assert {row["model"] for row in csv.DictReader(handle)} == {"linear", "pa"}
+
+
+def _request_is_answered(client: Config, wanted: int) -> None:
+    """A PredictRequest the client writes on the requests topic, answered by the service."""
+    request_id = new_id()
+    params = {"deck": "lj", "x": 3, "y": 1, "z": 1, "steps": 100, "ranks": 2}
+    request = {"schema": "lammps-stream.request/1", "request_id": request_id, "params": params}
+    producer = make_producer(client)
+    try:
+        topic = client.kafka.topics.requests
+        producer.send(topic, key=request_id.encode(), value=json.dumps(request).encode()).get(30)
+    finally:
+        producer.close(timeout=5)
+    answers = read_topic(
+        client,
+        client.kafka.topics.predictions,
+        lambda rs: sum(r.get("request_id") == request_id for r in rs) >= wanted,
+    )
+    assert sum(r.get("request_id") == request_id for r in answers) == wanted
 
 
 @pytest.mark.parametrize("topic", ["models", "predictions", "dlq", "suggestions"])
