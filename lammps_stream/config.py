@@ -331,6 +331,23 @@ def dump_config(config: Config) -> str:
     return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
 
 
+def write_config(config: Config, path: Path) -> Path:
+    """Write ``config`` as YAML to ``path``, readable by its owner only: it may hold the SASL
+    password, the snapshot signing key and the API token (a job directory on a shared file
+    system, the stack's state). Returns ``path``.
+
+    >>> import stat, tempfile
+    >>> path = write_config(Config(), Path(tempfile.mkdtemp()) / "lammps-stream.yaml")
+    >>> oct(stat.S_IMODE(path.stat().st_mode)), load_config(path=path, env={}) == Config()
+    ('0o600', True)
+    """
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # a file that was there before keeps its mode otherwise
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(dump_config(config))
+    return path
+
+
 def child_env(config_file: Path, base: typing.Mapping[str, str] | None = None) -> dict[str, str]:
     """An environment for a child process that reads exactly ``config_file``.
 

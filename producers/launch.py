@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lammps_stream.config import Config, child_env, dump_config
+from lammps_stream.config import Config, child_env, write_config
 from lammps_stream.schemas import now
 from producers.decks import resolve_deck
 from producers.mpi import launch_env, mpiexec
@@ -187,7 +187,7 @@ def launch(
     if config_file is None:
         with tempfile.TemporaryDirectory(prefix="lammps-stream-") as tmp:
             config_file = Path(tmp) / "config.yaml"
-            config_file.write_text(dump_config(config))
+            write_config(config, config_file)
             return launch(config, plan, timeout, config_file)
     submitted_at = now()
     report_file = config_file.parent / f"report-{plan.run_id}.json"
@@ -235,7 +235,7 @@ def produce(
     reports = []
     with tempfile.TemporaryDirectory(prefix="lammps-stream-") as tmp:
         config_file = Path(tmp) / "config.yaml"
-        config_file.write_text(dump_config(config))
+        write_config(config, config_file)
         for plan in plans:
             report = launch(config, plan, config.producer.timeout_seconds, config_file)
             reports.append(report)

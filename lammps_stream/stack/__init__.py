@@ -30,7 +30,7 @@ from lammps_stream.broker import (
     setting_mismatches,
     stack_cafile,
 )
-from lammps_stream.config import Config, child_env, dump_config, expand
+from lammps_stream.config import Config, child_env, expand, write_config
 from lammps_stream.errors import StackError
 from lammps_stream.signatures import SNAPSHOT_KEY_FILE
 from lammps_stream.stack import kafka, tls
@@ -172,10 +172,7 @@ class LocalStack:
         # With service.snapshot_key empty, `serve` signs with the stack's own key, as any
         # worker started by hand beside the stack does (model_service.worker.with_stack_key).
         stack_snapshot_key(self.state_dir)
-        effective = self.state_dir / "effective-config.yaml"
-        effective.touch(mode=0o600)
-        effective.chmod(0o600)  # it may hold the SASL password
-        effective.write_text(dump_config(self._service_config()))
+        effective = write_config(self._service_config(), self.state_dir / "effective-config.yaml")
         env = child_env(effective)
         command = [
             sys.executable,

@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lammps_stream.config import Config, dump_config, expand
+from lammps_stream.config import Config, expand, write_config
 from lammps_stream.errors import LammpsStreamError, ToolMissingError, UsageError
 from producers.sampling import RunPlan, write_plans
 
@@ -77,7 +77,7 @@ def write_job(config: Config, plans: list[RunPlan], scheduler: str) -> JobFiles:
     directory.mkdir(parents=True, exist_ok=True)
     plan = write_plans(directory / "plans.jsonl", plans)
     config_file = directory / "lammps-stream.yaml"
-    config_file.write_text(dump_config(config))
+    write_config(config, config_file)  # it may hold the Kafka password: the owner's only
     p = config.producer
     fields = {
         "count": len(plans),

@@ -50,6 +50,20 @@ def test_flux_script_submits_one_job_per_run(tmp_path: Path) -> None:
     assert subprocess.run(["bash", "-n", str(job.script)], check=False).returncode == 0
 
 
+@pytest.mark.parametrize("scheduler", ["slurm", "flux"])
+def test_the_jobs_configuration_with_the_password_is_the_owners_only(
+    tmp_path: Path, scheduler: str
+) -> None:
+    login = {
+        "kafka.security_protocol": "SASL_PLAINTEXT",
+        "kafka.sasl_username": "alice",
+        "kafka.sasl_password": "s3cret",
+    }
+    job = submit.write_job(_config(tmp_path, **login), PLANS, scheduler)
+    assert "s3cret" in job.config.read_text()  # the tasks read it: they log in with it
+    assert job.config.stat().st_mode & 0o077 == 0
+
+
 def test_nothing_to_submit_is_a_usage_error(tmp_path: Path) -> None:
     from lammps_stream.errors import UsageError
 
