@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -113,7 +113,8 @@ def load_predictions(
     run: str | None = None,
     since: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Every matching prediction now on the topic, in the order they were emitted.
+    """Every matching prediction now on the topic, in the order they were emitted, each
+    model's first for each run or request only (:func:`once_each`).
 
     Raises :class:`NoDataError` when there is none, saying what to run first.
     """
@@ -130,7 +131,28 @@ def load_predictions(
             f"no predictions{' matching ' + wanted if wanted else ''} on "
             f"{config.kafka.topics.predictions} yet; publish runs with `lammps-stream produce`"
         )
-    return sorted(found, key=lambda p: p["emitted_at"])
+    return once_each(sorted(found, key=lambda p: p["emitted_at"]))
+
+
+def once_each(predictions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first prediction of each model for each run or request. Predictions are at least
+    once: a worker that stopped without committing predicts its last records again after a
+    restart or a rebalance (the same figures, since it learns each record exactly once), and
+    accuracy tables, plots and histories must count them once.
+
+    >>> first = {"run_id": "r1", "request_id": None, "model": "pa", "emitted_at": "1"}
+    >>> again, other = first | {"emitted_at": "2"}, first | {"model": "linear"}
+    >>> once_each([first, again, other]) == [first, other]
+    True
+    """
+    seen: set[tuple[str, str, str]] = set()
+    kept = []
+    for p in predictions:
+        key = (p.get("run_id") or "", p.get("request_id") or "", p["model"])
+        if key not in seen:
+            seen.add(key)
+            kept.append(p)
+    return kept
 
 
 def matches(

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from consumers.accuracy import accuracy
+from consumers.reader import load_predictions, read_predictions
 from tests.conftest import PORT_OFFSET
 from tests.integration.workers import (
     Worker,
@@ -82,6 +84,14 @@ def test_three_sigkills_while_2000_records_stream_in(stack, tmp_path: Path) -> N
     for name in config.service.model_names:
         assert crashed[name]["learned"] == uninterrupted[name]["learned"] == wanted
         _same_scores(crashed[name], uninterrupted[name])
+
+    # Records after each kill's last commit were predicted twice; readers count them once.
+    raw = [p for p in read_predictions(config) if p.get("split") == "test"]
+    table = accuracy(load_predictions(config))
+    tests = len({r["run_id"] for r in records if r["split"] == "test"})
+    assert set(table) == set(config.service.model_names)
+    for name, row in table.items():
+        assert row["n"] == crashed[name]["metrics"]["test"]["n"] == tests, (name, len(raw))
 
 
 def test_a_restarted_worker_resumes_from_its_snapshots(stack, tmp_path: Path) -> None:
