@@ -28,33 +28,67 @@ def wait_for_topics(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Return once ``missing(config)`` is empty, saying what is awaited and who makes it.
+    """Return once the broker answers and ``missing(config)`` is empty, saying what is awaited
+    and who makes it.
 
-    A worker may start before its topics exist (the chart starts it beside the Job that makes
-    them); brokers here do not make a topic a client asks for, and Faust would fail reading
-    a models topic that is not there yet.
+    A worker may start before its broker answers or its topics exist: the charts start it
+    beside the Kafka cluster and the Job that makes the topics, and brokers here do not make a
+    topic a client asks for (Faust would fail reading a models topic that is not there yet).
+    Waiting here starts it as soon as they are there, rather than after a restart back-off.
+    A login the broker refuses (:class:`AccessDeniedError`) is not waited out: it is raised.
 
-    >>> calls = iter([["lammps.runs", "lammps.models"], ["lammps.models"], []])
-    >>> wait_for_topics(None, lambda _: next(calls), print, sleep=lambda _: None)
+    >>> from lammps_stream.errors import BrokerUnavailableError
+    >>> answers = iter([BrokerUnavailableError("broker at b:9092 is unreachable"),
+    ...                 ["lammps.runs", "lammps.models"], ["lammps.models"], []])
+    >>> def missing(config):
+    ...     answer = next(answers)
+    ...     if isinstance(answer, Exception):
+    ...         raise answer
+    ...     return answer
+    >>> wait_for_topics(None, missing, print, sleep=lambda _: None)
+    serve: waiting for the Kafka broker: broker at b:9092 is unreachable
     serve: waiting for topics lammps.runs, lammps.models to exist (made by `lammps-stream ...
     serve: topics are there; starting
     """
     started = said = clock()
-    waiting = missing(config)
-    if not waiting:
+    waiting, unreachable = _look(config, missing)
+    if not waiting and unreachable is None:
         return
-    say(
+    said_what = None
+    while waiting or unreachable is not None:
+        now = "broker" if unreachable is not None else "topics"
+        if now != said_what:
+            said, said_what = clock(), now
+            say(_waiting_line(waiting, unreachable))
+        elif clock() - said >= TOPICS_SAY_SECONDS:
+            said = clock()
+            what = "the Kafka broker" if unreachable is not None else ", ".join(waiting)
+            say(f"serve: still waiting for {what} ({said - started:.0f} s)")
+        sleep(TOPICS_POLL_SECONDS)
+        waiting, unreachable = _look(config, missing)
+    say("serve: topics are there; starting")
+
+
+def _look(config: Config, missing: Callable[[Config], list[str]]) -> tuple[list[str], str | None]:
+    """(the missing topics, None), or ([], why) while the broker cannot be reached."""
+    from lammps_stream.errors import AccessDeniedError, BrokerUnavailableError
+
+    try:
+        return missing(config), None
+    except AccessDeniedError:
+        raise
+    except BrokerUnavailableError as err:
+        return [], str(err)
+
+
+def _waiting_line(waiting: list[str], unreachable: str | None) -> str:
+    if unreachable is not None:
+        return f"serve: waiting for the Kafka broker: {unreachable}"
+    return (
         f"serve: waiting for topics {', '.join(waiting)} to exist (made by `lammps-stream "
         "stack up`, the chart's topics Job or Strimzi's KafkaTopics; brokers do not make them "
         "on demand)"
     )
-    while waiting:
-        sleep(TOPICS_POLL_SECONDS)
-        waiting = missing(config)
-        if waiting and clock() - said >= TOPICS_SAY_SECONDS:
-            said = clock()
-            say(f"serve: still waiting for {', '.join(waiting)} ({said - started:.0f} s)")
-    say("serve: topics are there; starting")
 
 
 def with_stack_key(config: Config, say: Callable[[str], None]) -> Config:

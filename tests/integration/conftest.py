@@ -85,15 +85,10 @@ def learned_runs(
     return ids
 
 
-@contextlib.contextmanager
-def running_stack(
-    root: Path, name: str, overrides: dict[str, Any]
-) -> Iterator[tuple[Config, Path]]:
-    """A local stack of its own (state under ``root``, app id ``lammps-stream-<name>``) with
-    ``overrides``, up for the ``with`` block; yields its config and config file."""
-    from lammps_stream.stack import LocalStack
-
-    config = load_config(
+def stack_config(root: Path, name: str, overrides: dict[str, Any]) -> Config:
+    """The configuration of a local stack of its own: state under ``root``, app id
+    ``lammps-stream-<name>``, and ``overrides``."""
+    return load_config(
         path=None,
         env={},
         overrides={
@@ -105,6 +100,17 @@ def running_stack(
         }
         | overrides,
     )
+
+
+@contextlib.contextmanager
+def running_stack(
+    root: Path, name: str, overrides: dict[str, Any]
+) -> Iterator[tuple[Config, Path]]:
+    """A local stack of its own (:func:`stack_config`), up for the ``with`` block; yields its
+    config and config file."""
+    from lammps_stream.stack import LocalStack
+
+    config = stack_config(root, name, overrides)
     path = root / "config.yaml"
     path.write_text(dump_config(config))
     stack = LocalStack(config)

@@ -1,5 +1,6 @@
-"""``lammps-stream serve`` started before its topics exist, as the chart starts it beside the
-Job that makes them (the brokers make no topic on demand)."""
+"""``lammps-stream serve`` started before its topics exist, or before its broker answers, as
+the charts start it beside the Job that makes them (the brokers make no topic on demand) and
+beside the Kafka cluster."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from lammps_stream.broker import ensure_topics, missing_topics
 from tests.conftest import PORT_OFFSET
+from tests.integration.conftest import running_stack, stack_config
 from tests.integration.workers import (
     Worker,
     distinct_train,
@@ -43,5 +45,33 @@ def test_a_worker_started_before_its_topics_waits_for_them_then_learns(
         publish(config, runs)
         assert wait_learned([worker], distinct_train(runs)) == {"pa": distinct_train(runs)}
         assert "topics are there; starting" in worker.log.read_text()
+    finally:
+        worker.stop()
+
+
+def test_a_worker_started_before_its_broker_waits_for_it_then_learns(tmp_path: Path) -> None:
+    overrides = {
+        "kafka.bootstrap": f"127.0.0.1:{29692 + PORT_OFFSET}",
+        "kafka.controller_port": 29693 + PORT_OFFSET,
+        "stack.start_service": False,
+        "service.http_port": 26466 + PORT_OFFSET,
+        "service.models": ["pa"],
+        "service.session_timeout_seconds": 6,
+    }
+    config = stack_config(tmp_path, "early", overrides)
+    worker = Worker(config, tmp_path, "early")
+    try:
+        time.sleep(8)  # several looks at an address where no broker answers yet
+        assert worker.process.poll() is None, worker.log.read_text()[-3000:]
+        log = worker.log.read_text()
+        assert (
+            f"serve: waiting for the Kafka broker: Kafka broker at {config.kafka.bootstrap}" in log
+        )
+        with running_stack(tmp_path, "early", overrides):  # the broker and the topics
+            worker.wait_ready()
+            runs = stream_of_runs(10, seed=12)
+            publish(config, runs)
+            assert wait_learned([worker], distinct_train(runs)) == {"pa": distinct_train(runs)}
+            assert "topics are there; starting" in worker.log.read_text()
     finally:
         worker.stop()
