@@ -54,16 +54,16 @@ def wait_for_topics(
     waiting, unreachable = _look(config, missing)
     if not waiting and unreachable is None:
         return
-    said_what = None
+    said_why = None
     while waiting or unreachable is not None:
-        now = "broker" if unreachable is not None else "topics"
-        if now != said_what:
-            said, said_what = clock(), now
+        why = unreachable or "topics"  # a new reason is said at once, with its details
+        if why != said_why:
+            said, said_why = clock(), why
             say(_waiting_line(waiting, unreachable))
         elif clock() - said >= TOPICS_SAY_SECONDS:
             said = clock()
-            what = "the Kafka broker" if unreachable is not None else ", ".join(waiting)
-            say(f"serve: still waiting for {what} ({said - started:.0f} s)")
+            what = f"the Kafka broker: {unreachable}" if unreachable else ", ".join(waiting)
+            say(f"serve: still waiting ({said - started:.0f} s) for {what}")
         sleep(TOPICS_POLL_SECONDS)
         waiting, unreachable = _look(config, missing)
     say("serve: topics are there; starting")

@@ -65,11 +65,23 @@ def test_a_worker_waits_for_its_broker_then_its_topics_and_says_so_now_and_then(
     wait_for_topics(None, missing, lines.append, sleep=clock.sleep, clock=clock)
     assert lines[0] == "serve: waiting for the Kafka broker: Kafka broker at b:9092 is unreachable"
     assert lines[1:3] == [
-        "serve: still waiting for the Kafka broker (30 s)",
-        "serve: still waiting for the Kafka broker (60 s)",
+        "serve: still waiting (30 s) for the Kafka broker: Kafka broker at b:9092 is unreachable",
+        "serve: still waiting (60 s) for the Kafka broker: Kafka broker at b:9092 is unreachable",
     ]
     assert lines[3].startswith("serve: waiting for topics lammps.runs to exist")
     assert lines[4:] == ["serve: topics are there; starting"]
+
+
+def test_a_new_reason_is_said_at_once() -> None:
+    unreachable = BrokerUnavailableError("Kafka broker at b:9092 is unreachable")
+    untrusted = BrokerUnavailableError("Kafka broker at b:9092 has a bad TLS certificate")
+    lines: list[str] = []
+    wait_for_topics(None, _answers(unreachable, untrusted, []), lines.append, lambda _: None)
+    assert lines == [
+        "serve: waiting for the Kafka broker: Kafka broker at b:9092 is unreachable",
+        "serve: waiting for the Kafka broker: Kafka broker at b:9092 has a bad TLS certificate",
+        "serve: topics are there; starting",
+    ]
 
 
 def test_a_refused_login_is_not_waited_out() -> None:
