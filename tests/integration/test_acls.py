@@ -55,7 +55,8 @@ def _ok(result: subprocess.CompletedProcess[str]) -> str:
 @pytest.fixture(scope="module")
 def acl_stack(tmp_path_factory: pytest.TempPathFactory):
     """The stack's broker with ACLs on, ``admin`` its super user; the users of USERS made
-    (SCRAM), ``svc`` granted the service role, ``alice`` the client role, ``mallory`` none."""
+    (SCRAM), ``svc`` granted the service role, ``alice`` the client role, ``mallory`` and ``eve``
+    none (``mallory`` is granted the client role by a test)."""
     root = tmp_path_factory.mktemp("acls")
     overrides = {
         "kafka.bootstrap": f"127.0.0.1:{29492 + PORT_OFFSET}",
