@@ -2,7 +2,7 @@
 group names in the configuration, so that a credential on a compute node cannot rewrite the
 models.
 
-Two roles:
+Three roles:
 
 - ``service``: the model service (``serve``) and whoever creates the topics (``stack up``, the
   chart's topics job). It reads runs, requests and snapshots, writes predictions, snapshots,
@@ -12,6 +12,8 @@ Two roles:
   ``predictions``, ``history``, ``report``, the Kafka console consumer). It writes runs and
   prediction requests and reads every contract topic; it may write nothing the service
   publishes (predictions, snapshots, dead letters, suggestions).
+- ``reader``: dashboards and analysts (``predictions``, ``history``, ``evaluate``, ``report``,
+  the console consumer): reads every contract topic, writes nothing.
 
 >>> from lammps_stream.config import load_config
 >>> config = load_config(path=None, env={})
@@ -30,7 +32,7 @@ from lammps_stream.broker import admin
 from lammps_stream.config import Config
 from lammps_stream.errors import AccessDeniedError, StackError, UsageError
 
-ROLES = ("service", "client")
+ROLES = ("service", "client", "reader")
 # The group the Kafka console consumer makes up when given none: console-consumer-<number>.
 CONSOLE_CONSUMER_GROUPS = "console-consumer-"
 _CREATE = ("Create", "Describe", "DescribeConfigs")  # what creating and checking a topic takes
@@ -78,6 +80,8 @@ def grants(config: Config, role: str) -> list[Grant]:
         return _service(config)
     if role == "client":
         return _client(config)
+    if role == "reader":
+        return _reader(config)
     raise UsageError(f"unknown role {role!r}; choose one of: {', '.join(ROLES)}")
 
 
@@ -105,6 +109,14 @@ def _client(config: Config) -> list[Grant]:
         Grant("topic", t.requests, ("Describe", "Write")),
         *(Grant("topic", name, ("Describe", "Read")) for name in _read_only(config)),
         Grant("group", config.producer.suggest_group, ("Describe", "Read")),
+        Grant("group", CONSOLE_CONSUMER_GROUPS, ("Describe", "Read"), "prefixed"),
+    ]
+
+
+def _reader(config: Config) -> list[Grant]:
+    t = config.kafka.topics
+    return [
+        *(Grant("topic", name, ("Describe", "Read")) for name in (t.runs, *_read_only(config))),
         Grant("group", CONSOLE_CONSUMER_GROUPS, ("Describe", "Read"), "prefixed"),
     ]
 

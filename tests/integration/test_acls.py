@@ -17,13 +17,20 @@ from pathlib import Path
 import pytest
 
 from benchmarks.harness import Worker
-from lammps_stream.broker import make_producer
+from lammps_stream.broker import check_readable, make_producer
 from lammps_stream.config import Config, dump_config
+from lammps_stream.errors import AccessDeniedError
 from lammps_stream.schemas import new_id
 from tests.conftest import PORT_OFFSET
 from tests.integration.conftest import read_topic, running_stack
 
-USERS = {"svc": "svc-pw", "alice": "alice-pw", "mallory": "mallory-pw", "eve": "eve-pw"}
+USERS = {
+    "svc": "svc-pw",
+    "alice": "alice-pw",
+    "rita": "rita-pw",
+    "mallory": "mallory-pw",
+    "eve": "eve-pw",
+}
 
 
 def _as(config: Config, user: str) -> Config:
@@ -55,8 +62,8 @@ def _ok(result: subprocess.CompletedProcess[str]) -> str:
 @pytest.fixture(scope="module")
 def acl_stack(tmp_path_factory: pytest.TempPathFactory):
     """The stack's broker with ACLs on, ``admin`` its super user; the users of USERS made
-    (SCRAM), ``svc`` granted the service role, ``alice`` the client role, ``mallory`` and ``eve``
-    none (``mallory`` is granted the client role by a test)."""
+    (SCRAM), ``svc`` granted the service role, ``alice`` the client role, ``rita`` the reader
+    role, ``mallory`` and ``eve`` none (``mallory`` is granted the client role by a test)."""
     root = tmp_path_factory.mktemp("acls")
     overrides = {
         "kafka.bootstrap": f"127.0.0.1:{29492 + PORT_OFFSET}",
@@ -76,6 +83,7 @@ def acl_stack(tmp_path_factory: pytest.TempPathFactory):
             _ok(_cli(admin, root, "kafka", "configs", *user_flags, "--add-config", scram))
         _ok(_cli(admin, root, "acls", "service", "svc", "--apply"))
         _ok(_cli(admin, root, "acls", "client", "alice", "--apply"))
+        _ok(_cli(admin, root, "acls", "reader", "rita", "--apply"))
         yield admin, root
 
 
@@ -133,6 +141,27 @@ def _request_is_answered(client: Config, wanted: int) -> None:
         lambda rs: sum(r.get("request_id") == request_id for r in rs) >= wanted,
     )
     assert sum(r.get("request_id") == request_id for r in answers) == wanted
+
+
+def test_a_reader_reads_and_cannot_write_runs(acl_stack) -> None:
+    from kafka.errors import TopicAuthorizationFailedError
+
+    admin, root = acl_stack
+    rita = _as(admin, "rita")
+    t = admin.kafka.topics
+    for topic in (t.runs, t.predictions, t.models, t.dlq, t.suggestions):
+        check_readable(rita, topic)  # raises AccessDeniedError if the broker hides it
+    with pytest.raises(AccessDeniedError, match=r"'rita' to read lammps\.requests"):
+        check_readable(rita, t.requests)
+    read = _cli(rita, root, "predictions", "--json", "--limit", "1")
+    assert read.returncode == 0 or "no predictions" in read.stderr, read.stderr
+    producer = make_producer(rita, retries=0)
+    try:
+        future = producer.send(admin.kafka.topics.runs, key=b"r", value=b"{}")
+        with pytest.raises(TopicAuthorizationFailedError):
+            future.get(timeout=30)
+    finally:
+        producer.close(timeout=5)
 
 
 @pytest.mark.parametrize("topic", ["models", "predictions", "dlq", "suggestions"])

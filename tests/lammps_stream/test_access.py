@@ -34,6 +34,13 @@ def test_a_client_writes_runs_and_requests_only() -> None:
     assert not _allowed("client", "Create")
 
 
+def test_a_reader_reads_and_writes_nothing() -> None:
+    t = _config().kafka.topics
+    assert _allowed("reader", "Write") == _allowed("reader", "Create") == set()
+    assert _allowed("reader", "Read") == {t.runs, t.predictions, t.models, t.dlq, t.suggestions}
+    assert {g.resource for g in access.grants(_config(), "reader")} == {"topic", "group"}
+
+
 def test_the_service_writes_what_it_publishes_and_may_create_every_topic() -> None:
     config = _config()
     t = config.kafka.topics
@@ -61,7 +68,7 @@ def test_grants_follow_the_configured_names() -> None:
 
 
 def test_an_unknown_role_is_refused_with_the_choices() -> None:
-    with pytest.raises(UsageError, match="unknown role 'admin'; choose one of: service, client"):
+    with pytest.raises(UsageError, match="unknown role 'admin'; choose one of: service, client, "):
         access.grants(_config(), "admin")
 
 
