@@ -16,7 +16,7 @@ from typing import Any
 
 from consumers.service_api import ServiceApi
 from lammps_stream.broker import ensure_topics, make_producer
-from lammps_stream.config import Config, TopicsConfig, dump_config, load_config
+from lammps_stream.config import Config, TopicsConfig, load_config, write_config
 from lammps_stream.errors import BrokerUnavailableError, LammpsStreamError
 from lammps_stream.schemas import encode
 
@@ -77,7 +77,7 @@ class Worker:
         self.config = config
         self.url = config.service.url
         path = root / f"{label}.yaml"
-        path.write_text(dump_config(config))
+        write_config(config, path)
         env = {k: v for k, v in os.environ.items() if not k.startswith("LAMMPS_STREAM_")}
         env["LAMMPS_STREAM_CONFIG"] = str(path)
         self.log = root / f"{label}.log"

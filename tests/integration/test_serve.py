@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from lammps_stream.broker import ensure_topics, missing_topics
+from lammps_stream.config import Config
 from tests.conftest import PORT_OFFSET
 from tests.integration.conftest import running_stack, stack_config
 from tests.integration.workers import (
@@ -36,15 +37,9 @@ def test_a_worker_started_before_its_topics_waits_for_them_then_learns(
     ]
     worker = Worker(config, tmp_path, "late")
     try:
-        time.sleep(8)  # several looks at the broker: the worker must still be there, waiting
-        assert worker.process.poll() is None, worker.log.read_text()[-3000:]
-        assert f"waiting for topics {config.kafka.topics.runs}" in worker.log.read_text()
+        _still_waiting(worker, f"waiting for topics {config.kafka.topics.runs}")
         ensure_topics(config)
-        worker.wait_ready()
-        runs = stream_of_runs(10, seed=11)
-        publish(config, runs)
-        assert wait_learned([worker], distinct_train(runs)) == {"pa": distinct_train(runs)}
-        assert "topics are there; starting" in worker.log.read_text()
+        _starts_then_learns(worker, config, seed=11)
     finally:
         worker.stop()
 
@@ -59,19 +54,27 @@ def test_a_worker_started_before_its_broker_waits_for_it_then_learns(tmp_path: P
         "service.session_timeout_seconds": 6,
     }
     config = stack_config(tmp_path, "early", overrides)
+    bootstrap = config.kafka.bootstrap
     worker = Worker(config, tmp_path, "early")
     try:
-        time.sleep(8)  # several looks at an address where no broker answers yet
-        assert worker.process.poll() is None, worker.log.read_text()[-3000:]
-        log = worker.log.read_text()
-        assert (
-            f"serve: waiting for the Kafka broker: Kafka broker at {config.kafka.bootstrap}" in log
-        )
+        _still_waiting(worker, f"waiting for the Kafka broker: Kafka broker at {bootstrap}")
         with running_stack(tmp_path, "early", overrides):  # the broker and the topics
-            worker.wait_ready()
-            runs = stream_of_runs(10, seed=12)
-            publish(config, runs)
-            assert wait_learned([worker], distinct_train(runs)) == {"pa": distinct_train(runs)}
-            assert "topics are there; starting" in worker.log.read_text()
+            _starts_then_learns(worker, config, seed=12)
     finally:
         worker.stop()
+
+
+def _still_waiting(worker: Worker, line: str) -> None:
+    """After several looks for what it waits for, the worker is still there and says so."""
+    time.sleep(8)
+    assert worker.process.poll() is None, worker.log.read_text()[-3000:]
+    assert line in worker.log.read_text()
+
+
+def _starts_then_learns(worker: Worker, config: Config, seed: int) -> None:
+    """Once what it waited for is there, the worker starts and learns a few runs."""
+    worker.wait_ready()
+    runs = stream_of_runs(10, seed=seed)
+    publish(config, runs)
+    assert wait_learned([worker], distinct_train(runs)) == {"pa": distinct_train(runs)}
+    assert "topics are there; starting" in worker.log.read_text()
