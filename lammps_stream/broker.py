@@ -342,27 +342,29 @@ def _missing_specs(client: Any, config: Config) -> list[TopicSpec]:
     return [spec for spec in topic_specs(config) if spec.name not in existing]
 
 
-def missing_topics(config: Config, role: str = "service") -> list[str]:
+def missing_topics(config: Config) -> list[str]:
     """The names of the contract's topics that do not exist on the broker yet.
 
     Raises :class:`AccessDeniedError` when the broker hides some of them from this login (its
-    ACLs do not let it describe them), naming ``role``'s ACLs as the fix.
+    ACLs do not let it describe them), naming the service role's ACLs as the fix (the service
+    and whoever makes the topics ask).
     """
     with admin(config) as client:
         missing = [spec.name for spec in _missing_specs(client, config)]
         hidden = _hidden_topics(client, missing)
     if hidden:
-        raise _hidden_error(config, hidden, "describe", role)
+        raise _hidden_error(config, hidden, "describe", "service")
     return missing
 
 
-def check_readable(config: Config, topic: str, role: str = "client") -> None:
+def check_readable(config: Config, topic: str) -> None:
     """Raise :class:`AccessDeniedError` when the broker hides ``topic`` from this login (the
-    reason a topic that exists can look missing to it); return otherwise."""
+    reason a topic that exists can look missing to it), naming the client role's ACLs as the
+    fix; return otherwise."""
     with admin(config) as client:
         hidden = _hidden_topics(client, [topic])
     if hidden:
-        raise _hidden_error(config, hidden, "read", role)
+        raise _hidden_error(config, hidden, "read", "client")
 
 
 def _hidden_topics(client: Any, names: list[str]) -> list[str]:
