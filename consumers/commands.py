@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from consumers.reader import (
+    first_only,
     load_predictions,
     matches,
     parse_since,
@@ -51,13 +52,9 @@ def predictions(config: Config, args: argparse.Namespace) -> int:
         else:
             make_console().print(_table(rows, f"{len(rows)} predictions"))
         return 0
-    stream = (
-        p
-        for p in read_predictions(
-            config, from_beginning=args.from_beginning, follow=True, since=since
-        )
-        if matches(p, **filters)
-    )
+    found = read_predictions(config, from_beginning=args.from_beginning, follow=True, since=since)
+    wanted = (p for p in found if matches(p, **filters))
+    stream = first_only(wanted, window=config.service.dedup_window)
     if args.json or not sys.stdout.isatty():
         return _follow_lines(stream, args)
     return _follow_live(stream, args)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -145,14 +146,32 @@ def once_each(predictions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     >>> once_each([first, again, other]) == [first, other]
     True
     """
+    return list(first_only(predictions))
+
+
+def first_only(
+    predictions: Iterable[dict[str, Any]], window: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """:func:`once_each` as a stream, for ``predictions --follow``: each model's first
+    prediction for each run or request, remembering the last ``window`` keys (all of them
+    when ``None``), so that following a topic for days holds bounded memory.
+
+    >>> stream = [{"run_id": r, "model": "pa"} for r in ["a", "b", "a", "c", "a"]]
+    >>> [p["run_id"] for p in first_only(stream, window=2)]
+    ['a', 'b', 'c', 'a']
+    """
     seen: set[tuple[str, str, str]] = set()
-    kept = []
+    order: deque[tuple[str, str, str]] = deque()
     for p in predictions:
         key = (p.get("run_id") or "", p.get("request_id") or "", p["model"])
-        if key not in seen:
-            seen.add(key)
-            kept.append(p)
-    return kept
+        if key in seen:
+            continue
+        seen.add(key)
+        if window is not None:
+            order.append(key)
+            if len(order) > window:
+                seen.discard(order.popleft())
+        yield p
 
 
 def matches(

@@ -3,6 +3,8 @@ leaving its consumer group: real workers (``lammps-stream serve``) on the real b
 
 from __future__ import annotations
 
+import argparse
+import json
 import re
 import threading
 import time
@@ -10,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from consumers import commands
 from consumers.accuracy import accuracy
-from consumers.reader import load_predictions, read_predictions
+from consumers.reader import load_predictions, once_each, read_predictions
 from tests.conftest import PORT_OFFSET
 from tests.integration.workers import (
     Worker,
@@ -24,6 +27,7 @@ from tests.integration.workers import (
 
 CRASH_RECORDS = 2000
 BASE_PORT = 16100 + PORT_OFFSET
+NO_FILTERS = {"model": None, "split": None, "run": None}
 
 
 def _scores(worker: Worker) -> dict[str, dict]:
@@ -37,7 +41,7 @@ def _same_scores(got: dict, want: dict) -> None:
             assert a == pytest.approx(b, rel=1e-9, abs=1e-12), (got["name"], stream, key)
 
 
-def test_three_sigkills_while_2000_records_stream_in(stack, tmp_path: Path) -> None:
+def test_three_sigkills_while_2000_records_stream_in(stack, tmp_path: Path, capsys) -> None:
     # Snapshots every 400 records (about 5 s) while Faust commits every 2.8 s: a killed
     # worker's successor mostly finds the group's offset ahead of the snapshots and replays.
     config = isolated_config(
@@ -92,6 +96,18 @@ def test_three_sigkills_while_2000_records_stream_in(stack, tmp_path: Path) -> N
     assert set(table) == set(config.service.model_names)
     for name, row in table.items():
         assert row["n"] == crashed[name]["metrics"]["test"]["n"] == tests, (name, len(raw))
+
+    # So does `predictions --follow`, which reads them as they come.
+    every = list(read_predictions(config))
+    distinct = len(once_each(every))
+    assert len(every) > distinct  # the kills did repeat some
+    follow = argparse.Namespace(
+        follow=True, from_beginning=True, json=True, limit=distinct, since=None, **NO_FILTERS
+    )
+    capsys.readouterr()
+    assert commands.predictions(config, follow) == 0
+    shown = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(shown) == len(once_each(shown)) == distinct
 
 
 def test_a_restarted_worker_resumes_from_its_snapshots(stack, tmp_path: Path) -> None:
