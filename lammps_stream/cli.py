@@ -245,7 +245,12 @@ def build_parser() -> Parser:
     submit.add_argument("--print", action="store_true", help="show the script, do not submit")
     submit.add_argument("--image", help="Singularity/Apptainer image the tasks run inside")
     submit.add_argument("--partition", help="Slurm partition")
-    submit.add_argument("--time", dest="time_limit", help="time limit per task, e.g. 00:30:00")
+    submit.add_argument(
+        "--time",
+        dest="time_limit",
+        help="time limit per task as sbatch takes it (45, 30:00, 02:00:00, 1-12:00); Flux is "
+        "given the same minutes",
+    )
     submit.set_defaults(handler="producers.commands:submit")
 
     serve = sub.add_parser("serve", help="run the model service (Faust worker) in the foreground")
@@ -425,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return resolve(args.handler)(config, args)
     except LammpsStreamError as err:
         print(f"lammps-stream: {err}", file=sys.stderr)
-        return 2
+        return err.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `lammps-stream predictions --json | head`: the reader has enough

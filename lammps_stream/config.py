@@ -28,6 +28,7 @@ import yaml
 from lammps_stream.errors import ConfigError
 
 ENV_PREFIX = "LAMMPS_STREAM_"
+TIME_LIMIT_FORMATS = "minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"
 CONFIG_ENV = "LAMMPS_STREAM_CONFIG"
 DEFAULT_FILE = "lammps-stream.yaml"
 
@@ -265,6 +266,10 @@ class ProducerConfig:
         _check_range("producer.threads", self.threads, 1, 1024)
         _check_range("producer.steps", self.steps, 0, 10**9)
         _check_range("producer.timeout_seconds", self.timeout_seconds, 1, 10**7)
+        try:
+            time_limit_minutes(self.time_limit)
+        except ValueError as err:
+            raise ConfigError(f"producer.time_limit (--time): {err}") from None
         for axis in ("x", "y", "z"):
             bounds = getattr(self, axis)
             if len(bounds) != 2 or not 1 <= bounds[0] <= bounds[1]:
@@ -376,6 +381,59 @@ def expand(path: str) -> Path:
     return Path(os.path.expandvars(os.path.expanduser(path)))
 
 
+def time_limit_minutes(text: str) -> int:
+    """A Slurm time limit (``sbatch --time``) as whole minutes, seconds rounded up, as Slurm
+    does; Flux is given the same number of minutes.
+
+    >>> [time_limit_minutes(t) for t in ("45", "30:00", "01:30:00", "1-12", "1-00:30")]
+    [45, 30, 90, 2160, 1470]
+    >>> time_limit_minutes("00:00:01"), time_limit_minutes("2-00:00:01")
+    (1, 2881)
+    >>> time_limit_minutes("abc")
+    Traceback (most recent call last):
+    ValueError: expected a time limit as minutes, MM:SS, HH:MM:SS, ... got 'abc'
+    """
+    days, dash, clock = text.strip().rpartition("-")
+    parts = clock.split(":")
+    numbers = [days, *parts] if dash else parts
+    if len(parts) > 3 or not all(n.isdigit() for n in numbers):
+        raise ValueError(
+            f"expected a time limit as {TIME_LIMIT_FORMATS} (e.g. 02:00:00), got {text!r}"
+        )
+    values = [int(n) for n in parts]
+    if dash:  # D-HH[:MM[:SS]]
+        values += [0] * (3 - len(values))
+        seconds = int(days) * 86400 + values[0] * 3600 + values[1] * 60 + values[2]
+    else:  # MM, MM:SS or HH:MM:SS
+        values = [0] * (3 - len(values)) + values if len(values) == 3 else [0, *values, 0][:3]
+        seconds = values[0] * 3600 + values[1] * 60 + values[2]
+    if seconds == 0:
+        raise ValueError(f"a time limit must be more than zero, got {text!r} (e.g. 02:00:00)")
+    return -(-seconds // 60)
+
+
+class _Loader(yaml.SafeLoader):
+    r"""PyYAML's safe loader without YAML 1.1's base-60 numbers: ``30:00`` stays the string
+    a Slurm time limit means, not 1800.
+
+    >>> yaml.load("a: 30:00\nb: 1:30:00\nc: 12", Loader=_Loader)
+    {'a': '30:00', 'b': '1:30:00', 'c': 12}
+    """
+
+
+def _no_base_60(construct: typing.Callable[[Any, Any], Any]) -> typing.Callable[[Any, Any], Any]:
+    def number(loader: Any, node: Any) -> Any:
+        return loader.construct_scalar(node) if ":" in node.value else construct(loader, node)
+
+    return number
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _no_base_60(yaml.SafeLoader.construct_yaml_int))
+_Loader.add_constructor(
+    "tag:yaml.org,2002:float", _no_base_60(yaml.SafeLoader.construct_yaml_float)
+)
+
+
 def _config_file(path: str | os.PathLike[str] | None, env: typing.Mapping[str, str]) -> Path | None:
     if path is None:
         return None
@@ -397,7 +455,7 @@ def _existing(path: Path, source: str) -> Path:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -428,7 +486,7 @@ def _env_settings(env: typing.Mapping[str, str]) -> dict[str, str]:
 
 def _parse_scalar(value: str) -> Any:
     try:
-        return yaml.safe_load(value) if value.strip() else value
+        return yaml.load(value, Loader=_Loader) if value.strip() else value
     except yaml.YAMLError:
         return value
 

@@ -1,4 +1,5 @@
-"""Errors a user can act on. The CLI prints ``str(error)`` as one line and exits 2.
+"""Errors a user can act on. The CLI prints ``str(error)`` as one line and exits with the
+error's ``exit_code`` (2, unless said otherwise).
 
 >>> str(ConfigError("kafka.partitions: must be between 1 and 1000, got 0"))
 'kafka.partitions: must be between 1 and 1000, got 0'
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 class LammpsStreamError(Exception):
     """Base of every error the project raises on purpose."""
+
+    exit_code = 2
 
 
 class ConfigError(LammpsStreamError):
@@ -34,6 +37,13 @@ class AccessDeniedError(BrokerUnavailableError):
 
 class NoDataError(LammpsStreamError):
     """A topic holds nothing to work on yet; the message says what to run first."""
+
+
+class TerminatedError(LammpsStreamError):
+    """A launcher was sent SIGTERM (``scancel``, a job's time limit): its run was published as
+    failed and no further run was started."""
+
+    exit_code = 143  # 128 + SIGTERM, what a shell reports for a process SIGTERM ended
 
 
 class StackError(LammpsStreamError):

@@ -22,7 +22,7 @@ from lammps_stream.schemas import is_uuid
 def run_one(config: Config, args: argparse.Namespace) -> int:
     """``run-one``: inside an MPI launch, run on every rank; outside, launch the ranks
     (``mpiexec`` or ``srun``) and watch them, publishing a failure if they die."""
-    from producers.launch import launch, run_one_here, write_report
+    from producers.launch import launch, run_one_here, terminated, write_report
     from producers.mpi import inside_mpi_launch
 
     def report(summary: dict[str, Any]) -> None:
@@ -39,8 +39,11 @@ def run_one(config: Config, args: argparse.Namespace) -> int:
         if summary is None:  # ranks other than 0 report nothing
             return 0
     else:
-        summary = asdict(launch(config, plan, config.producer.timeout_seconds))
+        launched = launch(config, plan, config.producer.timeout_seconds)
+        summary = asdict(launched)
         report(summary)
+        if launched.terminated:
+            raise terminated(launched)
     return 0 if summary["status"] == "ok" else 1
 
 

@@ -2,10 +2,11 @@
 
 ``produce`` starts each planned run as ``mpiexec -n R python -m lammps_stream run-one``
 in its own process group with a timeout. A run that dies without reporting (an MPI
-abort, a crash, the timeout) is published as a ``failed`` RunRecord by ``produce``
-itself, so no run goes silent. Rank 0 reports to a file as well as on its output
-(:func:`write_report`), so a run that reported and then aborted is not published twice when
-mpiexec drops its last output lines while it tears the job down.
+abort, a crash, the timeout, a SIGTERM to the launcher: ``scancel``, or a scheduler's time
+limit) is published as a ``failed`` RunRecord by ``produce`` itself, so no run goes silent.
+Rank 0 reports to a file as well as on its output (:func:`write_report`), so a run that
+reported and then aborted is not published twice when mpiexec drops its last output lines
+while it tears the job down.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lammps_stream.config import Config, child_env, write_config
+from lammps_stream.errors import TerminatedError
 from lammps_stream.schemas import now
 from producers.decks import resolve_deck
 from producers.mpi import launch_env, mpiexec
@@ -44,6 +47,36 @@ class RunReport:
     wall_seconds: float | None
     error: str = ""
     delivery_reason: str = ""  # why a record was spooled, not sent
+
+    @property
+    def terminated(self) -> bool:
+        """Whether the launcher was sent SIGTERM during the run (nothing more should start)."""
+        return self.error.startswith(f"{TERMINATED}:")
+
+
+TERMINATED = "Terminated"
+
+
+class _Terminated(Exception):
+    """SIGTERM reached the launcher while its run was going."""
+
+
+@contextlib.contextmanager
+def _terminable() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`_Terminated` instead of ending the process
+    (in the main thread only: elsewhere Python cannot take signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def write_report(
@@ -205,14 +238,27 @@ def launch(
         start_new_session=True,
     )
     try:
-        out, err = proc.communicate(timeout=timeout)
+        with _terminable():
+            out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        reported = _take_report(report_file)  # reported, then hung: published already
-        if reported is not None:
-            return reported
-        return _report_failure(
-            config, plan, submitted_at, "Timeout", f"run exceeded {timeout:.0f} s"
+        return _stopped(
+            config,
+            plan,
+            proc,
+            report_file,
+            submitted_at,
+            "Timeout",
+            f"run exceeded {timeout:.0f} s",
+        )
+    except _Terminated:
+        return _stopped(
+            config,
+            plan,
+            proc,
+            report_file,
+            submitted_at,
+            TERMINATED,
+            "the launcher was sent SIGTERM (scancel, or the job's time limit)",
         )
     reported = _take_report(report_file)
     if reported is not None:
@@ -231,7 +277,8 @@ def launch(
 def produce(
     config: Config, plans: list[RunPlan], on_done: Callable[[RunReport], None] = lambda r: None
 ) -> list[RunReport]:
-    """Launch ``plans`` one after another; call ``on_done`` after each."""
+    """Launch ``plans`` one after another; call ``on_done`` after each. A SIGTERM stops the
+    run going (published as failed), starts no more and raises :class:`TerminatedError`."""
     reports = []
     with tempfile.TemporaryDirectory(prefix="lammps-stream-") as tmp:
         config_file = Path(tmp) / "config.yaml"
@@ -240,7 +287,39 @@ def produce(
             report = launch(config, plan, config.producer.timeout_seconds, config_file)
             reports.append(report)
             on_done(report)
+            if report.terminated:
+                raise terminated(report, not_started=len(plans) - len(reports))
     return reports
+
+
+def terminated(report: RunReport, not_started: int = 0) -> TerminatedError:
+    """What to tell the user when SIGTERM stopped ``report``'s run.
+
+    >>> report = RunReport("0f8f9a2b-...", "train", {}, "failed", "sent", None, "Terminated: x")
+    >>> print(terminated(report, not_started=2))
+    stopped by SIGTERM: run 0f8f9a2b published as failed (sent); 2 planned run(s) not started
+    """
+    rest = f"; {not_started} planned run(s) not started" if not_started else ""
+    return TerminatedError(
+        f"stopped by SIGTERM: run {report.run_id[:8]} published as failed ({report.delivery}){rest}"
+    )
+
+
+def _stopped(
+    config: Config,
+    plan: RunPlan,
+    proc: subprocess.Popen,
+    report_file: Path,
+    submitted_at: str,
+    error_type: str,
+    message: str,
+) -> RunReport:
+    """Kill a run's ranks and publish why it stopped, unless rank 0 reported before."""
+    _kill_group(proc)
+    reported = _take_report(report_file)  # reported, then hung: published already
+    if reported is not None:
+        return reported
+    return _report_failure(config, plan, submitted_at, error_type, message)
 
 
 def _report_failure(

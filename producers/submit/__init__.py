@@ -5,9 +5,9 @@ shell with ``${name}`` fields; every submission writes its script, its plan file
 run per line) and its configuration into a job directory where a user can read, edit
 and resubmit them.
 
->>> script = render("slurm.sbatch", count=3, last_index=2, job_name="ls", ranks=2, threads=1,
-...                 time_limit="00:10:00", job_dir="/j", partition_line="", config_file="/j/c",
-...                 plan_file="/j/p", command="run")
+>>> script = render("slurm.sbatch", runs="3 LAMMPS runs", last_index=2, job_name="ls",
+...                 ranks=2, threads=1, time_limit="00:10:00", job_dir="/j",
+...                 partition_line="", config_file="/j/c", plan_file="/j/p", command="run")
 >>> "#SBATCH --array=0-2" in script
 True
 """
@@ -19,13 +19,13 @@ import string
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lammps_stream.config import Config, expand, write_config
+from lammps_stream.config import Config, expand, time_limit_minutes, write_config
 from lammps_stream.errors import LammpsStreamError, ToolMissingError, UsageError
 from producers.sampling import RunPlan, write_plans
 
@@ -77,10 +77,12 @@ def write_job(config: Config, plans: list[RunPlan], scheduler: str) -> JobFiles:
     directory.mkdir(parents=True, exist_ok=True)
     plan = write_plans(directory / "plans.jsonl", plans)
     config_file = directory / "lammps-stream.yaml"
+    timeout = replace(config.producer, timeout_seconds=task_timeout(config))
+    config = replace(config, producer=timeout)
     write_config(config, config_file)  # it may hold the Kafka password: the owner's only
     p = config.producer
     fields = {
-        "count": len(plans),
+        "runs": f"{len(plans)} LAMMPS run{'' if len(plans) == 1 else 's'}",
         "last_index": len(plans) - 1,
         "job_name": "lammps-stream",
         "ranks": max(int(plan.params["ranks"]) for plan in plans),
@@ -108,11 +110,26 @@ def write_job(config: Config, plans: list[RunPlan], scheduler: str) -> JobFiles:
             **fields,
             script=script,
             command=command,
-            time_limit_minutes=_minutes(p.time_limit),
+            time_limit_minutes=time_limit_minutes(p.time_limit),
         )
     script.write_text(text)
     script.chmod(0o755)
     return JobFiles(directory, script, plan, config_file)
+
+
+def task_timeout(config: Config) -> float:
+    """How long a task's run may go: ``producer.timeout_seconds``, cut short so that the run
+    is stopped (and published as failed) before the job's time limit ends it unreported,
+    with a tenth of the limit (20 s to 2 min) left to publish.
+
+    >>> from lammps_stream.config import load_config
+    >>> [task_timeout(load_config(path=None, env={}, overrides={"producer.time_limit": t}))
+    ...  for t in ("1", "10", "00:30:00", "1-00")]
+    [40.0, 540.0, 900.0, 900.0]
+    """
+    limit = time_limit_minutes(config.producer.time_limit) * 60
+    margin = min(120.0, max(20.0, 0.1 * limit))
+    return max(1.0, min(config.producer.timeout_seconds, limit - margin))
 
 
 def sbatch(script: Path) -> str:
@@ -191,20 +208,3 @@ def _tool(name: str, what: str) -> str:
             "use --print to write the script without submitting"
         )
     return path
-
-
-def _minutes(time_limit: str) -> int:
-    """Slurm's ``[D-]HH:MM:SS`` (or minutes) as whole minutes, at least 1.
-
-    >>> _minutes("01:30:00"), _minutes("1-00:00:00"), _minutes("45")
-    (90, 1440, 45)
-    """
-    days, _, clock = time_limit.rpartition("-")
-    parts = [int(x) for x in clock.split(":")]
-    if len(parts) == 1:
-        minutes = parts[0]
-    else:
-        while len(parts) < 3:
-            parts.insert(0, 0)
-        minutes = parts[0] * 60 + parts[1] + (1 if parts[2] else 0)
-    return max(1, minutes + int(days or 0) * 1440)

@@ -1,5 +1,5 @@
 #!/bin/bash
-# lammps-stream: ${count} LAMMPS runs submitted to Flux, one job per planned run.
+# lammps-stream: ${runs} submitted to Flux, one job per planned run.
 # Run it inside a Flux instance (`flux batch -N1 ${script}` or `flux alloc`), or submit it
 # with `lammps-stream submit flux`. Job {cc} runs line {cc} of ${plan_file} on ${ranks}
 # tasks; Flux's PMI starts the MPI ranks, rank 0 publishes the RunRecord to Kafka.

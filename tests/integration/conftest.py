@@ -21,6 +21,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+def processes_naming(run_id: str) -> list[int]:
+    """Processes whose command line names ``run_id``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and run_id.encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:  # gone meanwhile
+            continue
+    return found
+
+
 def read_topic(
     config: Config, topic: str, until: Any, timeout: float = 90.0
 ) -> list[dict[str, Any]]:

@@ -3,7 +3,10 @@ fail, a real broker outage, and a real Pushgateway."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -14,7 +17,7 @@ import pytest
 from lammps_stream.schemas import new_id, validate_run_record
 from producers.decks import BUNDLED
 from producers.runner import ABORT_MARKER
-from tests.integration.conftest import read_topic
+from tests.integration.conftest import processes_naming, read_topic
 
 DECKS = Path(__file__).parent / "decks"
 
@@ -69,6 +72,41 @@ def test_a_failing_run_becomes_a_failed_record(stack, cli, deck, error_type, tex
     assert record["status"] == "failed"
     assert record["error"]["type"] == error_type
     assert text in record["error"]["message"]
+
+
+def test_a_sigterm_to_the_launcher_publishes_the_run_as_failed(stack, config_file) -> None:
+    """What ``scancel``, or a Slurm job's time limit, does to a task: SIGTERM to ``run-one``
+    watching its ranks. It kills them and publishes the run as failed, not dying unreported."""
+    run_id = new_id()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAMMPS_STREAM_")}
+    args = ["--deck", str(DECKS / "in.endless"), "--np", "2", "--run-id", run_id, "--json"]
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "lammps_stream", "run-one", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env | {"LAMMPS_STREAM_CONFIG": str(config_file)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(processes_naming(run_id)) < 4:  # the launcher, mpiexec and two ranks
+            assert launcher.poll() is None and time.monotonic() < deadline, launcher.stderr
+            time.sleep(0.2)
+        time.sleep(2)  # inside LAMMPS's run
+        launcher.send_signal(signal.SIGTERM)
+        out, err = launcher.communicate(timeout=60)
+        left = processes_naming(run_id)
+    finally:
+        for pid in [launcher.pid, *processes_naming(run_id)]:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    assert launcher.returncode == 143, err
+    assert f"stopped by SIGTERM: run {run_id[:8]} published as failed (sent)" in err
+    assert json.loads(out.strip().splitlines()[-1])["status"] == "failed"
+    record = _record(stack, run_id)
+    assert record["status"] == "failed" and record["error"]["type"] == "Terminated"
+    assert left == []  # no rank left running
 
 
 def test_an_abort_on_another_rank_is_reported_to_the_launcher() -> None:

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
+from lammps_stream.config import load_config, time_limit_minutes
 from lammps_stream.schemas import validate_run_record
-from tests.integration.conftest import read_topic
+from producers import submit
+from producers.sampling import RunPlan
+from tests.integration.conftest import processes_naming, read_topic
 from tests.integration.slurm import ensure_slurm
+
+DECKS = Path(__file__).parent / "decks"
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +88,63 @@ def test_srun_starts_the_ranks_when_asked(stack, cli, slurm, tmp_path: Path) -> 
     (record,) = [r for r in records if r.get("run_id") == run_id]
     assert record["status"] == "ok" and record["params"]["ranks"] == 2
     assert record["env"]["scheduler"] == "slurm"
+
+
+def test_a_cancelled_task_publishes_its_run_as_failed(stack, cli, slurm, tmp_path: Path) -> None:
+    """``scancel`` (as the job's time limit does) sends the task SIGTERM: its ``run-one``
+    kills the ranks and publishes the run as failed before Slurm's SIGKILL."""
+    result = cli(
+        "--set",
+        f"producer.jobs_dir={tmp_path}",
+        "submit",
+        "slurm",
+        "--count",
+        "1",
+        "--deck",
+        str(DECKS / "in.endless"),
+        "--np",
+        "2",
+        "--time",
+        "5",
+        check=True,
+    )
+    job = re.search(r"job array (\d+)", result.stdout).group(1)
+    (job_dir,) = tmp_path.iterdir()
+    run_id = json.loads((job_dir / "plans.jsonl").read_text())["run_id"]
+    try:
+        deadline = time.monotonic() + 120
+        while len(processes_naming(run_id)) < 3:  # mpiexec and two ranks: LAMMPS is running
+            assert time.monotonic() < deadline, f"task {job}_0 never started its run"
+            time.sleep(0.5)
+        time.sleep(2)
+    finally:
+        subprocess.run(["scancel", job], check=True)
+    records = read_topic(
+        stack, stack.kafka.topics.runs, lambda rs: any(r.get("run_id") == run_id for r in rs)
+    )
+    (record,) = [validate_run_record(r) for r in records if r.get("run_id") == run_id]
+    assert record["status"] == "failed" and record["error"]["type"] == "Terminated"
+    assert record["env"]["scheduler"] == "slurm"
+
+
+@pytest.mark.parametrize("limit", ["45", "30:00", "01:30:00", "1-12", "1-00:30", "2-00:00:01"])
+def test_slurm_reads_each_time_limit_as_the_minutes_flux_is_given(
+    slurm, tmp_path: Path, limit: str
+) -> None:
+    overrides = {"producer.jobs_dir": str(tmp_path), "producer.time_limit": limit}
+    config = load_config(path=None, env={}, overrides=overrides)
+    plan = RunPlan({"deck": "lj", "x": 1, "y": 1, "z": 1, "steps": 10, "ranks": 1, "threads": 1})
+    script = submit.write_job(config, [plan], "slurm").script
+    job = subprocess.run(
+        ["sbatch", "--parsable", "--hold", str(script)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    try:
+        shown = subprocess.run(
+            ["scontrol", "show", "job", "-o", job], capture_output=True, text=True, check=True
+        ).stdout
+    finally:
+        subprocess.run(["scancel", job], check=False)
+    days, _, clock = re.search(r"TimeLimit=(\S+)", shown).group(1).rpartition("-")
+    hours, minutes, seconds = (int(part) for part in clock.split(":"))
+    assert seconds == 0  # Slurm rounds a limit up to whole minutes, as we do
+    assert int(days or 0) * 1440 + hours * 60 + minutes == time_limit_minutes(limit)

@@ -56,6 +56,18 @@ def test_round_trip_through_yaml(tmp_path: Path) -> None:
     assert load_config(path, env={}) == cfg
 
 
+def test_a_time_limit_is_read_as_slurm_means_it(tmp_path: Path) -> None:
+    # YAML 1.1 reads 30:00 unquoted as the base-60 number 1800: 30 hours to Slurm
+    path = tmp_path / "c.yaml"
+    path.write_text("producer:\n  time_limit: 30:00\n  timeout_seconds: 1:00\n")
+    with pytest.raises(ConfigError, match=r"producer\.timeout_seconds: expected a number"):
+        load_config(path, env={})
+    path.write_text("producer:\n  time_limit: 30:00\n")
+    assert load_config(path, env={}).producer.time_limit == "30:00"
+    overrides = {"producer.time_limit": "1:30:00"}
+    assert load_config(path=None, env={}, overrides=overrides).producer.time_limit == "1:30:00"
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -68,6 +80,8 @@ def test_round_trip_through_yaml(tmp_path: Path) -> None:
         ("service:\n  models: []\n", "service.models: list at least one model"),
         ("- just\n- a list\n", "expected a mapping of sections"),
         ("kafka: [\n", "not valid YAML"),
+        ("producer:\n  time_limit: half an hour\n", "producer.time_limit (--time): expected"),
+        ("producer:\n  time_limit: '0:00'\n", "a time limit must be more than zero"),
     ],
 )
 def test_invalid_file_names_the_key(tmp_path: Path, text: str, message: str) -> None:

@@ -50,6 +50,19 @@ def test_flux_script_submits_one_job_per_run(tmp_path: Path) -> None:
     assert subprocess.run(["bash", "-n", str(job.script)], check=False).returncode == 0
 
 
+@pytest.mark.parametrize(
+    ("limit", "minutes"), [("45", 45), ("30:00", 30), ("1-12", 2160), ("1-00:30:01", 1471)]
+)
+def test_every_slurm_time_format_reaches_flux_as_the_same_minutes(
+    tmp_path: Path, limit: str, minutes: int
+) -> None:
+    config = _config(tmp_path, **{"producer.time_limit": limit})
+    assert (
+        f"#SBATCH --time={limit}\n" in submit.write_job(config, PLANS, "slurm").script.read_text()
+    )
+    assert f"--time-limit={minutes}m " in submit.write_job(config, PLANS, "flux").script.read_text()
+
+
 @pytest.mark.parametrize("scheduler", ["slurm", "flux"])
 def test_the_jobs_configuration_with_the_password_is_the_owners_only(
     tmp_path: Path, scheduler: str
