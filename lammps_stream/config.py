@@ -401,12 +401,11 @@ def time_limit_minutes(text: str) -> int:
             f"expected a time limit as {TIME_LIMIT_FORMATS} (e.g. 02:00:00), got {text!r}"
         )
     values = [int(n) for n in parts]
-    if dash:  # D-HH[:MM[:SS]]
-        values += [0] * (3 - len(values))
-        seconds = int(days) * 86400 + values[0] * 3600 + values[1] * 60 + values[2]
+    if dash:  # D-HH, D-HH:MM or D-HH:MM:SS
+        hours, minutes, secs = [*values, 0, 0][:3]
     else:  # MM, MM:SS or HH:MM:SS
-        values = [0] * (3 - len(values)) + values if len(values) == 3 else [0, *values, 0][:3]
-        seconds = values[0] * 3600 + values[1] * 60 + values[2]
+        hours, minutes, secs = values if len(values) == 3 else [0, *values, 0][:3]
+    seconds = int(days or 0) * 86400 + hours * 3600 + minutes * 60 + secs
     if seconds == 0:
         raise ValueError(f"a time limit must be more than zero, got {text!r} (e.g. 02:00:00)")
     return -(-seconds // 60)
