@@ -55,6 +55,9 @@ class RunReport:
 
 
 TERMINATED = "Terminated"
+# LAMMPS stops a run at its timeout itself (runner.run_deck) and rank 0 reports it; the ranks
+# are killed only if they are still there this much later (hung outside LAMMPS's time steps).
+KILL_GRACE_SECONDS = 30.0
 
 
 class _Terminated(Exception):
@@ -130,7 +133,8 @@ def run_one_here(
     """Run ``plan`` on every rank of this MPI job; rank 0 publishes, reports and returns a
     summary. After an error that hit only some ranks, rank 0 aborts the job once reported."""
     deck = resolve_deck(str(plan.params["deck"]))
-    outcome = run_deck(deck, plan.params | {"deck": deck.name})
+    timeout = config.producer.timeout_seconds
+    outcome = run_deck(deck, plan.params | {"deck": deck.name}, timeout=timeout)
     if outcome is None:
         return None
     try:
@@ -239,7 +243,7 @@ def launch(
     )
     try:
         with _terminable():
-            out, err = proc.communicate(timeout=timeout)
+            out, err = proc.communicate(timeout=timeout + KILL_GRACE_SECONDS)
     except subprocess.TimeoutExpired:
         return _stopped(
             config,
@@ -248,7 +252,7 @@ def launch(
             report_file,
             submitted_at,
             "Timeout",
-            f"run exceeded {timeout:.0f} s",
+            f"run exceeded {timeout:.0f} s and did not stop; its ranks were killed",
         )
     except _Terminated:
         return _stopped(

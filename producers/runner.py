@@ -88,8 +88,15 @@ def machine_env(lammps_version: str, mpi_library: str) -> dict[str, Any]:
     }
 
 
-def run_deck(deck: Deck, params: dict[str, Any], comm: Any = None) -> RunOutcome | None:
-    """Run ``deck`` at ``params`` on every rank of ``comm``; rank 0 returns the outcome."""
+def run_deck(
+    deck: Deck, params: dict[str, Any], comm: Any = None, timeout: float | None = None
+) -> RunOutcome | None:
+    """Run ``deck`` at ``params`` on every rank of ``comm``; rank 0 returns the outcome.
+
+    With ``timeout`` (seconds), LAMMPS itself stops the run once it has gone that long
+    (``timer timeout``: every rank stops at the same step, the rest of the deck is skipped)
+    and the outcome is a ``Timeout`` error: this holds however the ranks were started, with
+    or without a ``run-one`` watching them."""
     from mpi4py import MPI
 
     from producers.mpi import preload_libmpi
@@ -122,8 +129,12 @@ def run_deck(deck: Deck, params: dict[str, Any], comm: Any = None) -> RunOutcome
         lmp = lammps.lammps(comm=comm, cmdargs=cmdargs)
         try:
             version = str(lmp.version())
+            if timeout is not None:
+                lmp.command(f"timer timeout {max(1, round(timeout))}")
             lmp.commands_string(script)
             natoms = int(lmp.get_natoms())
+            if timeout is not None:
+                error = _timed_out(lmp, timeout)
         except Exception as exc:
             error = _error(exc)
         if not _one_rank_error(error):  # closing is collective: only when every rank can
@@ -191,6 +202,20 @@ def parse_abort(stderr: str) -> dict[str, str] | None:
             with contextlib.suppress(ValueError):
                 return json.loads(line[len(ABORT_MARKER) :])
     return None
+
+
+def _timed_out(lmp: Any, timeout: float) -> dict[str, str] | None:
+    """The ``Timeout`` error if LAMMPS stopped the run at ``timeout``, else None (collective:
+    every rank agrees, since LAMMPS checks its timer on rank 0 and broadcasts the verdict)."""
+    lmp.command("variable lammps_stream_timed_out equal is_timeout()")
+    if not lmp.extract_variable("lammps_stream_timed_out"):
+        return None
+    step = int(lmp.extract_global("ntimestep"))
+    return {
+        "type": "Timeout",
+        "message": f"run exceeded {timeout:.0f} s (producer.timeout_seconds): LAMMPS stopped "
+        f"it at step {step}",
+    }
 
 
 def _error(exc: Exception) -> dict[str, str]:

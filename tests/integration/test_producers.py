@@ -47,7 +47,8 @@ def test_every_shipped_deck_runs_at_its_smallest_size(stack, cli, deck: str) -> 
     [
         ("in.unknown_command", "Exception", "Unknown command: not_a_command"),
         ("in.one_rank_error", "MPIAbortException", "Cannot open print file"),
-        ("in.endless", "Timeout", "run exceeded 5 s"),
+        ("in.endless", "Timeout", "run exceeded 5 s (producer.timeout_seconds): LAMMPS stopped"),
+        ("in.stuck", "Timeout", "run exceeded 5 s and did not stop; its ranks were killed"),
     ],
 )
 def test_a_failing_run_becomes_a_failed_record(stack, cli, deck, error_type, text) -> None:
