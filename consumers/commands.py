@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections import deque
 from pathlib import Path
@@ -24,7 +25,7 @@ from consumers.reader import (
     to_json_line,
 )
 from consumers.service_api import ServiceApi
-from lammps_stream.config import Config
+from lammps_stream.config import Config, run_seconds_within
 from lammps_stream.console import console as make_console
 from lammps_stream.console import table as make_table
 from lammps_stream.errors import (
@@ -179,7 +180,7 @@ def predict(config: Config, args: argparse.Namespace) -> int:
     else:
         _print_answer(answer)
     if args.walltime:
-        print(walltime_flags(answer))
+        print(walltime_flags(answer, config.producer.timeout_seconds))
     return 0
 
 
@@ -221,8 +222,11 @@ def prediction_params(pairs: list[str], config: Config) -> dict[str, Any]:
     return params
 
 
-def walltime_flags(answer: dict[str, Any]) -> str:
-    """A safe time limit from the recommended model's upper bound, as scheduler flags.
+def walltime_flags(answer: dict[str, Any], timeout_seconds: float | None = None) -> str:
+    """A safe time limit from the recommended model's upper bound, as scheduler flags: the
+    whole minutes whose runs may go past that bound (a job's last minutes are kept to stop the
+    run and report it, :func:`~lammps_stream.config.run_seconds_within`), and a word when
+    ``producer.timeout_seconds`` would stop the run first.
 
     >>> walltime_flags({"recommended": "m", "predictions": [{"model": "m",
     ...     "predicted_wall_seconds": 50.0, "interval": {"high": 130.0}}]})
@@ -230,6 +234,10 @@ def walltime_flags(answer: dict[str, Any]) -> str:
     >>> walltime_flags({"recommended": "m", "predictions": [{"model": "m",
     ...     "predicted_wall_seconds": 50.0, "interval": {"high": None}}]}).partition("# ")[2]
     'twice the prediction, 100 s: no calibrated interval yet (model m)'
+    >>> print(walltime_flags({"recommended": "m", "predictions": [{"model": "m",
+    ...     "predicted_wall_seconds": 900.0, "interval": {"high": 1000.0}}]}, 900))
+    sbatch --time=00:19:00   flux --time-limit=19m   # upper bound 1000 s (model m)
+    and --set producer.timeout_seconds=1000: runs are stopped at 900 s
     """
     name = answer.get("recommended")
     chosen = next((p for p in answer["predictions"] if p["model"] == name), None)
@@ -242,10 +250,18 @@ def walltime_flags(answer: dict[str, Any]) -> str:
         high = 2 * chosen["predicted_wall_seconds"]
         basis = f"twice the prediction, {high:.0f} s: no calibrated interval yet"
     minutes = max(1, -(-int(high) // 60))
-    return (
+    while run_seconds_within(minutes) < high:
+        minutes += 1
+    flags = (
         f"sbatch --time={minutes // 60:02d}:{minutes % 60:02d}:00   "
         f"flux --time-limit={minutes}m   # {basis} (model {name})"
     )
+    if timeout_seconds is not None and timeout_seconds < high:
+        flags += (
+            f"\nand --set producer.timeout_seconds={math.ceil(high)}: runs are stopped at "
+            f"{timeout_seconds:.0f} s"
+        )
+    return flags
 
 
 def _print_answer(answer: dict[str, Any]) -> None:

@@ -411,6 +411,17 @@ def time_limit_minutes(text: str) -> int:
     return -(-seconds // 60)
 
 
+def run_seconds_within(limit_minutes: int) -> float:
+    """How long a run may go in a job of ``limit_minutes``: the limit less a tenth of it (20 s
+    to 2 min), left to stop the run and publish that it failed before the scheduler ends it.
+
+    >>> run_seconds_within(1), run_seconds_within(10), run_seconds_within(60)
+    (40.0, 540.0, 3480.0)
+    """
+    limit = limit_minutes * 60.0
+    return limit - min(120.0, max(20.0, 0.1 * limit))
+
+
 class _Loader(yaml.SafeLoader):
     r"""PyYAML's safe loader without YAML 1.1's base-60 numbers: ``30:00`` stays the string
     a Slurm time limit means, not 1800.

@@ -25,7 +25,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lammps_stream.config import Config, expand, time_limit_minutes, write_config
+from lammps_stream.config import (
+    Config,
+    expand,
+    run_seconds_within,
+    time_limit_minutes,
+    write_config,
+)
 from lammps_stream.errors import LammpsStreamError, ToolMissingError, UsageError
 from producers.sampling import RunPlan, write_plans
 
@@ -119,17 +125,16 @@ def write_job(config: Config, plans: list[RunPlan], scheduler: str) -> JobFiles:
 
 def task_timeout(config: Config) -> float:
     """How long a task's run may go: ``producer.timeout_seconds``, cut short so that the run
-    is stopped (and published as failed) before the job's time limit ends it unreported,
-    with a tenth of the limit (20 s to 2 min) left to publish.
+    is stopped (and published as failed) before the job's time limit ends it unreported
+    (:func:`~lammps_stream.config.run_seconds_within`).
 
     >>> from lammps_stream.config import load_config
     >>> [task_timeout(load_config(path=None, env={}, overrides={"producer.time_limit": t}))
     ...  for t in ("1", "10", "00:30:00", "1-00")]
     [40.0, 540.0, 900.0, 900.0]
     """
-    limit = time_limit_minutes(config.producer.time_limit) * 60
-    margin = min(120.0, max(20.0, 0.1 * limit))
-    return max(1.0, min(config.producer.timeout_seconds, limit - margin))
+    within = run_seconds_within(time_limit_minutes(config.producer.time_limit))
+    return max(1.0, min(config.producer.timeout_seconds, within))
 
 
 def sbatch(script: Path) -> str:
