@@ -36,6 +36,17 @@ SPLITS = ("train", "test")
 STATUSES = ("ok", "failed")
 SCHEDULERS = ("local", "slurm", "flux", "kubernetes")
 BREAKDOWN_SECTIONS = ("pair", "neigh", "comm", "output", "modify", "other")
+# error.type of a failed run, as the producers set it: LAMMPS's own error (every rank, or one
+# rank's abort), the launcher's verdicts, and LAMMPS finishing without timings.
+FAILURE_TYPES = (
+    "Exception",
+    "MPIAbortException",
+    "MPIAbort",
+    "Timeout",
+    "Terminated",
+    "LaunchFailed",
+    "NoLoopTime",
+)
 SIZE_PARAMS = ("x", "y", "z", "steps", "ranks", "threads")
 # Beyond these a record is a mistake, not a run: it would only teach the models nonsense.
 SIZE_LIMITS = {
@@ -47,6 +58,19 @@ SIZE_LIMITS = {
     "threads": 4096,
 }
 MAX_WALL_SECONDS = 10**8
+
+
+def failure_type(record: dict[str, Any]) -> str:
+    """A failed RunRecord's ``error.type`` if it is one of :data:`FAILURE_TYPES`, else
+    ``other``: a bounded label for metrics, whatever a producer sent.
+
+    >>> failure_type({"error": {"type": "Timeout", "message": "run exceeded 5 s"}})
+    'Timeout'
+    >>> failure_type({"error": {"type": "KeyError", "message": "x"}}), failure_type({})
+    ('other', 'other')
+    """
+    kind = (record.get("error") or {}).get("type")
+    return kind if kind in FAILURE_TYPES else "other"
 
 
 def now() -> str:

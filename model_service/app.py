@@ -489,6 +489,8 @@ async def _publish(
     finished = []
     for _, record, outcome in handled:
         metrics.record(outcome.kind)
+        if outcome.kind == "failed":
+            metrics.failed_run(record)
         if not outcome.steps:
             continue
         key = record["run_id"].encode()

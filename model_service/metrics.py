@@ -16,6 +16,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from lammps_stream.schemas import FAILURE_TYPES, failure_type
 from lammps_stream.scoring import Scores
 
 FAST_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2, 0.1)
@@ -55,6 +56,15 @@ class ServiceMetrics:
             ["reason"],
             registry=r,
         )
+        self.failed_runs = Counter(
+            "lammps_stream_failed_runs",
+            "Failed runs received (status failed, counted, never learned), by error type "
+            "(Timeout, Terminated, MPIAbort, ...; other for any type not in the contract)",
+            ["error"],
+            registry=r,
+        )
+        for kind in (*FAILURE_TYPES, "other"):  # at 0 from the start: rate() sees the first
+            self.failed_runs.labels(error=kind)
         self.predictions = Counter(
             "lammps_stream_predictions", "Predictions published", ["model"], registry=r
         )
@@ -132,6 +142,16 @@ class ServiceMetrics:
 
     def record(self, outcome: str) -> None:
         self.records.labels(outcome=outcome).inc()
+
+    def failed_run(self, record: dict[str, Any]) -> None:
+        """A failed run, by its error type (:func:`~lammps_stream.schemas.failure_type`).
+
+        >>> m = ServiceMetrics()
+        >>> m.failed_run({"status": "failed", "error": {"type": "Timeout", "message": ""}})
+        >>> b'lammps_stream_failed_runs_total{error="Timeout"} 1.0' in m.exposition()
+        True
+        """
+        self.failed_runs.labels(error=failure_type(record)).inc()
 
     def dead(self, reason: str) -> None:
         self.record("dead")

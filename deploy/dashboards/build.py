@@ -107,6 +107,20 @@ PIPELINE = Dashboard(
             unit="reqps",
         ),
         Panel(
+            "Failed runs in the last hour, by error type",
+            "Runs published with status failed, by error.type: Timeout (producer.timeout_seconds, "
+            "or a job's time limit ahead), Terminated (scancel, a time limit reached), MPIAbort "
+            "and MPIAbortException (one rank's error), Exception (LAMMPS on every rank), "
+            "LaunchFailed, NoLoopTime. The models never learn them; the RunsFailing alert "
+            "watches their share.",
+            (
+                q(
+                    "sum by (error) (increase(lammps_stream_failed_runs_total[1h]))",
+                    "{{error}}",
+                ),
+            ),
+        ),
+        Panel(
             "End-to-end latency",
             "From a run's finished_at to its prediction being published: p50, p95, p99.",
             tuple(

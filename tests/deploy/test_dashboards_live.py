@@ -32,6 +32,8 @@ PROMETHEUS_PORT = 19190 + PORT_OFFSET
 PUSHGATEWAY_PORT = 19191 + PORT_OFFSET
 TRAIN_SIZES = [(1, 1, 1), (2, 1, 1), (2, 2, 1), (3, 1, 1), (2, 2, 2), (3, 2, 1), (1, 2, 1)]
 TEST_SIZES = [(2, 1, 2), (3, 2, 2), (1, 1, 2)]
+FAILED_BY_LAMMPS = 'lammps_stream_failed_runs_total{error="Exception"}'
+FAILING_DECK = Path(__file__).parents[1] / "integration" / "decks" / "in.unknown_command"
 
 
 def _start(command: list[str], port: int, what: str, log: Path) -> subprocess.Popen[bytes]:
@@ -164,6 +166,7 @@ def fed(stack: Config, prometheus: str, pushgateway: str, config_file: Path) -> 
         outcome: _value(prometheus, f'sum(lammps_stream_records_total{{outcome="{outcome}"}})')
         for outcome in ("learned", "test", "dead")
     }
+    failed_before = _value(prometheus, FAILED_BY_LAMMPS)
     producer = make_producer(stack)
     topic = stack.kafka.topics.runs
     try:
@@ -185,11 +188,21 @@ def fed(stack: Config, prometheus: str, pushgateway: str, config_file: Path) -> 
         *("--set", f"producer.pushgateway={pushgateway}", "run-one", "--deck", "lj"),
         *("--np", "2", "--steps", "20", "--run-id", new_id()),
     )
+    run_one(  # a run LAMMPS refuses: published as failed, counted by its error type
+        config_file,
+        *("run-one", "--deck", str(FAILING_DECK), "--np", "2", "--run-id", new_id()),
+        exit_code=1,
+    )
     expected = {
         "learned": before["learned"] + len(TRAIN_SIZES) + 1,
         "test": before["test"] + len(TEST_SIZES),
         "dead": before["dead"] + 1,
     }
+    wait_for(
+        lambda: _value(prometheus, FAILED_BY_LAMMPS) >= failed_before + 1,
+        "the failed run counted by its error type",
+        prometheus,
+    )
     for outcome, count in expected.items():
         expr = f'sum(lammps_stream_records_total{{outcome="{outcome}"}})'
         wait_for(
@@ -204,7 +217,7 @@ def fed(stack: Config, prometheus: str, pushgateway: str, config_file: Path) -> 
     return prometheus
 
 
-def run_one(config_file: Path, *args: str) -> None:
+def run_one(config_file: Path, *args: str, exit_code: int = 0) -> None:
     """`lammps-stream ARGS` as the `cli` fixture runs it (that one is per test; this is not)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAMMPS_STREAM_")}
     env["LAMMPS_STREAM_CONFIG"] = str(config_file)
@@ -217,7 +230,7 @@ def run_one(config_file: Path, *args: str) -> None:
         stdin=subprocess.DEVNULL,
         check=False,
     )
-    assert result.returncode == 0, (
+    assert result.returncode == exit_code, (
         f"lammps-stream {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     )
 
@@ -250,6 +263,7 @@ def test_prometheus_loads_and_evaluates_the_alert_rules(fed: str) -> None:
         "LammpsStreamModelR2Low",
         "LammpsStreamModelR2Falling",
         "LammpsStreamModelDrift",
+        "LammpsStreamRunsFailing",
     }
     wait_for(
         lambda: all(

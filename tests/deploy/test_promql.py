@@ -30,7 +30,7 @@ def test_alert_rules_pass_promtool(values: Path) -> None:
         return
     (rule,) = rules
     out = checks.promtool_check_rules(rule["spec"]["groups"])
-    assert "SUCCESS: 5 rules found" in out, out
+    assert "SUCCESS: 6 rules found" in out, out
 
 
 def test_alerts_cover_what_the_issue_asks() -> None:
@@ -42,8 +42,10 @@ def test_alerts_cover_what_the_issue_asks() -> None:
         "LammpsStreamModelR2Low",
         "LammpsStreamModelR2Falling",
         "LammpsStreamModelDrift",
+        "LammpsStreamRunsFailing",
     }
     assert 'outcome="learned"' in alerts["LammpsStreamNothingLearned"]
+    assert 'outcome="failed"' in alerts["LammpsStreamRunsFailing"]
     assert "[10m]" in alerts["LammpsStreamNothingLearned"]
     assert "lammps_stream_dead_letters_total" in alerts["LammpsStreamDeadLetters"]
     assert "lammps_stream_prequential_r2_ratio" in alerts["LammpsStreamModelR2Falling"]
@@ -71,6 +73,7 @@ def test_dashboards_cover_what_the_issue_asks() -> None:
         "lammps_stream_run_timesteps_per_second",
         "lammps_stream_interval_coverage_ratio",  # coverage on test records (intervals)
         "lammps_stream_drift_detected_total",  # drift, per model
+        "lammps_stream_failed_runs_total",  # failed runs, by error type
     ):
         assert needle in text, f"no dashboard query uses {needle}"
 
