@@ -3,7 +3,8 @@
 ``produce`` starts each planned run as ``mpiexec -n R python -m lammps_stream run-one``
 in its own process group with a timeout. A run that dies without reporting (an MPI
 abort, a crash, the timeout, a SIGTERM to the launcher: ``scancel``, or a scheduler's time
-limit) is published as a ``failed`` RunRecord by ``produce`` itself, so no run goes silent.
+limit; a Ctrl-C) is published as a ``failed`` RunRecord by ``produce`` itself, so no run goes
+silent, and its ranks, in a process group of their own, are killed with it.
 Rank 0 reports to a file as well as on its output (:func:`write_report`), so a run that
 reported and then aborted is not published twice when mpiexec drops its last output lines
 while it tears the job down.
@@ -262,8 +263,20 @@ def launch(
             report_file,
             submitted_at,
             TERMINATED,
-            "the launcher was sent SIGTERM (scancel, or the job's time limit)",
+            "the launcher was sent SIGTERM (scancel, or the job's time limit); its ranks were "
+            "killed",
         )
+    except KeyboardInterrupt:  # Ctrl-C: the ranks, in a session of their own, never see it
+        _stopped(
+            config,
+            plan,
+            proc,
+            report_file,
+            submitted_at,
+            TERMINATED,
+            "interrupted (Ctrl-C); its ranks were killed",
+        )
+        raise
     reported = _take_report(report_file)
     if reported is not None:
         return reported

@@ -75,9 +75,20 @@ def test_a_failing_run_becomes_a_failed_record(stack, cli, deck, error_type, tex
     assert text in record["error"]["message"]
 
 
-def test_a_sigterm_to_the_launcher_publishes_the_run_as_failed(stack, config_file) -> None:
-    """What ``scancel``, or a Slurm job's time limit, does to a task: SIGTERM to ``run-one``
-    watching its ranks. It kills them and publishes the run as failed, not dying unreported."""
+@pytest.mark.parametrize(
+    ("stop", "exit_code", "said"),
+    [
+        (signal.SIGTERM, 143, "stopped by SIGTERM: run {} published as failed (sent)"),
+        (signal.SIGINT, 130, ""),
+    ],
+    ids=["SIGTERM", "SIGINT"],
+)
+def test_a_stopped_launcher_publishes_the_run_as_failed(
+    stack, config_file, stop: int, exit_code: int, said: str
+) -> None:
+    """What ``scancel``, or a Slurm job's time limit, does to a task (SIGTERM to ``run-one``
+    watching its ranks), and what Ctrl-C does (SIGINT): it kills the ranks, which run in a
+    session of their own, and publishes the run as failed, not dying unreported."""
     run_id = new_id()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAMMPS_STREAM_")}
     args = ["--deck", str(DECKS / "in.endless"), "--np", "2", "--run-id", run_id, "--json"]
@@ -95,16 +106,17 @@ def test_a_sigterm_to_the_launcher_publishes_the_run_as_failed(stack, config_fil
             assert launcher.poll() is None and time.monotonic() < deadline, launcher.stderr
             time.sleep(0.2)
         time.sleep(2)  # inside LAMMPS's run
-        launcher.send_signal(signal.SIGTERM)
+        launcher.send_signal(stop)
         out, err = launcher.communicate(timeout=60)
         left = processes_naming(run_id)
     finally:
         for pid in [launcher.pid, *processes_naming(run_id)]:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-    assert launcher.returncode == 143, err
-    assert f"stopped by SIGTERM: run {run_id[:8]} published as failed (sent)" in err
-    assert json.loads(out.strip().splitlines()[-1])["status"] == "failed"
+    assert launcher.returncode == exit_code, err
+    assert said.format(run_id[:8]) in err
+    if stop == signal.SIGTERM:  # after Ctrl-C nothing more is printed
+        assert json.loads(out.strip().splitlines()[-1])["status"] == "failed"
     record = _record(stack, run_id)
     assert record["status"] == "failed" and record["error"]["type"] == "Terminated"
     assert left == []  # no rank left running
