@@ -13,6 +13,7 @@ while it tears the job down.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -242,40 +243,22 @@ def launch(
         text=True,
         start_new_session=True,
     )
+    stop = functools.partial(_stopped, config, plan, proc, report_file, submitted_at)
     try:
         with _terminable():
             out, err = proc.communicate(timeout=timeout + KILL_GRACE_SECONDS)
     except subprocess.TimeoutExpired:
-        return _stopped(
-            config,
-            plan,
-            proc,
-            report_file,
-            submitted_at,
-            "Timeout",
-            f"run exceeded {timeout:.0f} s and did not stop; its ranks were killed",
+        return stop(
+            "Timeout", f"run exceeded {timeout:.0f} s and did not stop; its ranks were killed"
         )
     except _Terminated:
-        return _stopped(
-            config,
-            plan,
-            proc,
-            report_file,
-            submitted_at,
+        return stop(
             TERMINATED,
             "the launcher was sent SIGTERM (scancel, or the job's time limit); its ranks were "
             "killed",
         )
     except KeyboardInterrupt:  # Ctrl-C: the ranks, in a session of their own, never see it
-        _stopped(
-            config,
-            plan,
-            proc,
-            report_file,
-            submitted_at,
-            TERMINATED,
-            "interrupted (Ctrl-C); its ranks were killed",
-        )
+        stop(TERMINATED, "interrupted (Ctrl-C); its ranks were killed")
         raise
     reported = _take_report(report_file)
     if reported is not None:

@@ -7,6 +7,7 @@ import re
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,21 +27,7 @@ def slurm() -> None:
 
 
 def test_a_job_array_publishes_one_record_per_task(stack, cli, slurm, tmp_path: Path) -> None:
-    result = cli(
-        "--set",
-        f"producer.jobs_dir={tmp_path}",
-        "submit",
-        "slurm",
-        "--count",
-        "3",
-        "--np",
-        "2",
-        "--seed",
-        "11",
-        "--wait",
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = _submit(cli, tmp_path, "--count", "3", "--np", "2", "--seed", "11", "--wait")
     assert "3 of 3 tasks completed" in result.stdout
     (job_dir,) = tmp_path.iterdir()
     plans = [json.loads(line) for line in (job_dir / "plans.jsonl").read_text().splitlines()]
@@ -65,27 +52,9 @@ def test_a_job_array_publishes_one_record_per_task(stack, cli, slurm, tmp_path: 
 
 
 def test_srun_starts_the_ranks_when_asked(stack, cli, slurm, tmp_path: Path) -> None:
-    result = cli(
-        "--set",
-        f"producer.jobs_dir={tmp_path}",
-        "--set",
-        "producer.launcher=srun",
-        "submit",
-        "slurm",
-        "--count",
-        "1",
-        "--np",
-        "2",
-        "--wait",
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    (job_dir,) = tmp_path.iterdir()
-    run_id = json.loads((job_dir / "plans.jsonl").read_text())["run_id"]
-    records = read_topic(
-        stack, stack.kafka.topics.runs, lambda rs: any(r.get("run_id") == run_id for r in rs)
-    )
-    (record,) = [r for r in records if r.get("run_id") == run_id]
+    launcher = ("--set", "producer.launcher=srun")
+    _submit(cli, tmp_path, "--count", "1", "--np", "2", "--wait", settings=launcher)
+    record = _record_of_the_only_run(stack, tmp_path)
     assert record["status"] == "ok" and record["params"]["ranks"] == 2
     assert record["env"]["scheduler"] == "slurm"
 
@@ -93,24 +62,10 @@ def test_srun_starts_the_ranks_when_asked(stack, cli, slurm, tmp_path: Path) -> 
 def test_a_cancelled_task_publishes_its_run_as_failed(stack, cli, slurm, tmp_path: Path) -> None:
     """``scancel`` (as the job's time limit does) sends the task SIGTERM: its ``run-one``
     kills the ranks and publishes the run as failed before Slurm's SIGKILL."""
-    result = cli(
-        "--set",
-        f"producer.jobs_dir={tmp_path}",
-        "submit",
-        "slurm",
-        "--count",
-        "1",
-        "--deck",
-        str(DECKS / "in.endless"),
-        "--np",
-        "2",
-        "--time",
-        "5",
-        check=True,
-    )
+    endless = str(DECKS / "in.endless")
+    result = _submit(cli, tmp_path, "--count", "1", "--deck", endless, "--np", "2", "--time", "5")
     job = re.search(r"job array (\d+)", result.stdout).group(1)
-    (job_dir,) = tmp_path.iterdir()
-    run_id = json.loads((job_dir / "plans.jsonl").read_text())["run_id"]
+    run_id = _only_plan(tmp_path)["run_id"]
     try:
         deadline = time.monotonic() + 120
         while len(processes_naming(run_id)) < 3:  # mpiexec and two ranks: LAMMPS is running
@@ -119,10 +74,7 @@ def test_a_cancelled_task_publishes_its_run_as_failed(stack, cli, slurm, tmp_pat
         time.sleep(2)
     finally:
         subprocess.run(["scancel", job], check=True)
-    records = read_topic(
-        stack, stack.kafka.topics.runs, lambda rs: any(r.get("run_id") == run_id for r in rs)
-    )
-    (record,) = [validate_run_record(r) for r in records if r.get("run_id") == run_id]
+    record = _record_of_the_only_run(stack, tmp_path)
     assert record["status"] == "failed" and record["error"]["type"] == "Terminated"
     assert record["env"]["scheduler"] == "slurm"
 
@@ -148,3 +100,26 @@ def test_slurm_reads_each_time_limit_as_the_minutes_flux_is_given(
     hours, minutes, seconds = (int(part) for part in clock.split(":"))
     assert seconds == 0  # Slurm rounds a limit up to whole minutes, as we do
     assert int(days or 0) * 1440 + hours * 60 + minutes == time_limit_minutes(limit)
+
+
+def _submit(cli, jobs_dir: Path, *flags: str, settings: tuple[str, ...] = ()) -> Any:
+    """``lammps-stream submit slurm FLAGS`` with its job directory under ``jobs_dir``."""
+    jobs = ("--set", f"producer.jobs_dir={jobs_dir}")
+    result = cli(*jobs, *settings, "submit", "slurm", *flags, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def _only_plan(jobs_dir: Path) -> dict[str, Any]:
+    (job_dir,) = jobs_dir.iterdir()
+    return json.loads((job_dir / "plans.jsonl").read_text())
+
+
+def _record_of_the_only_run(stack, jobs_dir: Path) -> dict[str, Any]:
+    """The RunRecord of the single run a submission under ``jobs_dir`` planned."""
+    run_id = _only_plan(jobs_dir)["run_id"]
+    records = read_topic(
+        stack, stack.kafka.topics.runs, lambda rs: any(r.get("run_id") == run_id for r in rs)
+    )
+    (record,) = [validate_run_record(r) for r in records if r.get("run_id") == run_id]
+    return record
