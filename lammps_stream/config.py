@@ -28,9 +28,9 @@ import yaml
 from lammps_stream.errors import ConfigError
 
 ENV_PREFIX = "LAMMPS_STREAM_"
-TIME_LIMIT_FORMATS = "minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"
 CONFIG_ENV = "LAMMPS_STREAM_CONFIG"
 DEFAULT_FILE = "lammps-stream.yaml"
+TIME_LIMIT_FORMATS = "minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"  # as sbatch reads
 
 
 @dataclass(frozen=True)

@@ -83,8 +83,8 @@ def write_job(config: Config, plans: list[RunPlan], scheduler: str) -> JobFiles:
     directory.mkdir(parents=True, exist_ok=True)
     plan = write_plans(directory / "plans.jsonl", plans)
     config_file = directory / "lammps-stream.yaml"
-    timeout = replace(config.producer, timeout_seconds=task_timeout(config))
-    config = replace(config, producer=timeout)
+    producer = replace(config.producer, timeout_seconds=task_timeout(config))
+    config = replace(config, producer=producer)
     write_config(config, config_file)  # it may hold the Kafka password: the owner's only
     p = config.producer
     fields = {
