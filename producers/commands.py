@@ -39,7 +39,7 @@ def run_one(config: Config, args: argparse.Namespace) -> int:
         if summary is None:  # ranks other than 0 report nothing
             return 0
     else:
-        launched = launch(config, plan, config.producer.timeout_seconds)
+        launched = launch(config, plan)
         summary = asdict(launched)
         report(summary)
         if launched.terminated:

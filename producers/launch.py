@@ -219,15 +219,17 @@ def run_one_args(plan: RunPlan, submitted_at: str) -> list[str]:
     return args
 
 
-def launch(
-    config: Config, plan: RunPlan, timeout: float, config_file: Path | None = None
-) -> RunReport:
-    """Run ``plan`` under mpiexec; publish a failed record if it dies without reporting."""
+def launch(config: Config, plan: RunPlan, config_file: Path | None = None) -> RunReport:
+    """Run ``plan`` under mpiexec; publish a failed record if it dies without reporting.
+
+    The ranks read ``producer.timeout_seconds`` from the same configuration and stop the run
+    there themselves; the launcher kills them only ``KILL_GRACE_SECONDS`` later."""
     if config_file is None:
         with tempfile.TemporaryDirectory(prefix="lammps-stream-") as tmp:
             config_file = Path(tmp) / "config.yaml"
             write_config(config, config_file)
-            return launch(config, plan, timeout, config_file)
+            return launch(config, plan, config_file)
+    timeout = config.producer.timeout_seconds
     submitted_at = now()
     report_file = config_file.parent / f"report-{plan.run_id}.json"
     report_file.unlink(missing_ok=True)
@@ -284,7 +286,7 @@ def produce(
         config_file = Path(tmp) / "config.yaml"
         write_config(config, config_file)
         for plan in plans:
-            report = launch(config, plan, config.producer.timeout_seconds, config_file)
+            report = launch(config, plan, config_file)
             reports.append(report)
             on_done(report)
             if report.terminated:

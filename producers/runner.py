@@ -206,7 +206,8 @@ def parse_abort(stderr: str) -> dict[str, str] | None:
 
 def _timed_out(lmp: Any, timeout: float) -> dict[str, str] | None:
     """The ``Timeout`` error if LAMMPS stopped the run at ``timeout``, else None (collective:
-    every rank agrees, since LAMMPS checks its timer on rank 0 and broadcasts the verdict)."""
+    every rank agrees, since each compares rank 0's clock, broadcast at every timer check,
+    with the same ``timer timeout``)."""
     lmp.command("variable lammps_stream_timed_out equal is_timeout()")
     if not lmp.extract_variable("lammps_stream_timed_out"):
         return None
