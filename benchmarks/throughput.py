@@ -124,7 +124,9 @@ def lean_loop(config: Config, batch: list[dict[str, Any]], models: list[str]) ->
     started = time.perf_counter()
     try:
         while seen < WARM_UP + len(batch):
-            for message in consumer.consume(num_messages=500, timeout=0.2):
+            # never more than remain: librdkafka waits out the timeout for a batch it cannot fill
+            wanted = min(500, WARM_UP + len(batch) - seen)
+            for message in consumer.consume(num_messages=wanted, timeout=0.2):
                 if message.error():
                     raise RuntimeError(f"lean loop: {message.error()}")
                 record = decode_run_record(message.value())
