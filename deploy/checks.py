@@ -428,6 +428,33 @@ def promtool_check_rules(rule_groups: list[dict[str, Any]]) -> str:
     return result.stdout
 
 
+def promtool_test_rules(
+    rule_groups: list[dict[str, Any]], tests: list[dict[str, Any]], evaluation_interval: str = "1m"
+) -> str:
+    """``promtool test rules`` of ``tests`` (promtool's unit-test format: input series, and
+    PromQL or alert expectations) against ``rule_groups``; CheckError with its output if a
+    test fails."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rules, suite = Path(tmp) / "rules.yml", Path(tmp) / "tests.yml"
+        rules.write_text(yaml.safe_dump({"groups": rule_groups}, sort_keys=False))
+        spec = {
+            "rule_files": [str(rules)],
+            "evaluation_interval": evaluation_interval,
+            "tests": tests,
+        }
+        suite.write_text(yaml.safe_dump(spec, sort_keys=False))
+        result = subprocess.run(
+            ["promtool", "test", "rules", str(suite)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    if result.returncode != 0:
+        raise CheckError(f"promtool test rules:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
 def as_recording_rules(expressions: list[Expression]) -> list[dict[str, Any]]:
     """Dashboard queries wrapped as recording rules, so that promtool parses each one."""
     return [

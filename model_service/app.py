@@ -44,6 +44,7 @@ from lammps_stream.schemas import (
 )
 from model_service import recovery, suggestions, transport
 from model_service.batches import take_batches
+from model_service.deliveries import Deliveries, Outgoing
 from model_service.learner import Learner, Outcome
 from model_service.metrics import CONTENT_TYPE, ServiceMetrics
 from model_service.model_sync import SYNC_SECONDS, ModelSync
@@ -77,6 +78,7 @@ class ModelService:
         )
         self.origins = dict.fromkeys(self.shards.names, "config")
         self.metrics = ServiceMetrics()
+        self.deliveries = Deliveries(self.metrics)
         self.assigned = False
         self.started_at = time.time()
         self.key, throwaway = signing_key(service.snapshot_key)
@@ -88,7 +90,8 @@ class ModelService:
                 "the same on every worker; the local stack and the chart's "
                 "secrets.snapshotKey provide one)"
             )
-        self.snapshot_at: dict[tuple[str, int], float] = {}
+        self.snapshot_at: dict[tuple[str, int], float] = {}  # when the last one was taken
+        self.saved_at: dict[tuple[str, int], float] = {}  # ...the last one the broker holds
         self.snapshot_position: dict[tuple[str, int], int] = {}
         self.snapshot_due: dict[tuple[str, int], int] = {}
         self.rebuilt: dict[int, asyncio.Event] = {}
@@ -126,6 +129,7 @@ class ModelService:
         for i, (name, state) in enumerate(learner.state.items()):
             mark = (snapshotted or {}).get(name)
             self.snapshot_at[(name, partition)] = mark.taken_at if mark else time.time()
+            self.saved_at[(name, partition)] = self.snapshot_at[(name, partition)]
             self.snapshot_position[(name, partition)] = mark.position if mark else 0
             first = max(1, every * (i + 1) // (len(learner.state) + 1))
             self.snapshot_due[(name, partition)] = state.position + first
@@ -239,10 +243,20 @@ class ModelService:
         self.background.add(task)
         task.add_done_callback(self.background.discard)
 
+    def saved(self, snapshot: Capture) -> None:
+        """The broker acknowledged ``snapshot``: a crash now replays only what came after it."""
+        key = (snapshot.model, snapshot.partition)
+        taken_at = parse_time(snapshot.header["created_at"]).timestamp()
+        self.saved_at[key] = max(taken_at, self.saved_at.get(key, 0.0))
+        self.metrics.snapshots.labels(model=snapshot.model).inc()
+
     def snapshot_age(self, name: str) -> float:
-        """Seconds since the oldest of this model's shard snapshots (never below 0: a
-        snapshot restored from a worker whose clock runs ahead reads as just taken)."""
-        ats = [at for (n, _), at in self.snapshot_at.items() if n == name]
+        """Seconds since the oldest of this model's latest saved snapshots, over the shards
+        this worker holds (never below 0: a snapshot restored from a worker whose clock runs
+        ahead reads as just taken). A snapshot counts once the broker has acknowledged it, so
+        the age keeps growing while snapshots cannot be delivered."""
+        held = self.shards.by_partition
+        ats = [at for (n, p), at in self.saved_at.items() if n == name and p in held]
         return max(0.0, time.time() - min(ats)) if ats else time.time() - self.started_at
 
 
@@ -279,15 +293,13 @@ def create_app(config: Config) -> faust.App:
     topics = config.kafka.topics
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
     runs = app.topic(topics.runs, **raw)
-    predictions = app.topic(topics.predictions, **raw)
-    dlq = app.topic(topics.dlq, **raw)
-    models = app.topic(topics.models, **raw)
+    predictions = Outgoing(app, topics.predictions, "predictions", service.deliveries)
+    dlq = Outgoing(app, topics.dlq, "dlq", service.deliveries)
+    models = Outgoing(app, topics.models, "models", service.deliveries)
     requests = app.topic(topics.requests, **raw)
-    suggested = app.topic(topics.suggestions, **raw)
+    suggested = Outgoing(app, topics.suggestions, "suggestions", service.deliveries)
 
-    snapshots = SnapshotWriter(
-        models, service.key, on_sent=lambda m: service.metrics.snapshots.labels(model=m).inc()
-    )
+    snapshots = SnapshotWriter(models, service.key, on_saved=service.saved)
 
     async def publish_suggestions(scoring: Callable[[], list[dict[str, Any]]]) -> None:
         """Where the models know least, per predicted core-second: on lammps.suggestions.
@@ -301,7 +313,7 @@ def create_app(config: Config) -> faust.App:
         finally:
             service.schedule.end(time.monotonic())
         for record in records:
-            await suggested.send(key=record["suggestion_id"].encode(), value=encode(record))
+            await suggested.send(record["suggestion_id"].encode(), encode(record))
         if records:
             service.metrics.suggestions.inc(len(records))
             best = records[0]["score"]
@@ -317,7 +329,7 @@ def create_app(config: Config) -> faust.App:
         """Every model's prediction for ``params``, published under ``request_id``."""
         answers = service.shards.predict(params, request_id, partition)
         for prediction in answers:
-            await predictions.send(key=request_id.encode(), value=encode(prediction))
+            await predictions.send(request_id.encode(), encode(prediction))
         service.metrics.record("request")
         return answers
 
@@ -482,8 +494,8 @@ async def _publish(
 ) -> None:
     """Count each handled record's outcome and send its predictions keyed by run_id, grouped
     by partition. Sends are appended to the producer's batches without waiting for delivery
-    (a failed delivery is logged), so a batch of runs leaves in one produce request per
-    partition."""
+    (a failed delivery is counted and logged: :mod:`~model_service.deliveries`), so a batch of
+    runs leaves in one produce request per partition."""
     metrics = service.metrics
     outgoing: dict[int | None, list[tuple[bytes, bytes]]] = {}
     finished = []
@@ -508,8 +520,8 @@ async def _publish(
                 )
         finished.append(record["times"]["finished_at"])
     for partition, messages in outgoing.items():
-        for delivery in await _send(producer, topic, partition, messages):
-            delivery.add_done_callback(_log_undelivered)
+        for delivery, count in await _send(producer, topic, partition, messages):
+            service.deliveries.watch(delivery, "predictions", messages=count)
     sent_at = time.time()
     for at in finished:
         metrics.latency.observe(max(0.0, sent_at - parse_time(at).timestamp()))
@@ -517,13 +529,13 @@ async def _publish(
 
 async def _send(
     producer: Any, topic: str, partition: int | None, messages: list[tuple[bytes, bytes]]
-) -> list[asyncio.Future[Any]]:
+) -> list[tuple[asyncio.Future[Any], int]]:
     """Queue ``messages`` for ``partition`` (None: each to its key's partition): as record
     batches with the project's transport (:meth:`~model_service.transport.Producer.send_many`),
-    else one by one."""
+    else one by one. Each delivery's future, with the number of messages it carries."""
     if partition is not None and isinstance(producer, transport.Producer):
         return await producer.send_many(topic, partition, messages)
-    return [await producer.send(topic, k, v, partition, None, None) for k, v in messages]
+    return [(await producer.send(topic, k, v, partition, None, None), 1) for k, v in messages]
 
 
 def _partition_of(producer: Any, topic: str, key: bytes) -> int | None:
@@ -535,13 +547,6 @@ def _partition_of(producer: Any, topic: str, key: bytes) -> int | None:
         return None
 
 
-def _log_undelivered(delivery: asyncio.Future[Any]) -> None:
-    """Predictions (one, or a record batch of them) the broker never acknowledged, after the
-    producer's own retries."""
-    if not delivery.cancelled() and delivery.exception() is not None:
-        log.warning("predictions were not delivered: %r", delivery.exception())
-
-
 def _raw(message: Any) -> bytes:
     """A message's value as bytes (an empty value as b"")."""
     value = message.value
@@ -549,7 +554,7 @@ def _raw(message: Any) -> bytes:
 
 
 async def _dead_letter(
-    topic: Any, service: ModelService, message: Any, raw: bytes, code: str, reason: str
+    topic: Outgoing, service: ModelService, message: Any, raw: bytes, code: str, reason: str
 ) -> None:
     log.warning(
         "dead letter (%s) at %s[%s]@%s: %s",
@@ -562,7 +567,7 @@ async def _dead_letter(
     letter = dead_letter(
         raw, code, reason, topic=message.topic, partition=message.partition, offset=message.offset
     )
-    await topic.send(key=message.key, value=encode(letter))
+    await topic.send(message.key, encode(letter))
     service.metrics.dead(code)
 
 

@@ -28,6 +28,8 @@ SCORE_NAMES = {
     "mape": "mape_ratio",
 }
 
+OUTGOING_TOPICS = ("predictions", "models", "dlq", "suggestions")  # what the worker writes
+
 STREAMS = {
     "prequential": "the train stream (predict, then learn), cumulative",
     "test": "the test split, cumulative",
@@ -68,6 +70,15 @@ class ServiceMetrics:
         self.predictions = Counter(
             "lammps_stream_predictions", "Predictions published", ["model"], registry=r
         )
+        self.undelivered = Counter(
+            "lammps_stream_undelivered_messages",
+            "Messages the broker never acknowledged (lost after the producer's retries), by "
+            "topic: predictions, models (snapshots), dlq, suggestions",
+            ["topic"],
+            registry=r,
+        )
+        for topic in OUTGOING_TOPICS:
+            self.undelivered.labels(topic=topic)
         self.learned = Gauge(
             "lammps_stream_model_learned_records",
             "Records each model has learned",
@@ -96,13 +107,14 @@ class ServiceMetrics:
         )
         self.snapshots = Counter(
             "lammps_stream_snapshots",
-            "Model snapshots published to the models topic",
+            "Model snapshots the broker acknowledged on the models topic",
             ["model"],
             registry=r,
         )
         self.snapshot_age = Gauge(
             "lammps_stream_snapshot_age_seconds",
-            "Seconds since each model's last snapshot (since start before the first)",
+            "Age of each model's last snapshot the broker acknowledged (its oldest shard's; "
+            "since start before the first)",
             ["model"],
             registry=r,
         )

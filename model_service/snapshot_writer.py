@@ -4,21 +4,25 @@ Taking a snapshot (pickling a model between two runs) must hold up the stream; c
 and signing it need not. A :class:`SnapshotWriter` seals each :class:`~model_service.
 snapshots.Capture` in a thread (zlib and HMAC release the GIL) and sends it, strictly in the
 order handed over, so a later state of a model never reaches the compacted topic before an
-earlier one, and a removed model's tombstone never before its last snapshot.
+earlier one, and a removed model's tombstone never before its last snapshot. A snapshot counts
+as saved (``on_saved``) once the broker has acknowledged it, not when it was handed over.
 
 >>> import asyncio
 >>> from model_service.learner import Learner
 >>> from model_service.snapshots import capture
->>> class Topic:  # stands in for a Faust topic
+>>> class Topic:  # stands in for an Outgoing topic: the broker acknowledges at once
 ...     def __init__(self): self.sent = []
-...     async def send(self, key, value): self.sent.append((key, value is None))
+...     async def send(self, key, value, on_delivered=None):
+...         self.sent.append((key, value is None))
+...         if on_delivered: on_delivered()
 >>> topic = Topic()
->>> writer = SnapshotWriter(topic, key=b"k")
+>>> writer = SnapshotWriter(topic, b"k", on_saved=lambda c: print("saved", c.model))
 >>> state = Learner(["pa"], 0.9).state["pa"]
 >>> async def main():
 ...     writer.soon([capture(state, partition=0, runs_topic="lammps.runs")])
 ...     await writer.remove("pa", [0])  # waits for the snapshot taken before it
 >>> asyncio.run(main())
+saved pa
 >>> topic.sent
 [(b'pa/0', False), (b'pa/0', True)]
 """
@@ -28,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Iterable
+from functools import partial
 from typing import Any
 
 from lammps_stream.schemas import encode
@@ -37,15 +42,17 @@ log = logging.getLogger("lammps_stream.service")
 
 
 class SnapshotWriter:
-    """Seals and sends snapshots to ``topic`` (anything with ``async send(key, value)``), each
-    piece of work after the one handed over before it; ``on_sent(model)`` after each send."""
+    """Seals and sends snapshots to ``topic`` (a :class:`~model_service.deliveries.Outgoing`,
+    or anything with its ``async send(key, value, on_delivered)``), each piece of work after
+    the one handed over before it; ``on_saved(capture)`` once the broker has acknowledged a
+    snapshot."""
 
     def __init__(
-        self, topic: Any, key: bytes, on_sent: Callable[[str], None] | None = None
+        self, topic: Any, key: bytes, on_saved: Callable[[Capture], None] | None = None
     ) -> None:
         self.topic = topic
         self.key = key
-        self.on_sent = on_sent
+        self.on_saved = on_saved
         self.last: asyncio.Future[None] | None = None
 
     def soon(self, taken: list[Capture]) -> None:
@@ -76,21 +83,24 @@ class SnapshotWriter:
     async def _send(self, taken: list[Capture]) -> None:
         for capture in taken:
             value = await asyncio.to_thread(_sealed, capture, self.key)
-            await self.topic.send(key=snapshot_key(capture.model, capture.partition), value=value)
-            if self.on_sent is not None:
-                self.on_sent(capture.model)
-            offsets = next(iter(capture.header["offsets"].values()))
-            log.info(
-                "snapshot of %s/%s at offset %s (%d learned)",
-                capture.model,
-                capture.partition,
-                offsets[str(capture.partition)],
-                capture.header["learned"],
-            )
+            key = snapshot_key(capture.model, capture.partition)
+            await self.topic.send(key, value, on_delivered=partial(self._saved, capture))
+
+    def _saved(self, capture: Capture) -> None:
+        if self.on_saved is not None:
+            self.on_saved(capture)
+        offsets = next(iter(capture.header["offsets"].values()))
+        log.info(
+            "snapshot of %s/%s at offset %s saved (%d learned)",
+            capture.model,
+            capture.partition,
+            offsets[str(capture.partition)],
+            capture.header["learned"],
+        )
 
     async def _tombstones(self, model: str, partitions: list[int]) -> None:
         for partition in partitions:
-            await self.topic.send(key=snapshot_key(model, partition), value=None)
+            await self.topic.send(snapshot_key(model, partition), None)
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:

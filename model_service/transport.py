@@ -213,25 +213,28 @@ class Producer(faust_aiokafka.Producer):
 
     async def send_many(
         self, topic: str, partition: int, messages: list[tuple[bytes, bytes]]
-    ) -> list[asyncio.Future[Any]]:
+    ) -> list[tuple[asyncio.Future[Any], int]]:
         """Queue ``(key, value)`` messages for ``partition`` of ``topic``, in order, and return
-        the futures of their delivery: one per record batch when there are
-        ``MIN_BATCH_MESSAGES`` or more, else one per message. Nothing waits for delivery; a
+        the futures of their delivery, each with the number of messages it carries: one per
+        record batch when there are ``MIN_BATCH_MESSAGES`` or more, else one per message.
+        Nothing waits for delivery; a
         record batch of its own waits only for one still queued for the partition to leave (a
         linger and at most a round trip: under a backlog, the last batch of runs' predictions
         left long before)."""
         if len(messages) < MIN_BATCH_MESSAGES:
-            return [await self.send(topic, k, v, partition, None, None) for k, v in messages]
+            return [(await self.send(topic, k, v, partition, None, None), 1) for k, v in messages]
         producer = self._ensure_producer()
         deliveries = []
-        batch = producer.create_batch()
+        batch, count = producer.create_batch(), 0
         try:
             for key, value in messages:
                 if batch.append(key=key, value=value, timestamp=None) is None:
-                    deliveries.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
+                    delivery = await producer.send_batch(batch, topic, partition=partition)
+                    deliveries.append((delivery, count))
+                    batch, count = producer.create_batch(), 0
                     batch.append(key=key, value=value, timestamp=None)  # a first always fits
-            deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+                count += 1
+            deliveries.append((await producer.send_batch(batch, topic, partition=partition), count))
         except KafkaError as exc:
             raise ProducerSendError(f"Error while sending: {exc!r}") from exc
         return deliveries

@@ -121,6 +121,19 @@ PIPELINE = Dashboard(
             ),
         ),
         Panel(
+            "Messages lost in the last hour, by topic",
+            "Messages the service sent that the broker never acknowledged, after the "
+            "producer's retries: predictions, models (snapshots), dlq, suggestions. Anything "
+            "above 0: is the broker up, may the service's user write there? The MessagesLost "
+            "alert watches it.",
+            (
+                q(
+                    "sum by (topic) (increase(lammps_stream_undelivered_messages_total[1h]))",
+                    "{{topic}}",
+                ),
+            ),
+        ),
+        Panel(
             "End-to-end latency",
             "From a run's finished_at to its prediction being published: p50, p95, p99.",
             tuple(
@@ -206,6 +219,16 @@ MODELS = Dashboard(
             "ADWIN on each model's absolute error found its mean rose, since the worker "
             "started: has the machine, the MPI library or the mix of decks changed?",
             (q("lammps_stream_drift_detected_total", "{{model}}"),),
+            min=0,
+        ),
+        Panel(
+            "Age of the last saved snapshot, by model",
+            "Since the last snapshot of the model the broker acknowledged on lammps.models (its "
+            "oldest shard's, on the worker holding it): what a crash now would replay. It "
+            "grows while the model is idle, and while snapshots cannot be delivered (the "
+            "SnapshotsStale alert tells the two apart).",
+            (q("max by (model) (lammps_stream_snapshot_age_seconds)", "{{model}}"),),
+            unit="s",
             min=0,
         ),
         Panel(

@@ -264,6 +264,8 @@ def test_prometheus_loads_and_evaluates_the_alert_rules(fed: str) -> None:
         "LammpsStreamModelR2Falling",
         "LammpsStreamModelDrift",
         "LammpsStreamRunsFailing",
+        "LammpsStreamMessagesLost",
+        "LammpsStreamSnapshotsStale",
     }
     wait_for(
         lambda: all(

@@ -30,7 +30,7 @@ def test_alert_rules_pass_promtool(values: Path) -> None:
         return
     (rule,) = rules
     out = checks.promtool_check_rules(rule["spec"]["groups"])
-    assert "SUCCESS: 6 rules found" in out, out
+    assert "SUCCESS: 8 rules found" in out, out
 
 
 def test_alerts_cover_what_the_issue_asks() -> None:
@@ -43,6 +43,8 @@ def test_alerts_cover_what_the_issue_asks() -> None:
         "LammpsStreamModelR2Falling",
         "LammpsStreamModelDrift",
         "LammpsStreamRunsFailing",
+        "LammpsStreamMessagesLost",
+        "LammpsStreamSnapshotsStale",
     }
     assert 'outcome="learned"' in alerts["LammpsStreamNothingLearned"]
     assert 'outcome="failed"' in alerts["LammpsStreamRunsFailing"]
@@ -50,6 +52,59 @@ def test_alerts_cover_what_the_issue_asks() -> None:
     assert "lammps_stream_dead_letters_total" in alerts["LammpsStreamDeadLetters"]
     assert "lammps_stream_prequential_r2_ratio" in alerts["LammpsStreamModelR2Falling"]
     assert "lammps_stream_drift_detected_total" in alerts["LammpsStreamModelDrift"]
+    assert "lammps_stream_undelivered_messages_total" in alerts["LammpsStreamMessagesLost"]
+    assert "lammps_stream_snapshot_age_seconds" in alerts["LammpsStreamSnapshotsStale"]
+
+
+def test_the_delivery_alerts_fire_on_lost_messages_and_unsaved_learning() -> None:
+    """promtool evaluates the two alerts' expressions (as the chart renders them with its
+    default values: 15m, 1800 s) on made-up series: 3 predictions lost at minute 3; ``pa``
+    learning all along with no snapshot saved, ``linear`` idle with an old snapshot."""
+    objects = checks.render(CHART, CHART / "values.yaml")
+    alerts = {e.source.rsplit(" ", 1)[1]: e.expr for e in checks.rule_expressions(objects)}
+    (rule,) = [obj for obj in objects if obj["kind"] == "PrometheusRule"]
+    lost = f"count by (topic) ({alerts['LammpsStreamMessagesLost'].strip()})"
+    stale = f"count by (model) ({alerts['LammpsStreamSnapshotsStale'].strip()})"
+    series = {
+        'lammps_stream_undelivered_messages_total{topic="predictions"}': "0 0 0 3x60",
+        'lammps_stream_undelivered_messages_total{topic="models"}': "0x63",
+        'lammps_stream_snapshot_age_seconds{model="pa"}': "0+60x63",
+        'lammps_stream_model_learned_records{model="pa"}': "0+1x63",
+        'lammps_stream_snapshot_age_seconds{model="linear"}': "0+60x63",
+        'lammps_stream_model_learned_records{model="linear"}': "5x63",
+    }
+    cases = [
+        (lost, "2m", []),
+        (lost, "5m", [('{topic="predictions"}', 1)]),
+        (lost, "30m", []),  # past the 15 minutes
+        (stale, "20m", []),  # pa's snapshot only 1,200 s old
+        (stale, "40m", [('{model="pa"}', 1)]),  # linear idle: its old snapshot is no alarm
+    ]
+    test = {
+        "interval": "1m",
+        "input_series": [{"series": k, "values": v} for k, v in series.items()],
+        "promql_expr_test": [
+            {
+                "expr": expr,
+                "eval_time": at,
+                "exp_samples": [{"labels": labels, "value": n} for labels, n in samples],
+            }
+            for expr, at, samples in cases
+        ],
+    }
+    assert "SUCCESS" in checks.promtool_test_rules(rule["spec"]["groups"], [test])
+
+
+def test_promtool_test_rules_fails_on_a_wrong_expectation() -> None:
+    test = {
+        "interval": "1m",
+        "input_series": [{"series": "up", "values": "1x5"}],
+        "promql_expr_test": [
+            {"expr": "up", "eval_time": "2m", "exp_samples": [{"labels": "up", "value": 0}]}
+        ],
+    }
+    with pytest.raises(CheckError, match="promtool test rules"):
+        checks.promtool_test_rules([], [test])
 
 
 def test_dashboard_queries_pass_promtool() -> None:

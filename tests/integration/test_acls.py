@@ -11,6 +11,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from lammps_stream.broker import check_readable, make_producer
 from lammps_stream.config import Config, dump_config
 from lammps_stream.errors import AccessDeniedError
 from lammps_stream.schemas import new_id
+from model_service.metrics import OUTGOING_TOPICS
 from tests.conftest import PORT_OFFSET
 from tests.integration.conftest import read_topic, running_stack
 
@@ -75,6 +78,7 @@ def acl_stack(tmp_path_factory: pytest.TempPathFactory):
         "stack.start_service": False,
         "service.http_port": 26266 + PORT_OFFSET,
         "service.models": ["linear", "pa"],
+        "service.snapshot_key": "acl-test-key",  # each worker restores the last one's models
     }
     with running_stack(root, "acls", overrides) as (admin, _):
         for user, password in USERS.items():
@@ -177,6 +181,71 @@ def test_a_client_cannot_write_what_the_service_publishes(acl_stack, topic: str)
             future.get(timeout=30)
     finally:
         producer.close(timeout=5)
+
+
+def test_what_the_broker_refuses_the_service_is_counted_lost_and_snapshots_age(
+    acl_stack,
+) -> None:
+    """The service's user loses its Write on predictions and models while it runs: the run is
+    still learned, its predictions and the snapshots it takes are counted as undelivered, the
+    snapshot age keeps growing; granted again, the next run's predictions arrive."""
+    admin, root = acl_stack
+    alice = _as(admin, "alice")
+    t = admin.kafka.topics
+    models = len(admin.service.model_names)
+    svc = replace(_as(admin, "svc"), service=replace(admin.service, snapshot_every=1))
+    revoke = ("kafka", "acls", "--remove", "--force", "--allow-principal", "User:svc")
+    worker = Worker(svc, root, "svc-refused")
+    try:
+        worker.wait_ready()
+        for topic in (t.predictions, t.models):
+            _ok(_cli(admin, root, *revoke, "--operation", "Write", "--topic", topic))
+        age_before = _metric(worker, "lammps_stream_snapshot_age_seconds", model="pa")
+        learned = {m["name"]: m["learned"] + 1 for m in worker.models()["models"]}
+        _ok(_cli(alice, root, "run-one", "--np", "1", "--json"))
+        lost = _wait_for_metric(worker, "lammps_stream_undelivered_messages_total", models + 1)
+        assert lost["predictions"] == models
+        assert lost["models"] >= 1  # snapshot_every=1: each model's snapshot after the run
+        assert lost["dlq"] == lost["suggestions"] == 0
+        assert {m["name"]: m["learned"] for m in worker.models()["models"]} == learned
+        assert _metric(worker, "lammps_stream_snapshot_age_seconds", model="pa") >= age_before
+        assert _metric(worker, "lammps_stream_snapshots_total", model="pa") == 0
+        assert "never acknowledged by the broker" in worker.log.read_text()
+
+        _ok(_cli(admin, root, "acls", "service", "svc", "--apply"))
+        run_id = new_id()
+        _ok(_cli(alice, root, "run-one", "--np", "1", "--run-id", run_id, "--json"))
+        arrived = read_topic(
+            alice, t.predictions, lambda rs: sum(r.get("run_id") == run_id for r in rs) >= models
+        )
+        assert sum(p.get("run_id") == run_id for p in arrived) == models
+        assert worker.process.poll() is None  # refused writes never stop the worker
+    finally:
+        _ok(_cli(admin, root, "acls", "service", "svc", "--apply"))
+        worker.stop()
+
+
+def _metric(worker: Worker, name: str, **labels: str) -> float:
+    """One series of the worker's ``/metrics``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    raise AssertionError(f"no {name} {labels} on /metrics")
+
+
+def _wait_for_metric(worker: Worker, name: str, total: float) -> dict[str, float]:
+    """``name``'s series by topic once they add up to ``total`` (60 s at most)."""
+    deadline = time.monotonic() + 60
+    while True:
+        by_topic = {t: _metric(worker, name, topic=t) for t in OUTGOING_TOPICS}
+        if sum(by_topic.values()) >= total or time.monotonic() > deadline:
+            return by_topic
+        time.sleep(0.5)
 
 
 def test_a_user_without_acls_has_its_run_spooled_then_sent_once_granted(acl_stack) -> None:

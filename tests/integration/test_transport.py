@@ -46,7 +46,8 @@ def test_send_many_delivers_every_message_in_order(stack, count: int) -> None:
         try:
             await producer.create_topic(topic, partitions=1, replication=1)
             deliveries = await producer.send_many(topic, 0, messages)
-            await asyncio.gather(*deliveries)
+            await asyncio.gather(*(delivery for delivery, _ in deliveries))
+            assert sum(n for _, n in deliveries) == count  # each message in one delivery
             return len(deliveries)
         finally:
             await producer.stop()

@@ -88,14 +88,23 @@ def test_the_producer_hashes_each_message_while_it_knows_no_partitions() -> None
     assert [sent["partition"] for sent in producer.sent] == [None, None]
 
 
-def test_an_undelivered_prediction_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+def test_undelivered_predictions_are_counted_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    worker = service()
+
     async def publish_and_settle() -> None:
-        await _publish(FakeProducer(fail=True), "predictions", service(), handled_records(1))
+        await _publish(FakeProducer(fail=True), "predictions", worker, handled_records(3))
         await asyncio.sleep(0)  # let the delivery callbacks run
 
     with caplog.at_level(logging.WARNING, logger="lammps_stream.service"):
         asyncio.run(publish_and_settle())
-    assert sum("not delivered" in r.message for r in caplog.records) == 2
+    exposed = worker.metrics.exposition()
+    assert b'lammps_stream_undelivered_messages_total{topic="predictions"} 6.0' in exposed
+    assert b'lammps_stream_undelivered_messages_total{topic="models"} 0.0' in exposed
+    lost = [r.message for r in caplog.records if "never acknowledged" in r.message]
+    assert len(lost) == 1  # the next line comes at most LOG_EVERY_SECONDS later
+    assert lost[0].startswith("1 message(s) to the predictions topic lost")
 
 
 def test_models_that_come_due_together_are_snapshotted_one_batch_at_a_time() -> None:
@@ -158,6 +167,28 @@ def test_a_snapshot_from_a_clock_ahead_is_no_negative_age() -> None:
     worker = ModelService(load_config(path=None, env={}, overrides={"service.models": ["pa"]}))
     worker.adopt(0, worker.shards.fresh(), snapshotted={"pa": SnapshotMark(0, time.time() + 90)})
     assert worker.snapshot_age("pa") == 0.0
+
+
+def test_a_snapshot_counts_toward_the_age_once_the_broker_has_it() -> None:
+    worker = ModelService(load_config(path=None, env={}, overrides={"service.models": ["pa"]}))
+    hour_ago = time.time() - 3600
+    worker.adopt(0, worker.shards.fresh(), snapshotted={"pa": SnapshotMark(0, hour_ago)})
+    worker.shards.by_partition[0].handle(example_run_record(run_id="run-0"), 0)
+    [taken] = worker.due_snapshots(force=True)  # taken and handed over, not acknowledged
+    assert worker.snapshot_age("pa") >= 3600
+    worker.saved(taken)
+    assert worker.snapshot_age("pa") < 60
+    assert b'lammps_stream_snapshots_total{model="pa"} 1.0' in worker.metrics.exposition()
+
+
+def test_the_snapshot_age_is_over_the_shards_the_worker_holds() -> None:
+    worker = ModelService(load_config(path=None, env={}, overrides={"service.models": ["pa"]}))
+    worker.adopt(0, worker.shards.fresh(), snapshotted={"pa": SnapshotMark(0, time.time())})
+    day_ago = time.time() - 86400
+    worker.adopt(1, worker.shards.fresh(), snapshotted={"pa": SnapshotMark(0, day_ago)})
+    assert worker.snapshot_age("pa") >= 86400
+    worker.shards.drop(1)  # revoked: its old snapshot is another worker's to renew
+    assert worker.snapshot_age("pa") < 60
 
 
 def test_only_a_shard_of_the_current_assignment_counts_as_being_restored() -> None:

@@ -4,29 +4,50 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import pytest
 
 from lammps_stream.schemas import decode_json
+from model_service.deliveries import Deliveries
 from model_service.learner import Learner
+from model_service.metrics import ServiceMetrics
 from model_service.snapshot_writer import SnapshotWriter
 from model_service.snapshots import capture, load_state
 
 
 class Topic:
-    """A Faust topic's ``send``, slow for the first message, failing on demand."""
+    """An Outgoing topic's ``send``, slow for the first message; the send of message
+    ``fail_on`` raises, the delivery of message ``lost_on`` fails after it was queued (as the
+    producer's does once its retries run out), counted by real :class:`Deliveries`."""
 
-    def __init__(self, fail_on: int | None = None) -> None:
+    def __init__(self, fail_on: int | None = None, lost_on: int | None = None) -> None:
         self.sent: list[tuple[bytes, bytes | None]] = []
         self.fail_on = fail_on
+        self.lost_on = lost_on
+        self.metrics = ServiceMetrics()
+        self.deliveries = Deliveries(self.metrics)
 
-    async def send(self, key: bytes, value: bytes | None) -> None:
+    async def send(
+        self, key: bytes, value: bytes | None, on_delivered: Callable[[], None] | None = None
+    ) -> None:
         if not self.sent:
             await asyncio.sleep(0.05)  # a later snapshot must not overtake this one
         if self.fail_on is not None and len(self.sent) == self.fail_on:
             self.fail_on = None
             raise ConnectionError("broker gone")
+        delivery = asyncio.get_running_loop().create_future()
+        if len(self.sent) == self.lost_on:
+            delivery.set_exception(TimeoutError("no acknowledgement"))
+        else:
+            delivery.set_result(None)
         self.sent.append((key, value))
+        self.deliveries.watch(delivery, "models", on_delivered=on_delivered)
+
+
+def writer_to(topic: Topic, saved: list[str] | None = None) -> SnapshotWriter:
+    on_saved = None if saved is None else (lambda c: saved.append(c.model))
+    return SnapshotWriter(topic, b"k", on_saved=on_saved)
 
 
 def taken(position: int, model: str = "pa") -> list:
@@ -37,7 +58,7 @@ def taken(position: int, model: str = "pa") -> list:
 
 def test_snapshots_and_tombstones_leave_in_the_order_handed_over() -> None:
     topic = Topic()
-    writer = SnapshotWriter(topic, key=b"k")
+    writer = writer_to(topic)
 
     async def main() -> None:
         writer.soon(taken(1))
@@ -56,7 +77,7 @@ def test_a_failed_send_is_logged_and_the_next_snapshot_still_goes(
 ) -> None:
     topic = Topic(fail_on=0)
     sent_models: list[str] = []
-    writer = SnapshotWriter(topic, key=b"k", on_sent=sent_models.append)
+    writer = writer_to(topic, sent_models)
 
     async def main() -> None:
         writer.soon(taken(1))
@@ -68,3 +89,22 @@ def test_a_failed_send_is_logged_and_the_next_snapshot_still_goes(
     assert [k for k, _ in topic.sent] == [b"linear/0"]
     assert sent_models == ["linear"]
     assert any("snapshot not sent" in r.message for r in caplog.records)
+
+
+def test_a_snapshot_the_broker_never_acknowledged_is_counted_lost_not_saved(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    topic = Topic(lost_on=1)
+    saved: list[str] = []
+    writer = writer_to(topic, saved)
+
+    async def main() -> None:
+        await writer.publish(taken(1) + taken(2, model="linear") + taken(3, model="bayes_linear"))
+        await asyncio.sleep(0)  # the delivery callbacks
+
+    with caplog.at_level(logging.ERROR, logger="lammps_stream.service"):
+        asyncio.run(main())
+    assert len(topic.sent) == 3
+    assert saved == ["pa", "bayes_linear"]
+    assert topic.metrics.undelivered.labels(topic="models")._value.get() == 1
+    assert any("never acknowledged" in r.message for r in caplog.records)
