@@ -82,6 +82,19 @@ def resolve_deck(name_or_path: str) -> Deck:
     return Deck(name=name, path=path, default_steps=int(runs[-1][1]), variables=variables)
 
 
+def split_before_first_run(text: str) -> tuple[str, str]:
+    """The deck up to its first ``run N`` line, and from it on: what comes before the first
+    run builds the system, so a fix can be added in between.
+
+    >>> split_before_first_run("region box block 0 1 0 1 0 1\\nrun 100\\nrun 50\\n")
+    ('region box block 0 1 0 1 0 1\\n', 'run 100\\nrun 50\\n')
+    """
+    first = _RUN_LINE.search(text)
+    if first is None:
+        raise RunError("deck has no `run N` command")
+    return text[: first.start()], text[first.start() :]
+
+
 def set_steps(text: str, steps: int) -> str:
     """Replace the step count of the last ``run`` command."""
     matches = list(_RUN_LINE.finditer(text))

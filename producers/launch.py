@@ -4,7 +4,10 @@
 in its own process group with a timeout. A run that dies without reporting (an MPI
 abort, a crash, the timeout, a SIGTERM to the launcher: ``scancel``, or a scheduler's time
 limit; a Ctrl-C) is published as a ``failed`` RunRecord by ``produce`` itself, so no run goes
-silent, and its ranks, in a process group of their own, are killed with it.
+silent, and its ranks, in a process group of their own, are killed with it. Sent SIGTERM or
+Ctrl-C, the launcher first passes SIGTERM on to the ranks, which stop LAMMPS at one step and
+report the run themselves (:mod:`producers.stop_signals`); it kills only what is left
+``STOP_GRACE_SECONDS`` later.
 Rank 0 reports to a file as well as on its output (:func:`write_report`), so a run that
 reported and then aborted is not published twice when mpiexec drops its last output lines
 while it tears the job down.
@@ -60,6 +63,10 @@ TERMINATED = "Terminated"
 # LAMMPS stops a run at its timeout itself (runner.run_deck) and rank 0 reports it; the ranks
 # are killed only if they are still there this much later (hung outside LAMMPS's time steps).
 KILL_GRACE_SECONDS = 30.0
+# Sent SIGTERM or Ctrl-C, the launcher passes SIGTERM on (mpiexec and srun hand it to every
+# rank, which stop LAMMPS at one step and report: stop_signals) and kills the ranks only if
+# they are still there this much later (within Slurm's default KillWait of 30 s).
+STOP_GRACE_SECONDS = 10.0
 
 
 class _Terminated(Exception):
@@ -254,13 +261,19 @@ def launch(config: Config, plan: RunPlan, config_file: Path | None = None) -> Ru
             "Timeout", f"run exceeded {timeout:.0f} s and did not stop; its ranks were killed"
         )
     except _Terminated:
+        _ask_to_stop(proc)
         return stop(
             TERMINATED,
-            "the launcher was sent SIGTERM (scancel, or the job's time limit); its ranks were "
-            "killed",
+            "the launcher was sent SIGTERM (scancel, or the job's time limit); its ranks did "
+            f"not stop within {STOP_GRACE_SECONDS:.0f} s and were killed",
         )
     except KeyboardInterrupt:  # Ctrl-C: the ranks, in a session of their own, never see it
-        stop(TERMINATED, "interrupted (Ctrl-C); its ranks were killed")
+        _ask_to_stop(proc)
+        stop(
+            TERMINATED,
+            f"interrupted (Ctrl-C); its ranks did not stop within {STOP_GRACE_SECONDS:.0f} s "
+            "and were killed",
+        )
         raise
     reported = _take_report(report_file)
     if reported is not None:
@@ -316,7 +329,8 @@ def _stopped(
     error_type: str,
     message: str,
 ) -> RunReport:
-    """Kill a run's ranks and publish why it stopped, unless rank 0 reported before."""
+    """Kill a run's ranks (if they are still there) and publish why it stopped, unless rank 0
+    reported it."""
     _kill_group(proc)
     reported = _take_report(report_file)  # reported, then hung: published already
     if reported is not None:
@@ -355,6 +369,15 @@ def _last_json_line(text: str) -> dict[str, Any] | None:
             except ValueError:
                 return None
     return None
+
+
+def _ask_to_stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to the launcher of the ranks (mpiexec or srun passes it on to each), then wait
+    up to ``STOP_GRACE_SECONDS`` for them to stop and rank 0 to report."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired, KeyboardInterrupt):  # a 2nd Ctrl-C
+        proc.communicate(timeout=STOP_GRACE_SECONDS)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from lammps_stream.schemas import BREAKDOWN_SECTIONS, now
 from producers.decks import Deck
+from producers.stop_signals import StopRequest, run_script
 
 _LOOP = re.compile(r"^Loop time of ([0-9.eE+-]+) on", re.MULTILINE)
 _SECTION = re.compile(
@@ -95,8 +96,10 @@ def run_deck(
 
     With ``timeout`` (seconds), LAMMPS itself stops the run once it has gone that long
     (``timer timeout``: every rank stops at the same step, the rest of the deck is skipped)
-    and the outcome is a ``Timeout`` error: this holds however the ranks were started, with
-    or without a ``run-one`` watching them."""
+    and the outcome is a ``Timeout`` error. A SIGTERM or SIGINT to the ranks stops it the same
+    way within ``stop_signals.CHECK_EVERY`` steps, as a ``Terminated`` error
+    (:mod:`producers.stop_signals`). Both hold however the ranks were started, with or
+    without a ``run-one`` watching them."""
     from mpi4py import MPI
 
     from producers.mpi import preload_libmpi
@@ -124,25 +127,25 @@ def run_deck(
     error = None
     natoms, version = 0, ""
     previous = os.getcwd()
-    try:
-        os.chdir(deck.directory)
-        lmp = lammps.lammps(comm=comm, cmdargs=cmdargs)
+    with StopRequest() as stop:
         try:
-            version = str(lmp.version())
-            if timeout is not None:
-                lmp.command(f"timer timeout {max(1, round(timeout))}")
-            lmp.commands_string(script)
-            natoms = int(lmp.get_natoms())
-            if timeout is not None:
-                error = _timed_out(lmp, timeout)
+            os.chdir(deck.directory)
+            lmp = lammps.lammps(comm=comm, cmdargs=cmdargs)
+            try:
+                version = str(lmp.version())
+                if timeout is not None:
+                    lmp.command(f"timer timeout {max(1, round(timeout))}")
+                run_script(lmp, script, comm, stop)
+                natoms = int(lmp.get_natoms())
+                error = _stopped_early(lmp, timeout, stop)
+            except Exception as exc:
+                error = _error(exc)
+            if not _one_rank_error(error):  # closing is collective: only when every rank can
+                lmp.close()
         except Exception as exc:
             error = _error(exc)
-        if not _one_rank_error(error):  # closing is collective: only when every rank can
-            lmp.close()
-    except Exception as exc:
-        error = _error(exc)
-    finally:
-        os.chdir(previous)
+        finally:
+            os.chdir(previous)
     if _one_rank_error(error):
         if rank != 0:
             abort_job(comm, error)
@@ -204,14 +207,23 @@ def parse_abort(stderr: str) -> dict[str, str] | None:
     return None
 
 
-def _timed_out(lmp: Any, timeout: float) -> dict[str, str] | None:
-    """The ``Timeout`` error if LAMMPS stopped the run at ``timeout``, else None (collective:
-    every rank agrees, since each compares rank 0's clock, broadcast at every timer check,
-    with the same ``timer timeout``)."""
+def _stopped_early(lmp: Any, timeout: float | None, stop: StopRequest) -> dict[str, str] | None:
+    """Why LAMMPS stopped the run before its end, if it did: ``Terminated`` (a signal every
+    rank agreed on) or ``Timeout`` (``timeout``); else None. Every rank comes to the same
+    answer: each compares rank 0's clock, broadcast at every timer check, with the same
+    ``timer timeout``, and takes the signal from the same ``allreduce``."""
     lmp.command("variable lammps_stream_timed_out equal is_timeout()")
     if not lmp.extract_variable("lammps_stream_timed_out"):
         return None
     step = int(lmp.extract_global("ntimestep"))
+    if stop.stopped_by is not None:
+        return {
+            "type": "Terminated",
+            "message": f"stopped by {stop.stopped_by} (scancel, flux cancel, a job's time "
+            f"limit, Ctrl-C): LAMMPS stopped it at step {step}",
+        }
+    if timeout is None:
+        return None  # the deck's own timer timeout or fix halt: its business
     return {
         "type": "Timeout",
         "message": f"run exceeded {timeout:.0f} s (producer.timeout_seconds): LAMMPS stopped "

@@ -76,22 +76,39 @@ def test_a_failing_run_becomes_a_failed_record(stack, cli, deck, error_type, tex
 
 
 @pytest.mark.parametrize(
-    ("stop", "exit_code", "said"),
+    ("deck", "stop", "exit_code", "said", "why"),
     [
-        (signal.SIGTERM, 143, "stopped by SIGTERM: run {} published as failed (sent)"),
-        (signal.SIGINT, 130, ""),
+        (
+            "in.endless",
+            signal.SIGTERM,
+            143,
+            "stopped by SIGTERM: run {} published as failed (sent)",
+            "stopped by SIGTERM (scancel, flux cancel, a job's time limit, Ctrl-C): LAMMPS "
+            "stopped it at step",
+        ),
+        ("in.endless", signal.SIGINT, 130, "", "stopped by SIGTERM"),
+        (
+            "in.deaf",
+            signal.SIGTERM,
+            143,
+            "stopped by SIGTERM: run {} published as failed (sent)",
+            "the launcher was sent SIGTERM (scancel, or the job's time limit); its ranks did "
+            "not stop within 10 s and were killed",
+        ),
     ],
-    ids=["SIGTERM", "SIGINT"],
+    ids=["SIGTERM", "SIGINT", "SIGTERM-outside-the-time-steps"],
 )
 def test_a_stopped_launcher_publishes_the_run_as_failed(
-    stack, config_file, stop: int, exit_code: int, said: str
+    stack, config_file, deck: str, stop: int, exit_code: int, said: str, why: str
 ) -> None:
     """What ``scancel``, or a Slurm job's time limit, does to a task (SIGTERM to ``run-one``
-    watching its ranks), and what Ctrl-C does (SIGINT): it kills the ranks, which run in a
-    session of their own, and publishes the run as failed, not dying unreported."""
+    watching its ranks), and what Ctrl-C does (SIGINT): the launcher passes SIGTERM on to the
+    ranks, which run in a session of their own; they stop LAMMPS and rank 0 publishes the run
+    as failed with the step it reached. Ranks that do not stop (busy outside LAMMPS's time
+    steps) are killed 10 s later and the launcher publishes the run. None dies unreported."""
     run_id = new_id()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAMMPS_STREAM_")}
-    args = ["--deck", str(DECKS / "in.endless"), "--np", "2", "--run-id", run_id, "--json"]
+    args = ["--deck", str(DECKS / deck), "--np", "2", "--run-id", run_id, "--json"]
     launcher = subprocess.Popen(
         [sys.executable, "-m", "lammps_stream", "run-one", *args],
         stdout=subprocess.PIPE,
@@ -119,7 +136,54 @@ def test_a_stopped_launcher_publishes_the_run_as_failed(
         assert json.loads(out.strip().splitlines()[-1])["status"] == "failed"
     record = _record(stack, run_id)
     assert record["status"] == "failed" and record["error"]["type"] == "Terminated"
+    assert why in record["error"]["message"]
     assert left == []  # no rank left running
+
+
+def test_ranks_started_without_a_launcher_report_a_signal_that_stops_them(
+    stack, config_file
+) -> None:
+    """As Flux starts a task's ranks (``submit flux``), or a user with ``mpiexec ...
+    lammps-stream run-one``: no ``run-one`` watches them. ``flux cancel`` or ``scancel``
+    sends SIGTERM to every rank; they stop LAMMPS at one step, rank 0 publishes the run as
+    failed with that step, and every rank exits."""
+    from producers.mpi import launch_env, mpiexec
+
+    run_id = new_id()
+    env = {k: v for k, v in launch_env().items() if not k.startswith("LAMMPS_STREAM_")}
+    command = [mpiexec(), "-n", "2", sys.executable, "-m", "lammps_stream", "run-one"]
+    command += ["--deck", str(DECKS / "in.endless"), "--run-id", run_id, "--json"]
+    job = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env | {"LAMMPS_STREAM_CONFIG": str(config_file)},
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        ranks: list[int] = []
+        while len(ranks) < 2:  # mpiexec names no run_id; its two ranks do
+            assert job.poll() is None and time.monotonic() < deadline, job.stderr
+            ranks = [p for p in processes_naming(run_id) if p != job.pid]
+            time.sleep(0.2)
+        time.sleep(3)  # inside LAMMPS's run
+        for rank in ranks:
+            os.kill(rank, signal.SIGTERM)
+        out, err = job.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(OSError):
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 1, err  # run-one's code for a failed run
+    assert processes_naming(run_id) == []
+    record = _record(stack, run_id)
+    assert record["status"] == "failed" and record["error"]["type"] == "Terminated"
+    assert "stopped by SIGTERM" in record["error"]["message"]
+    step = int(record["error"]["message"].rsplit(" ", 1)[1])
+    assert 0 < step < 10_000_000  # stopped inside the run, not at its end
+    assert json.loads(out.strip().splitlines()[-1])["run_id"] == run_id
 
 
 def test_an_abort_on_another_rank_is_reported_to_the_launcher() -> None:

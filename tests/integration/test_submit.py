@@ -61,7 +61,8 @@ def test_srun_starts_the_ranks_when_asked(stack, cli, slurm, tmp_path: Path) -> 
 
 def test_a_cancelled_task_publishes_its_run_as_failed(stack, cli, slurm, tmp_path: Path) -> None:
     """``scancel`` (as the job's time limit does) sends the task SIGTERM: its ``run-one``
-    kills the ranks and publishes the run as failed before Slurm's SIGKILL."""
+    passes it on to the ranks, which stop LAMMPS, and rank 0 publishes the run as failed with
+    the step it reached, before Slurm's SIGKILL."""
     endless = str(DECKS / "in.endless")
     result = _submit(cli, tmp_path, "--count", "1", "--deck", endless, "--np", "2", "--time", "5")
     job = re.search(r"job array (\d+)", result.stdout).group(1)
@@ -76,6 +77,8 @@ def test_a_cancelled_task_publishes_its_run_as_failed(stack, cli, slurm, tmp_pat
         subprocess.run(["scancel", job], check=True)
     record = _record_of_the_only_run(stack, tmp_path)
     assert record["status"] == "failed" and record["error"]["type"] == "Terminated"
+    assert "stopped by SIGTERM" in record["error"]["message"]
+    assert "LAMMPS stopped it at step" in record["error"]["message"]
     assert record["env"]["scheduler"] == "slurm"
 
 
