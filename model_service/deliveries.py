@@ -23,8 +23,8 @@ writes, each send watched.
 ...     await asyncio.sleep(0)
 >>> asyncio.run(main())
 saved
->>> metrics.undelivered.labels(topic="predictions")._value.get()
-3.0
+>>> deliveries.lost
+{'predictions': 3}
 """
 
 from __future__ import annotations
@@ -44,10 +44,12 @@ LOG_EVERY_SECONDS = 10.0
 
 
 class Deliveries:
-    """Counts and logs, by topic, the messages whose delivery failed."""
+    """Counts (``lost``, and the metric) and logs, by topic, the messages whose delivery
+    failed."""
 
     def __init__(self, metrics: ServiceMetrics) -> None:
         self.metrics = metrics
+        self.lost: dict[str, int] = {}
         self._logged_at: dict[str, float] = {}
         self._unlogged: dict[str, int] = {}
 
@@ -79,8 +81,8 @@ class Deliveries:
             if on_delivered is not None:
                 on_delivered()
             return
-        counter = self.metrics.undelivered.labels(topic=topic)
-        counter.inc(messages)
+        self.metrics.undelivered.labels(topic=topic).inc(messages)
+        self.lost[topic] = self.lost.get(topic, 0) + messages
         self._unlogged[topic] = self._unlogged.get(topic, 0) + messages
         now = time.monotonic()
         if now - self._logged_at.get(topic, -LOG_EVERY_SECONDS) >= LOG_EVERY_SECONDS:
@@ -91,7 +93,7 @@ class Deliveries:
                 self._unlogged.pop(topic),
                 topic,
                 error,
-                counter._value.get(),
+                self.lost[topic],
             )
 
 

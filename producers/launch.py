@@ -261,19 +261,18 @@ def launch(config: Config, plan: RunPlan, config_file: Path | None = None) -> Ru
             "Timeout", f"run exceeded {timeout:.0f} s and did not stop; its ranks were killed"
         )
     except _Terminated:
-        _ask_to_stop(proc)
-        return stop(
+        return _ask_to_stop(proc, report_file) or stop(
             TERMINATED,
             "the launcher was sent SIGTERM (scancel, or the job's time limit); its ranks did "
             f"not stop within {STOP_GRACE_SECONDS:.0f} s and were killed",
         )
     except KeyboardInterrupt:  # Ctrl-C: the ranks, in a session of their own, never see it
-        _ask_to_stop(proc)
-        stop(
-            TERMINATED,
-            f"interrupted (Ctrl-C); its ranks did not stop within {STOP_GRACE_SECONDS:.0f} s "
-            "and were killed",
-        )
+        if _ask_to_stop(proc, report_file) is None:
+            stop(
+                TERMINATED,
+                f"interrupted (Ctrl-C); its ranks did not stop within {STOP_GRACE_SECONDS:.0f} "
+                "s and were killed",
+            )
         raise
     reported = _take_report(report_file)
     if reported is not None:
@@ -371,13 +370,20 @@ def _last_json_line(text: str) -> dict[str, Any] | None:
     return None
 
 
-def _ask_to_stop(proc: subprocess.Popen) -> None:
+def _ask_to_stop(proc: subprocess.Popen, report_file: Path) -> RunReport | None:
     """SIGTERM to the launcher of the ranks (mpiexec or srun passes it on to each), then wait
-    up to ``STOP_GRACE_SECONDS`` for them to stop and rank 0 to report."""
+    up to ``STOP_GRACE_SECONDS`` for them to stop: rank 0's report of the run, or None if
+    they are still there (or stopped without one)."""
     with contextlib.suppress(ProcessLookupError):
         proc.send_signal(signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired, KeyboardInterrupt):  # a 2nd Ctrl-C
-        proc.communicate(timeout=STOP_GRACE_SECONDS)
+    try:
+        out, _ = proc.communicate(timeout=STOP_GRACE_SECONDS)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):  # still there, or a 2nd Ctrl-C
+        return None
+    reported = _take_report(report_file)
+    if reported is None and (summary := _last_json_line(out or "")) is not None:
+        reported = RunReport(**summary)  # rank 0 on another node than the report file
+    return reported
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

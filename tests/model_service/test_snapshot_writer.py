@@ -106,5 +106,8 @@ def test_a_snapshot_the_broker_never_acknowledged_is_counted_lost_not_saved(
         asyncio.run(main())
     assert len(topic.sent) == 3
     assert saved == ["pa", "bayes_linear"]
-    assert topic.metrics.undelivered.labels(topic="models")._value.get() == 1
+    assert topic.deliveries.lost == {"models": 1}
+    assert b'lammps_stream_undelivered_messages_total{topic="models"} 1.0' in (
+        topic.metrics.exposition()
+    )
     assert any("never acknowledged" in r.message for r in caplog.records)
