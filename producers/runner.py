@@ -96,8 +96,8 @@ def run_deck(
 
     With ``timeout`` (seconds), LAMMPS itself stops the run once it has gone that long
     (``timer timeout``: every rank stops at the same step, the rest of the deck is skipped)
-    and the outcome is a ``Timeout`` error. A SIGTERM or SIGINT to the ranks stops it the same
-    way within ``stop_signals.CHECK_EVERY`` steps, as a ``Terminated`` error
+    and the outcome is a ``Timeout`` error. A SIGTERM, SIGALRM or SIGINT to the ranks stops it
+    the same way within ``stop_signals.CHECK_EVERY`` steps, as a ``Terminated`` error
     (:mod:`producers.stop_signals`). Both hold however the ranks were started, with or
     without a ``run-one`` watching them."""
     from mpi4py import MPI
@@ -219,8 +219,7 @@ def _stopped_early(lmp: Any, timeout: float | None, stop: StopRequest) -> dict[s
     if stop.stopped_by is not None:
         return {
             "type": "Terminated",
-            "message": f"stopped by {stop.stopped_by} (scancel, flux cancel, a job's time "
-            f"limit, Ctrl-C): LAMMPS stopped it at step {step}",
+            "message": f"stopped by {stop.stopped_by}: LAMMPS stopped it at step {step}",
         }
     if timeout is None:
         return None  # the deck's own timer timeout or fix halt: its business

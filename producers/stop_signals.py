@@ -1,7 +1,8 @@
-"""A run stopped by SIGTERM or SIGINT, on every rank at the same time step, and reported.
+"""A run stopped by a signal, on every rank at the same time step, and reported.
 
 A job's ranks are told to stop with a signal: ``scancel`` and a Slurm time limit send SIGTERM
-to every task, so does ``flux cancel``, and mpiexec passes a SIGTERM it receives on to them.
+to every task, so does ``flux cancel``, a Flux time limit sends SIGALRM (and both SIGKILL 5 s
+later, Flux's default ``kill-timeout``), and mpiexec passes a SIGTERM it receives on to them.
 The ranks are inside LAMMPS then, in C, where no Python handler runs; and LAMMPS can stop only
 as one, since a rank that leaves the time loop alone leaves the others waiting in a collective
 call. So every rank catches the signal into a flag (:class:`StopRequest`), and a ``fix
@@ -25,9 +26,9 @@ callback raised before the ``allreduce`` would leave the others waiting in it.
 >>> request = StopRequest()
 >>> request.stopped_by is None
 True
->>> request.agreed = 15
+>>> request.agreed = signal.SIGALRM
 >>> request.stopped_by
-'SIGTERM'
+'SIGALRM (a Flux time limit)'
 """
 
 from __future__ import annotations
@@ -46,12 +47,17 @@ FIX_ID = "lammps_stream_stop"
 # fix external applies its forces on steps this divides: step 0 alone, after the callback
 # has zeroed them
 NEVER = 2**31 - 1
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# what stops a run, and who sends it
+SIGNALS = {
+    signal.SIGTERM: "scancel, flux cancel, a Slurm time limit",
+    signal.SIGALRM: "a Flux time limit",
+    signal.SIGINT: "Ctrl-C",
+}
 
 
 class StopRequest:
-    """Within the block, SIGTERM and SIGINT set ``signal_number`` instead of ending the
-    process (in the main thread; the previous handlers are put back after). ``agreed`` is
+    """Within the block, the signals of ``SIGNALS`` set ``signal_number`` instead of ending
+    the process (in the main thread; the previous handlers are put back after). ``agreed`` is
     the signal every rank agreed to stop on, 0 until then."""
 
     def __init__(self) -> None:
@@ -81,8 +87,10 @@ class StopRequest:
 
     @property
     def stopped_by(self) -> str | None:
-        """The name of the signal the run was stopped on, if it was."""
-        return signal.Signals(self.agreed).name if self.agreed else None
+        """The signal the run was stopped on, and who sends it, if it was."""
+        if not self.agreed:
+            return None
+        return f"{signal.Signals(self.agreed).name} ({SIGNALS[signal.Signals(self.agreed)]})"
 
 
 def run_script(lmp: Any, script: str, comm: Any, request: StopRequest) -> None:

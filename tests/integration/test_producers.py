@@ -83,8 +83,8 @@ def test_a_failing_run_becomes_a_failed_record(stack, cli, deck, error_type, tex
             signal.SIGTERM,
             143,
             "stopped by SIGTERM: run {} published as failed (sent)",
-            "stopped by SIGTERM (scancel, flux cancel, a job's time limit, Ctrl-C): LAMMPS "
-            "stopped it at step",
+            "stopped by SIGTERM (scancel, flux cancel, a Slurm time limit): LAMMPS stopped it "
+            "at step",
         ),
         ("in.endless", signal.SIGINT, 130, "", "stopped by SIGTERM"),
         (
@@ -140,13 +140,15 @@ def test_a_stopped_launcher_publishes_the_run_as_failed(
     assert left == []  # no rank left running
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGALRM], ids=["SIGTERM", "SIGALRM"])
 def test_ranks_started_without_a_launcher_report_a_signal_that_stops_them(
-    stack, config_file
+    stack, config_file, stop: int
 ) -> None:
     """As Flux starts a task's ranks (``submit flux``), or a user with ``mpiexec ...
     lammps-stream run-one``: no ``run-one`` watches them. ``flux cancel`` or ``scancel``
-    sends SIGTERM to every rank; they stop LAMMPS at one step, rank 0 publishes the run as
-    failed with that step, and every rank exits."""
+    sends SIGTERM to every rank, Flux's time limit SIGALRM; they stop LAMMPS at one step,
+    rank 0 publishes the run as failed with that step, and every rank exits, within the 5 s
+    Flux leaves before its SIGKILL."""
     from producers.mpi import launch_env, mpiexec
 
     run_id = new_id()
@@ -171,8 +173,10 @@ def test_ranks_started_without_a_launcher_report_a_signal_that_stops_them(
             time.sleep(0.2)
         time.sleep(3)  # inside LAMMPS's run
         for rank in ranks:
-            os.kill(rank, signal.SIGTERM)
+            os.kill(rank, stop)
+        signalled = time.monotonic()
         out, err = job.communicate(timeout=60)
+        took = time.monotonic() - signalled
     finally:
         with contextlib.suppress(OSError):
             os.killpg(job.pid, signal.SIGKILL)
@@ -180,7 +184,8 @@ def test_ranks_started_without_a_launcher_report_a_signal_that_stops_them(
     assert processes_naming(run_id) == []
     record = _record(stack, run_id)
     assert record["status"] == "failed" and record["error"]["type"] == "Terminated"
-    assert "stopped by SIGTERM" in record["error"]["message"]
+    assert f"stopped by {signal.Signals(stop).name}" in record["error"]["message"]
+    assert took < 5, f"{took:.1f} s from the signal to the ranks' exit"
     step = int(record["error"]["message"].rsplit(" ", 1)[1])
     assert 0 < step < 10_000_000  # stopped inside the run, not at its end
     assert json.loads(out.strip().splitlines()[-1])["run_id"] == run_id
