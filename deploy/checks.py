@@ -414,18 +414,7 @@ def rule_expressions(objects: list[dict[str, Any]]) -> list[Expression]:
 def promtool_check_rules(rule_groups: list[dict[str, Any]]) -> str:
     """``promtool check rules`` on ``rule_groups``; CheckError with its output if it fails."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "rules.yml"
-        path.write_text(yaml.safe_dump({"groups": rule_groups}, sort_keys=False))
-        result = subprocess.run(
-            ["promtool", "check", "rules", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    if result.returncode != 0:
-        raise CheckError(f"promtool check rules:\n{result.stdout}{result.stderr}")
-    return result.stdout
+        return _promtool("check", "rules", str(_rules_file(Path(tmp), rule_groups)))
 
 
 def promtool_test_rules(
@@ -435,23 +424,29 @@ def promtool_test_rules(
     PromQL or alert expectations) against ``rule_groups``; CheckError with its output if a
     test fails."""
     with tempfile.TemporaryDirectory() as tmp:
-        rules, suite = Path(tmp) / "rules.yml", Path(tmp) / "tests.yml"
-        rules.write_text(yaml.safe_dump({"groups": rule_groups}, sort_keys=False))
         spec = {
-            "rule_files": [str(rules)],
+            "rule_files": [str(_rules_file(Path(tmp), rule_groups))],
             "evaluation_interval": evaluation_interval,
             "tests": tests,
         }
+        suite = Path(tmp) / "tests.yml"
         suite.write_text(yaml.safe_dump(spec, sort_keys=False))
-        result = subprocess.run(
-            ["promtool", "test", "rules", str(suite)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return _promtool("test", "rules", str(suite))
+
+
+def _rules_file(directory: Path, rule_groups: list[dict[str, Any]]) -> Path:
+    path = directory / "rules.yml"
+    path.write_text(yaml.safe_dump({"groups": rule_groups}, sort_keys=False))
+    return path
+
+
+def _promtool(*args: str) -> str:
+    """``promtool ARGS``' output; CheckError with it if promtool fails."""
+    result = subprocess.run(
+        ["promtool", *args], capture_output=True, text=True, timeout=60, check=False
+    )
     if result.returncode != 0:
-        raise CheckError(f"promtool test rules:\n{result.stdout}{result.stderr}")
+        raise CheckError(f"promtool {' '.join(args[:2])}:\n{result.stdout}{result.stderr}")
     return result.stdout
 
 
