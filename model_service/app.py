@@ -244,7 +244,10 @@ class ModelService:
         task.add_done_callback(self.background.discard)
 
     def saved(self, snapshot: Capture) -> None:
-        """The broker acknowledged ``snapshot``: a crash now replays only what came after it."""
+        """The broker acknowledged ``snapshot``: a crash now replays only what came after it.
+        (The last snapshot of a model removed meanwhile is not counted: its series are gone.)"""
+        if snapshot.model not in self.shards.specs:
+            return
         key = (snapshot.model, snapshot.partition)
         taken_at = parse_time(snapshot.header["created_at"]).timestamp()
         self.saved_at[key] = max(taken_at, self.saved_at.get(key, 0.0))

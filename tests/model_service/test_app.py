@@ -179,6 +179,10 @@ def test_a_snapshot_counts_toward_the_age_once_the_broker_has_it() -> None:
     worker.saved(taken)
     assert worker.snapshot_age("pa") < 60
     assert b'lammps_stream_snapshots_total{model="pa"} 1.0' in worker.metrics.exposition()
+    del worker.shards.specs["pa"]  # removed while its last snapshot was on its way
+    worker.metrics.forget("pa")
+    worker.saved(taken)
+    assert b'model="pa"' not in worker.metrics.exposition()
 
 
 def test_the_snapshot_age_is_over_the_shards_the_worker_holds() -> None:
