@@ -106,6 +106,21 @@ class Worker:
         """``GET /models`` (with the worker's bearer token, if it has one)."""
         return ServiceApi(self.config).get("/models")
 
+    def metric(self, name: str, **labels: str) -> float | None:
+        """The value of series ``name`` with ``labels`` on the worker's ``/metrics``, or None
+        if it exposes no such series."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    return sample.value
+        return None
+
     def wait_ready(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -217,10 +217,9 @@ class Producer(faust_aiokafka.Producer):
         """Queue ``(key, value)`` messages for ``partition`` of ``topic``, in order, and return
         the futures of their delivery, each with the number of messages it carries: one per
         record batch when there are ``MIN_BATCH_MESSAGES`` or more, else one per message.
-        Nothing waits for delivery; a
-        record batch of its own waits only for one still queued for the partition to leave (a
-        linger and at most a round trip: under a backlog, the last batch of runs' predictions
-        left long before)."""
+        Nothing waits for delivery; a record batch of its own waits only for one still queued
+        for the partition to leave (a linger and at most a round trip: under a backlog, the
+        last batch of runs' predictions left long before)."""
         if len(messages) < MIN_BATCH_MESSAGES:
             return [(await self.send(topic, k, v, partition, None, None), 1) for k, v in messages]
         producer = self._ensure_producer()

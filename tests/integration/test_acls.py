@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -226,16 +225,10 @@ def test_what_the_broker_refuses_the_service_is_counted_lost_and_snapshots_age(
 
 
 def _metric(worker: Worker, name: str, **labels: str) -> float:
-    """One series of the worker's ``/metrics``."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    raise AssertionError(f"no {name} {labels} on /metrics")
+    """One series of the worker's ``/metrics``, which must be there."""
+    value = worker.metric(name, **labels)
+    assert value is not None, f"no {name} {labels} on /metrics"
+    return value
 
 
 def _wait_for_metric(worker: Worker, name: str, total: float) -> dict[str, float]:

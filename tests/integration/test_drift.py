@@ -3,7 +3,6 @@ a stable one shows as neither."""
 
 from __future__ import annotations
 
-import urllib.request
 from pathlib import Path
 
 from lammps_stream.schemas import example_run_record, new_id
@@ -22,14 +21,7 @@ def _runs(n: int, seconds_per_cell: float) -> list[dict]:
 
 
 def _drifts(worker: Worker) -> float:
-    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    lines = [
-        line
-        for line in text.splitlines()
-        if line.startswith('lammps_stream_drift_detected_total{model="bayes_linear"}')
-    ]
-    return float(lines[0].split()[-1]) if lines else 0.0
+    return worker.metric("lammps_stream_drift_detected_total", model="bayes_linear") or 0.0
 
 
 def test_a_slower_machine_is_a_drift_a_stable_one_is_not(stack, tmp_path: Path) -> None:
