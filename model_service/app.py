@@ -48,6 +48,7 @@ from model_service.deliveries import Deliveries, Outgoing
 from model_service.learner import Learner, Outcome
 from model_service.metrics import CONTENT_TYPE, ServiceMetrics
 from model_service.model_sync import SYNC_SECONDS, ModelSync
+from model_service.repeats import FailureSpell
 from model_service.scoring_process import ScoringProcess
 from model_service.shards import Shards
 from model_service.snapshot_writer import SnapshotWriter
@@ -401,7 +402,8 @@ def create_app(config: Config) -> faust.App:
             if service.suggestions_due(partition):
                 suggest(partition)
 
-    @app.timer(interval=SYNC_SECONDS)
+    sync_failures = FailureSpell("reading other workers' model changes")
+
     async def sync_models() -> None:
         """Carry out models added or removed on another worker
         (:mod:`model_service.model_sync`)."""
@@ -410,6 +412,13 @@ def create_app(config: Config) -> faust.App:
         known = set(service.shards.specs) | set(service.adding)
         try:
             changes = await asyncio.to_thread(service.changes.read, known)
+        except BrokerUnavailableError as err:  # the next round reads again
+            if line := sync_failures.failed(str(err)):
+                log.warning(line)
+            return
+        if line := sync_failures.worked():
+            log.info(line)
+        try:
             removed, added = service.sync.decide(changes, known, time.monotonic())
             for name in removed:
                 if name in service.shards.specs:
@@ -417,10 +426,17 @@ def create_app(config: Config) -> faust.App:
             for name in added:
                 if name not in service.shards.specs and name not in service.adding:
                     await _add_model(service, snapshots, service.sync.specs[name])
-        except BrokerUnavailableError as err:  # the next round reads again
-            log.warning("other workers' model changes not read: %s", err)
         except Exception:
             log.exception("could not carry out other workers' model changes")
+
+    @app.task
+    async def sync_models_now_and_then() -> None:
+        """:func:`sync_models` ``SYNC_SECONDS`` after the last round ended. Not a Faust
+        timer: a read waiting out an unreachable broker (~10 s) would make each round overlap
+        the next, and the timer say so every round."""
+        while not app.should_stop:
+            await app.sleep(SYNC_SECONDS)
+            await sync_models()
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:

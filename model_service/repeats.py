@@ -1,4 +1,5 @@
-"""Kafka client errors said once per window, not a hundred times a second.
+"""Kafka client errors said once per window, not a hundred times a second; a failure the
+service meets every round said when it starts, now and then while it lasts, and when it ends.
 
 While the broker is unreachable, aiokafka's consumer, producer, coordinator and metadata
 loops each log their failed retry every ~10-100 ms: about 100 lines a second from one
@@ -55,3 +56,64 @@ class RepeatLimiter(logging.Filter):
             record.msg = f"{record.msg} (and {held} more like it in the last {now - last:.0f} s)"
         self.shown[key] = now
         return True
+
+
+class FailureSpell:
+    """A failure that recurs every round while it lasts (a read the broker cannot answer):
+    the line to say when it first fails, then at most every ``window`` seconds how long it has
+    lasted, and once more when a round works again; None when there is nothing to say.
+
+    >>> spell = FailureSpell("reading other workers' model changes", window=60.0,
+    ...                      clock=iter([0.0, 15.0, 61.0, 70.0, 80.0, 90.0]).__next__)
+    >>> spell.failed("broker unreachable")
+    "reading other workers' model changes failed: broker unreachable"
+    >>> spell.failed("broker unreachable") is None
+    True
+    >>> spell.failed("broker unreachable")
+    "reading other workers' model changes still fails (for 61 s, 3 tries): broker unreachable"
+    >>> spell.worked()
+    "reading other workers' model changes works again, after 70 s and 3 failed tries"
+    >>> spell.worked() is None
+    True
+    >>> spell.failed("broker unreachable")  # a new spell
+    "reading other workers' model changes failed: broker unreachable"
+    >>> spell.worked()
+    "reading other workers' model changes works again, after 10 s and 1 failed try"
+    """
+
+    def __init__(
+        self, what: str, window: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.what = what
+        self.window = window
+        self.clock = clock
+        self.since: float | None = None  # when the spell began; None while it works
+        self.said = 0.0
+        self.tries = 0
+
+    def failed(self, why: str) -> str | None:
+        now = self.clock()
+        self.tries += 1
+        if self.since is None:
+            self.since = self.said = now
+            return f"{self.what} failed: {why}"
+        if now - self.said < self.window:
+            return None
+        self.said = now
+        lasted = f"for {now - self.since:.0f} s, {_tries(self.tries)}"
+        return f"{self.what} still fails ({lasted}): {why}"
+
+    def worked(self) -> str | None:
+        if self.since is None:
+            return None
+        line = (
+            f"{self.what} works again, after {self.clock() - self.since:.0f} s and "
+            f"{_tries(self.tries, 'failed ')}"
+        )
+        self.since, self.tries = None, 0
+        return line
+
+
+def _tries(n: int, kind: str = "") -> str:
+    """``3 tries``, ``1 failed try``."""
+    return f"{n} {kind}{'try' if n == 1 else 'tries'}"

@@ -1,5 +1,6 @@
 """A worker through a broker outage: it stays up, says so in a few lines (not a hundred a
-second), and once the broker is back learns every run exactly once."""
+second), and once the broker is back learns every run exactly once and says what works
+again."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from pathlib import Path
 
 from lammps_stream.stack import LocalStack
+from model_service.model_sync import SYNC_SECONDS
 from tests.conftest import PORT_OFFSET
 from tests.integration.conftest import running_stack
 from tests.integration.workers import (
@@ -52,5 +54,12 @@ def test_a_worker_outlives_a_broker_outage_quietly(tmp_path: Path) -> None:
             publish(config, after)
             total = distinct_train(before) + distinct_train(after)
             assert wait_learned([worker], total) == {"pa": total}
+            time.sleep(SYNC_SECONDS + 1)  # one more read of other workers' model changes
+            lines = worker.log.read_text().splitlines()[start:]
+            # a read that waits out the broker (~10 s) is no Faust timer overlapping its next
+            assert not [line for line in lines if "is overlapping" in line], "\n".join(lines)
+            failed = [line for line in lines if "model changes failed" in line]
+            again = [line for line in lines if "model changes works again" in line]
+            assert len(failed) <= 1 and len(again) == len(failed), "\n".join(lines)
         finally:
             worker.stop()
