@@ -1,0 +1,200 @@
+"""The worker's HTTP views, on its web port: ``GET|POST /models``, ``GET|DELETE
+/models/{name}``, ``POST /predict``, ``GET /metrics``, ``GET /healthz`` and ``GET /readyz``.
+With ``service.api_token`` set, every path but the open ones (health, readiness, metrics)
+wants ``Authorization: Bearer <token>``.
+
+>>> from types import SimpleNamespace
+>>> service = SimpleNamespace(shards=SimpleNamespace(names=["pa", "knn"]))
+>>> _unknown(service, "tree")
+{'error': "no model 'tree'; known: pa, knn", 'code': 'unknown_model'}
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any
+
+import faust
+from faust.web import View
+
+from lammps_stream.errors import ConfigError, InvalidRecordError
+from lammps_stream.schemas import new_id, validate_params
+from model_service.metrics import CONTENT_TYPE
+from model_service.model_admin import add_model, remove_model
+from model_service.service import ModelService
+from model_service.snapshot_writer import SnapshotWriter
+from model_service.zoo import model_spec
+
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
+def _lag(app: faust.App, service: ModelService) -> dict[int, int]:
+    """Per assigned partition of the runs topic: high watermark minus the next offset the
+    shard has to handle."""
+    topic = service.config.kafka.topics.runs
+    lags = {}
+    try:
+        for tp in [tp for tp in app.consumer.assignment() if tp.topic == topic]:
+            highwater = app.consumer.highwater(tp)
+            shard = service.shards.by_partition.get(tp.partition)
+            if highwater is not None and shard is not None:
+                lags[tp.partition] = max(0, highwater - shard.position)
+    except Exception:  # no consumer yet, or a rebalance under way: no lag to report
+        return {}
+    return lags
+
+
+def _authorized(service: ModelService, request: Any) -> bool:
+    token = service.config.service.api_token
+    if not token or request.path in OPEN_PATHS:
+        return True
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
+def _refused(web: Any) -> Any:
+    return web.json(
+        {
+            "error": "missing or wrong bearer token; send 'Authorization: Bearer <token>' "
+            "with the worker's service.api_token",
+            "code": "unauthorized",
+        },
+        status=401,
+    )
+
+
+def add_views(
+    app: faust.App, service: ModelService, answer: Any, snapshots: SnapshotWriter
+) -> None:
+    shards = service.shards
+
+    def model_view(name: str) -> dict[str, Any]:
+        return shards.summary(name) | {
+            "origin": service.origins.get(name, "config"),
+            "snapshot_age_seconds": service.snapshot_age(name),
+        }
+
+    @app.page("/models")
+    class Models(View):
+        """``GET /models``: every model; ``POST /models`` a spec: add and warm-start one."""
+
+        async def get(self, request: Any) -> Any:
+            if not _authorized(service, request):
+                return _refused(self)
+            return self.json(
+                {
+                    "models": [model_view(name) for name in shards.names],
+                    "recommended": shards.recommended(),
+                    "partitions": sorted(shards.by_partition),
+                }
+            )
+
+        async def post(self, request: Any) -> Any:
+            if not _authorized(service, request):
+                return _refused(self)
+            try:
+                spec = model_spec(await request.json())
+            except ConfigError as err:
+                return self.json({"error": str(err), "code": "bad_spec"}, status=400)
+            except ValueError:
+                return self.json({"error": "body is not JSON", "code": "malformed_json"}, 400)
+            if spec.name in shards.specs or spec.name in service.adding:
+                return self.json(
+                    {"error": f"model {spec.name!r} exists; remove it first", "code": "exists"},
+                    status=409,
+                )
+            replayed = await add_model(service, snapshots, spec)
+            return self.json(model_view(spec.name) | {"replayed": replayed}, status=201)
+
+    @app.page("/models/{name}")
+    class Model(View):
+        """``GET /models/{name}``; ``DELETE /models/{name}`` removes it (and its snapshots)."""
+
+        async def get(self, request: Any, name: str) -> Any:
+            if not _authorized(service, request):
+                return _refused(self)
+            if name not in shards.specs:
+                return self.json(_unknown(service, name), status=404)
+            return self.json(model_view(name))
+
+        async def delete(self, request: Any, name: str) -> Any:
+            if not _authorized(service, request):
+                return _refused(self)
+            if name not in shards.specs:
+                return self.json(_unknown(service, name), status=404)
+            if len(shards.specs) == 1:
+                return self.json(
+                    {"error": "cannot remove the last model; add another first", "code": "last"},
+                    status=400,
+                )
+            await remove_model(service, snapshots, name)
+            return self.json({"removed": name})
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        m = service.metrics
+        for name in shards.names:
+            m.track(name)
+            m.snapshot_age.labels(model=name).set(service.snapshot_age(name))
+            m.learned.labels(model=name).set(shards.learned(name))
+            coverage = shards.test_coverage(name)
+            if coverage is not None:
+                m.coverage.labels(model=name).set(coverage)
+            m.scores_of(name, shards.scores(name))
+        for partition, lag in _lag(app, service).items():
+            m.lag.labels(partition=str(partition)).set(lag)
+        return web.bytes(m.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok", "uptime_seconds": time.time() - service.started_at})
+
+    @app.page("/predict")
+    class Predict(View):
+        """``POST /predict`` ``{"params": {...}}``: every model's prediction, now."""
+
+        async def post(self, request: Any) -> Any:
+            if not _authorized(service, request):
+                return _refused(self)
+            try:
+                body = await request.json()
+                params = body.get("params", body) if isinstance(body, dict) else body
+                if isinstance(params, dict):
+                    params = {"threads": 1, **params}
+                validate_params(params)
+            except InvalidRecordError as err:
+                return self.json({"error": err.message, "code": err.code}, status=400)
+            except ValueError:
+                return self.json(
+                    {"error": "body is not JSON", "code": "malformed_json"}, status=400
+                )
+            if not shards.by_partition:
+                return self.json(
+                    {
+                        "error": "this worker learns no runs partition yet (a standby while "
+                        "the group has more workers than kafka.runs_partitions, or still "
+                        "starting): ask the worker whose GET /models lists a partition",
+                        "code": "no_shard",
+                    },
+                    status=503,
+                )
+            request_id = new_id()
+            answers = await answer(params, request_id)
+            return self.json(
+                {
+                    "request_id": request_id,
+                    "predictions": answers,
+                    "recommended": shards.recommended(),
+                }
+            )
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        ready = service.assigned and not app.rebalancing
+        return web.json({"ready": ready}, status=200 if ready else 503)
+
+
+def _unknown(service: ModelService, name: str) -> dict[str, Any]:
+    known = ", ".join(service.shards.names)
+    return {"error": f"no model {name!r}; known: {known}", "code": "unknown_model"}
