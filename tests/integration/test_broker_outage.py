@@ -56,8 +56,10 @@ def test_a_worker_outlives_a_broker_outage_quietly(tmp_path: Path) -> None:
             assert wait_learned([worker], total) == {"pa": total}
             time.sleep(SYNC_SECONDS + 1)  # one more read of other workers' model changes
             lines = worker.log.read_text().splitlines()[start:]
-            # a read that waits out the broker (~10 s) is no Faust timer overlapping its next
-            assert not [line for line in lines if "is overlapping" in line], "\n".join(lines)
+            # a read that waits out the broker (~10 s) does not overlap its next round (Faust's
+            # own commit timer may still say it overlaps: a commit waits out the broker too)
+            overlapping = [line for line in lines if "sync_models is overlapping" in line]
+            assert not overlapping, "\n".join(lines)
             failed = [line for line in lines if "model changes failed" in line]
             again = [line for line in lines if "model changes works again" in line]
             assert len(failed) <= 1 and len(again) == len(failed), "\n".join(lines)
