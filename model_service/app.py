@@ -31,7 +31,7 @@ import faust
 
 from lammps_stream.broker import bootstrap_servers, faust_credentials, stack_cafile
 from lammps_stream.config import Config, expand
-from lammps_stream.errors import BrokerUnavailableError, InvalidRecordError
+from lammps_stream.errors import InvalidRecordError
 from lammps_stream.schemas import (
     dead_letter,
     decode_json,
@@ -199,41 +199,17 @@ def create_app(config: Config) -> faust.App:
 
     sync_failures = FailureSpell("reading other workers' model changes")
 
-    async def sync_models() -> None:
-        """Carry out models added or removed on another worker
-        (:mod:`model_service.model_sync`)."""
-        if service.changes is None or service.restoring():
-            return  # not restored yet, or a shard is being rebuilt with the current models
-        known = set(service.shards.specs) | set(service.adding)
-        try:
-            changes = await asyncio.to_thread(service.changes.read, known)
-        except BrokerUnavailableError as err:  # the next round reads again
-            if line := sync_failures.failed(str(err)):
-                log.warning(line)
-            return
-        if line := sync_failures.worked():
-            log.info(line)
-        try:
-            removed, added = service.sync.decide(changes, known, time.monotonic())
-            for name in removed:
-                if name in service.shards.specs:
-                    await model_admin.remove_model(
-                        service, snapshots, name, "removed on another worker"
-                    )
-            for name in added:
-                if name not in service.shards.specs and name not in service.adding:
-                    await model_admin.add_model(service, snapshots, service.sync.specs[name])
-        except Exception:
-            log.exception("could not carry out other workers' model changes")
-
     @app.task
     async def sync_models_now_and_then() -> None:
-        """:func:`sync_models` ``SYNC_SECONDS`` after the last round ended. Not a Faust
-        timer: a read waiting out an unreachable broker (~10 s) would make each round overlap
-        the next, and the timer say so every round."""
-        while not app.should_stop:
-            await app.sleep(SYNC_SECONDS)
-            await sync_models()
+        """Other workers' model changes carried out here
+        (:func:`~model_service.model_admin.sync_models`), ``SYNC_SECONDS`` after the last round
+        ended. Not a Faust timer: a read waiting out an unreachable broker (~10 s) would make
+        each round overlap the next, and the timer say so every round."""
+        while True:
+            await app.sleep(SYNC_SECONDS)  # returns early when the worker stops
+            if app.should_stop:
+                return
+            await model_admin.sync_models(service, snapshots, sync_failures)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:

@@ -1,8 +1,8 @@
 """Models added and removed while the worker runs (``models add|remove``, ``POST /models``,
-``DELETE /models/{name}``, and what other workers added or removed): a new model is
-warm-started on the runs each local shard has handled before it is listed, and its snapshots
-carry its spec to the other workers; a removed one leaves every shard, and tombstones of its
-snapshots tell the other workers.
+``DELETE /models/{name}``, and, every few seconds, what other workers added or removed): a
+new model is warm-started on the runs each local shard has handled before it is listed, and
+its snapshots carry its spec to the other workers; a removed one leaves every shard, and
+tombstones of its snapshots tell the other workers.
 
 >>> import asyncio
 >>> from lammps_stream.config import load_config
@@ -23,13 +23,48 @@ import asyncio
 import logging
 import time
 
+from lammps_stream.errors import BrokerUnavailableError
 from model_service import recovery
 from model_service.learner import Learner
+from model_service.repeats import FailureSpell
 from model_service.service import ModelService
 from model_service.snapshot_writer import SnapshotWriter
 from model_service.zoo import ModelSpec
 
 log = logging.getLogger("lammps_stream.service")
+
+
+async def sync_models(
+    service: ModelService, snapshots: SnapshotWriter, failures: FailureSpell
+) -> None:
+    """One round of carrying out here the models added or removed on another worker
+    (:mod:`model_service.model_sync`); never raises, so that no error ends the rounds. A read
+    the broker cannot answer is said through ``failures`` (when it starts, once a minute, when
+    it ends); the next round reads again."""
+    if service.changes is None or service.restoring():
+        return  # not restored yet, or a shard is being rebuilt with the current models
+    known = set(service.shards.specs) | set(service.adding)
+    try:
+        changes = await asyncio.to_thread(service.changes.read, known)
+    except BrokerUnavailableError as err:
+        if line := failures.failed(str(err)):
+            log.warning(line)
+        return
+    except Exception:
+        log.exception("could not read other workers' model changes")
+        return
+    if line := failures.worked():
+        log.info(line)
+    try:
+        removed, added = service.sync.decide(changes, known, time.monotonic())
+        for name in removed:
+            if name in service.shards.specs:
+                await remove_model(service, snapshots, name, "removed on another worker")
+        for name in added:
+            if name not in service.shards.specs and name not in service.adding:
+                await add_model(service, snapshots, service.sync.specs[name])
+    except Exception:
+        log.exception("could not carry out other workers' model changes")
 
 
 async def add_model(service: ModelService, snapshots: SnapshotWriter, spec: ModelSpec) -> int:
