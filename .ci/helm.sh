@@ -5,14 +5,14 @@
 #
 # Built with `go install helm.sh/helm/v3/cmd/helm@VERSION` (go from PATH, else
 # /usr/local/go/bin/go) into a cache outside the clone,
-# ${LAMMPS_STREAM_HELM_BIN:-~/.cache/lammps-stream/bin}. The ldflags are those of Helm's own
+# ${HELM_BIN_DIR:-~/.cache/lammps-stream/bin}. The ldflags are those of Helm's own
 # Makefile, so `helm version` names the release and the default Kubernetes version is the one
 # its client-go targets (tests pass --kube-version anyway). Idempotent: a binary of the right
 # version already there is reused and nothing is downloaded. Only the path goes to stdout.
 set -euo pipefail
 
 version="${HELM_VERSION:-v3.21.4}"
-bin_dir="${LAMMPS_STREAM_HELM_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/lammps-stream/bin}"
+bin_dir="${HELM_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lammps-stream/bin}"
 helm="$bin_dir/helm"
 
 installed_version() {

@@ -225,7 +225,7 @@ def build_parser() -> Parser:
     run_one.add_argument(
         "--index",
         type=non_negative_int,
-        help="which line of --plan (default: $SLURM_ARRAY_TASK_ID or $FLUX_TASK_INDEX)",
+        help="which line of --plan (default: $SLURM_ARRAY_TASK_ID or $FLUX_JOB_CC)",
     )
     run_one.add_argument("--submitted-at")
     run_one.add_argument("--report-file", help=argparse.SUPPRESS)  # set by the launching run-one

@@ -19,6 +19,7 @@ import dataclasses
 import os
 import types
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -266,6 +267,8 @@ class ProducerConfig:
         _check_range("producer.threads", self.threads, 1, 1024)
         _check_range("producer.steps", self.steps, 0, 10**9)
         _check_range("producer.timeout_seconds", self.timeout_seconds, 1, 10**7)
+        if self.pushgateway:
+            _check_url("producer.pushgateway", self.pushgateway, "http://pushgateway:9091")
         try:
             time_limit_minutes(self.time_limit)
         except ValueError as err:
@@ -319,11 +322,11 @@ def load_config(
     if file is not None:
         _merge(tree, _read_yaml(file))
     for key, value in _env_settings(env).items():
-        _set_dotted(tree, key, _parse_scalar(value))
+        _set_dotted(tree, key, _Text(value))
     for key, value in (overrides or {}).items():
         if key not in _known_keys():
             raise ConfigError(f"{key}: not a setting; known keys: {', '.join(_known_keys())}")
-        _set_dotted(tree, key, _parse_scalar(value) if isinstance(value, str) else value)
+        _set_dotted(tree, key, _Text(value) if isinstance(value, str) else value)
     return _build(Config, tree, prefix="")
 
 
@@ -466,6 +469,10 @@ def _existing(path: Path, source: str) -> Path:
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save the YAML file as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -494,6 +501,11 @@ def _env_settings(env: typing.Mapping[str, str]) -> dict[str, str]:
     return settings
 
 
+class _Text(str):
+    """A setting's value as typed in the environment or ``--set``: read by its setting's type
+    (a password ``0123`` stays ``0123``; a port ``7000`` becomes 7000), never as YAML text."""
+
+
 def _parse_scalar(value: str) -> Any:
     try:
         return yaml.load(value, Loader=_Loader) if value.strip() else value
@@ -504,8 +516,13 @@ def _parse_scalar(value: str) -> Any:
 def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     *parents, leaf = key.split(".")
     node = tree
-    for part in parents:
-        node = node.setdefault(part, {})
+    for depth, part in enumerate(parents):
+        if node.get(part) is None:  # a section left empty in the file (`kafka:`)
+            node[part] = {}
+        node = node[part]
+        if not isinstance(node, dict):
+            where = ".".join(parents[: depth + 1])
+            raise ConfigError(f"{where}: expected a mapping of settings, got {node!r}")
     node[leaf] = value
 
 
@@ -552,17 +569,23 @@ def _build(cls: type, tree: Any, prefix: str) -> Any:
 
 def _coerce(key: str, value: Any, kind: Any) -> Any:
     if kind is Any:
-        return value
+        return _parse_scalar(value) if isinstance(value, _Text) else value
     origin = typing.get_origin(kind)
     if origin is list:
         (item,) = typing.get_args(kind)
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, _Text) and value.strip().startswith("["):
+            value = _parse_scalar(value)
+        elif isinstance(value, str):
+            value = [_Text(part.strip()) for part in value.split(",") if part.strip()]
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         return [_coerce(key, v, item) for v in value]
     if isinstance(kind, types.UnionType):
         kind = typing.get_args(kind)[0]
+    if isinstance(value, _Text):
+        if kind is str:
+            return str(value)
+        value = _parse_scalar(value)
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -590,6 +613,23 @@ def _check_range(key: str, value: float, low: float, high: float) -> None:
 def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}: must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _check_url(key: str, value: str, example: str) -> None:
+    """An http(s) URL (a bare host:port means http), its port a number.
+
+    >>> _check_url("producer.pushgateway", "http://pushgw:91a", "http://gw:9091")
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.ConfigError: producer.pushgateway: expected a URL like http://gw:9091, got 'http://pushgw:91a'
+    """
+    parts = urllib.parse.urlsplit(value if "://" in value else f"http://{value}")
+    try:
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise ConfigError(f"{key}: expected a URL like {example}, got {value!r}")
 
 
 def _check_host_port(key: str, value: str) -> None:

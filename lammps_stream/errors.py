@@ -30,6 +30,11 @@ class BrokerUnavailableError(LammpsStreamError):
     """The Kafka broker cannot be reached."""
 
 
+class SpoolError(LammpsStreamError):
+    """The broker did not take a finished run and the spool directory cannot be written
+    either: the record is printed to stderr so that it can still be replayed."""
+
+
 class AccessDeniedError(BrokerUnavailableError):
     """The broker refused this login an operation its ACLs do not allow. A producer treats it
     as an outage (the run is spooled, nothing is lost) until the ACLs are granted."""

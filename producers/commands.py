@@ -148,7 +148,9 @@ def replay(config: Config, path: str) -> int:
     except OSError as exc:
         raise UsageError(f"--replay {path}: cannot read it ({exc.strerror})") from None
     publisher = Publisher(config)
-    sent = skipped = 0
+    went: dict[str, int] = {"sent": 0, "spooled": 0}
+    skipped = 0
+    reason = ""
     try:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
@@ -159,15 +161,21 @@ def replay(config: Config, path: str) -> int:
                 _console().print(f"[red]line {number}: {err} ({err.code}); skipped[/red]")
                 skipped += 1
                 continue
-            publisher.publish(record)
-            sent += 1
+            delivery = publisher.publish(record)
+            went[delivery.status] += 1
+            reason = delivery.reason or reason
     finally:
         publisher.close()
     _console().print(
-        f"replayed {sent} record(s) from {path} to {config.kafka.topics.runs}"
+        f"replayed {went['sent']} record(s) from {path} to {config.kafka.topics.runs}"
         + (f"; skipped {skipped}" if skipped else "")
     )
-    return 1 if skipped else 0
+    if went["spooled"]:
+        _console().print(
+            f"[yellow]{went['spooled']} record(s) spooled, not sent ({reason}): "
+            "`lammps-stream produce --flush` sends them once the broker is back[/yellow]"
+        )
+    return 1 if skipped or went["spooled"] else 0
 
 
 def plan_from_args(config: Config, args: argparse.Namespace, sampler: str) -> list[Any]:

@@ -1,33 +1,26 @@
 """Publish RunRecords to Kafka (``acks=all``, retries), spooling to disk when the
-broker cannot be reached; the spool replays on the next publish or ``produce --flush``.
+broker cannot be reached; the spool (:mod:`producers.spool`) replays on the next publish or
+``produce --flush``.
 
-A spooled record is one JSON file written atomically (temporary file, then rename) and
-deleted only after the broker acknowledged it, so replay loses nothing; the service
-skips a run_id it has already seen, so a replay after a lost acknowledgement
-duplicates nothing either.
-
->>> import tempfile
->>> spool = Spool(Path(tempfile.mkdtemp()))
->>> path = spool.put({"run_id": "abc", "schema": "x"})
->>> [record["run_id"] for _, record in spool.pending()]
-['abc']
+A spooled record is deleted only after the broker acknowledged it, so replay loses nothing;
+the service skips a run_id it has already seen, so a replay after a lost acknowledgement
+duplicates nothing either. A spool that cannot be written is the one case left: the record
+is then printed to stderr as a JSON line for ``produce --replay`` and :class:`SpoolError`
+says so.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
-from collections.abc import Iterator
+import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from lammps_stream.broker import access_denied, make_producer
 from lammps_stream.config import Config, expand
-from lammps_stream.errors import BrokerUnavailableError, ConfigError
+from lammps_stream.errors import BrokerUnavailableError, ConfigError, SpoolError
 from lammps_stream.schemas import encode, validate_run_record
+from producers.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -44,41 +37,6 @@ class Delivery:
     reason: str = ""
 
 
-class Spool:
-    """A directory of records waiting for the broker."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def put(self, record: dict[str, Any]) -> Path:
-        """Write ``record`` atomically; return its file."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        final = self.directory / f"{record['run_id']}.json"
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(encode(record))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-        return final
-
-    def pending(self) -> Iterator[tuple[Path, dict[str, Any]]]:
-        """Spooled records, oldest first."""
-        if not self.directory.is_dir():
-            return
-        files = sorted(self.directory.glob("*.json"), key=lambda p: p.stat().st_mtime)
-        for path in files:
-            if path.name.startswith(".tmp-"):
-                continue
-            try:
-                yield path, json.loads(path.read_text())
-            except (OSError, ValueError):
-                log.warning("spool file %s is unreadable; left in place", path)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self.pending())
-
-
 class Publisher:
     """Sends RunRecords with ``acks=all``; never loses one."""
 
@@ -89,27 +47,54 @@ class Publisher:
         self._producer = None
 
     def publish(self, record: dict[str, Any]) -> Delivery:
-        """Validate and send ``record``; spool it if the broker is unreachable."""
+        """Validate and send ``record`` (replaying the spool first); spool it if the broker
+        is unreachable."""
         validate_run_record(record)
         try:
             self.flush_spool()
-            return self._send(record)
         except (BrokerUnavailableError, ConfigError) as exc:  # ConfigError: a TLS file missing
-            path = self.spool.put(record)
-            return Delivery(record["run_id"], "spooled", spool_path=str(path), reason=str(exc))
+            return self._spool(record, str(exc))
+        except OSError as exc:  # the spool itself: never a reason to lose this run
+            log.warning("could not replay the spool %s (%s)", self.spool.directory, exc)
+        try:
+            return self._send(record)
+        except (BrokerUnavailableError, ConfigError) as exc:
+            return self._spool(record, str(exc))
 
     def flush_spool(self) -> list[Delivery]:
-        """Replay spooled records; raises :class:`BrokerUnavailableError` if still down."""
+        """Replay spooled records, each claimed first so that processes sharing the spool
+        never send one twice; raises :class:`BrokerUnavailableError` if still down."""
         sent = []
         for path, record in self.spool.pending():
-            sent.append(self._send(record))
-            path.unlink()
+            claimed = self.spool.claim(path)
+            if claimed is None:  # another process is replaying it
+                continue
+            try:
+                sent.append(self._send(record))
+            except BaseException:
+                self.spool.release(claimed)
+                raise
+            self.spool.done(claimed)
         return sent
 
     def close(self) -> None:
         if self._producer is not None:
             self._producer.close(timeout=5)
             self._producer = None
+
+    def _spool(self, record: dict[str, Any], reason: str) -> Delivery:
+        try:
+            path = self.spool.put(record)
+        except OSError as exc:
+            print(encode(record).decode(), file=sys.stderr, flush=True)
+            raise SpoolError(
+                f"run {record['run_id']}: the broker did not take it ({reason}) and the spool "
+                f"{self.spool.directory} cannot be written ({exc.strerror or exc}); its record "
+                "is the JSON line above on stderr: save it to a file and publish it with "
+                "`lammps-stream produce --replay FILE`, and set producer.spool_dir to a "
+                "writable directory"
+            ) from None
+        return Delivery(record["run_id"], "spooled", spool_path=str(path), reason=reason)
 
     def _send(self, record: dict[str, Any]) -> Delivery:
         from kafka.errors import KafkaError

@@ -39,7 +39,7 @@ def push_run(url: str, record: dict[str, Any]) -> bool:
     grouping = {"deck": str(params.get("deck", "")), "instance": record["env"]["hostname"]}
     try:
         push_to_gateway(url, job=JOB, registry=registry, grouping_key=grouping, timeout=5)
-    except OSError as exc:
-        log.warning("Pushgateway %s unreachable (%s); the run is on Kafka all the same", url, exc)
+    except Exception as exc:  # best effort: a gateway's trouble never fails a finished run
+        log.warning("Pushgateway %s: push failed (%s); the run is on Kafka all the same", url, exc)
         return False
     return True

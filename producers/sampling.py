@@ -141,7 +141,7 @@ def read_plan(path: str | Path, index: int | None) -> RunPlan:
     {'deck': 'lj'}
     """
     if index is None:
-        task = os.environ.get("SLURM_ARRAY_TASK_ID") or os.environ.get("FLUX_TASK_INDEX")
+        task = os.environ.get("SLURM_ARRAY_TASK_ID") or os.environ.get("FLUX_JOB_CC")
         if task is None:
             raise UsageError("--plan needs --index N (or run it as a Slurm array task)")
         index = int(task)
@@ -151,5 +151,11 @@ def read_plan(path: str | Path, index: int | None) -> RunPlan:
         raise UsageError(f"--plan {path}: cannot read it ({exc.strerror})") from None
     if not 0 <= index < len(lines):
         raise UsageError(f"--plan {path}: has {len(lines)} runs, no index {index}")
-    data = json.loads(lines[index])
-    return RunPlan(params=data["params"], split=data["split"], run_id=data["run_id"])
+    try:
+        data = json.loads(lines[index])
+        return RunPlan(params=dict(data["params"]), split=data["split"], run_id=data["run_id"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(
+            f"--plan {path}: line {index + 1} is not a planned run ({exc.__class__.__name__}: "
+            f"{exc}); each line is a JSON object with params, split and run_id"
+        ) from None

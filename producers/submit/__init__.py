@@ -36,6 +36,7 @@ from lammps_stream.errors import LammpsStreamError, ToolMissingError, UsageError
 from producers.sampling import RunPlan, write_plans
 
 TEMPLATES = ("slurm.sbatch", "flux.sh")
+SQUEUE_PATIENCE_SECONDS = 120.0  # squeue failing this long ends --wait
 
 
 class SubmitError(LammpsStreamError):
@@ -159,6 +160,7 @@ def wait_for_array(
     states with ``scontrol show job`` (kept for ``MinJobAge`` seconds after the end).
     """
     squeue = _tool("squeue", "Slurm's squeue")
+    failures = 0
     while True:
         result = subprocess.run(
             [squeue, "-h", "-r", "-j", job_id, "-o", "%i %T"],
@@ -166,6 +168,16 @@ def wait_for_array(
             text=True,
             check=False,
         )
+        if result.returncode != 0 and "invalid job id" not in result.stderr.lower():
+            failures += 1  # slurmctld busy or restarting: ask again, the tasks run on
+            if failures * poll >= SQUEUE_PATIENCE_SECONDS:
+                raise SubmitError(
+                    f"squeue has failed for {failures * poll:.0f} s ({result.stderr.strip()}); "
+                    f"job {job_id} may still be running: follow it with `squeue -j {job_id}`"
+                )
+            time.sleep(poll)
+            continue
+        failures = 0
         active = [line for line in result.stdout.splitlines() if line.strip()]
         if on_progress is not None:
             on_progress(count - len(active))

@@ -185,3 +185,59 @@ def test_a_tls_file_that_does_not_exist_is_refused_when_used(tmp_path: Path, key
         cfg.kafka.tls_files()  # loading succeeded: files are checked where clients are made
     assert str(info.value).startswith(f"kafka.{key}: {tmp_path / 'missing.pem'} does not exist; ")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("secret", ["0123", "0x1F", "1.50", "1_000", "pa ss #x", "#hunter2", "yes"])
+def test_a_secret_from_the_environment_is_taken_as_typed(secret: str) -> None:
+    env = {
+        "LAMMPS_STREAM_KAFKA_SASL_PASSWORD": secret,
+        "LAMMPS_STREAM_SERVICE_API_TOKEN": secret,
+        "LAMMPS_STREAM_SERVICE_SNAPSHOT_KEY": secret,
+    }
+    cfg = load_config(path=None, env=env)
+    assert (cfg.kafka.sasl_password, cfg.service.api_token, cfg.service.snapshot_key) == (
+        secret,
+        secret,
+        secret,
+    )
+
+
+def test_numbers_and_lists_from_the_command_line_are_read_by_their_settings_type() -> None:
+    cfg = load_config(
+        path=None,
+        env={"LAMMPS_STREAM_SERVICE_HTTP_PORT": "7000"},
+        overrides={"producer.x": "1,3", "producer.y": "[2, 4]", "kafka.partitions": "6"},
+    )
+    assert (cfg.service.http_port, cfg.producer.x, cfg.producer.y, cfg.kafka.partitions) == (
+        7000,
+        [1, 3],
+        [2, 4],
+        6,
+    )
+    with pytest.raises(ConfigError, match=r"kafka\.partitions: expected an integer, got 'six'"):
+        load_config(path=None, env={}, overrides={"kafka.partitions": "six"})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("kafka:\n", None),  # an empty section, filled from the environment
+        ("kafka: 5\n", "kafka: expected a mapping of settings, got 5"),
+    ],
+)
+def test_a_section_the_environment_adds_to(tmp_path: Path, text: str, message: str | None) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    env = {"LAMMPS_STREAM_KAFKA_BOOTSTRAP": "h:9"}
+    if message is None:
+        assert load_config(path, env=env).kafka.bootstrap == "h:9"
+    else:
+        with pytest.raises(ConfigError, match=message):
+            load_config(path, env=env)
+
+
+def test_a_file_that_is_not_utf8_text_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"kafka:\n  bootstrap: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_config(path, env={})

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lammps_stream.errors import UsageError
@@ -98,3 +100,15 @@ def test_a_set_of_spaces_splits_and_interleaves(tmp_path) -> None:
         p.params for p in plans
     ]
     assert len(plan_runs(space.fixed(ranks=2), None, sampler="grid")) == 3 + 1
+
+
+def test_a_plan_line_that_is_not_a_planned_run_is_one_clear_error(tmp_path: Path) -> None:
+    from producers.sampling import read_plan
+
+    plan = tmp_path / "plans.jsonl"
+    plan.write_text('{"params": {"deck": "lj"}, "split": "train", "run_id": "a"}\nnot json\n{}\n')
+    assert read_plan(plan, 0).run_id == "a"
+    with pytest.raises(UsageError, match="line 2 is not a planned run"):
+        read_plan(plan, 1)
+    with pytest.raises(UsageError, match="line 3 is not a planned run"):
+        read_plan(plan, 2)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -42,7 +43,9 @@ def test_slurm_task_inside_an_image(tmp_path: Path) -> None:
 def test_flux_script_submits_one_job_per_run(tmp_path: Path) -> None:
     job = submit.write_job(_config(tmp_path, **{"producer.time_limit": "01:30:00"}), PLANS, "flux")
     text = job.script.read_text()
-    assert "flux submit --cc=0-2 --nslots=4 --cores-per-slot=1" in text
+    # flux submit's own options (--nslots/--cores-per-slot are flux batch's), and waitable
+    # jobs, the only ones `flux job wait --all` waits for
+    assert "flux submit --flags=waitable --cc=0-2 --ntasks=4 --cores-per-task=1" in text
     assert "--time-limit=90m" in text
     assert f"--output={job.directory}/flux-{{cc}}.out" in text
     assert f"run-one --plan {job.plan} --index {{cc}}" in text
@@ -82,3 +85,58 @@ def test_nothing_to_submit_is_a_usage_error(tmp_path: Path) -> None:
 
     with pytest.raises(UsageError, match="no runs planned"):
         submit.write_job(_config(tmp_path), [], "slurm")
+
+
+def _fake_slurm(bin_dir: Path, squeue_answers: list[tuple[int, str, str]]) -> None:
+    """``squeue`` answering ``(returncode, stdout, stderr)`` in turn; ``scontrol`` showing
+    the array's two tasks completed."""
+    bin_dir.mkdir()
+    for number, (code, out, err) in enumerate(squeue_answers):
+        (bin_dir / f"answer-{number}").write_text(f"{code}\n{out}\n{err}\n")
+    (bin_dir / "squeue").write_text(
+        "#!/bin/bash\n"
+        f'dir={bin_dir}; n=$(cat "$dir/count" 2>/dev/null || echo 0)\n'
+        'echo $((n + 1)) > "$dir/count"\n'
+        'mapfile -t a < "$dir/answer-$n"\n'
+        '[ -n "${a[1]}" ] && echo "${a[1]}"; [ -n "${a[2]}" ] && echo "${a[2]}" >&2\n'
+        'exit "${a[0]}"\n'
+    )
+    (bin_dir / "scontrol").write_text(
+        "#!/bin/bash\n"
+        "echo 'JobId=8 ArrayJobId=7 ArrayTaskId=0 JobState=COMPLETED'\n"
+        "echo 'JobId=9 ArrayJobId=7 ArrayTaskId=1 JobState=COMPLETED'\n"
+    )
+    for tool in ("squeue", "scontrol"):
+        (bin_dir / tool).chmod(0o755)
+
+
+def test_waiting_for_an_array_outlasts_a_busy_slurmctld(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    busy = (1, "", "squeue: error: Socket timed out on send/recv operation")
+    _fake_slurm(tmp_path / "bin", [busy, busy, (0, "7_1 RUNNING", ""), (0, "", "")])
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    done: list[int] = []
+    states = submit.wait_for_array("7", 2, on_progress=done.append, poll=0.01)
+    assert states == {"0": "COMPLETED", "1": "COMPLETED"}
+    assert done == [1, 2]  # never "all done" while squeue could not say
+
+
+def test_an_array_gone_from_squeue_has_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = (1, "", "slurm_load_jobs error: Invalid job id specified")
+    _fake_slurm(tmp_path / "bin", [gone])
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    assert submit.wait_for_array("7", 2, poll=0.01) == {"0": "COMPLETED", "1": "COMPLETED"}
+
+
+def test_squeue_failing_for_good_ends_the_wait_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    down = (1, "", "squeue: error: Unable to contact slurm controller")
+    _fake_slurm(tmp_path / "bin", [down] * 5)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setattr(submit, "SQUEUE_PATIENCE_SECONDS", 0.04)
+    with pytest.raises(submit.SubmitError, match="squeue -j 7"):
+        submit.wait_for_array("7", 2, poll=0.01)

@@ -1,0 +1,148 @@
+"""A directory of finished runs waiting for the broker, safe to share between processes.
+
+Every task of a Slurm array (and ``produce --flush``) may write and replay the same spool at
+once, so a record is never read in place: a replay first *claims* a file by renaming it
+(:meth:`Spool.claim`; a rename succeeds for one process only), sends it, then deletes the
+claim (:meth:`Spool.done`), or renames it back if the broker did not acknowledge
+(:meth:`Spool.release`). A claim whose process died mid-send is released for the next replay
+once it is ``stale_seconds`` old: at worst the run is sent twice, and the service skips a
+run_id it has already learned.
+
+Each record is one file named by its run_id *and* status, written atomically (a temporary
+file, fsynced, then renamed), so a run's ``failed`` record published after its ``ok`` one
+(rank 0 died between publishing and reporting) never replaces it.
+
+>>> import tempfile
+>>> spool = Spool(Path(tempfile.mkdtemp()))
+>>> path = spool.put({"run_id": "abc", "status": "ok"})
+>>> path.name, [record["run_id"] for _, record in spool.pending()]
+('abc-ok.json', ['abc'])
+>>> claimed = spool.claim(path)
+>>> spool.claim(path) is None, len(spool)  # another replay finds it taken
+(True, 0)
+>>> spool.release(claimed); len(spool)
+1
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from lammps_stream.schemas import encode
+
+log = logging.getLogger(__name__)
+
+CLAIM_PREFIX = ".sending-"
+STALE_CLAIM_SECONDS = 300.0  # a replay's send takes at most ~3 × kafka.request_timeout_seconds
+
+
+class Spool:
+    """A directory of records waiting for the broker."""
+
+    def __init__(self, directory: Path, stale_seconds: float = STALE_CLAIM_SECONDS) -> None:
+        self.directory = directory
+        self.stale_seconds = stale_seconds
+
+    def put(self, record: dict[str, Any]) -> Path:
+        """Write ``record`` atomically; return its file. Raises ``OSError`` when the
+        directory cannot be written."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        final = self.directory / f"{record['run_id']}-{record.get('status', 'ok')}.json"
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(encode(record))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_directory(self.directory)
+        return final
+
+    def pending(self) -> Iterator[tuple[Path, dict[str, Any]]]:
+        """Spooled records not claimed by a replay, oldest first (stale claims released)."""
+        self._release_stale_claims()
+        for path in self._oldest_first(self._files()):
+            try:
+                yield path, json.loads(path.read_bytes())
+            except FileNotFoundError:  # claimed by another replay meanwhile
+                continue
+            except (OSError, ValueError):
+                log.warning("spool file %s is unreadable; left in place", path)
+
+    def claim(self, path: Path) -> Path | None:
+        """Take ``path`` for sending; None if another process took it first."""
+        claimed = path.with_name(f"{CLAIM_PREFIX}{uuid.uuid4().hex[:12]}-{path.name}")
+        try:
+            os.rename(path, claimed)
+        except FileNotFoundError:
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(claimed)  # the claim's age starts now
+        return claimed
+
+    def done(self, claimed: Path) -> None:
+        """The broker acknowledged the claimed record: forget it."""
+        claimed.unlink(missing_ok=True)
+        _fsync_directory(self.directory)
+
+    def release(self, claimed: Path) -> None:
+        """The claimed record was not sent: put it back for the next replay."""
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(claimed, self.directory / _unclaimed_name(claimed.name))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.pending())
+
+    def _files(self) -> list[Path]:
+        if not self.directory.is_dir():
+            return []
+        return [p for p in self.directory.iterdir() if p.suffix == ".json" and p.name[0] != "."]
+
+    def _release_stale_claims(self) -> None:
+        if not self.directory.is_dir():
+            return
+        now = time.time()
+        for claimed in self.directory.glob(f"{CLAIM_PREFIX}*"):
+            with contextlib.suppress(FileNotFoundError):
+                if now - claimed.stat().st_mtime > self.stale_seconds:
+                    log.warning("spool: %s was claimed and never sent; replaying it", claimed)
+                    self.release(claimed)
+
+    @staticmethod
+    def _oldest_first(paths: list[Path]) -> list[Path]:
+        aged = []
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                aged.append((path.stat().st_mtime, path.name, path))
+        return [path for *_, path in sorted(aged)]
+
+
+def _unclaimed_name(name: str) -> str:
+    """``.sending-<tag>-<file>`` → ``<file>``.
+
+    >>> _unclaimed_name(".sending-0123456789ab-abc-ok.json")
+    'abc-ok.json'
+    """
+    return name[len(CLAIM_PREFIX) :].split("-", 1)[1]
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename or deletion in ``directory`` survive a power cut (best effort)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

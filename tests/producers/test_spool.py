@@ -1,0 +1,86 @@
+"""The spool shared by many processes: each record replayed by one of them, none lost."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from lammps_stream.schemas import example_run_record, new_id
+from producers.spool import Spool
+
+
+def test_a_claimed_record_is_invisible_to_other_replays_until_released(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    path = spool.put(example_run_record(run_id=new_id()))
+    claimed = spool.claim(path)
+    assert claimed is not None and spool.claim(path) is None
+    assert len(spool) == 0
+    spool.release(claimed)
+    assert [p for p, _ in spool.pending()] == [path]
+
+
+def test_a_failed_record_never_replaces_the_same_runs_finished_one(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    run_id = new_id()
+    spool.put(example_run_record(run_id=run_id))
+    spool.put(example_run_record(run_id=run_id, status="failed"))
+    assert sorted(r["status"] for _, r in spool.pending()) == ["failed", "ok"]
+
+
+def test_a_claim_left_by_a_dead_process_is_replayed_once_stale(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, stale_seconds=60)
+    claimed = spool.claim(spool.put(example_run_record(run_id=new_id())))
+    assert claimed is not None and len(spool) == 0
+    old = time.time() - 120
+    os.utime(claimed, (old, old))
+    assert len(spool) == 1
+
+
+def test_files_vanishing_mid_listing_are_skipped(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    first = spool.put(example_run_record(run_id=new_id()))
+    second = spool.put(example_run_record(run_id=new_id()))
+    listing = spool.pending()
+    seen, _ = next(listing)
+    (second if seen == first else first).unlink()  # another replay took it meanwhile
+    assert list(listing) == []
+
+
+def test_an_unwritable_directory_leaves_no_temporary_file(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "a-file")
+    (tmp_path / "a-file").write_text("not a directory")
+    with pytest.raises(OSError):
+        spool.put(example_run_record(run_id=new_id()))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def _replay(directory: str, claimed_by: multiprocessing.Queue) -> None:
+    spool = Spool(Path(directory))
+    for path, record in spool.pending():
+        claimed = spool.claim(path)
+        if claimed is not None:
+            claimed_by.put(record["run_id"])
+            spool.done(claimed)
+
+
+def test_processes_replaying_one_spool_take_each_record_exactly_once(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    run_ids = [new_id() for _ in range(200)]
+    for run_id in run_ids:
+        spool.put(example_run_record(run_id=run_id))
+    claimed_by: multiprocessing.Queue = multiprocessing.Queue()
+    replays = [
+        multiprocessing.Process(target=_replay, args=(str(tmp_path), claimed_by)) for _ in range(4)
+    ]
+    for replay in replays:
+        replay.start()
+    for replay in replays:
+        replay.join(timeout=60)
+        assert replay.exitcode == 0
+    taken = [claimed_by.get(timeout=5) for _ in range(len(run_ids))]
+    assert sorted(taken) == sorted(run_ids)
+    assert claimed_by.empty() and len(spool) == 0 and not list(tmp_path.iterdir())
