@@ -114,6 +114,8 @@ def encode(record: dict[str, Any]) -> bytes:
 
     >>> encode({"a": 1, "b": None})
     b'{"a":1,"b":null}'
+    >>> encode({"deck": "lj" + chr(0xD800)})  # a lone surrogate: written escaped, as it came
+    b'{"deck":"lj\\\\ud800"}'
     >>> encode({"a": float("nan")})
     Traceback (most recent call last):
     ...
@@ -128,7 +130,11 @@ def encode(record: dict[str, Any]) -> bytes:
         text = orjson.dumps(record)
     except TypeError:
         compact = json.dumps(record, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-        return compact.encode("utf-8")
+        try:
+            return compact.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (JSON's "\ud800"): written escaped
+            escaped = json.dumps(record, separators=(",", ":"), allow_nan=False)
+            return escaped.encode("ascii")
     if b"null" in text:
         json.dumps(record, allow_nan=False)
     return text
@@ -252,15 +258,24 @@ def _validate_result(result: dict[str, Any]) -> None:
 
 
 def validate_prediction(record: Any) -> dict[str, Any]:
-    """Check a Prediction against ``lammps-stream.prediction/1``.
+    """Check a Prediction against ``lammps-stream.prediction/1``: every field a reader
+    uses has the type it expects (ids are text; ``params`` sizes, when given, are positive
+    integers), so that no consumer trips over a record the service never wrote.
 
     >>> p = validate_prediction(example_prediction())
     >>> p["model"]
     'linear'
+    >>> validate_prediction(example_prediction(run_id=12345))
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.InvalidRecordError: run_id: must be a non-empty string, got 12345
     """
     _check_schema(record, PREDICTION_SCHEMA)
-    if not record.get("run_id") and not record.get("request_id"):
+    ids = [name for name in ("run_id", "request_id") if record.get(name) is not None]
+    if not ids:
         raise InvalidRecordError("missing_field", "run_id or request_id is required")
+    for name in ids:
+        _text(record, name)
     _text(record, "model")
     _non_negative_int(record, "model_version")
     _number(record, "predicted_wall_seconds")
@@ -273,7 +288,12 @@ def validate_prediction(record: Any) -> dict[str, Any]:
         _number(record, "actual_wall_seconds", minimum=0)
     if record.get("split") is not None:
         _choice(record, "split", SPLITS)
-    _object(record, "params")
+    params = _object(record, "params")
+    if "deck" in params:
+        _text(params, "deck", "params.")
+    for name in SIZE_PARAMS:
+        if name in params:
+            _positive_int(params, name, "params.")
     _timestamp(record, "emitted_at")
     return record
 
@@ -475,13 +495,24 @@ def _non_negative_int(obj: dict[str, Any], name: str, prefix: str = "") -> int:
 
 
 def _timestamp(obj: dict[str, Any], name: str, prefix: str = "") -> str:
+    """An RFC 3339 time, with its zone (``Z`` or ``+hh:mm``): a time without one has no
+    single instant.
+
+    >>> _timestamp({"at": "2026-01-01T00:00:00"}, "at")
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.InvalidRecordError: at: must be an RFC 3339 time with its zone...
+    """
     value = _text(obj, name, prefix)
     try:
-        parse_time(value)
+        zoned = parse_time(value).tzinfo is not None
     except ValueError:
+        zoned = False
+    if not zoned:
         raise InvalidRecordError(
-            "bad_value", f"{prefix}{name}: must be an RFC 3339 time, got {value!r}"
-        ) from None
+            "bad_value",
+            f"{prefix}{name}: must be an RFC 3339 time with its zone (Z or ±hh:mm), got {value!r}",
+        )
     return value
 
 

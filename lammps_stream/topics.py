@@ -29,6 +29,11 @@ class TopicSpec:
     configs: dict[str, str] = field(default_factory=dict)
 
 
+# A dead letter carries the refused record in base64 (4/3 of its size) with its reason: room
+# for a record as large as the runs and requests topics take (the broker's default, 1 MiB).
+DLQ_MESSAGE_BYTES = "2097152"
+
+
 def topic_specs(config: Config) -> list[TopicSpec]:
     """Every topic of the contract, with partitions and cleanup policy."""
     t = config.kafka.topics
@@ -41,6 +46,6 @@ def topic_specs(config: Config) -> list[TopicSpec]:
         TopicSpec(t.predictions, n),
         TopicSpec(t.requests, shards),
         TopicSpec(t.models, 1, {"cleanup.policy": "compact", "max.message.bytes": "16777216"}),
-        TopicSpec(t.dlq, 1),
+        TopicSpec(t.dlq, 1, {"max.message.bytes": DLQ_MESSAGE_BYTES}),
         TopicSpec(t.suggestions, 1),
     ]

@@ -142,7 +142,11 @@ def create_app(config: Config) -> faust.App:
             except InvalidRecordError as err:
                 await _dead_letter(dlq, service, message, value, err.code, err.message)
                 continue
-            await answer(request["params"], request["request_id"], message.partition)
+            try:
+                await answer(request["params"], request["request_id"], message.partition)
+            except Exception as exc:  # a question must not stop the answers to the next ones
+                log.exception("request at offset %s could not be answered", message.offset)
+                await _dead_letter(dlq, service, message, value, "processing_error", repr(exc))
 
     async def handle(message: Any) -> tuple[int, dict[str, Any], Outcome] | None:
         """One run record through its partition's shard; None if there is nothing to
@@ -164,6 +168,10 @@ def create_app(config: Config) -> faust.App:
             await _dead_letter(dlq, service, message, value, "processing_error", repr(exc))
         return None
 
+    # held by a batch while it is handled: a snapshot taken by the timer in the middle of one
+    # would count runs as handled whose predictions have not gone out yet
+    between_batches = asyncio.Lock()
+
     @app.agent(runs, name="learn")
     async def learn(stream: Any) -> None:
         """Runs in batches (:func:`~model_service.batches.take_batches`: what arrived within
@@ -173,21 +181,24 @@ def create_app(config: Config) -> faust.App:
         async for events in take_batches(
             stream, config.service.batch_records, within=config.service.batch_wait_seconds
         ):
-            handled = []
-            for event in events:
-                result = await handle(event.message)
-                if result is not None:
-                    handled.append(result)
-            await _publish(app.producer, topics.predictions, service, handled)
-            partitions = sorted({p for p, _, _ in handled})
-            snapshots.soon(service.due_snapshots(partitions, spread=True))
+            async with between_batches:
+                handled = []
+                for event in events:
+                    result = await handle(event.message)
+                    if result is not None:
+                        handled.append(result)
+                await _publish(app.producer, topics.predictions, service, handled)
+                partitions = sorted({p for p, _, _ in handled})
+                snapshots.soon(service.due_snapshots(partitions, spread=True))
             for partition in sorted({p for p, _, o in handled if o.kind == "learned"}):
                 if service.suggestions_due(partition):
                     suggest(partition)
 
     @app.timer(interval=config.service.snapshot_seconds)
     async def snapshot_idle_models() -> None:
-        await snapshots.publish(service.due_snapshots())
+        async with between_batches:
+            taken = service.due_snapshots()
+        await snapshots.publish(taken)
 
     @app.timer(interval=min(config.service.suggest_seconds, suggestions.MIN_GAP_SECONDS))
     async def suggest_when_idle() -> None:
@@ -295,6 +306,8 @@ async def _publish(
         metrics.record(outcome.kind)
         if outcome.kind == "failed":
             metrics.failed_run(record)
+        if outcome.errors or service.failing_models:
+            _model_errors(service, record, outcome)
         if not outcome.steps:
             continue
         key = record["run_id"].encode()
@@ -312,11 +325,34 @@ async def _publish(
                 )
         finished.append(record["times"]["finished_at"])
     for partition, messages in outgoing.items():
-        for delivery, count in await _send(producer, topic, partition, messages):
+        try:
+            sent = await _send(producer, topic, partition, messages)
+        except Exception as exc:  # refused outright: lost, counted, and the stream goes on
+            service.deliveries.failed("predictions", len(messages), exc)
+            continue
+        for delivery, count in sent:
             service.deliveries.watch(delivery, "predictions", messages=count)
     sent_at = time.time()
     for at in finished:
         metrics.latency.observe(max(0.0, sent_at - parse_time(at).timestamp()))
+
+
+def _model_errors(service: ModelService, record: dict[str, Any], outcome: Outcome) -> None:
+    """Count and say (once, then at most once a minute per model, and when it works again)
+    which models raised on ``record``; the other models predicted and learned it."""
+    for error in outcome.errors:
+        service.metrics.model_errors.labels(model=error.model).inc()
+        spell = service.failing_models.setdefault(error.model, FailureSpell(f"model {error.model}"))
+        line = spell.failed(f"{error.error!r} on run {record['run_id']}")
+        if line is not None:
+            log.error("%s; it skips such runs, the other models learn them", line)
+    for step in outcome.steps:
+        spell = service.failing_models.get(step.model)
+        if spell is not None:
+            line = spell.worked()
+            del service.failing_models[step.model]
+            if line is not None:
+                log.info(line)
 
 
 async def _send(
@@ -346,6 +382,17 @@ def _raw(message: Any) -> bytes:
 
 
 async def _dead_letter(
+    topic: Outgoing, service: ModelService, message: Any, raw: bytes, code: str, reason: str
+) -> None:
+    """Send ``raw`` to the dead letter topic with its reason; never raises (a letter that
+    cannot go is lost, counted and logged: :mod:`~model_service.deliveries`)."""
+    try:
+        await _send_dead_letter(topic, service, message, raw, code, reason)
+    except Exception as exc:
+        service.deliveries.failed("dlq", 1, exc)
+
+
+async def _send_dead_letter(
     topic: Outgoing, service: ModelService, message: Any, raw: bytes, code: str, reason: str
 ) -> None:
     log.warning(

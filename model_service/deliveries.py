@@ -81,6 +81,11 @@ class Deliveries:
             if on_delivered is not None:
                 on_delivered()
             return
+        self.failed(topic, messages, error)
+
+    def failed(self, topic: str, messages: int, error: object) -> None:
+        """``messages`` messages to the topic whose role is ``topic`` are lost: ``error``
+        came back from the broker, or the producer refused them outright."""
         self.metrics.undelivered.labels(topic=topic).inc(messages)
         self.lost[topic] = self.lost.get(topic, 0) + messages
         self._unlogged[topic] = self._unlogged.get(topic, 0) + messages
@@ -115,7 +120,13 @@ class Outgoing:
         self, key: bytes | None, value: bytes | None, on_delivered: Callable[[], None] | None = None
     ) -> None:
         """Queue one message (``value`` None: a tombstone); ``on_delivered`` once the broker
-        has acknowledged it."""
-        producer = await self.app.maybe_start_producer()
-        delivery = await producer.send(self.name, key, value, None, None, None)
+        has acknowledged it. A message the producer refuses outright (no metadata for the
+        topic in time, its buffer full) is lost as one the broker never acknowledged: the
+        caller goes on."""
+        try:
+            producer = await self.app.maybe_start_producer()
+            delivery = await producer.send(self.name, key, value, None, None, None)
+        except Exception as exc:
+            self.deliveries.failed(self.role, 1, exc)
+            return
         self.deliveries.watch(delivery, self.role, on_delivered=on_delivered)

@@ -99,6 +99,15 @@ class ModelStep:
     drifted: bool = False
 
 
+@dataclass(frozen=True)
+class ModelError:
+    """A model that raised on a record: it neither predicted nor learned it; the other
+    models did."""
+
+    model: str
+    error: Exception
+
+
 @dataclass
 class Outcome:
     """What became of a record: ``learned``, ``test``, ``failed``, ``duplicate`` (its run_id
@@ -106,6 +115,7 @@ class Outcome:
 
     kind: str
     steps: list[ModelStep] = field(default_factory=list)
+    errors: list[ModelError] = field(default_factory=list)
 
     @property
     def predictions(self) -> list[dict[str, Any]]:
@@ -113,27 +123,31 @@ class Outcome:
 
 
 class RecentIds:
-    """The last ``size`` run_ids, to skip a run published twice.
+    """The run_ids of the last ``size`` offsets of a partition, to skip a run published
+    twice. The window is counted in offsets, not in ids, so that a worker that rebuilds it
+    from the last ``size`` offsets after a restart (dead letters and duplicates among them
+    holding no id) decides each later record as the worker that never stopped would.
 
-    >>> ids = RecentIds(size=2)
-    >>> [ids.add(i) for i in ["a", "b", "a", "c", "a"]]
+    >>> ids = RecentIds(size=3)
+    >>> [ids.add(run_id, offset) for offset, run_id in enumerate(["a", "b", "a", "c", "a"])]
     [True, True, False, True, True]
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.order: deque[str] = deque()
+        self.order: deque[tuple[int, str]] = deque()
         self.members: set[str] = set()
 
-    def add(self, run_id: str) -> bool:
-        """Remember ``run_id``; False if it was already among the last ``size``."""
+    def add(self, run_id: str, offset: int) -> bool:
+        """Remember ``run_id`` found at ``offset``; False if it was already among those of
+        the last ``size`` offsets."""
+        while self.order and self.order[0][0] <= offset - self.size:
+            self.members.discard(self.order.popleft()[1])
         if run_id in self.members:
             return False
         if self.size:
-            self.order.append(run_id)
+            self.order.append((offset, run_id))
             self.members.add(run_id)
-            if len(self.order) > self.size:
-                self.members.discard(self.order.popleft())
         return True
 
 
@@ -171,9 +185,9 @@ class Learner:
         """The first offset some model has not seen: where a replay must start."""
         return min((s.position for s in self.state.values()), default=0)
 
-    def remember(self, run_id: str) -> None:
+    def remember(self, run_id: str, offset: int) -> None:
         """Note a run handled before every model's position (rebuilding the dedup window)."""
-        self.recent.add(run_id)
+        self.recent.add(run_id, offset)
 
     def skip(self, offset: int) -> None:
         """An offset that holds nothing to learn (a dead letter): every model is past it."""
@@ -187,7 +201,7 @@ class Learner:
         if not due:
             return Outcome("seen")
         self.skip(offset)
-        if not self.recent.add(record["run_id"]):
+        if not self.recent.add(record["run_id"], offset):
             return Outcome("duplicate")
         if record["status"] != "ok":
             return Outcome("failed")
@@ -195,8 +209,13 @@ class Learner:
         y = float(record["result"]["wall_seconds"])
         train = record["split"] == "train"
         emitted_at = now()
-        steps = [self._step(state, record, x, y, train, emitted_at) for state in due]
-        return Outcome("learned" if train else "test", steps)
+        outcome = Outcome("learned" if train else "test")
+        for state in due:  # one model's failure is its own: the others go on
+            try:
+                outcome.steps.append(self._step(state, record, x, y, train, emitted_at))
+            except Exception as exc:
+                outcome.errors.append(ModelError(state.name, exc))
+        return outcome
 
     def _step(
         self,
@@ -215,16 +234,16 @@ class Learner:
         learn_seconds = None
         drifted = False
         if train:
+            started = time.perf_counter()
+            state.model.learn_one(x, y)  # first: a model that raises here is not scored on it
+            learn_seconds = time.perf_counter() - started
+            state.learned += 1
             state.prequential.update(y, predicted)
             state.prequential_recent.update(y, predicted)
-            if state.learned:  # a model that learned nothing predicts its prior, not its error
+            if state.learned > 1:  # before any run a model predicts its prior, not its error
                 state.interval.update(y, predicted)
             drifted = _error_rose(state.drift, abs(y - predicted))
             state.drifts += drifted
-            started = time.perf_counter()
-            state.model.learn_one(x, y)
-            learn_seconds = time.perf_counter() - started
-            state.learned += 1
         else:
             state.test.update(y, predicted)
             state.test_recent.update(y, predicted)

@@ -79,6 +79,13 @@ class ServiceMetrics:
         )
         for topic in OUTGOING_TOPICS:
             self.undelivered.labels(topic=topic)
+        self.model_errors = Counter(
+            "lammps_stream_model_errors",
+            "Runs a model raised on (it neither predicted nor learned them; the other models "
+            "did), by model",
+            ["model"],
+            registry=r,
+        )
         self.learned = Gauge(
             "lammps_stream_model_learned_records",
             "Records each model has learned",

@@ -261,6 +261,14 @@ def rebuild_shard(
         except SnapshotSignatureError as err:
             log.error("%s; model %s starts again from offset 0", err, name)
             continue
+        except Exception as exc:  # signed by us, yet it no longer loads (river upgraded?)
+            log.error(
+                "snapshot of %s/%s cannot be loaded (%r); the model starts again from offset 0",
+                name,
+                partition,
+                exc,
+            )
+            continue
         learner.add(learner.state[name].spec, state)
         taken_at = parse_time(record["created_at"]).timestamp()
         snapshotted[name] = SnapshotMark(state.position, taken_at)
@@ -314,7 +322,7 @@ def _replay(
             learner.skip(message.offset)
             continue
         if message.offset < learn_from:
-            learner.remember(record["run_id"])
+            learner.remember(record["run_id"], message.offset)
         else:
             learner.handle(record, message.offset)
             handled += 1
@@ -341,17 +349,21 @@ def _read_range(
     config: Config, consumer: Any, tp: Any, start: int, end: int | None
 ) -> Iterator[Any]:
     """Messages of ``tp`` (assigned to ``consumer``) with ``start <= offset < end`` (to the
-    current end when ``end`` is None); TimeoutError if reading stalls."""
+    current end when ``end`` is None); TimeoutError if reading stalls: no message for
+    ``max(60 s, kafka.request_timeout_seconds)``, however long the whole read takes."""
     if end is None:
         end = consumer.end_offsets([tp])[tp]
     position = max(start, consumer.beginning_offsets([tp])[tp])
     if position >= end:
         return
     consumer.seek(tp, position)
-    deadline = time.monotonic() + max(60.0, config.kafka.request_timeout_seconds)
+    patience = max(60.0, config.kafka.request_timeout_seconds)
+    deadline = time.monotonic() + patience
     while position < end:
         batch = consumer.poll(timeout_ms=500, max_records=2000).get(tp, [])
-        if not batch and time.monotonic() > deadline:
+        if batch:
+            deadline = time.monotonic() + patience
+        elif time.monotonic() > deadline:
             raise TimeoutError(f"reading {tp.topic}[{tp.partition}] stalled at offset {position}")
         for message in batch:
             if message.offset >= end:

@@ -28,6 +28,7 @@ from model_service.deliveries import Deliveries
 from model_service.learner import Learner
 from model_service.metrics import ServiceMetrics
 from model_service.model_sync import ModelSync
+from model_service.repeats import FailureSpell
 from model_service.scoring_process import ScoringProcess
 from model_service.shards import Shards
 from model_service.snapshots import Capture, capture, signing_key
@@ -51,6 +52,7 @@ class ModelService:
         self.origins = dict.fromkeys(self.shards.names, "config")
         self.metrics = ServiceMetrics()
         self.deliveries = Deliveries(self.metrics)
+        self.failing_models: dict[str, FailureSpell] = {}  # models raising on runs, by name
         self.assigned = False
         self.started_at = time.time()
         self.key, throwaway = signing_key(service.snapshot_key)

@@ -20,12 +20,15 @@ With several, each shard learns its partition's records exactly once; a request 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from lammps_stream.schemas import PREDICTION_SCHEMA, now
 from lammps_stream.scoring import Scores, merged
 from model_service.learner import Learner, ModelState, Outcome, describe
 from model_service.zoo import ModelSpec
+
+log = logging.getLogger("lammps_stream.service")
 
 MIN_SCORED = 5
 ROLLING = {"prequential_rolling": "prequential_recent", "test_rolling": "test_recent"}
@@ -97,7 +100,11 @@ class Shards:
             if not learners:
                 continue
             weights = [max(1, lr.state[name].learned) for lr in learners]
-            answers = [lr.predict_one(name, params) for lr in learners]
+            try:
+                answers = [lr.predict_one(name, params) for lr in learners]
+            except Exception as exc:  # one model's failure is its own: the others answer
+                log.warning("model %s could not answer request %s: %r", name, request_id, exc)
+                continue
             out.append(
                 {
                     "schema": PREDICTION_SCHEMA,

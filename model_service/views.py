@@ -19,7 +19,7 @@ import faust
 from faust.web import View
 
 from lammps_stream.errors import ConfigError, InvalidRecordError
-from lammps_stream.schemas import new_id, validate_params
+from lammps_stream.schemas import encode, new_id, validate_params
 from model_service.metrics import CONTENT_TYPE
 from model_service.model_admin import add_model, remove_model
 from model_service.service import ModelService
@@ -94,7 +94,13 @@ def add_views(
             if not _authorized(service, request):
                 return _refused(self)
             try:
-                spec = model_spec(await request.json())
+                body = await request.json()
+                if not isinstance(body, dict):
+                    raise ConfigError(
+                        "the body is a JSON object with name, class and params, "
+                        f"got {type(body).__name__}"
+                    )
+                spec = model_spec(body)
             except ConfigError as err:
                 return self.json({"error": str(err), "code": "bad_spec"}, status=400)
             except ValueError:
@@ -163,11 +169,13 @@ def add_views(
                 if isinstance(params, dict):
                     params = {"threads": 1, **params}
                 validate_params(params)
+                encode(params)  # NaN or infinity in any parameter: refused
             except InvalidRecordError as err:
                 return self.json({"error": err.message, "code": err.code}, status=400)
-            except ValueError:
+            except ValueError as err:  # UnicodeError and JSON's errors are ValueErrors too
                 return self.json(
-                    {"error": "body is not JSON", "code": "malformed_json"}, status=400
+                    {"error": f"body is not valid JSON ({err})", "code": "malformed_json"},
+                    status=400,
                 )
             if not shards.by_partition:
                 return self.json(

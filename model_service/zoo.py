@@ -187,6 +187,11 @@ def model_spec(item: str | dict[str, Any]) -> ModelSpec:
                 f", or give a mapping with name, class and params"
             )
         return model_spec({"name": item, **BUILT_IN[item]})
+    if not isinstance(item, dict):
+        raise ConfigError(
+            f"service.models: a model is a built-in's name or a mapping with name, class and "
+            f"params, got {item!r}"
+        )
     name = str(item.get("name", ""))
     where = f"service.models[{name or '?'}]"
     known = {"name", "class", "params", "features", "target", "scale", "description"}
@@ -212,7 +217,33 @@ def model_spec(item: str | dict[str, Any]) -> ModelSpec:
     if spec.target not in TARGETS:
         raise ConfigError(f"{where}.target: one of {', '.join(TARGETS)}")
     _build_value(where, {"class": spec.cls, "params": spec.params})  # fail now, not later
+    _trial_run(where, spec)
     return spec
+
+
+def _trial_run(where: str, spec: ModelSpec) -> None:
+    """Predict, learn and predict one sample run with a fresh model of ``spec``: parameters
+    that build but fail on data (``intercept_lr="x"``) are refused here, not on every run.
+
+    >>> model_spec({"name": "bad", "class": "river.linear_model.LinearRegression",
+    ...             "params": {"intercept_lr": "x"}})
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.ConfigError: service.models[bad]: fails on a sample run (AttributeError...
+    """
+    from model_service.features import features
+
+    x = features({"deck": "lj", "x": 2, "y": 2, "z": 1, "steps": 100, "ranks": 2, "threads": 1})
+    try:
+        model = build_model(spec)
+        model.predict_one(x)
+        model.learn_one(x, 1.5)
+        model.predict_one(x)
+    except Exception as exc:
+        raise ConfigError(
+            f"{where}: fails on a sample run ({exc!r}); check its params against the river "
+            f"documentation of {spec.cls}"
+        ) from None
 
 
 def build_model(spec: ModelSpec) -> Any:

@@ -94,6 +94,19 @@ def test_malformed_json_goes_to_dead_letters_and_learning_goes_on(stack: Config)
     assert all(m["learned"] >= 1 for m in models)
 
 
+def test_a_large_bad_record_reaches_the_dead_letters_whole(stack: Config) -> None:
+    """900 KB of junk (the runs topic takes up to 1 MiB) makes a 1.2 MB dead letter."""
+    marker = new_id().encode()
+    junk = b"[" + b"9," * 450_000 + marker
+    send_raw(stack, stack.kafka.topics.runs, junk, key=marker)
+
+    def mine(letter: dict) -> bool:
+        return base64.b64decode(letter["original_base64"]).endswith(marker)
+
+    letters = read_topic(stack, stack.kafka.topics.dlq, lambda rs: any(mine(r) for r in rs))
+    assert base64.b64decode(next(r for r in letters if mine(r))["original_base64"]) == junk
+
+
 def test_test_split_is_predicted_but_not_learned(stack: Config) -> None:
     before = {m["name"]: m["learned"] for m in _get_json(f"{stack.service.url}/models")["models"]}
     run_id = new_id()

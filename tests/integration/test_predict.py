@@ -96,3 +96,31 @@ def test_requests_on_the_topic_are_answered_on_predictions(stack, learned) -> No
     letter = next(r for r in letters if refused(r))
     assert letter["source"]["topic"] == stack.kafka.topics.requests
     assert letter["reason"]["code"] == "missing_field"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "code"),
+    [
+        ("/predict", b'{"params": {"deck": "lj", "x": 2, "note": NaN}}', "malformed_json"),
+        ("/models", b"[1, 2]", "bad_spec"),
+        (
+            "/models",
+            b'{"name": "bad", "class": "river.linear_model.LinearRegression",'
+            b' "params": {"intercept_lr": "x"}}',
+            "bad_spec",
+        ),
+    ],
+)
+def test_bodies_the_service_cannot_use_are_refused_with_400(stack, learned, path, body, code):
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        stack.service.url + path, data=body, headers={"Content-Type": "application/json"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 400
+    assert json.loads(refused.value.read())["code"] == code
+    with urllib.request.urlopen(stack.service.url + "/models", timeout=10) as answer:
+        assert "bad" not in {m["name"] for m in json.loads(answer.read())["models"]}

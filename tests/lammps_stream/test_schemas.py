@@ -3,6 +3,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 
 import pytest
 
@@ -102,3 +103,46 @@ def test_prediction_schema() -> None:
     with pytest.raises(InvalidRecordError):
         validate_prediction(example_prediction(run_id=None))
     assert json.loads(encode(example_prediction()))["model"] == "linear"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"run_id": 12345}, "run_id: must be a non-empty string, got 12345"),
+        ({"run_id": ""}, "run_id: must be a non-empty string, got ''"),
+        ({"run_id": None, "request_id": ["a"]}, "request_id: must be a non-empty string"),
+        ({"params": {"deck": "lj", "x": "2"}}, "params.x: must be a positive integer, got '2'"),
+        ({"params": {"deck": "lj", "ranks": 0}}, "params.ranks: must be a positive integer"),
+        ({"params": {"deck": "lj", "steps": 1.5}}, "params.steps: must be a positive integer"),
+        ({"params": {"deck": "lj", "z": True}}, "params.z: must be a positive integer"),
+        ({"params": {"deck": {"name": "lj"}}}, "params.deck: must be a non-empty string"),
+    ],
+)
+def test_prediction_fields_readers_use_have_their_types(
+    changes: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidRecordError, match=re.escape(message)):
+        validate_prediction(example_prediction(**changes))
+
+
+def test_prediction_params_may_leave_sizes_out() -> None:
+    assert validate_prediction(example_prediction(params={}))
+    full = {"deck": "lj", "x": 2, "y": 1, "z": 3, "steps": 100, "ranks": 2, "threads": 1}
+    assert validate_prediction(example_prediction(params=full | {"temp": 1.5}))
+
+
+def test_a_time_without_its_zone_is_refused() -> None:
+    record = example_run_record()
+    record["times"]["finished_at"] = "0001-01-01T00:00:00"
+    with pytest.raises(InvalidRecordError, match="with its zone") as refused:
+        validate_run_record(record)
+    assert refused.value.code == "bad_value"
+    record["times"]["finished_at"] = "2026-01-01T00:00:03+02:00"
+    assert validate_run_record(record) is record
+
+
+def test_a_record_with_a_lone_surrogate_decodes_and_encodes_again() -> None:
+    raw = encode(example_run_record()).replace(b'"deck":"lj"', b'"deck":"lj\\ud800"')
+    record = decode_run_record(raw)
+    assert record["params"]["deck"] == "lj\ud800"
+    assert decode_run_record(encode(record)) == record

@@ -100,3 +100,82 @@ def test_undelivered_predictions_are_counted_and_logged_once(
     lost = [r.message for r in caplog.records if "never acknowledged" in r.message]
     assert len(lost) == 1  # the next line comes at most LOG_EVERY_SECONDS later
     assert lost[0].startswith("1 message(s) to the predictions topic lost")
+
+
+class RefusingProducer(FakeProducer):
+    """A producer that refuses a send outright (no metadata in time, its buffer full)."""
+
+    async def send(self, *args: Any) -> asyncio.Future[None]:
+        raise RuntimeError("KafkaTimeoutError: no metadata for topic in 60 s")
+
+
+def test_predictions_the_producer_refuses_are_lost_counted_and_the_batch_goes_on() -> None:
+    worker = service()
+    asyncio.run(_publish(RefusingProducer(), "predictions", worker, handled_records(3)))
+    exposed = worker.metrics.exposition()
+    assert b'lammps_stream_undelivered_messages_total{topic="predictions"} 6.0' in exposed
+    assert b'lammps_stream_records_total{outcome="learned"} 3.0' in exposed
+
+
+class Broken:
+    """A river model that raises on every run after the first ``good`` ones."""
+
+    def __init__(self, good: int) -> None:
+        self.good = good
+
+    def predict_one(self, x: dict[str, float]) -> float:
+        if self.good <= 0:
+            raise ValueError("weights are NaN")
+        return 1.0
+
+    def learn_one(self, x: dict[str, float], y: float) -> None:
+        self.good -= 1
+
+
+def test_a_failing_model_is_counted_and_said_once_while_the_others_learn(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    worker = service()
+    learner = Learner(["linear", "pa"], 0.9)
+    learner.state["pa"].model = Broken(good=2)
+    handled = []
+    for offset in range(5):
+        record = example_run_record(run_id=f"run-{offset}")
+        handled.append((0, record, learner.handle(record, offset)))
+    with caplog.at_level(logging.INFO, logger="lammps_stream.service"):
+        asyncio.run(_publish(FakeProducer(), "predictions", worker, handled))
+    assert learner.state["linear"].learned == 5 and learner.state["pa"].learned == 2
+    assert learner.position == 5  # past every run: nothing to replay for pa
+    exposed = worker.metrics.exposition()
+    assert b'lammps_stream_model_errors_total{model="pa"} 3.0' in exposed
+    assert b'lammps_stream_records_total{outcome="learned"} 5.0' in exposed
+    said = [r.message for r in caplog.records if "model pa" in r.message]
+    assert len(said) == 1 and "ValueError('weights are NaN') on run run-2" in said[0]
+    learner.state["pa"].model = Broken(good=1)  # mended
+    record = example_run_record(run_id="run-5")
+    with caplog.at_level(logging.INFO, logger="lammps_stream.service"):
+        asyncio.run(
+            _publish(
+                FakeProducer(), "predictions", worker, [(0, record, learner.handle(record, 5))]
+            )
+        )
+    assert any("model pa works again" in r.message for r in caplog.records)
+    assert worker.failing_models == {}
+
+
+def test_a_dead_letter_the_producer_refuses_is_counted_not_raised() -> None:
+    from model_service.app import _dead_letter
+    from model_service.deliveries import Outgoing
+
+    worker = service()
+
+    class App:
+        async def maybe_start_producer(self) -> RefusingProducer:
+            return RefusingProducer()
+
+    dlq = Outgoing(App(), "lammps.dlq", "dlq", worker.deliveries)
+    message = type(
+        "Message", (), {"topic": "lammps.runs", "partition": 0, "offset": 7, "key": None}
+    )()
+    asyncio.run(_dead_letter(dlq, worker, message, b"{", "malformed_json", "not JSON"))
+    assert worker.deliveries.lost == {"dlq": 1}
