@@ -15,6 +15,10 @@ from typing import Any
 
 from lammps_stream.scoring import Scores
 
+# As many scored runs as the service wants before it recommends a model: below that, one lucky
+# run could name a model best.
+MIN_SCORED = 5
+
 
 def accuracy(
     predictions: Iterable[dict[str, Any]], split: str = "test"
@@ -30,7 +34,17 @@ def accuracy(
     return {model: s.as_dict() for model, s in sorted(scores.items())}
 
 
-def best_model(table: dict[str, dict[str, Any]]) -> str | None:
-    """The model with the lowest MAE, or None for an empty table."""
-    ranked = [(row["mae"], model) for model, row in table.items() if row["mae"] is not None]
+def best_model(table: dict[str, dict[str, Any]], minimum: int = MIN_SCORED) -> str | None:
+    """The model with the lowest MAE among those scored on at least ``minimum`` runs, or None
+    when none is.
+
+    >>> table = {"lucky": {"n": 1, "mae": 0.01}, "steady": {"n": 5, "mae": 0.4}}
+    >>> best_model(table), best_model(table, minimum=1), best_model({})
+    ('steady', 'lucky', None)
+    """
+    ranked = [
+        (row["mae"], model)
+        for model, row in table.items()
+        if row["mae"] is not None and row["n"] >= minimum
+    ]
     return min(ranked)[1] if ranked else None

@@ -101,10 +101,15 @@ def _follow_live(stream: Any, args: argparse.Namespace) -> int:
 
 def history(config: Config, args: argparse.Namespace) -> int:
     """``history --out FILE``: every model's scores against records learned and time."""
-    from consumers.history import history_rows, signed_only, snapshot_rows, write_history
-    from consumers.output import writable_file
+    from consumers.history import (
+        history_file,
+        history_rows,
+        signed_only,
+        snapshot_rows,
+        write_history,
+    )
 
-    out = writable_file(Path(args.out))
+    out = history_file(Path(args.out))
     rows = history_rows(load_predictions(config, model=args.model))
     snapshots = [s for s in read_snapshots(config) if args.model in (None, s["model"])]
     trusted, note = signed_only(config, snapshots)
@@ -143,6 +148,12 @@ def plot(config: Config, args: argparse.Namespace) -> int:
 
     out = writable_dir(Path(args.out))
     written = plot_all(load_predictions(config), out, models_info(config))
+    if not written:
+        raise NoDataError(
+            f"nothing to plot: no prediction on {config.kafka.topics.predictions} is of a "
+            "finished run yet (answers to questions have no actual time); publish runs with "
+            "`lammps-stream produce`"
+        )
     for path in written:
         make_console().print(f"wrote {path}")
     return 0
@@ -307,8 +318,12 @@ def model_spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.spec:
         try:
             spec = yaml.safe_load(Path(args.spec).read_text())
-        except (OSError, yaml.YAMLError) as err:
+        except OSError as err:
             raise UsageError(f"models add: cannot read --spec {args.spec}: {err}") from None
+        except yaml.YAMLError as err:
+            raise UsageError(
+                f"models add: --spec {args.spec} is not valid YAML ({_yaml_problem(err)})"
+            ) from None
         if not isinstance(spec, dict):
             raise UsageError(f"models add: {args.spec} must hold one mapping (name, class, ...)")
         if args.names:
@@ -319,12 +334,7 @@ def model_spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
             "models add: say what to build, e.g. models add tree "
             "--class river.tree.HoeffdingTreeRegressor --param grace_period=50 (or --spec FILE)"
         )
-    params = {}
-    for pair in args.param or []:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise UsageError(f"models add: --param {pair!r} is not KEY=VALUE")
-        params[key] = yaml.safe_load(value)
+    params = dict(_param(pair) for pair in args.param or [])
     return {
         "name": _one_name(args),
         "class": args.cls,
@@ -333,6 +343,44 @@ def model_spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "target": args.target,
         "scale": args.scale,
     }
+
+
+def _param(pair: str) -> tuple[str, Any]:
+    """``--param KEY=VALUE``, the value read as YAML (``50``, ``mean``, ``[1, 2]``).
+
+    >>> _param("grace_period=[1,")
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.UsageError: models add: --param grace_period: cannot read '[1,' (...); ...
+    """
+    import yaml
+
+    key, sep, value = pair.partition("=")
+    if not sep or not key:
+        raise UsageError(f"models add: --param {pair!r} is not KEY=VALUE")
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise UsageError(
+            f"models add: --param {key}: cannot read {value!r} ({_yaml_problem(err)}); "
+            "write a number, "
+            "a word, a list like [1, 2] or quoted text"
+        ) from None
+
+
+def _yaml_problem(err: Exception) -> str:
+    """What PyYAML found wrong, on one line (its own message spans several).
+
+    >>> import yaml
+    >>> try:
+    ...     yaml.safe_load("model: pa\\nparams: [1, 2 z: 3")
+    ... except yaml.YAMLError as err:
+    ...     print(_yaml_problem(err))
+    expected ',' or ']', but got '<stream end>' at line 2
+    """
+    problem = getattr(err, "problem", None) or err.__class__.__name__
+    mark = getattr(err, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}" if mark is not None else problem
 
 
 def _one_name(args: argparse.Namespace) -> str:

@@ -1,11 +1,17 @@
 """Held-out evaluation: a per-model table over test-split predictions, as markdown and JSON,
 set beside the prototype's published hold-out figures.
 
+The best model is named only among models scored on at least :data:`MIN_SCORED` runs:
+
 >>> from lammps_stream.schemas import example_prediction
 >>> ev = evaluate([example_prediction(model="a", predicted_wall_seconds=2.0,
 ...                                   actual_wall_seconds=2.5)])
 >>> ev.best, ev.table["a"]["n"]
-('a', 1)
+(None, 1)
+>>> print(ev.no_best())
+No model is named best yet: none has 5 scored test runs.
+>>> ev.no_best() in ev.to_markdown()
+True
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from consumers.accuracy import accuracy, best_model
+from consumers.accuracy import MIN_SCORED, accuracy, best_model
 
 # The prototype (converged-computing/lammps-stream-ml): ReaxFF HNS on 48 ranks, x 1-32,
 # y 1-8, z 1-16, wall time from the log (1 s resolution), 250 held-out runs.
@@ -31,7 +37,8 @@ PROTOTYPE = {
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Scores per model over one split, and the best model by MAE."""
+    """Scores per model over one split, and the best model by MAE (None until a model has
+    :data:`MIN_SCORED` scored runs)."""
 
     split: str
     table: dict[str, dict[str, Any]]
@@ -42,6 +49,7 @@ class Evaluation:
             {
                 "split": self.split,
                 "best": self.best,
+                "best_needs_runs": MIN_SCORED,
                 "models": self.table,
                 "prototype_reference": PROTOTYPE,
             },
@@ -59,6 +67,8 @@ class Evaluation:
                 f"| {name} | {row['n']} | {_f(row['mae'])} | {_f(row['rmse'])} | "
                 f"{_f(row['r2'])} | {_pct(row['mape'])} |"
             )
+        if self.best is None:
+            lines += ["", self.no_best()]
         lines += [
             "",
             f"For comparison only — the prototype's published hold-out figures, on a different "
@@ -70,6 +80,10 @@ class Evaluation:
         for model, row in PROTOTYPE["models"].items():
             lines.append(f"| {model} | {row['r2']:.3f} | {_f(row['mae'], 1)} |")
         return "\n".join(lines) + "\n"
+
+    def no_best(self) -> str:
+        """Why no model is named best."""
+        return f"No model is named best yet: none has {MIN_SCORED} scored {self.split} runs."
 
 
 def evaluate(predictions: Iterable[dict[str, Any]], split: str = "test") -> Evaluation:

@@ -138,25 +138,53 @@ def snapshot_rows(snapshots: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def history_file(out: Path) -> Path:
+    """``history --out``, checked before anything is read: a file, not a directory, whose
+    format can be written (``.parquet`` needs pyarrow; any other name is CSV).
+
+    >>> history_file(Path("/tmp/history.csv"))
+    PosixPath('/tmp/history.csv')
+    """
+    from consumers.output import writable_file
+
+    writable_file(out, example="history.csv (or .parquet)")
+    if out.suffix == ".parquet":
+        _pyarrow(out)
+    return out
+
+
 def write_history(rows: list[dict[str, Any]], out: Path) -> Path:
     """CSV, or Parquet when ``out`` ends in ``.parquet`` (needs pyarrow)."""
     if out.suffix == ".parquet":
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise UsageError(
-                f"--out {out}: Parquet needs pyarrow (pip install pyarrow); or write .csv"
-            ) from None
-        table = (
-            pa.Table.from_pylist(rows or [], schema=None)
-            if rows
-            else pa.table({c: [] for c in COLUMNS})
-        )
-        pq.write_table(table, out)
+        pa, pq = _pyarrow(out)
+        pq.write_table(pa.table(history_columns(rows)), out)
         return out
     with open(out, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
     return out
+
+
+def history_columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The rows as every one of :data:`COLUMNS`, each a list with None where a row has no
+    value (a snapshot row has no run): the same columns whichever kind of row comes first.
+
+    >>> columns = history_columns(snapshot_rows([{"model": "pa", "learned": 0,
+    ...     "created_at": "2026-01-01T00:00:00Z", "metrics": {}}]))
+    >>> list(columns) == list(COLUMNS), columns["run_id"], columns["split"]
+    (True, [None, None], ['train', 'test'])
+    """
+    return {column: [row.get(column) for row in rows] for column in COLUMNS}
+
+
+def _pyarrow(out: Path) -> tuple[Any, Any]:
+    """``pyarrow`` and ``pyarrow.parquet``, or a :class:`UsageError` saying how to get them."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UsageError(
+            f"--out {out}: Parquet needs pyarrow (pip install pyarrow); or write .csv"
+        ) from None
+    return pa, pq

@@ -26,7 +26,19 @@ def writable_dir(out: Path, flag: str = "--out") -> Path:
     return out
 
 
-def writable_file(path: Path, flag: str = "--out") -> Path:
-    """The parent of ``path`` checked with :func:`writable_dir`."""
+def writable_file(path: Path, flag: str = "--out", example: str = "out.csv") -> Path:
+    """``path`` if it can be written as a file: not a directory, and its parent checked with
+    :func:`writable_dir`; else :class:`UsageError`, naming ``example`` as a file to give.
+
+    >>> import tempfile
+    >>> writable_file(Path(tempfile.mkdtemp()), example="history.csv")
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.UsageError: --out ...: is a directory; give a file name, e.g. ...
+    """
+    if path.is_dir():
+        raise UsageError(
+            f"{flag} {path}: is a directory; give a file name, e.g. {flag} {path / example}"
+        )
     writable_dir(path.parent if str(path.parent) else Path("."), flag)
     return path

@@ -19,10 +19,14 @@ from consumers.history import history_rows
 def plot_all(
     predictions: list[dict[str, Any]], out: Path, models_info: list[dict[str, Any]] | None = None
 ) -> list[Path]:
-    """Write every figure the data allows into ``out``; return their paths."""
+    """Write every figure the data allows into ``out``; return their paths (none when no
+    prediction is of a finished run yet: answers to questions have no actual time)."""
     import matplotlib
 
     matplotlib.use("Agg")
+    predictions = [p for p in predictions if p.get("actual_wall_seconds")]
+    if not predictions:
+        return []
     written = [
         _predicted_vs_actual(predictions, out / "predicted_vs_actual.png"),
         _learning_curves(predictions, out / "learning_curves.png"),
@@ -50,7 +54,7 @@ def _predicted_vs_actual(predictions: list[dict[str, Any]], path: Path) -> Path:
     cols = min(3, len(models))
     rows = (len(models) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4 * rows), squeeze=False)
-    known = [p for p in predictions if p.get("actual_wall_seconds")]
+    known = predictions  # each of a finished run (plot_all keeps no others)
     values = [p["actual_wall_seconds"] for p in known] + [
         p["predicted_wall_seconds"] for p in known if p["predicted_wall_seconds"] > 0
     ]
@@ -86,11 +90,13 @@ def _predicted_vs_actual(predictions: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def _learning_curves(predictions: list[dict[str, Any]], path: Path) -> Path:
+def _learning_curves(predictions: list[dict[str, Any]], path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
     rows = [r for r in history_rows(predictions) if r["split"] == "train"]
+    if not rows:  # test runs only: nothing was learned
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
     for model in _models(predictions):
         mine = [r for r in rows if r["model"] == model]
         ax.plot([r["learned"] for r in mine], [r["rolling_mae"] for r in mine], label=model)

@@ -9,20 +9,25 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from lammps_stream.broker import check_readable, make_consumer
+from lammps_stream.broker import access_denied, check_readable, make_consumer
 from lammps_stream.config import Config
 from lammps_stream.errors import (
+    BrokerUnavailableError,
     InvalidRecordError,
     NoDataError,
     UsageError,
 )
 from lammps_stream.schemas import decode_json, validate_prediction, validate_snapshot
+
+log = logging.getLogger(__name__)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # Kafka's timestamps start here
 
 
 def read_predictions(
@@ -67,43 +72,121 @@ def read_records(
     idle_timeout: float | None = None,
     since: datetime | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield the records of ``topic`` that ``validate`` accepts; the others are skipped."""
-    from kafka import TopicPartition
+    """Yield the records of ``topic`` that ``validate`` accepts; the others are skipped and
+    counted in one warning when reading ends (:class:`Skipped`). A broker that stops answering
+    midway is a one-line :class:`BrokerUnavailableError`."""
+    from kafka.errors import KafkaError
 
     consumer = make_consumer(config)
+    skipped = Skipped(topic)
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            check_readable(config, topic)
-            raise NoDataError(
-                f"topic {topic} does not exist on {config.kafka.bootstrap} yet; "
-                "`lammps-stream stack up` creates it"
-            )
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
-        if since is not None:
-            _seek_to_time(consumer, assigned, since)
-        elif from_beginning:
-            consumer.seek_to_beginning(*assigned)
-        else:
-            consumer.seek_to_end(*assigned)
-        end = consumer.end_offsets(assigned)
-        last_data = time.monotonic()
-        while True:
-            if not follow and all(consumer.position(tp) >= end[tp] for tp in assigned):
-                return
-            batch = consumer.poll(timeout_ms=500)
-            if batch:
-                last_data = time.monotonic()
-            elif idle_timeout is not None and time.monotonic() - last_data > idle_timeout:
-                return
-            for records in batch.values():
-                for message in records:
-                    record = _parse(message.value, validate)
-                    if record is not None:
-                        yield record
+        assigned = _assign(consumer, config, topic, from_beginning=from_beginning, since=since)
+        for raw in _values(consumer, assigned, follow=follow, idle_timeout=idle_timeout):
+            record = skipped.check(raw, validate)
+            if record is not None:
+                yield record
+    except KafkaError as exc:
+        raise _broker_error(config, topic, exc) from None
     finally:
         consumer.close()
+        skipped.report()
+
+
+class Skipped:
+    """The records of a topic that fail validation: counted, the first one's reason kept.
+
+    >>> skipped = Skipped("lammps.predictions")
+    >>> skipped.check(b'{"schema": "lammps-stream.prediction/1"}', validate_prediction)
+    >>> skipped.check(b"[]", validate_prediction)
+    >>> print(skipped.summary())
+    skipped 2 invalid records on lammps.predictions (the first: run_id or request_id is required)
+    """
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.count = 0
+        self.first = ""
+
+    def check(self, raw: bytes, validate: Callable[[Any], dict[str, Any]]) -> dict[str, Any] | None:
+        """The record ``raw`` holds if ``validate`` accepts it, else None (and counted)."""
+        try:
+            return validate(decode_json(raw))
+        except InvalidRecordError as err:
+            self.count += 1
+            self.first = self.first or err.message
+            return None
+
+    def summary(self) -> str:
+        """One line for the skipped records, or ``""`` when there were none."""
+        if not self.count:
+            return ""
+        plural = "s" if self.count > 1 else ""
+        return (
+            f"skipped {self.count} invalid record{plural} on {self.topic} (the first: {self.first})"
+        )
+
+    def report(self) -> None:
+        """Log :meth:`summary` as a warning, if any record was skipped."""
+        if self.count:
+            log.warning("%s", self.summary())
+
+
+def _assign(
+    consumer: Any,
+    config: Config,
+    topic: str,
+    *,
+    from_beginning: bool,
+    since: datetime | None,
+) -> list[Any]:
+    """Every partition of ``topic`` assigned to ``consumer`` at the starting offsets."""
+    from kafka import TopicPartition
+
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        check_readable(config, topic)
+        raise NoDataError(
+            f"topic {topic} does not exist on {config.kafka.bootstrap} yet; "
+            "`lammps-stream stack up` creates it"
+        )
+    assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(assigned)
+    if since is not None:
+        _seek_to_time(consumer, assigned, since)
+    elif from_beginning:
+        consumer.seek_to_beginning(*assigned)
+    else:
+        consumer.seek_to_end(*assigned)
+    return assigned
+
+
+def _values(
+    consumer: Any, assigned: list[Any], *, follow: bool, idle_timeout: float | None
+) -> Iterator[bytes]:
+    """The message values from the assigned positions on: up to the end offsets seen now, or
+    (``follow``) on until ``idle_timeout`` seconds pass without any."""
+    end = consumer.end_offsets(assigned)
+    last_data = time.monotonic()
+    while True:
+        if not follow and all(consumer.position(tp) >= end[tp] for tp in assigned):
+            return
+        batch = consumer.poll(timeout_ms=500)
+        if batch:
+            last_data = time.monotonic()
+        elif idle_timeout is not None and time.monotonic() - last_data > idle_timeout:
+            return
+        for records in batch.values():
+            for message in records:
+                yield message.value
+
+
+def _broker_error(config: Config, topic: str, exc: Exception) -> BrokerUnavailableError:
+    """What a Kafka error met while reading ``topic`` means, in one line."""
+    denied = access_denied(config, exc, f"read {topic}", "client")
+    return denied or BrokerUnavailableError(
+        f"Kafka broker at {config.kafka.bootstrap} stopped answering while {topic} was read "
+        f"({exc.__class__.__name__}); check it with `lammps-stream stack status` and try again"
+    )
 
 
 def load_predictions(
@@ -194,40 +277,60 @@ def matches(
 
 
 def parse_since(text: str) -> datetime:
-    """``--since``: a duration back from now (``90s``, ``10m``, ``2h``, ``1d``) or a time.
+    """``--since``: a duration back from now (``90s``, ``10m``, ``2h``, ``1d``) or a time
+    (RFC 3339; a time without a zone is UTC), not before 1970.
 
     >>> parse_since("2026-01-02T03:04:05Z").year
     2026
+    >>> parse_since("2026-01-02T03:04:05").tzname()
+    'UTC'
     >>> round((datetime.now(UTC) - parse_since("10m")).total_seconds() / 60)
     10
+    >>> parse_since("1969-12-31T23:59:59Z")
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.UsageError: --since '1969-12-31T23:59:59Z': before 1970, ...
     """
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if text[:-1].isdigit() and text[-1:] in units:
-        return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    if text[:-1].isdecimal() and text[-1:] in units:
+        value = _ago(text, int(text[:-1]) * units[text[-1]])
+    else:
+        value = _time(text)
+    if value < EPOCH:
+        raise UsageError(
+            f"--since {text!r}: before 1970, where Kafka's timestamps begin; give a later "
+            "time, or a shorter duration such as 30d"
+        )
+    return value
+
+
+def _ago(text: str, seconds: int) -> datetime:
+    try:
+        return datetime.now(UTC) - timedelta(seconds=seconds)
+    except OverflowError:
+        raise UsageError(
+            f"--since {text!r}: too far back to be a time; give a shorter duration such as 30d"
+        ) from None
+
+
+def _time(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(
             f"--since {text!r}: give a duration like 10m, 2h, 1d or a time like "
-            "2026-11-25T10:00:00Z"
+            "2026-11-25T10:00:00Z (a time without a zone is UTC)"
         ) from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _seek_to_time(consumer: Any, assigned: list[Any], since: datetime) -> None:
-    stamp = int(since.timestamp() * 1000)
+    stamp = max(0, int(since.timestamp() * 1000))  # Kafka refuses a time before 1970
     offsets = consumer.offsets_for_times({tp: stamp for tp in assigned})
     end = consumer.end_offsets(assigned)
     for tp in assigned:
         found = offsets.get(tp)
         consumer.seek(tp, found.offset if found is not None else end[tp])
-
-
-def _parse(raw: bytes, validate: Callable[[Any], dict[str, Any]]) -> dict[str, Any] | None:
-    try:
-        return validate(decode_json(raw))
-    except InvalidRecordError:
-        return None
 
 
 def table_row(prediction: dict[str, Any]) -> dict[str, str]:

@@ -267,7 +267,9 @@ def build_parser() -> Parser:
         help="at most N (without --follow: the last N, default 20)",
     )
     preds.add_argument("--from-beginning", action="store_true", help="with --follow: replay first")
-    preds.add_argument("--since", help="start at a time: 10m, 2h, 1d or 2026-11-25T10:00:00Z")
+    preds.add_argument(
+        "--since", help="start at a time: 10m, 2h, 1d or 2026-11-25T10:00:00Z (no zone: UTC)"
+    )
     _add_filter_flags(preds, split=True)
     preds.set_defaults(handler="consumers.commands:predictions")
 

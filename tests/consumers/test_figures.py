@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import csv
+import json
 import random
 from pathlib import Path
 
 import pytest
 
 from consumers.evaluate import evaluate
-from consumers.history import history_rows, write_history
+from consumers.history import (
+    COLUMNS,
+    history_columns,
+    history_file,
+    history_rows,
+    snapshot_rows,
+    write_history,
+)
+from consumers.plots import plot_all
 from consumers.report import write_report
 from lammps_stream.errors import UsageError
 from lammps_stream.schemas import example_prediction, new_id
@@ -89,3 +98,76 @@ def test_parquet_without_pyarrow_says_so(tmp_path: Path) -> None:
     else:
         write_history(history_rows(_predictions()), tmp_path / "h.parquet")
         assert (tmp_path / "h.parquet").stat().st_size > 0
+
+
+def _answers() -> list[dict]:
+    """What `predict` leaves on the topic before any run has finished: no actual times."""
+    return [
+        example_prediction(
+            run_id=None, request_id=new_id(), actual_wall_seconds=None, split=None, model=m
+        )
+        for m in ("linear", "pa")
+    ]
+
+
+def test_nothing_to_plot_writes_no_figure(tmp_path: Path) -> None:
+    assert plot_all([], tmp_path) == []
+    assert plot_all(_answers(), tmp_path) == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_report_of_nothing_still_writes_its_pages(tmp_path: Path) -> None:
+    for predictions in ([], _answers()):
+        markdown, page = write_report(predictions, tmp_path)
+        assert "0 runs (0 train, 0 test)" in markdown.read_text()
+        assert "No model is named best yet" in markdown.read_text()
+        assert page.read_text().startswith("<!doctype html>")
+        assert "data:image/png" not in page.read_text()
+
+
+def test_one_lucky_test_run_does_not_name_the_best_model(tmp_path: Path) -> None:
+    predictions = _predictions(n_train=30, n_test=1)  # "good" and "poor": one test run each
+    result = evaluate(predictions)
+    assert result.best is None and result.table["good"]["n"] == 1
+    assert "none has 5 scored test runs" in result.to_markdown()
+    assert json.loads(result.to_json())["best"] is None
+    names = {path.name for path in plot_all(predictions, tmp_path)}
+    assert names == {"predicted_vs_actual.png", "learning_curves.png"}  # no error_by_*
+    markdown, _ = write_report(predictions, tmp_path)
+    held_out = markdown.read_text().split("## Prequential")[0]
+    assert "(best)" not in held_out and "No model is named best yet" in held_out
+    assert "error_by" not in markdown.read_text()
+
+
+def test_history_columns_do_not_depend_on_the_first_row() -> None:
+    snapshot = {
+        "model": "good",
+        "learned": 0,
+        "created_at": "2025-12-31T23:59:59.000000Z",  # before every prediction
+        "metrics": {"prequential": {"n": 0}, "test": {"n": 0}},
+    }
+    rows = sorted(
+        history_rows(_predictions()) + snapshot_rows([snapshot]), key=lambda r: r["emitted_at"]
+    )
+    assert rows[0]["source"] == "snapshot" and "run_id" not in rows[0]
+    columns = history_columns(rows)
+    assert list(columns) == list(COLUMNS)
+    assert all(len(values) == len(rows) for values in columns.values())
+    assert columns["run_id"][0] is None and columns["run_id"][2] == rows[2]["run_id"]
+    assert columns["cells"][2] == rows[2]["cells"]
+
+
+def test_history_refuses_a_directory_before_reading_anything(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"is a directory; give a file name, e\.g\. --out "):
+        history_file(tmp_path)
+    assert history_file(tmp_path / "new" / "h.csv") == tmp_path / "new" / "h.csv"
+
+
+def test_history_asks_for_pyarrow_up_front(tmp_path: Path) -> None:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        with pytest.raises(UsageError, match=r"Parquet needs pyarrow \(pip install pyarrow\)"):
+            history_file(tmp_path / "h.parquet")
+    else:
+        assert history_file(tmp_path / "h.parquet") == tmp_path / "h.parquet"

@@ -1,9 +1,21 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
+from datetime import UTC, datetime
+from types import SimpleNamespace
 
-from consumers.reader import table_row, to_json_line
-from lammps_stream.schemas import example_prediction
+import pytest
+from kafka import TopicPartition
+from kafka.errors import KafkaTimeoutError
+
+from consumers import reader
+from consumers.history import history_rows
+from consumers.reader import once_each, table_row, to_json_line
+from lammps_stream.config import Config, load_config
+from lammps_stream.errors import BrokerUnavailableError, UsageError
+from lammps_stream.schemas import encode, example_prediction
 
 
 def test_row_shows_run_split_model_and_error() -> None:
@@ -32,3 +44,114 @@ def test_request_has_no_actual() -> None:
 def test_json_line_is_the_record() -> None:
     p = example_prediction()
     assert json.loads(to_json_line(p)) == p
+
+
+class FakeConsumer:
+    """What :func:`read_records` asks of a kafka-python consumer: one partition holding
+    ``values``; ``fails`` names the call that times out, as with a broker gone midway."""
+
+    def __init__(self, values: list[bytes], fails: str = "") -> None:
+        self.values, self.fails, self.at, self.closed = values, fails, 0, False
+
+    def _maybe_fail(self, call: str) -> None:
+        if call == self.fails:
+            raise KafkaTimeoutError(f"{call} timed out")
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return {0}
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        self.tp = partitions[0]
+
+    def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        self.at = 0
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.at = offset
+
+    def offsets_for_times(self, stamps: dict) -> dict:
+        self._maybe_fail("offsets_for_times")
+        return {tp: SimpleNamespace(offset=0) for tp in stamps}
+
+    def end_offsets(self, partitions: list[TopicPartition]) -> dict:
+        self._maybe_fail("end_offsets")
+        return {tp: len(self.values) for tp in partitions}
+
+    def position(self, tp: TopicPartition) -> int:
+        return self.at
+
+    def poll(self, timeout_ms: int) -> dict:
+        self._maybe_fail("poll")
+        batch = [SimpleNamespace(value=v) for v in self.values[self.at :]]
+        self.at = len(self.values)
+        return {self.tp: batch}
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _config() -> Config:
+    return load_config(path=None, env={})
+
+
+def test_readers_skip_and_count_records_that_would_break_them(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = example_prediction()
+    bad = [
+        example_prediction(run_id=12345),
+        example_prediction(run_id=None, request_id=["a"]),
+        example_prediction(params={"deck": "lj", "x": "2"}),
+    ]
+    values = [encode(p) for p in [bad[0], good, *bad[1:]]] + [b"{not json"]
+    consumer = FakeConsumer(values)
+    monkeypatch.setattr(reader, "make_consumer", lambda config: consumer)
+    with caplog.at_level(logging.WARNING, logger="consumers.reader"):
+        found = list(reader.read_predictions(_config()))
+    assert found == [good] and consumer.closed
+    assert caplog.messages == [
+        "skipped 4 invalid records on lammps.predictions "
+        "(the first: run_id: must be a non-empty string, got 12345)"
+    ]
+    for p in found:  # what every reader does with a prediction
+        table_row(p)
+        once_each([p])
+        history_rows([p | {"split": "train"}])
+
+
+@pytest.mark.parametrize("call", ["end_offsets", "poll", "offsets_for_times"])
+def test_a_broker_gone_while_reading_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, call: str
+) -> None:
+    consumer = FakeConsumer([encode(example_prediction())], fails=call)
+    monkeypatch.setattr(reader, "make_consumer", lambda config: consumer)
+    since = datetime(2026, 1, 1, tzinfo=UTC)
+    with pytest.raises(BrokerUnavailableError) as caught:
+        list(reader.read_predictions(_config(), since=since))
+    assert str(caught.value) == (
+        "Kafka broker at 127.0.0.1:9092 stopped answering while lammps.predictions was read "
+        "(KafkaTimeoutError); check it with `lammps-stream stack status` and try again"
+    )
+    assert consumer.closed
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1000000d", "too far back to be a time"),
+        ("99999999999999999999s", "too far back to be a time"),
+        ("30000d", "before 1970"),
+        ("1969-07-20T20:17:00Z", "before 1970"),
+        ("0001-01-01", "before 1970"),
+        ("yesterday", "(a time without a zone is UTC)"),
+        ("²m", "give a duration like 10m"),
+    ],
+)
+def test_since_out_of_range_is_a_usage_error(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        reader.parse_since(text)
+
+
+def test_since_without_a_zone_is_utc() -> None:
+    assert reader.parse_since("2026-11-25T10:00:00") == datetime(2026, 11, 25, 10, tzinfo=UTC)
+    assert reader.parse_since("1970-01-01T00:00:00Z") == reader.EPOCH
