@@ -101,7 +101,12 @@ def test_requests_on_the_topic_are_answered_on_predictions(stack, learned) -> No
 @pytest.mark.parametrize(
     ("path", "body", "code"),
     [
-        ("/predict", b'{"params": {"deck": "lj", "x": 2, "note": NaN}}', "malformed_json"),
+        (
+            "/predict",
+            b'{"params": {"deck": "lj", "x": 2, "y": 1, "z": 1, "steps": 100, "ranks": 2,'
+            b' "note": NaN}}',
+            "malformed_json",
+        ),
         ("/models", b"[1, 2]", "bad_spec"),
         (
             "/models",
