@@ -390,7 +390,12 @@ def ensure_topics(config: Config) -> list[str]:
 
     with admin(config) as client:
         missing = [
-            NewTopic(spec.name, spec.partitions, 1, topic_configs=spec.configs)
+            NewTopic(
+                spec.name,
+                spec.partitions,
+                config.kafka.replication_factor,
+                topic_configs=spec.configs,
+            )
             for spec in _missing_specs(client, config)
         ]
         if missing:

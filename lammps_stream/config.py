@@ -62,6 +62,7 @@ class KafkaConfig:
     controller_port: int = 9093
     partitions: int = 3
     runs_partitions: int = 1
+    replication_factor: int = 1
     version: str = "4.1.1"
     heap: str = "768m"
     request_timeout_seconds: float = 10.0
@@ -80,6 +81,7 @@ class KafkaConfig:
         _check_range("kafka.controller_port", self.controller_port, 1, 65535)
         _check_range("kafka.partitions", self.partitions, 1, 1000)
         _check_range("kafka.runs_partitions", self.runs_partitions, 1, 1000)
+        _check_range("kafka.replication_factor", self.replication_factor, 1, 100)
         _check_range("kafka.request_timeout_seconds", self.request_timeout_seconds, 0.1, 600)
         _check_choice(
             "kafka.security_protocol",

@@ -69,7 +69,7 @@ def create_app(config: Config) -> faust.App:
         broker=[f"{scheme}://{s}" for s in bootstrap_servers(config.kafka.bootstrap)],
         store="memory://",
         topic_partitions=config.kafka.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=config.kafka.replication_factor,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_max_request_size=MAX_SNAPSHOT_BYTES,

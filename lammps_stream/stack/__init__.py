@@ -96,6 +96,12 @@ class LocalStack:
     # -- up -------------------------------------------------------------------------------
     def up(self) -> list[PartStatus]:
         """Start every part that is not running; return the status afterwards."""
+        if self.config.kafka.replication_factor > 1:
+            raise StackError(
+                f"kafka.replication_factor is {self.config.kafka.replication_factor}, but the "
+                "local stack is one broker: set it to 1 here (more copies need a cluster of "
+                "that many brokers, e.g. the Helm chart's)"
+            )
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._start_broker()
         created = ensure_topics(self.config)

@@ -241,3 +241,17 @@ def test_a_file_that_is_not_utf8_text_is_one_clear_error(tmp_path: Path) -> None
     path.write_bytes(b"kafka:\n  bootstrap: \xff\xfe\n")
     with pytest.raises(ConfigError, match="not UTF-8 text"):
         load_config(path, env={})
+
+
+def test_the_local_stack_refuses_more_copies_than_its_one_broker(tmp_path: Path) -> None:
+    from lammps_stream.errors import StackError
+    from lammps_stream.stack import LocalStack
+
+    config = load_config(
+        path=None,
+        env={},
+        overrides={"kafka.replication_factor": 3, "stack.state_dir": str(tmp_path / "stack")},
+    )
+    with pytest.raises(StackError, match="local stack is one broker"):
+        LocalStack(config).up()
+    assert not (tmp_path / "stack").exists()  # nothing started
