@@ -108,6 +108,37 @@ def render(
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
+def notes(
+    chart: Path, values: Path | None = None, sets: tuple[str, ...] = (), namespace: str = "lammps"
+) -> str:
+    """The chart's NOTES.txt as ``helm install`` prints it for release ``lammps``. ``helm
+    template`` does not render NOTES.txt, and ``helm install --dry-run`` wants a cluster: a copy
+    of the chart renders it into a ConfigMap instead."""
+    import shutil
+
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / chart.name
+        shutil.copytree(chart, copy)
+        text = (copy / "templates" / "NOTES.txt").read_text()
+        (copy / "templates" / "_notes_under_test.tpl").write_text(
+            '{{- define "notes-under-test" -}}\n' + text + "{{- end -}}\n"
+        )
+        (copy / "templates" / "notes-under-test.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
+            'data:\n  NOTES.txt: {{ include "notes-under-test" . | toJson }}\n'
+        )
+        args = ["template", "lammps", str(copy), "--namespace", namespace]
+        args += ["--show-only", "templates/notes-under-test.yaml"]
+        if values is not None:
+            args += ["-f", str(values)]
+        for item in sets:
+            args += ["--set", item]
+        result = run_helm(*args)
+    if result.returncode != 0:
+        raise CheckError(f"NOTES.txt of {chart.name}:\n{result.stderr}")
+    return yaml.safe_load(result.stdout)["data"]["NOTES.txt"]
+
+
 def describe(obj: dict[str, Any]) -> str:
     return f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
 

@@ -4,6 +4,8 @@ lammps-stream chart gives the producers the client login and the service its own
 
 from __future__ import annotations
 
+import os
+import subprocess
 from typing import Any
 
 import pytest
@@ -161,3 +163,64 @@ def test_producers_log_in_as_the_client_and_the_service_as_itself(values: str) -
     # With no client Secret the producers log in as the service, as before.
     shared = _logins(checks.render(LAMMPS_STREAM, LAMMPS_STREAM / "ci" / values, sets=sets[:2]))
     assert set(shared.values()) == {service}
+
+
+FAKE_KUBECTL = r"""#!/bin/sh
+# kubectl -n NS get secret NAME -o go-template=...: the Secret's values, one a line;
+# kubectl -n NS exec -i deploy/NAME -- CMD...: CMD here, with the service pod's own login
+case "$3" in
+  get)
+    case "$*" in *'"username"'*) echo client-user ;; esac
+    printf '%s' client-password ;;
+  exec)
+    while [ "$1" != -- ]; do shift; done
+    shift
+    LAMMPS_STREAM_KAFKA_SASL_USERNAME=lammps-stream LAMMPS_STREAM_KAFKA_SASL_PASSWORD=service-pw \
+      exec "$@" ;;
+esac
+"""
+FAKE_CLI = r"""#!/bin/sh
+echo "user=$LAMMPS_STREAM_KAFKA_SASL_USERNAME password=$LAMMPS_STREAM_KAFKA_SASL_PASSWORD: $*"
+"""
+
+
+@pytest.mark.parametrize("username", ["lammps-stream-client", ""], ids=["strimzi", "own-secret"])
+def test_the_notes_read_predictions_with_a_login_that_may(tmp_path, username: str) -> None:
+    """With ACLs the service's login only writes the predictions topic (`lammps-stream acls
+    service`); the install notes read it as the client, whose role may."""
+    config = load_config(path=None, env={})
+    predictions = config.kafka.topics.predictions
+
+    def may_read(role: str) -> bool:
+        return any(g.name == predictions and "Read" in g.operations for g in grants(config, role))
+
+    assert not may_read("service") and may_read("client") and may_read("reader")
+    sets = (
+        "secrets.kafka.existingSecret=lammps-stream",
+        "secrets.kafka.username=lammps-stream",
+        "secrets.clientKafka.existingSecret=lammps-stream-client",
+        f"secrets.clientKafka.username={username}",
+        "config.kafka.security_protocol=SASL_PLAINTEXT",
+    )
+    notes = checks.notes(LAMMPS_STREAM, LAMMPS_STREAM / "values.yaml", sets=sets)
+    assert "exec deploy/lammps-lammps-stream -- lammps-stream predictions" not in notes
+    command = notes[notes.index("  kubectl -n lammps get secret lammps-stream-client") :]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("kubectl", FAKE_KUBECTL), ("lammps-stream", FAKE_CLI)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    result = subprocess.run(
+        ["bash", "-c", command],
+        env={"PATH": f"{bin_dir}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    user = username or "client-user"
+    assert result.stdout == f"user={user} password=client-password: predictions --limit 10\n"
+    # without a client login (no ACLs), the service's login reads them as before
+    plain = checks.notes(LAMMPS_STREAM, LAMMPS_STREAM / "values.yaml")
+    assert "exec deploy/lammps-lammps-stream -- lammps-stream predictions --limit 10" in plain

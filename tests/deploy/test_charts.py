@@ -294,13 +294,12 @@ def test_indexed_job_runs_each_line_of_its_plan(tmp_path: Path) -> None:
     assert job["spec"]["completions"] == len(runs)
     (container,) = job["spec"]["template"]["spec"]["containers"]
     assert container["command"] + container["args"] == [
-        "lammps-stream",
-        "run-one",
-        "--plan",
-        "/etc/lammps-stream/plans.jsonl",
-        "--index",
+        "/bin/sh",
+        "/etc/lammps-stream/run-one.sh",
         "$(JOB_COMPLETION_INDEX)",
-    ]
+    ]  # run-one.sh (tests/deploy/test_producer_scripts.py) runs the line, then replays the spool
+    script = config_map(objects)["run-one.sh"]
+    assert 'lammps-stream run-one --plan /etc/lammps-stream/plans.jsonl --index "$1"' in script
     plans = [read_plan(plan, i) for i in range(len(runs))]
     assert [p.params["deck"] for p in plans] == [r["deck"] for r in runs]
     assert [p.split for p in plans] == [r.get("split", "train") for r in runs]
@@ -372,6 +371,13 @@ def test_topics_come_with_their_settings_and_no_client_makes_one() -> None:
     }
     assert topics["lammps.runs"] == {"retention.ms": -1}
     assert topics["lammps.models"]["cleanup.policy"] == "compact"
+    from lammps_stream.config import load_config
+    from lammps_stream.topics import topic_specs
+
+    by_name = {spec.name: spec.configs for spec in topic_specs(load_config(path=None, env={}))}
+    assert topics["lammps.dlq"]["max.message.bytes"] == int(
+        by_name["lammps.dlq"]["max.message.bytes"]
+    )
     plain = KAFKA_STACK / "values-usernetes.yaml"
     assert "\nauto.create.topics.enable=false\n" in _broker_properties(rendered(KAFKA_STACK, plain))
     allowed = _broker_properties(
@@ -434,6 +440,33 @@ WRONG_VALUES = [
         ),
         "secrets.snapshotKey: 2 workers must share one key",
     ),
+    (LAMMPS_STREAM, ("service.replicas=2",), "service.replicas: 2 workers for 1 runs partitions"),
+    (
+        LAMMPS_STREAM,
+        ("config.kafka.security_protocol=SASL_PLAINTEXT",),
+        "secrets.kafka.existingSecret: config.kafka.security_protocol is SASL_PLAINTEXT",
+    ),
+    (
+        LAMMPS_STREAM,
+        (
+            "config.kafka.security_protocol=SASL_SSL",
+            "secrets.kafka.existingSecret=lammps-stream",
+            "secrets.kafka.env.LAMMPS_STREAM_KAFKA_SASL_USERNAME=null",
+        ),
+        "secrets.kafka.username: config.kafka.security_protocol is SASL_SSL",
+    ),
+    (
+        LAMMPS_STREAM,
+        (
+            "config.kafka.security_protocol=SASL_PLAINTEXT",
+            "secrets.kafka.existingSecret=lammps-stream",
+            "secrets.clientKafka.existingSecret=lammps-stream-client",
+            "secrets.clientKafka.env.LAMMPS_STREAM_KAFKA_SASL_PASSWORD=null",
+        ),
+        "secrets.clientKafka.env: config.kafka.security_protocol is SASL_PLAINTEXT",
+    ),
+    (LAMMPS_STREAM, ("config.stack.state_dir=/data",), "'stack' not allowed"),
+    (LAMMPS_STREAM, ("config.kafka.sasl_password=hunter2",), "'sasl_password' not allowed"),
     (KAFKA_STACK, ("mode=kubernetes",), "/mode"),
     (KAFKA_STACK, ("plain.clusterId=short",), "/plain/clusterId"),
     (KAFKA_STACK, ("kafka.storage.type=hostPath",), "/kafka/storage/type"),

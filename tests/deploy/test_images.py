@@ -59,7 +59,7 @@ def test_definition_file_installs_its_extra(name: str, extra: str, runscript: st
 
 def test_containerfile_parses_into_service_and_producer_targets() -> None:
     recipe = DockerParser(str(CONTAINERFILE)).recipe
-    assert list(recipe) == ["base", "service", "producer"]
+    assert list(recipe) == ["base", "service", "producer", "producer-flux"]
     assert recipe["base"].fromHeader.strip() == "python:3.11-slim-bookworm"
     copied = {pair[0] for pair in recipe["base"].files}
     assert {"pyproject.toml", "setup.cfg", "README.md", *PACKAGES} <= copied
@@ -79,7 +79,22 @@ def test_images_and_charts_agree_on_user_and_sshd() -> None:
     assert values["podSecurityContext"]["runAsGroup"] == 10001
     text = CONTAINERFILE.read_text()
     assert "--uid 10001 --gid 10001" in text
-    mpi = (CHARTS[0] / "templates" / "mpi-jobs.yaml").read_text()
+    mpi = (CHARTS[0] / "templates" / "_producers.tpl").read_text()
     assert "/etc/lammps-stream-sshd/sshd_config" in mpi and "/etc/lammps-stream-sshd" in text
     assert "containerPort: 2222" in mpi and "'Port 2222'" in text
     assert "sshAuthMountPath: /home/lammps/.ssh" in mpi and "/home/lammps/.ssh/id_rsa" in text
+
+
+def test_the_minicluster_image_runs_as_root_and_is_the_charts_default() -> None:
+    """The Flux Operator's entrypoint sets Flux up as root (or through sudo, which the images do
+    not have): the MiniCluster's image is the producer image run as root."""
+    recipe = DockerParser(str(CONTAINERFILE)).recipe
+    flux = recipe["producer-flux"]
+    assert flux.fromHeader.strip() == "producer"
+    assert "".join(flux.install).split() == ["USER", "0:0"]
+    installs = [line for line in recipe["producer"].install if not line.startswith("#")]
+    assert not any("sudo" in line for line in installs)  # hence root, not a user with sudo
+    values = yaml.safe_load((CHARTS[0] / "values.yaml").read_text())
+    assert values["jobs"]["mpi"]["operator"] == "flux"
+    assert values["jobs"]["mpi"]["flux"]["image"]["repository"] == "lammps-stream-producer-flux"
+    assert "--target producer-flux -t lammps-stream-producer-flux:" in CONTAINERFILE.read_text()

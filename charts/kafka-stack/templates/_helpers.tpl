@@ -49,3 +49,14 @@ min.insync.replicas: {{ $isr }}
   operations: {{ index . 3 | toJson }}
   host: "*"
 {{- end -}}
+
+{{/* A value as text in a properties file or an expression: numbers in full. Helm reads every
+number of a values file as a float, which Go prints as 1.073741824e+09 from a million up;
+JSON prints it as 1073741824. Strings and booleans as they are. */}}
+{{- define "kafka-stack.text" -}}
+{{- if or (kindIs "float64" .) (kindIs "float32" .) -}}
+{{- toJson . -}}
+{{- else -}}
+{{- . -}}
+{{- end -}}
+{{- end -}}

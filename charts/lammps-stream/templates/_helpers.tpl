@@ -191,6 +191,48 @@ secrets.snapshotKey.create), else "" (each pod then signs with a key of its own)
 {{- if and (or $tls.ca.existingSecret $tls.client.existingSecret) (not (has $protocol (list "SSL" "SASL_SSL"))) -}}
 {{- fail (printf "secrets.tls: a TLS Secret is named but config.kafka.security_protocol is %s; set it to SSL or SASL_SSL" $protocol) -}}
 {{- end -}}
+{{- if hasPrefix "SASL" $protocol -}}
+{{- /* Every pod logs in: the service's login (secrets.kafka), and the producers' own when
+secrets.clientKafka names a Secret. Each needs a username and a password, or the pods start
+and crash on "kafka.sasl_username / kafka.sasl_password: both are needed". */ -}}
+{{- $logins := list (list "secrets.kafka" .Values.secrets.kafka) -}}
+{{- if .Values.secrets.clientKafka.existingSecret -}}
+{{- $logins = append $logins (list "secrets.clientKafka" .Values.secrets.clientKafka) -}}
+{{- end -}}
+{{- range $logins -}}
+{{- $where := index . 0 -}}
+{{- $login := index . 1 -}}
+{{- $env := $login.env | default dict -}}
+{{- if not $login.existingSecret -}}
+{{- fail (printf "%s.existingSecret: config.kafka.security_protocol is %s, which logs in with a SCRAM username and password, but no Secret holds them; name the Secret (e.g. the one Strimzi's User Operator makes for a KafkaUser) and set %s.username, or use security_protocol PLAINTEXT or SSL" $where $protocol $where) -}}
+{{- end -}}
+{{- if not (get $env "LAMMPS_STREAM_KAFKA_SASL_PASSWORD") -}}
+{{- fail (printf "%s.env: config.kafka.security_protocol is %s but no key of the Secret %s is given as LAMMPS_STREAM_KAFKA_SASL_PASSWORD (e.g. LAMMPS_STREAM_KAFKA_SASL_PASSWORD: password)" $where $protocol $login.existingSecret) -}}
+{{- end -}}
+{{- if not (or $login.username (get $env "LAMMPS_STREAM_KAFKA_SASL_USERNAME")) -}}
+{{- fail (printf "%s.username: config.kafka.security_protocol is %s but the login has no username; set %s.username (a Strimzi KafkaUser's name), or map LAMMPS_STREAM_KAFKA_SASL_USERNAME to a key of the Secret %s in %s.env" $where $protocol $where $login.existingSecret $where) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A value as text in an expression, a command or a properties line: numbers in full. Helm
+reads every number of a values file as a float, which Go prints as 1.2096e+06 from a million
+up; JSON prints it as 1209600. Strings and booleans as they are. */}}
+{{- define "lammps-stream.text" -}}
+{{- if or (kindIs "float64" .) (kindIs "float32" .) -}}
+{{- toJson . -}}
+{{- else -}}
+{{- . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* lammps-stream.yaml as the pods read it: .Values.config. The Deployment's checksum covers
+this and nothing else of the ConfigMap, so a new plan never restarts the service. */}}
+{{- define "lammps-stream.configFile" -}}
+# Rendered by the lammps-stream chart from .Values.config; the pods add LAMMPS_STREAM_*
+# variables for service.http_host, stack.* and producer.spool_dir/jobs_dir.
+{{ toYaml .Values.config }}
 {{- end -}}
 
 {{/* The plan every producer variant runs: jobs.plan (a plans.jsonl) or one line per jobs.runs
@@ -207,8 +249,10 @@ entry. Fails, naming the value, when neither is given or a line is not a planned
 {{- end -}}
 {{- else -}}
 {{- range $i, $run := .Values.jobs.runs -}}
-{{- $params := dict "deck" $run.deck "x" ($run.x | default 1) "y" ($run.y | default 1) "z" ($run.z | default 1) "steps" $run.steps "ranks" $run.ranks "threads" ($run.threads | default 1) -}}
-{{- $lines = append $lines (dict "run_id" ($run.run_id | default (uuidv4)) "split" ($run.split | default "train") "params" $params | toJson) -}}
+{{- $params := dict "deck" $run.deck "x" (int ($run.x | default 1)) "y" (int ($run.y | default 1)) "z" (int ($run.z | default 1)) "steps" (int $run.steps) "ranks" (int $run.ranks) "threads" (int ($run.threads | default 1)) -}}
+{{- $split := $run.split | default "train" -}}
+{{- $runId := $run.run_id | default (include "lammps-stream.runId" (dict "root" $ "index" $i "run" (dict "split" $split "params" $params))) -}}
+{{- $lines = append $lines (dict "run_id" $runId "split" $split "params" $params | toJson) -}}
 {{- end -}}
 {{- end -}}
 {{- if not $lines -}}

@@ -1,0 +1,273 @@
+"""The producer pods' scripts, as the chart renders them, run by dash (the images' /bin/sh) and
+bash (the Flux Operator's batch script) against stand-ins for lammps-stream, mpirun, flux and
+sleep: a finished run whose record the broker did not take is replayed from the pod's spool
+before the pod goes, and the pod (so its Job) fails when the broker never takes it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy import checks
+from deploy.checks import CHARTS
+
+LAMMPS_STREAM = CHARTS[0]
+CI = LAMMPS_STREAM / "ci"
+SHELL = shutil.which("dash") or "/bin/sh"
+EXIT_RECORDS_LEFT = 75
+
+# lammps-stream: run-one finishes a run and, with FAKE_SPOOLS, spools its record (the broker
+# being unreachable); produce --flush sends the spool once the file broker-up exists.
+FAKE_CLI = r"""#!/bin/sh
+echo "$*" >> "$FAKE_DIR/calls"
+case "$1" in
+  run-one)
+    if [ -n "${FAKE_RUN_SECONDS:-}" ]; then
+      status=0
+      /bin/sleep "$FAKE_RUN_SECONDS" &
+      sleeper=$!
+      trap 'kill "$sleeper"; echo terminated >> "$FAKE_DIR/calls"; status=143' TERM
+      wait "$sleeper" || true
+    fi
+    if [ -n "${FAKE_SPOOLS:-}" ]; then
+      mkdir -p "$LAMMPS_STREAM_PRODUCER_SPOOL_DIR"
+      echo '{}' > "$LAMMPS_STREAM_PRODUCER_SPOOL_DIR/run-$5-ok.json"
+    fi
+    exit "${status:-${FAKE_RUN_STATUS:-0}}" ;;
+  produce)
+    [ "$2" = --flush ] || exit 9
+    if [ -e "$FAKE_DIR/broker-up" ]; then
+      rm -f "$LAMMPS_STREAM_PRODUCER_SPOOL_DIR"/*.json
+      echo "flushed"
+      exit 0
+    fi
+    echo "lammps-stream: Kafka broker did not acknowledge" >&2
+    exit 2 ;;
+esac
+exit 9
+"""
+# sleep: no waiting; the broker is back after the first pause when FAKE_UP_AFTER_SLEEP is set
+FAKE_SLEEP = r"""#!/bin/sh
+echo "sleep $*" >> "$FAKE_DIR/calls"
+[ -n "${FAKE_UP_AFTER_SLEEP:-}" ] && touch "$FAKE_DIR/broker-up"
+exit 0
+"""
+# mpirun -n N [-ppn 1] CMD...: CMD once, here (one worker's share)
+FAKE_MPIRUN = r"""#!/bin/sh
+echo "mpirun $*" >> "$FAKE_DIR/calls"
+while :; do case "$1" in -n|-ppn) shift 2 ;; *) break ;; esac; done
+exec "$@"
+"""
+# flux: submit and job wait stand in for the runs; exec -r all CMD runs CMD here
+FAKE_FLUX = r"""#!/bin/sh
+echo "flux $*" >> "$FAKE_DIR/calls"
+case "$1" in
+  submit) exit 0 ;;
+  job) exit "${FAKE_WAIT_STATUS:-0}" ;;
+  exec) shift 3; exec "$@" ;;
+esac
+exit 9
+"""
+
+
+class Pod:
+    """A pod's files: the chart's ConfigMap under conf/, a spool, and the stand-ins on PATH."""
+
+    def __init__(self, root: Path, config_map: dict[str, str]) -> None:
+        self.root = root
+        self.conf = root / "conf"
+        self.spool = root / "spool"
+        self.conf.mkdir()
+        for name, text in config_map.items():
+            (self.conf / name).write_text(self.localize(text))
+        bin_dir = root / "bin"
+        bin_dir.mkdir()
+        for name, text in {
+            "lammps-stream": FAKE_CLI,
+            "sleep": FAKE_SLEEP,
+            "mpirun": FAKE_MPIRUN,
+            "flux": FAKE_FLUX,
+        }.items():
+            (bin_dir / name).write_text(text)
+            (bin_dir / name).chmod(0o755)
+        self.env = {
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "FAKE_DIR": str(root),
+            "LAMMPS_STREAM_PRODUCER_SPOOL_DIR": str(self.spool),
+        }
+
+    def localize(self, text: str) -> str:
+        return text.replace("/etc/lammps-stream/", f"{self.conf}/").replace(
+            "/tmp/lammps-stream-runs-failed", f"{self.root}/runs-failed"
+        )
+
+    def run(self, argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            argv, env={**self.env, **env}, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    def calls(self) -> list[str]:
+        path = self.root / "calls"
+        return path.read_text().splitlines() if path.exists() else []
+
+    def spooled(self) -> list[str]:
+        return sorted(p.name for p in self.spool.glob("*.json")) if self.spool.exists() else []
+
+    def broker_up(self) -> None:
+        (self.root / "broker-up").touch()
+
+
+def _objects(values: str, *sets: str) -> list[dict[str, Any]]:
+    return checks.render(LAMMPS_STREAM, CI / values, sets=sets)
+
+
+def _pod(tmp_path: Path, objects: list[dict[str, Any]]) -> Pod:
+    (cm,) = [o for o in objects if o["kind"] == "ConfigMap" and "plans.jsonl" in o["data"]]
+    return Pod(tmp_path, cm["data"])
+
+
+def _flushes(pod: Pod) -> int:
+    return sum(call == "produce --flush" for call in pod.calls())
+
+
+# -- the Indexed Job: run-one.sh INDEX ----------------------------------------------------------
+
+
+def test_a_run_whose_record_was_not_sent_is_replayed_once_the_broker_is_back(tmp_path: Path):
+    pod = _pod(tmp_path, _objects("indexed-values.yaml"))
+    result = pod.run(
+        [SHELL, str(pod.conf / "run-one.sh"), "1"], FAKE_SPOOLS="1", FAKE_UP_AFTER_SLEEP="1"
+    )
+    assert result.returncode == 0, result.stderr
+    assert pod.calls()[0] == f"run-one --plan {pod.conf}/plans.jsonl --index 1"
+    assert _flushes(pod) == 2 and "sleep 15" in pod.calls()  # refused once, then taken
+    assert pod.spooled() == []
+
+
+def test_records_the_broker_never_takes_fail_the_pod(tmp_path: Path) -> None:
+    pod = _pod(tmp_path, _objects("indexed-values.yaml", "jobs.spoolReplaySeconds=0"))
+    result = pod.run([SHELL, str(pod.conf / "run-one.sh"), "0"], FAKE_SPOOLS="1")
+    assert result.returncode == EXIT_RECORDS_LEFT
+    assert "1 record(s) of finished runs still in the spool" in result.stderr
+    assert pod.spooled() == ["run-0-ok.json"] and _flushes(pod) == 1
+
+
+def test_the_replay_keeps_trying_for_the_configured_time(tmp_path: Path) -> None:
+    objects = _objects("indexed-values.yaml")
+    (cm,) = [o for o in objects if o["kind"] == "ConfigMap" and "plans.jsonl" in o["data"]]
+    assert 'limit="${1:-600}"' in cm["data"]["replay-spool.sh"]  # jobs.spoolReplaySeconds
+    custom = _objects("indexed-values.yaml", "jobs.spoolReplaySeconds=1200")
+    (cm,) = [o for o in custom if o["kind"] == "ConfigMap" and "plans.jsonl" in o["data"]]
+    assert 'limit="${1:-1200}"' in cm["data"]["replay-spool.sh"]
+
+
+@pytest.mark.parametrize("status", [0, 1])
+def test_without_spooled_records_the_pod_ends_as_its_run_did(tmp_path: Path, status: int):
+    pod = _pod(tmp_path, _objects("indexed-values.yaml"))
+    result = pod.run([SHELL, str(pod.conf / "run-one.sh"), "2"], FAKE_RUN_STATUS=str(status))
+    assert result.returncode == status
+    assert _flushes(pod) == 0  # an empty spool needs no broker
+
+
+@pytest.mark.parametrize("broker_up", [True, False], ids=["broker-up", "broker-down"])
+def test_sigterm_reaches_run_one_and_its_record_is_replayed_once(tmp_path: Path, broker_up):
+    """The shell is the pod's first process: Kubernetes' SIGTERM goes to it, and run-one
+    must get it to publish the run as failed (Terminated)."""
+    pod = _pod(tmp_path, _objects("indexed-values.yaml"))
+    if broker_up:
+        pod.broker_up()
+    process = subprocess.Popen(
+        [SHELL, str(pod.conf / "run-one.sh"), "0"],
+        env={**pod.env, "FAKE_SPOOLS": "1", "FAKE_RUN_SECONDS": "30"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 10
+    while not pod.calls() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=20)
+    assert "terminated" in pod.calls()
+    assert _flushes(pod) == 1 and "sleep 15" not in pod.calls()  # one try: the pod is going
+    assert process.returncode == (143 if broker_up else EXIT_RECORDS_LEFT), stderr
+
+
+# -- the MPIJob's launcher -----------------------------------------------------------------------
+
+
+def _launcher_script(objects: list[dict[str, Any]]) -> str:
+    (job,) = [o for o in objects if o["kind"] == "MPIJob"]
+    (launcher,) = job["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"]
+    assert launcher["command"] == ["/bin/sh", "-c"]
+    return launcher["args"][0]
+
+
+@pytest.mark.parametrize("broker_up", [True, False], ids=["broker-up", "broker-down"])
+def test_the_mpijob_launcher_has_every_worker_replay_its_spool(tmp_path: Path, broker_up):
+    objects = _objects("mpijob-values.yaml", "jobs.spoolReplaySeconds=0")
+    pod = _pod(tmp_path, objects)
+    if broker_up:
+        pod.broker_up()
+    script = pod.localize(_launcher_script(objects))
+    result = pod.run([SHELL, "-c", script], FAKE_SPOOLS="1", FAKE_RUN_STATUS="1")
+    assert "2 of 2 runs failed" in result.stdout  # failed runs are records, not a failed job
+    assert f"mpirun -n 2 -ppn 1 sh {pod.conf}/replay-spool.sh" in pod.calls()
+    if broker_up:
+        assert result.returncode == 0 and pod.spooled() == []
+    else:
+        assert result.returncode == EXIT_RECORDS_LEFT, result.stderr
+        assert pod.spooled() == ["run-0-ok.json", "run-1-ok.json"]
+
+
+# -- the MiniCluster's batch script ----------------------------------------------------------------
+
+
+def _batch_lines(objects: list[dict[str, Any]]) -> str:
+    (cluster,) = [o for o in objects if o["kind"] == "MiniCluster"]
+    (container,) = cluster["spec"]["containers"]
+    assert container["batch"] and container["batchRaw"]
+    return container["command"]
+
+
+def test_the_batch_script_survives_the_operators_double_quotes() -> None:
+    """The operator writes the command into its batch script with echo "..." (and into a
+    variable "..."): $, " or ` in it would be expanded or end the string."""
+    command = _batch_lines(_objects("flux-values.yaml"))
+    assert not set(command) & {"$", '"', "`", "\\"}, command
+
+
+@pytest.mark.parametrize(
+    ("broker_up", "runs_status", "expected"),
+    [(True, 0, 0), (True, 1, 1), (False, 0, EXIT_RECORDS_LEFT), (False, 1, EXIT_RECORDS_LEFT)],
+)
+def test_the_minicluster_replays_every_nodes_spool_after_the_runs(
+    tmp_path: Path, broker_up: bool, runs_status: int, expected: int
+) -> None:
+    objects = _objects("flux-values.yaml", "jobs.spoolReplaySeconds=0")
+    pod = _pod(tmp_path, objects)
+    pod.spool.mkdir()
+    (pod.spool / "run-0-ok.json").write_text("{}")  # left by rank 0 of a run on this node
+    if broker_up:
+        pod.broker_up()
+    batch = pod.root / "flux-job.batch"
+    batch.write_text("#!/bin/bash\n" + pod.localize(_batch_lines(objects)))
+    result = pod.run(["bash", str(batch)], FAKE_WAIT_STATUS=str(runs_status))
+    assert result.returncode == expected, result.stderr
+    calls = pod.calls()
+    assert calls[:2] == [
+        f"flux submit --flags=waitable -n 4 --output=/tmp/run-0.out lammps-stream run-one "
+        f"--plan {pod.conf}/plans.jsonl --index 0",
+        f"flux submit --flags=waitable -n 2 --output=/tmp/run-1.out lammps-stream run-one "
+        f"--plan {pod.conf}/plans.jsonl --index 1",
+    ]
+    assert f"flux exec -r all sh {pod.conf}/replay-spool.sh" in calls
+    assert pod.spooled() == ([] if broker_up else ["run-0-ok.json"])
