@@ -34,6 +34,9 @@ DEFAULT_FILE = "lammps-stream.yaml"
 TIME_LIMIT_FORMATS = "minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"  # as sbatch reads
 
 
+_TOPIC_CHARACTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+
+
 @dataclass(frozen=True)
 class TopicsConfig:
     """Topic names; the contract's defaults."""
@@ -44,6 +47,19 @@ class TopicsConfig:
     models: str = "lammps.models"
     dlq: str = "lammps.dlq"
     suggestions: str = "lammps.suggestions"
+
+    def __post_init__(self) -> None:
+        names: dict[str, str] = {}
+        for role, name in dataclasses.asdict(self).items():
+            key = f"kafka.topics.{role}"
+            legal = name not in ("", ".", "..") and len(name) <= 249
+            if not legal or name.strip(_TOPIC_CHARACTERS):
+                raise ConfigError(
+                    f"{key}: {name!r} is not a Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)"
+                )
+            if name in names:
+                raise ConfigError(f"{key}: {name!r} is kafka.topics.{names[name]} already")
+            names[name] = role
 
 
 @dataclass(frozen=True)

@@ -255,3 +255,19 @@ def test_the_local_stack_refuses_more_copies_than_its_one_broker(tmp_path: Path)
     with pytest.raises(StackError, match="local stack is one broker"):
         LocalStack(config).up()
     assert not (tmp_path / "stack").exists()  # nothing started
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("", "is not a Kafka topic name"),
+        ("lammps runs", "is not a Kafka topic name"),
+        ("x" * 250, "is not a Kafka topic name"),
+        ("lammps.predictions", "predictions: .lammps.predictions. is kafka.topics.runs already"),
+    ],
+)
+def test_topic_names_kafka_would_refuse_or_two_roles_share_are_refused(
+    name: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(path=None, env={"LAMMPS_STREAM_KAFKA_TOPICS_RUNS": name})
