@@ -521,14 +521,16 @@ def _env_settings(env: typing.Mapping[str, str]) -> dict[str, str]:
 
 class _Text(str):
     """A setting's value as typed in the environment or ``--set``: read by its setting's type
-    (a password ``0123`` stays ``0123``; a port ``7000`` becomes 7000), never as YAML text."""
+    (a password ``0123`` stays ``0123``; a port ``7000`` becomes 7000), not as YAML text. Text
+    loses the blanks around it (a Secret made from a file ends in a newline); a list is
+    ``a,b``, ``[a, b]`` or YAML's block form."""
 
 
 def _parse_scalar(value: str) -> Any:
     try:
-        return yaml.load(value, Loader=_Loader) if value.strip() else value
+        return yaml.load(value, Loader=_Loader) if value.strip() else str(value)
     except yaml.YAMLError:
-        return value
+        return str(value)
 
 
 def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
@@ -591,8 +593,9 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
     origin = typing.get_origin(kind)
     if origin is list:
         (item,) = typing.get_args(kind)
-        if isinstance(value, _Text) and value.strip().startswith("["):
-            value = _parse_scalar(value)
+        text = value.strip() if isinstance(value, _Text) else ""
+        if text.startswith(("[", "- ")) or "\n" in text:  # YAML's flow or block form
+            value = _parse_scalar(text)
         elif isinstance(value, str):
             value = [_Text(part.strip()) for part in value.split(",") if part.strip()]
         if not isinstance(value, list):
@@ -602,7 +605,7 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
         kind = typing.get_args(kind)[0]
     if isinstance(value, _Text):
         if kind is str:
-            return str(value)
+            return str(value).strip()
         value = _parse_scalar(value)
     if kind is bool:
         if isinstance(value, bool):

@@ -338,8 +338,8 @@ async def _publish(
 
 
 def _model_errors(service: ModelService, record: dict[str, Any], outcome: Outcome) -> None:
-    """Count and say (once, then at most once a minute per model, and when it works again)
-    which models raised on ``record``; the other models predicted and learned it."""
+    """Count and say (once, then at most once a minute per model, and when it has worked for a
+    minute) which models raised on ``record``; the other models predicted and learned it."""
     for error in outcome.errors:
         service.metrics.model_errors.labels(model=error.model).inc()
         spell = service.failing_models.setdefault(error.model, FailureSpell(f"model {error.model}"))
@@ -348,7 +348,7 @@ def _model_errors(service: ModelService, record: dict[str, Any], outcome: Outcom
             log.error("%s; it skips such runs, the other models learn them", line)
     for step in outcome.steps:
         spell = service.failing_models.get(step.model)
-        if spell is not None:
+        if spell is not None and spell.quiet_for(spell.window):
             line = spell.worked()
             del service.failing_models[step.model]
             if line is not None:

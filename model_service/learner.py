@@ -185,9 +185,11 @@ class Learner:
         """The first offset some model has not seen: where a replay must start."""
         return min((s.position for s in self.state.values()), default=0)
 
-    def remember(self, run_id: str, offset: int) -> None:
-        """Note a run handled before every model's position (rebuilding the dedup window)."""
-        self.recent.add(run_id, offset)
+    def remember(self, record: dict[str, Any], offset: int) -> None:
+        """Note a run handled before every model's position (rebuilding the dedup window), as
+        :meth:`handle` would have: a failed run's id is not kept."""
+        if record["status"] == "ok":
+            self.recent.add(record["run_id"], offset)
 
     def skip(self, offset: int) -> None:
         """An offset that holds nothing to learn (a dead letter): every model is past it."""
@@ -201,10 +203,10 @@ class Learner:
         if not due:
             return Outcome("seen")
         self.skip(offset)
+        if record["status"] != "ok":  # its id is not kept: the run's finished record may follow
+            return Outcome("failed")
         if not self.recent.add(record["run_id"], offset):
             return Outcome("duplicate")
-        if record["status"] != "ok":
-            return Outcome("failed")
         x = features(record["params"])
         y = float(record["result"]["wall_seconds"])
         train = record["split"] == "train"

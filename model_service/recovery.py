@@ -322,7 +322,7 @@ def _replay(
             learner.skip(message.offset)
             continue
         if message.offset < learn_from:
-            learner.remember(record["run_id"], message.offset)
+            learner.remember(record, message.offset)
         else:
             learner.handle(record, message.offset)
             handled += 1

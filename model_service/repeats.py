@@ -88,12 +88,14 @@ class FailureSpell:
         self.window = window
         self.clock = clock
         self.since: float | None = None  # when the spell began; None while it works
+        self.last = 0.0  # when it last failed
         self.said = 0.0
         self.tries = 0
 
     def failed(self, why: str) -> str | None:
         now = self.clock()
         self.tries += 1
+        self.last = now
         if self.since is None:
             self.since = self.said = now
             return f"{self.what} failed: {why}"
@@ -102,6 +104,17 @@ class FailureSpell:
         self.said = now
         lasted = f"for {now - self.since:.0f} s, {_tries(self.tries)}"
         return f"{self.what} still fails ({lasted}): {why}"
+
+    def quiet_for(self, seconds: float) -> bool:
+        """Whether ``seconds`` have passed since the last failure: for a failure that comes
+        and goes (a model failing on some runs only), "works again" only once it has stayed
+        away that long.
+
+        >>> spell = FailureSpell("model knn", clock=iter([0.0, 30.0, 90.0]).__next__)
+        >>> spell.failed("ValueError"), spell.quiet_for(60.0), spell.quiet_for(60.0)
+        ('model knn failed: ValueError', False, True)
+        """
+        return self.clock() - self.last >= seconds
 
     def worked(self) -> str | None:
         if self.since is None:

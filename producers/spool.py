@@ -4,9 +4,10 @@ Every task of a Slurm array (and ``produce --flush``) may write and replay the s
 once, so a record is never read in place: a replay first *claims* a file by renaming it
 (:meth:`Spool.claim`; a rename succeeds for one process only), sends it, then deletes the
 claim (:meth:`Spool.done`), or renames it back if the broker did not acknowledge
-(:meth:`Spool.release`). A claim whose process died mid-send is released for the next replay
-once it is ``stale_seconds`` old: at worst the run is sent twice, and the service skips a
-run_id it has already learned.
+(:meth:`Spool.release`), its place in the queue kept (a rename keeps the file's time, and the
+claim's own time is in its name). A claim whose process died mid-send is released for the
+next replay once it is ``stale_seconds`` old: at worst the run is sent twice, and the service
+skips a run_id it has already learned.
 
 Each record is one file named by its run_id *and* status, written atomically (a temporary
 file, fsynced, then renamed), so a run's ``failed`` record published after its ``ok`` one
@@ -83,13 +84,12 @@ class Spool:
 
     def claim(self, path: Path) -> Path | None:
         """Take ``path`` for sending; None if another process took it first."""
-        claimed = path.with_name(f"{CLAIM_PREFIX}{uuid.uuid4().hex[:12]}-{path.name}")
+        tag = f"{int(time.time())}.{uuid.uuid4().hex[:8]}"  # when, and whose
+        claimed = path.with_name(f"{CLAIM_PREFIX}{tag}-{path.name}")
         try:
             os.rename(path, claimed)
         except FileNotFoundError:
             return None
-        with contextlib.suppress(OSError):
-            os.utime(claimed)  # the claim's age starts now
         return claimed
 
     def done(self, claimed: Path) -> None:
@@ -115,10 +115,9 @@ class Spool:
             return
         now = time.time()
         for claimed in self.directory.glob(f"{CLAIM_PREFIX}*"):
-            with contextlib.suppress(FileNotFoundError):
-                if now - claimed.stat().st_mtime > self.stale_seconds:
-                    log.warning("spool: %s was claimed and never sent; replaying it", claimed)
-                    self.release(claimed)
+            if now - _claimed_at(claimed.name) > self.stale_seconds:
+                log.warning("spool: %s was claimed and never sent; replaying it", claimed)
+                self.release(claimed)
 
     @staticmethod
     def _oldest_first(paths: list[Path]) -> list[Path]:
@@ -130,12 +129,22 @@ class Spool:
 
 
 def _unclaimed_name(name: str) -> str:
-    """``.sending-<tag>-<file>`` → ``<file>``.
+    """``.sending-<when>.<whose>-<file>`` → ``<file>``.
 
-    >>> _unclaimed_name(".sending-0123456789ab-abc-ok.json")
+    >>> _unclaimed_name(".sending-1764216000.0123abcd-abc-ok.json")
     'abc-ok.json'
     """
     return name[len(CLAIM_PREFIX) :].split("-", 1)[1]
+
+
+def _claimed_at(name: str) -> float:
+    """When the claim ``name`` was made (0: a name this module did not write).
+
+    >>> _claimed_at(".sending-1764216000.0123abcd-abc-ok.json"), _claimed_at(".sending-x-a.json")
+    (1764216000.0, 0.0)
+    """
+    when = name[len(CLAIM_PREFIX) :].split(".", 1)[0]
+    return float(when) if when.isdigit() else 0.0
 
 
 def _fsync_directory(directory: Path) -> None:

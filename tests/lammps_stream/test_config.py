@@ -271,3 +271,21 @@ def test_topic_names_kafka_would_refuse_or_two_roles_share_are_refused(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(path=None, env={"LAMMPS_STREAM_KAFKA_TOPICS_RUNS": name})
+
+
+def test_values_from_the_environment_in_yaml_block_form_or_with_blanks_around_them() -> None:
+    cfg = load_config(
+        path=None,
+        env={
+            "LAMMPS_STREAM_SERVICE_MODELS": "- linear\n- pa",
+            "LAMMPS_STREAM_PRODUCER_X": "- 1\n- 3",
+            "LAMMPS_STREAM_KAFKA_SASL_PASSWORD": " s3cret\n",  # a Secret made from a file
+        },
+    )
+    assert (cfg.service.models, cfg.producer.x, cfg.kafka.sasl_password) == (
+        ["linear", "pa"],
+        [1, 3],
+        "s3cret",
+    )
+    odd = load_config(path=None, env={"LAMMPS_STREAM_SERVICE_MODELS": "linear,@x"})
+    assert "- '@x'" in dump_config(odd)  # plain text all the way: it can be written back

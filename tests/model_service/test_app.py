@@ -132,6 +132,20 @@ class Broken:
         self.good -= 1
 
 
+class Flaky(Broken):
+    """A river model that raises on every other run."""
+
+    def __init__(self) -> None:
+        super().__init__(good=1)
+        self.runs = 0
+
+    def predict_one(self, x: dict[str, float]) -> float:
+        self.runs += 1
+        if self.runs % 2:
+            raise ValueError("weights are NaN")
+        return 1.0
+
+
 def test_a_failing_model_is_counted_and_said_once_while_the_others_learn(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -151,12 +165,22 @@ def test_a_failing_model_is_counted_and_said_once_while_the_others_learn(
     assert b'lammps_stream_records_total{outcome="learned"} 5.0' in exposed
     said = [r.message for r in caplog.records if "model pa" in r.message]
     assert len(said) == 1 and "ValueError('weights are NaN') on run run-2" in said[0]
+    learner.state["pa"].model = Flaky()  # fails on every other run from now on
+    flapping = []
+    for offset in range(5, 11):
+        record = example_run_record(run_id=f"run-{offset}")
+        flapping.append((0, record, learner.handle(record, offset)))
+    with caplog.at_level(logging.INFO, logger="lammps_stream.service"):
+        asyncio.run(_publish(FakeProducer(), "predictions", worker, flapping))
+    said = [r.message for r in caplog.records if "model pa" in r.message]
+    assert len(said) == 1  # neither a line per failure nor a "works again" between them
+    worker.failing_models["pa"].last -= 61  # a minute without a failure
     learner.state["pa"].model = Broken(good=1)  # mended
-    record = example_run_record(run_id="run-5")
+    record = example_run_record(run_id="run-11")
     with caplog.at_level(logging.INFO, logger="lammps_stream.service"):
         asyncio.run(
             _publish(
-                FakeProducer(), "predictions", worker, [(0, record, learner.handle(record, 5))]
+                FakeProducer(), "predictions", worker, [(0, record, learner.handle(record, 11))]
             )
         )
     assert any("model pa works again" in r.message for r in caplog.records)

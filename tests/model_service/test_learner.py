@@ -56,6 +56,21 @@ def test_failed_and_duplicate_runs_are_not_learned() -> None:
     assert learner.position == 3
 
 
+def test_a_runs_finished_record_after_its_failed_one_is_learned() -> None:
+    """Rank 0 published the run, died before telling its watcher, and the watcher published
+    it failed: whichever comes first, the finished record is learned once."""
+    learner = Learner(["linear"], coverage=0.9)
+    finished = _record(1, 2.0)
+    failed = finished | {"status": "failed", "error": {"type": "LaunchFailed", "message": "x"}}
+    assert [learner.handle(r, o).kind for o, r in enumerate([failed, finished, failed])] == [
+        "failed",
+        "learned",
+        "failed",
+    ]
+    assert learner.handle(finished, 3).kind == "duplicate"
+    assert learner.state["linear"].learned == 1
+
+
 def test_an_offset_a_model_has_seen_is_left_alone() -> None:
     learner = Learner(["linear", "pa"], coverage=0.9)
     learner.handle(_record(1, 2.0), 0)

@@ -35,9 +35,20 @@ def test_a_claim_left_by_a_dead_process_is_replayed_once_stale(tmp_path: Path) -
     spool = Spool(tmp_path, stale_seconds=60)
     claimed = spool.claim(spool.put(example_run_record(run_id=new_id())))
     assert claimed is not None and len(spool) == 0
-    old = time.time() - 120
-    os.utime(claimed, (old, old))
+    _, rest = claimed.name.removeprefix(".sending-").split("-", 1)
+    claimed.rename(claimed.with_name(f".sending-{int(time.time()) - 120}.dead-{rest}"))
     assert len(spool) == 1
+
+
+def test_a_record_put_back_keeps_its_place_in_the_queue(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    run_id = new_id()
+    finished = spool.put(example_run_record(run_id=run_id))
+    failed = spool.put(example_run_record(run_id=run_id, status="failed"))
+    os.utime(finished, (time.time() - 60, time.time() - 60))  # spooled a minute earlier
+    for _ in range(3):  # replays that the broker turned away
+        spool.release(spool.claim(finished))
+    assert [path for path, _ in spool.pending()] == [finished, failed]
 
 
 def test_files_vanishing_mid_listing_are_skipped(tmp_path: Path) -> None:
