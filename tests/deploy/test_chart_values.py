@@ -153,3 +153,32 @@ def test_a_sasl_login_renders_only_with_its_secret() -> None:
         LAMMPS_STREAM, VALUES, sets=("config.kafka.security_protocol=SASL_PLAINTEXT",)
     )
     assert result.returncode != 0 and "secrets.kafka.existingSecret" in result.stderr
+
+
+def test_only_the_logins_of_rendered_pods_are_required() -> None:
+    """Producers alone (no service, no topics Job) with a login of their own need no
+    secrets.kafka; without one they log in with secrets.kafka, which is then required."""
+    producers_only = (
+        "config.kafka.security_protocol=SASL_PLAINTEXT",
+        "service.enabled=false",
+        "topics.create=false",
+        "jobs.indexed.enabled=true",
+        "jobs.runs[0].deck=lj",
+        "jobs.runs[0].steps=10",
+        "jobs.runs[0].ranks=2",
+    )
+    client = ("secrets.clientKafka.existingSecret=lammps-stream-client",)
+    objects = checks.render(LAMMPS_STREAM, VALUES, sets=producers_only + client)
+    assert not [o for o in objects if o["kind"] == "Deployment"]
+    (job,) = [o for o in objects if o["kind"] == "Job"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    ref = env["LAMMPS_STREAM_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert ref["name"] == "lammps-stream-client"
+    for sets, missing in (
+        (producers_only, "secrets.kafka.existingSecret"),  # the producers use it
+        ((*client, "config.kafka.security_protocol=SASL_PLAINTEXT"), "secrets.kafka."),
+        ((*producers_only[:2], "topics.create=true", *client), "secrets.kafka."),
+    ):
+        result = checks.template(LAMMPS_STREAM, VALUES, sets=sets)
+        assert result.returncode != 0 and missing in result.stderr, sets

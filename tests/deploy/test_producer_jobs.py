@@ -23,10 +23,12 @@ PRODUCER_KINDS = {"Job", "MPIJob", "MiniCluster"}
 VARIANTS = ["indexed-values.yaml", "flux-values.yaml", "mpijob-values.yaml"]
 
 
-def _render(values: str, *sets: str, json_sets: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    if not json_sets:
+def _render(
+    values: str, *sets: str, json_sets: tuple[str, ...] = (), release: str = "lammps"
+) -> list[dict[str, Any]]:
+    if not json_sets and release == "lammps":
         return checks.render(LAMMPS_STREAM, CI / values, sets=sets)
-    args = ["template", "lammps", str(LAMMPS_STREAM), "--namespace", "lammps"]
+    args = ["template", release, str(LAMMPS_STREAM), "--namespace", "lammps"]
     args += ["-f", str(CI / values), *(f"--set={s}" for s in sets)]
     args += [f"--set-json={s}" for s in json_sets]
     result = checks.run_helm(*args)
@@ -85,6 +87,92 @@ def test_generated_run_ids_are_uuids_from_release_round_line_and_run() -> None:
     # others keep theirs
     changed = _plan(_render("indexed-values.yaml", "jobs.runs[1].steps=300"))
     assert changed[0]["run_id"] == made[0] and changed[1]["run_id"] != made[1]
+
+
+def _ids(*runs: dict[str, Any]) -> list[str]:
+    plan = _plan(_render("indexed-values.yaml", json_sets=(f"jobs.runs={json.dumps(runs)}",)))
+    return [line["run_id"] for line in plan]
+
+
+def test_a_run_id_does_not_hang_on_its_line() -> None:
+    """Removing an entry keeps the others' ids (they would run again as new runs otherwise);
+    identical entries still get ids of their own: the first, second... of their kind."""
+    a = {"deck": "lj", "steps": 100, "ranks": 2}
+    b = {"deck": "eam", "steps": 100, "ranks": 2, "split": "test"}
+    c = {"deck": "lj", "steps": 200, "ranks": 2}
+    ids = _ids(a, b, b, c)
+    assert all(is_uuid(r) and uuid.UUID(r).version == 8 for r in ids), ids
+    assert len(set(ids)) == 4  # the two identical b's are two runs
+    assert _ids(b, b, c) == ids[1:]  # the first line gone
+    assert _ids(a, b, c) == [ids[0], ids[1], ids[3]]  # one of the b's gone
+    assert _ids(c, b, a, b) == [ids[3], ids[1], ids[0], ids[2]]  # reordered
+    # an entry with its own run_id is not one of a kind: the others keep theirs
+    given = {**b, "run_id": "5b1f3a4e-9c1d-4f7e-8a2b-0c3d4e5f6a7b"}
+    assert _ids(given, a, b, b, c) == [given["run_id"], *ids]
+
+
+# Pods' host names: <workload>-<index> (Indexed Job, MiniCluster), <workload>-launcher and
+# <workload>-worker-<size-1> (MPIJob); DNS labels, 63 characters at most.
+SUFFIXES = {
+    "Job": lambda size, runs: [f"-{runs - 1}"],
+    "MiniCluster": lambda size, runs: [f"-{size - 1}"],
+    "MPIJob": lambda size, runs: ["-launcher", f"-worker-{size - 1}"],
+}
+DNS_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+
+
+@pytest.mark.parametrize("values", VARIANTS)
+@pytest.mark.parametrize("release", ["l" * 25, "lammps-" + "x" * 46])
+def test_long_release_names_leave_room_for_every_pod_name(values: str, release: str) -> None:
+    objects = _render(values, "jobs.mpi.size=12", release=release)
+    (workload,) = _producers(objects)
+    name = workload["metadata"]["name"]
+    assert re.fullmatch(r"[a-z0-9-]+-runs-[0-9a-f]{10}", name), name
+    for suffix in SUFFIXES[workload["kind"]](12, len(_plan(objects))):
+        assert DNS_1035.fullmatch(name + suffix) and len(name + suffix) <= 63, name + suffix
+    # the same release renders the same name
+    assert [
+        o["metadata"]["name"]
+        for o in _producers(_render(values, "jobs.mpi.size=12", release=release))
+    ] == [name]
+
+
+def test_an_mpijob_name_must_start_with_a_letter() -> None:
+    args = ["template", "1lammps", str(LAMMPS_STREAM), "--namespace", "lammps"]
+    result = checks.run_helm(*args, "-f", str(CI / "mpijob-values.yaml"))
+    assert result.returncode != 0
+    assert (
+        "jobs.mpi.operator=mpijob: the MPIJob's name 1lammps-lammps-stream-runs-" in result.stderr
+    )
+
+
+def test_finished_workloads_stay_so_an_upgrade_does_not_rerun_them() -> None:
+    """Helm creates again a workload of the manifest that is missing from the cluster: one
+    deleted after it finished (a TTL, the MiniCluster's cleanup) would run its plan again on
+    the next upgrade."""
+    (job,) = _producers(_render("indexed-values.yaml"))
+    assert "ttlSecondsAfterFinished" not in job["spec"]
+    (job,) = _producers(_render("indexed-values.yaml", "jobs.indexed.ttlSecondsAfterFinished=0"))
+    assert job["spec"]["ttlSecondsAfterFinished"] == 0  # asked for
+    (mpijob,) = _producers(_render("mpijob-values.yaml"))
+    assert "ttlSecondsAfterFinished" not in mpijob["spec"]["runPolicy"]
+    (cluster,) = _producers(_render("flux-values.yaml"))
+    assert cluster["spec"]["cleanup"] is False
+
+
+@pytest.mark.parametrize(("size", "backoff"), [(1, 1), (2, 1), (5, 4)])
+def test_a_failed_minicluster_fails_with_its_last_pod_and_keeps_its_logs(size, backoff) -> None:
+    """Every pod of a failed batch fails (the post command, test_producer_scripts); the Job may
+    fail only with the last of them (a failed Job deletes the pods still running), and pod 0 is
+    not restarted in place (OnFailure, the operator's default, would rerun the plan)."""
+    (cluster,) = _producers(
+        _render("flux-values.yaml", f"jobs.mpi.size={size}", "jobs.mpi.tasksPerPod=4")
+    )
+    spec = cluster["spec"]
+    assert spec["backoffLimit"] == backoff and spec["pod"]["restartPolicy"] == "Never"
+    assert spec["logging"] == {"quiet": False, "strict": False}
+    (container,) = spec["containers"]
+    assert container["commands"]["post"].startswith("status=$?\n")
 
 
 @pytest.mark.parametrize("values", VARIANTS)

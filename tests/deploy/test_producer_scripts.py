@@ -53,10 +53,15 @@ case "$1" in
 esac
 exit 9
 """
-# sleep: no waiting; the broker is back after the first pause when FAKE_UP_AFTER_SLEEP is set
+# sleep: no waiting (unless FAKE_REAL_SLEEP: then it sleeps, its pid in sleep.pid); the broker
+# is back after the first pause when FAKE_UP_AFTER_SLEEP is set
 FAKE_SLEEP = r"""#!/bin/sh
 echo "sleep $*" >> "$FAKE_DIR/calls"
 [ -n "${FAKE_UP_AFTER_SLEEP:-}" ] && touch "$FAKE_DIR/broker-up"
+if [ -n "${FAKE_REAL_SLEEP:-}" ]; then
+  echo "$$" > "$FAKE_DIR/sleep.pid"
+  exec /bin/sleep "$@"
+fi
 exit 0
 """
 # mpirun -n N [-ppn 1] CMD...: CMD once, here (one worker's share)
@@ -105,7 +110,7 @@ class Pod:
 
     def localize(self, text: str) -> str:
         return text.replace("/etc/lammps-stream/", f"{self.conf}/").replace(
-            "/tmp/lammps-stream-runs-failed", f"{self.root}/runs-failed"
+            "/tmp/lammps-stream-", f"{self.root}/lammps-stream-"
         )
 
     def run(self, argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
@@ -118,7 +123,10 @@ class Pod:
         return path.read_text().splitlines() if path.exists() else []
 
     def spooled(self) -> list[str]:
-        return sorted(p.name for p in self.spool.glob("*.json")) if self.spool.exists() else []
+        """The spool's records (claims and temporary files start with a dot)."""
+        if not self.spool.exists():
+            return []
+        return sorted(p.name for p in self.spool.glob("[!.]*.json"))
 
     def broker_up(self) -> None:
         (self.root / "broker-up").touch()
@@ -128,9 +136,13 @@ def _objects(values: str, *sets: str) -> list[dict[str, Any]]:
     return checks.render(LAMMPS_STREAM, CI / values, sets=sets)
 
 
-def _pod(tmp_path: Path, objects: list[dict[str, Any]]) -> Pod:
+def _pod_scripts(objects: list[dict[str, Any]]) -> dict[str, str]:
     (cm,) = [o for o in objects if o["kind"] == "ConfigMap" and "plans.jsonl" in o["data"]]
-    return Pod(tmp_path, cm["data"])
+    return cm["data"]
+
+
+def _pod(tmp_path: Path, objects: list[dict[str, Any]]) -> Pod:
+    return Pod(tmp_path, _pod_scripts(objects))
 
 
 def _flushes(pod: Pod) -> int:
@@ -199,6 +211,74 @@ def test_sigterm_reaches_run_one_and_its_record_is_replayed_once(tmp_path: Path,
     assert "terminated" in pod.calls()
     assert _flushes(pod) == 1 and "sleep 15" not in pod.calls()  # one try: the pod is going
     assert process.returncode == (143 if broker_up else EXIT_RECORDS_LEFT), stderr
+
+
+def test_the_signal_handler_comes_before_anything_runs() -> None:
+    """The pod's first process loses a signal it has no handler for (PID 1): a SIGTERM
+    before the trap would leave the pod to Kubernetes' SIGKILL."""
+    script = _pod_scripts(_objects("indexed-values.yaml"))["run-one.sh"]
+    commands = [line for line in script.splitlines() if line and not line.startswith("#")]
+    assert commands[:3] == ["stopping=", "child=", commands[2]]
+    assert commands[2].startswith("trap ") and commands[2].endswith(" TERM INT")
+
+
+@pytest.mark.parametrize("broker_up", [True, False], ids=["broker-up", "broker-down"])
+def test_sigterm_during_the_replay_stops_it_and_makes_one_last_attempt(
+    tmp_path: Path, broker_up: bool
+) -> None:
+    """The replay runs in the background too: SIGTERM ends its pause at once (not after the
+    15 s sleep), then the pod tries once more and goes."""
+    pod = _pod(tmp_path, _objects("indexed-values.yaml"))
+    process = subprocess.Popen(
+        [SHELL, str(pod.conf / "run-one.sh"), "0"],
+        env={**pod.env, "FAKE_SPOOLS": "1", "FAKE_REAL_SLEEP": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pid_file = tmp_path / "sleep.pid"
+    deadline = time.monotonic() + 10
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "sleep 15" in pod.calls(), pod.calls()
+    time.sleep(0.2)
+    if broker_up:
+        pod.broker_up()
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=20)
+    assert time.monotonic() - started < 5, "the replay's sleep was waited out"
+    assert not Path(f"/proc/{pid_file.read_text().strip()}").exists()  # killed and reaped
+    assert _flushes(pod) == 2  # the replay's first, then the last attempt
+    assert pod.calls().count("sleep 15") == 1
+    if broker_up:
+        assert process.returncode == 0, stderr
+        assert pod.spooled() == []
+    else:
+        assert process.returncode == EXIT_RECORDS_LEFT, stderr
+        assert pod.spooled() == ["run-0-ok.json"]
+
+
+def test_claims_left_by_a_dead_sender_are_replayed_at_once(tmp_path: Path) -> None:
+    """When the replay runs, the pod's runs have ended, so a claim (.sending-<epoch>.<tag>-
+    <record>, producers/spool.py) is a dead sender's: put back and sent now, not after the 5
+    minutes `produce --flush` waits, which a shorter jobs.spoolReplaySeconds would not see
+    out. A claim is a record all the same: counted until it is sent."""
+    pod = _pod(tmp_path, _objects("indexed-values.yaml", "jobs.spoolReplaySeconds=0"))
+    pod.spool.mkdir()
+    claim = f".sending-{int(time.time())}.0123abcd-run-7-ok.json"
+    (pod.spool / claim).write_text("{}")
+    (pod.spool / ".tmp-x1y2.json").write_text("{")  # a write that died: not a record
+    replay = [SHELL, str(pod.conf / "replay-spool.sh")]
+    result = pod.run(replay)
+    assert result.returncode == EXIT_RECORDS_LEFT  # the broker is down: the record stays
+    assert pod.spooled() == ["run-7-ok.json"] and "1 record(s)" in result.stderr
+    (pod.spool / "run-7-ok.json").rename(pod.spool / claim)
+    pod.broker_up()
+    result = pod.run(replay)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in pod.spool.iterdir()) == [".tmp-x1y2.json"]
+    assert _flushes(pod) == 2
 
 
 # -- the MPIJob's launcher -----------------------------------------------------------------------
@@ -271,3 +351,84 @@ def test_the_minicluster_replays_every_nodes_spool_after_the_runs(
     ]
     assert f"flux exec -r all sh {pod.conf}/replay-spool.sh" in calls
     assert pod.spooled() == ([] if broker_up else ["run-0-ok.json"])
+    # every node is marked (flux exec -r all), so the post command fails every pod alike: the
+    # lead broker, whose `flux start` ends as `flux job wait --all` did, and a worker
+    flux_start = 0 if expected == 0 else 1
+    for role in ("lead", "worker"):
+        status, _ = _entrypoint_ends(pod, objects, role, flux_start)
+        assert status == expected, role
+
+
+# The end of the Flux Operator's entrypoint (pkg/flux/templates/wait.sh, as rendered without
+# logging.strict): the lead runs `flux start ... sh -c "flux batch ... && flux job wait --all"`
+# as the last command of two nested ifs, a worker leaves its `flux start` retry loop with
+# break once its broker exits 0; then the container's commands.post, then the marker.
+WAIT_SH_END = r"""#!/bin/bash
+viewbase="$1"
+command="the batch"
+if [ "$ROLE" == "lead" ]; then
+    if [ "${command}" == "" ]; then
+       echo interactive
+    else
+        sh -c "exit $FLUX_START_STATUS"
+
+       # end if container.batch
+    fi
+else
+    while true
+    do
+        sh -c "exit 0"
+        retval=$?
+        if [[ "${retval}" -eq 0 ]]; then
+             echo "The follower worker exited cleanly. Goodbye!"
+             break
+        fi
+        sleep 15
+    done
+fi
+
+@POST@
+
+# Marker for flux view provider to clean up (within 10 seconds)
+touch $viewbase/flux-operator-complete.txt
+"""
+
+
+def _entrypoint_ends(
+    pod: Pod, objects: list[dict[str, Any]], role: str, flux_start: int
+) -> tuple[int, str]:
+    (cluster,) = [o for o in objects if o["kind"] == "MiniCluster"]
+    (container,) = cluster["spec"]["containers"]
+    view = pod.root / f"view-{role}"
+    view.mkdir(exist_ok=True)
+    script = pod.root / "wait.sh"
+    script.write_text(WAIT_SH_END.replace("@POST@", pod.localize(container["commands"]["post"])))
+    result = pod.run(["bash", str(script), str(view)], ROLE=role, FLUX_START_STATUS=str(flux_start))
+    assert (view / "flux-operator-complete.txt").exists()
+    return result.returncode, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("role", "flux_start", "marks", "expected"),
+    [
+        ("lead", 0, (), 0),
+        ("worker", 0, (), 0),
+        ("lead", 1, ("runs-failed",), 1),
+        ("worker", 0, ("runs-failed",), 1),
+        ("lead", 1, ("records-left", "runs-failed"), EXIT_RECORDS_LEFT),
+        ("worker", 0, ("records-left",), EXIT_RECORDS_LEFT),
+        ("lead", 3, (), 3),  # Flux itself failed: its status
+    ],
+)
+def test_every_minicluster_pod_ends_as_the_batch_did(
+    tmp_path: Path, role: str, flux_start: int, marks: tuple[str, ...], expected: int
+) -> None:
+    """Without logging.strict the operator's entrypoint ends with `touch`, and a pod whose
+    runs failed or whose spool kept records would succeed."""
+    objects = _objects("flux-values.yaml")
+    pod = _pod(tmp_path, objects)
+    for mark in marks:
+        (pod.root / f"lammps-stream-{mark}").touch()
+    status, stderr = _entrypoint_ends(pod, objects, role, flux_start)
+    assert status == expected, stderr
+    assert ("lammps-stream: the batch failed (status" in stderr) == (expected != 0)

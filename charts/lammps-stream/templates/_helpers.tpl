@@ -192,10 +192,15 @@ secrets.snapshotKey.create), else "" (each pod then signs with a key of its own)
 {{- fail (printf "secrets.tls: a TLS Secret is named but config.kafka.security_protocol is %s; set it to SSL or SASL_SSL" $protocol) -}}
 {{- end -}}
 {{- if hasPrefix "SASL" $protocol -}}
-{{- /* Every pod logs in: the service's login (secrets.kafka), and the producers' own when
-secrets.clientKafka names a Secret. Each needs a username and a password, or the pods start
-and crash on "kafka.sasl_username / kafka.sasl_password: both are needed". */ -}}
-{{- $logins := list (list "secrets.kafka" .Values.secrets.kafka) -}}
+{{- /* Every pod logs in: the service and the topics Job with secrets.kafka, the producers
+with secrets.clientKafka when it names a Secret (else secrets.kafka too). Each login a
+rendered pod uses needs a username and a password, or the pods start and crash on
+"kafka.sasl_username / kafka.sasl_password: both are needed". */ -}}
+{{- $logins := list -}}
+{{- $producers := or .Values.jobs.indexed.enabled .Values.jobs.mpi.enabled -}}
+{{- if or .Values.service.enabled .Values.topics.create (and $producers (not .Values.secrets.clientKafka.existingSecret)) -}}
+{{- $logins = append $logins (list "secrets.kafka" .Values.secrets.kafka) -}}
+{{- end -}}
 {{- if .Values.secrets.clientKafka.existingSecret -}}
 {{- $logins = append $logins (list "secrets.clientKafka" .Values.secrets.clientKafka) -}}
 {{- end -}}
@@ -248,10 +253,18 @@ entry. Fails, naming the value, when neither is given or a line is not a planned
 {{- $lines = append $lines (trim $line) -}}
 {{- end -}}
 {{- else -}}
-{{- range $i, $run := .Values.jobs.runs -}}
+{{- $seen := dict -}}
+{{- range $run := .Values.jobs.runs -}}
 {{- $params := dict "deck" $run.deck "x" (int ($run.x | default 1)) "y" (int ($run.y | default 1)) "z" (int ($run.z | default 1)) "steps" (int $run.steps) "ranks" (int $run.ranks) "threads" (int ($run.threads | default 1)) -}}
 {{- $split := $run.split | default "train" -}}
-{{- $runId := $run.run_id | default (include "lammps-stream.runId" (dict "root" $ "index" $i "run" (dict "split" $split "params" $params))) -}}
+{{- $runId := $run.run_id -}}
+{{- if not $runId -}}
+{{- /* the how-manieth entry without run_id of this split and params (lammps-stream.runId) */ -}}
+{{- $key := dict "split" $split "params" $params | toJson -}}
+{{- $occurrence := int (get $seen $key | default 0) -}}
+{{- $_ := set $seen $key (add1 $occurrence) -}}
+{{- $runId = include "lammps-stream.runId" (dict "root" $ "occurrence" $occurrence "run" (dict "split" $split "params" $params)) -}}
+{{- end -}}
 {{- $lines = append $lines (dict "run_id" $runId "split" $split "params" $params | toJson) -}}
 {{- end -}}
 {{- end -}}

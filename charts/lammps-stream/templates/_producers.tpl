@@ -1,24 +1,46 @@
 {{/* Producer workloads: run ids, names, scripts and specs. */}}
 
-{{/* The run_id of line "index" of jobs.runs, when the entry gives none: the same at every
-render (helm upgrade, helm template) for the same release, namespace, jobs.round, line and
-run, so an upgrade neither reruns a run under a new id nor restarts anything; bump jobs.round
-for a fresh batch of ids. A UUID (version 8: name-based, SHA-256), as RunRecords need. Takes
-(dict "root" $ "index" N "run" (dict "split" ... "params" ...)). */}}
+{{/* The run_id of a jobs.runs entry that gives none: the same at every render (helm upgrade,
+helm template) for the same release, namespace, jobs.round, run and "occurrence", the entry's
+place among the entries without run_id of the same split and params: 0 for the first, 1 for
+the second... Not its line: removing or adding another entry leaves the others' ids (and, once
+they ran, the service skips them), while identical entries still get ids of their own. Bump
+jobs.round for a fresh batch of ids. A UUID (version 8: name-based, SHA-256), as RunRecords
+need. Takes (dict "root" $ "occurrence" N "run" (dict "split" ... "params" ...)). */}}
 {{- define "lammps-stream.runId" -}}
 {{- $root := .root -}}
-{{- $h := sha256sum (printf "lammps-stream/%s/%s/%s/%d/%s" $root.Release.Namespace $root.Release.Name (include "lammps-stream.text" $root.Values.jobs.round) (int .index) (toJson .run)) -}}
+{{- $h := sha256sum (printf "lammps-stream/%s/%s/%s/%s/%d" $root.Release.Namespace $root.Release.Name (include "lammps-stream.text" $root.Values.jobs.round) (toJson .run) (int .occurrence)) -}}
 {{- printf "%s-%s-8%s-8%s-%s" (substr 0 8 $h) (substr 8 12 $h) (substr 13 16 $h) (substr 17 20 $h) (substr 20 32 $h) -}}
 {{- end -}}
 
-{{/* The name of a producer workload (Indexed Job, MPIJob, MiniCluster): <fullname>-runs-<hash>
+{{/* The name of a producer workload (Indexed Job, MiniCluster, MPIJob): <fullname>-runs-<hash>
 of its rendered spec, the plan and jobs.round. A Job's pod template cannot change, so a new
 plan or new pods need a new name; the same values keep the name, and helm upgrade leaves a
-running batch alone. Takes (dict "root" $ "spec" TEXT). */}}
+running batch alone. Pods' host names add a suffix to it, and must stay DNS labels (63
+characters): <name>-<index> (an Indexed Job's, and the MiniCluster's Job's), <name>-launcher
+and <name>-worker-<size-1> (the MPI Operator refuses an MPIJob whose names would not fit), so
+the fullname is cut to leave room for the longest. Takes (dict "root" $ "spec" TEXT "kind"
+"indexed"|"flux"|"mpijob"). */}}
 {{- define "lammps-stream.runsName" -}}
 {{- $root := .root -}}
+{{- $last := sub (int $root.Values.jobs.mpi.size) 1 -}}
+{{- $suffix := printf "-%d" $last -}}
+{{- if eq .kind "indexed" -}}
+{{- $suffix = printf "-%d" (sub (len (include "lammps-stream.planLines" $root | fromJsonArray)) 1) -}}
+{{- else if eq .kind "mpijob" -}}
+{{- $suffix = printf "-worker-%d" $last -}}
+{{- if lt (len $suffix) (len "-launcher") -}}
+{{- $suffix = "-launcher" -}}
+{{- end -}}
+{{- end -}}
+{{- /* 63 - the suffix - "-runs-" and 10 hex digits; 40 at most, as before */ -}}
+{{- $room := int (min 40 (sub (sub 63 (len $suffix)) 16)) -}}
 {{- $hash := sha256sum (printf "%s\n%s\n%s" .spec (include "lammps-stream.planLines" $root) (include "lammps-stream.text" $root.Values.jobs.round)) | trunc 10 -}}
-{{- printf "%s-runs-%s" (include "lammps-stream.fullname" $root | trunc 40 | trimSuffix "-") $hash -}}
+{{- $name := printf "%s-runs-%s" (include "lammps-stream.fullname" $root | trunc $room | trimSuffix "-") $hash -}}
+{{- if and (eq .kind "mpijob") (not (regexMatch "^[a-z]" $name)) -}}
+{{- fail (printf "jobs.mpi.operator=mpijob: the MPIJob's name %s must start with a letter (the MPI Operator takes DNS-1035 labels only); use a release name or fullnameOverride that starts with one" $name) -}}
+{{- end -}}
+{{- $name -}}
 {{- end -}}
 
 {{/* NODE_NAME, the Kubernetes node a producer pod runs on (downward API): the Pushgateway
@@ -37,49 +59,82 @@ groups a run's figures by it rather than by the pod's name, which is new for eve
 # waits in the spool, and the spool goes with the pod: retry `lammps-stream produce --flush`
 # (non-zero while the broker is unreachable) for up to $1 seconds (jobs.spoolReplaySeconds).
 # Exits 0 once the spool is empty, 75 if records remain: the pod fails, so does its Job,
-# and a retried run keeps its run_id.
+# and a retried run keeps its run_id. SIGTERM stops it (143) once the command it runs has.
 limit="${1:-{{ include "lammps-stream.text" .Values.jobs.spoolReplaySeconds }}}"
 spool="${LAMMPS_STREAM_PRODUCER_SPOOL_DIR:-/var/lib/lammps-stream/spool}"
+pid=
+trap '[ -z "$pid" ] || { kill -TERM "$pid" 2>/dev/null; wait "$pid"; }; exit 143' TERM
 left() {
-  # spooled records, and claims of a replay that died (released after 5 minutes)
-  find "$spool" -maxdepth 1 -type f -name '*.json' ! -name '.tmp-*' 2>/dev/null | wc -l
+  # records (<run_id>-<status>.json), and claims (.sending-*.json): records being sent
+  find "$spool" -maxdepth 1 -type f \( -name '.sending-*.json' -o \( -name '*.json' ! -name '.*' \) \) 2>/dev/null | wc -l
 }
+# This runs once the pod's runs have ended: no process of the pod is sending any more, so a
+# claim (.sending-<epoch>.<tag>-<record>, producers/spool.py) is one a sender
+# that died left behind; put it back now rather than after the 5 minutes `produce --flush`
+# waits before it takes a claim for dead.
+for claim in "$spool"/.sending-*.json; do
+  [ -f "$claim" ] || continue
+  name="${claim##*/}"
+  name="${name#.sending-}"
+  case "$name" in
+    [0-9]*.*-?*.json) mv -f "$claim" "$spool/${name#*-}" ;;
+  esac
+done
 [ "$(left)" -eq 0 ] && exit 0
 start="$(date +%s)"
 while :; do
-  if lammps-stream produce --flush && [ "$(left)" -eq 0 ]; then
+  lammps-stream produce --flush &
+  pid=$!
+  if wait "$pid" && [ "$(left)" -eq 0 ]; then
     exit 0
   fi
   if [ "$(( $(date +%s) - start ))" -ge "$limit" ]; then
     echo "lammps-stream: $(left) record(s) of finished runs still in the spool $spool on $(uname -n) after ${limit}s of replays; the broker did not take them and they go with this pod:" >&2
-    ls -l "$spool" >&2
+    ls -la "$spool" >&2
     exit 75
   fi
-  sleep 15
+  sleep 15 &
+  pid=$!
+  wait "$pid"
 done
 {{- end -}}
 
 {{- define "lammps-stream.runOneScript" -}}
 #!/bin/sh
 # An Indexed Job's pod: line $1 of the plan, then the spool replay (replay-spool.sh). This shell
-# is the pod's first process: it hands SIGTERM and SIGINT on to run-one, which stops the ranks
-# and publishes the run as failed (Terminated) before the pod goes.
-lammps-stream run-one --plan /etc/lammps-stream/plans.jsonl --index "$1" &
-child=$!
+# is the pod's first process, and a signal it has no handler for is lost: the handler comes
+# first. It hands SIGTERM and SIGINT on to what runs (run-one, which stops the ranks and
+# publishes the run as failed (Terminated); or the replay), and the pod then makes one last
+# replay attempt, without waiting, before it goes.
 stopping=
-trap 'stopping=1; kill -TERM "$child" 2>/dev/null' TERM INT
-status=0
-wait "$child" || status=$?
-while kill -0 "$child" 2>/dev/null; do  # a signal ended the wait, not run-one
+child=
+trap 'stopping=1; [ -z "$child" ] || kill -TERM "$child" 2>/dev/null' TERM INT
+# run "$@" in the background and wait for it, signals passed on; its exit status in $status
+supervise() {
+  "$@" &
+  child=$!
+  [ -z "$stopping" ] || kill -TERM "$child" 2>/dev/null  # a signal came before $child was set
   status=0
   wait "$child" || status=$?
-done
-if [ -n "$stopping" ]; then
-  sh /etc/lammps-stream/replay-spool.sh 0 || exit $?  # one try: the pod is going
-else
-  sh /etc/lammps-stream/replay-spool.sh || exit $?
+  while kill -0 "$child" 2>/dev/null; do  # a signal ended the wait, not the command
+    status=0
+    wait "$child" || status=$?
+  done
+  child=
+}
+[ -z "$stopping" ] || exit 143  # stopped before the run began
+supervise lammps-stream run-one --plan /etc/lammps-stream/plans.jsonl --index "$1"
+run_status=$status
+if [ -z "$stopping" ]; then
+  supervise sh /etc/lammps-stream/replay-spool.sh
+  if [ -z "$stopping" ]; then
+    [ "$status" -eq 0 ] || exit "$status"
+    exit "$run_status"
+  fi
 fi
-exit "$status"
+# the pod is being stopped: one last attempt, no waiting
+sh /etc/lammps-stream/replay-spool.sh 0 || exit $?
+exit "$run_status"
 {{- end -}}
 
 {{/* The Indexed Job's spec (job-indexed.yaml); its name is a hash of it. */}}
@@ -89,7 +144,11 @@ completionMode: Indexed
 completions: {{ len $plan }}
 parallelism: {{ int .Values.jobs.indexed.parallelism }}
 backoffLimitPerIndex: {{ int .Values.jobs.indexed.backoffLimitPerIndex }}
-ttlSecondsAfterFinished: {{ int .Values.jobs.indexed.ttlSecondsAfterFinished }}
+{{- /* none by default: a finished Job stays, so an upgrade finds it and does not run it again */}}
+{{- $ttl := .Values.jobs.indexed.ttlSecondsAfterFinished }}
+{{- if not (kindIs "invalid" $ttl) }}
+ttlSecondsAfterFinished: {{ int $ttl }}
+{{- end }}
 template:
   metadata:
     labels:
@@ -138,13 +197,25 @@ script is written by the operator's entrypoint inside double quotes: no $, " or 
 {{- $login := include "lammps-stream.kafkaLogin" (dict "root" . "client" true) | fromJson -}}
 size: {{ int $mpi.size }}
 tasks: {{ mul (int $mpi.size) (int $mpi.tasksPerPod) }}
-cleanup: true
+# Finished, the MiniCluster stays, with its pods and their logs (cleanup would delete it as
+# soon as pod 0 ends, and the next helm upgrade would create it again: the plan would rerun).
+cleanup: false
+# The entrypoint's full output (quiet would hide the replay's list of leftover records). Not
+# strict: set -e would also end a worker's retries to join the lead broker; the post command
+# below passes the outcome on instead.
 logging:
-  quiet: true
+  quiet: false
+  strict: false
+# Not retried: a failed batch fails every pod (the post command), and the Job fails with the
+# last of them, size - 1 failures being allowed; sooner, it would delete pods still running,
+# and their logs. A retried pod 0 would wait forever for workers that have finished. One pod
+# is retried once (the operator's least backoffLimit is 1).
+backoffLimit: {{ max 1 (sub (int $mpi.size) 1) }}
 flux:
   container:
     image: {{ $mpi.flux.viewImage }}
 pod:
+  restartPolicy: Never
   labels:
     {{- include "lammps-stream.selectorLabels" . | nindent 4 }}
     app.kubernetes.io/component: producer
@@ -158,14 +229,32 @@ containers:
     batch: true
     batchRaw: true
     # Each run, then every node's spool replayed (rank 0 of a run publishes from its node):
-    # the batch fails if records remain there, or if a run failed.
+    # the batch fails if records remain there (75), or if a run failed (1), and marks every
+    # node so (the post command).
     command: |
       {{- range $i, $line := $plan }}
       flux submit --flags=waitable -n {{ int (fromJson $line).params.ranks }} --output=/tmp/run-{{ $i }}.out lammps-stream run-one --plan /etc/lammps-stream/plans.jsonl --index {{ $i }}
       {{- end }}
-      flux job wait --all || touch /tmp/lammps-stream-runs-failed
-      flux exec -r all sh /etc/lammps-stream/replay-spool.sh || exit 75
+      flux job wait --all || flux exec -r all touch /tmp/lammps-stream-runs-failed
+      flux exec -r all sh /etc/lammps-stream/replay-spool.sh || flux exec -r all touch /tmp/lammps-stream-records-left
+      test ! -e /tmp/lammps-stream-records-left || exit 75
       test ! -e /tmp/lammps-stream-runs-failed
+    commands:
+      # Run by every pod once its broker has exited, the last of the operator's entrypoint
+      # (wait.sh): $? is then the lead broker's `flux start` (the batch's outcome), 0 on a
+      # worker. Without it every pod would exit 0 whatever happened.
+      post: |
+        status=$?
+        if [ -e /tmp/lammps-stream-records-left ]; then
+          status=75
+        elif [ -e /tmp/lammps-stream-runs-failed ]; then
+          status=1
+        fi
+        if [ "$status" -ne 0 ]; then
+          echo "lammps-stream: the batch failed (status $status: 75 = records of finished runs left in a spool, listed in pod 0's log; 1 = a run failed; else Flux's own); this pod fails too" >&2
+        fi
+        touch "$viewbase/flux-operator-complete.txt"
+        exit "$status"
     environment:
       LAMMPS_STREAM_CONFIG: /etc/lammps-stream/lammps-stream.yaml
       LAMMPS_STREAM_PRODUCER_SPOOL_DIR: /tmp/lammps-stream/spool
@@ -231,7 +320,6 @@ mpiImplementation: MPICH
 sshAuthMountPath: /home/lammps/.ssh
 runPolicy:
   cleanPodPolicy: Running
-  ttlSecondsAfterFinished: 86400
   backoffLimit: {{ int $mpi.backoffLimit }}
 mpiReplicaSpecs:
   Launcher:
