@@ -188,6 +188,17 @@ def test_without_spooled_records_the_pod_ends_as_its_run_did(tmp_path: Path, sta
     assert _flushes(pod) == 0  # an empty spool needs no broker
 
 
+def _run_one(pod: Pod, **env: str) -> subprocess.Popen[str]:
+    """The Indexed Job pod's first process, ``run-one.sh 0``, started with ``env`` added."""
+    return subprocess.Popen(
+        [SHELL, str(pod.conf / "run-one.sh"), "0"],
+        env={**pod.env, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 @pytest.mark.parametrize("broker_up", [True, False], ids=["broker-up", "broker-down"])
 def test_sigterm_reaches_run_one_and_its_record_is_replayed_once(tmp_path: Path, broker_up):
     """The shell is the pod's first process: Kubernetes' SIGTERM goes to it, and run-one
@@ -195,13 +206,7 @@ def test_sigterm_reaches_run_one_and_its_record_is_replayed_once(tmp_path: Path,
     pod = _pod(tmp_path, _objects("indexed-values.yaml"))
     if broker_up:
         pod.broker_up()
-    process = subprocess.Popen(
-        [SHELL, str(pod.conf / "run-one.sh"), "0"],
-        env={**pod.env, "FAKE_SPOOLS": "1", "FAKE_RUN_SECONDS": "30"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = _run_one(pod, FAKE_SPOOLS="1", FAKE_RUN_SECONDS="30")
     deadline = time.monotonic() + 10
     while not pod.calls() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -229,13 +234,7 @@ def test_sigterm_during_the_replay_stops_it_and_makes_one_last_attempt(
     """The replay runs in the background too: SIGTERM ends its pause at once (not after the
     15 s sleep), then the pod tries once more and goes."""
     pod = _pod(tmp_path, _objects("indexed-values.yaml"))
-    process = subprocess.Popen(
-        [SHELL, str(pod.conf / "run-one.sh"), "0"],
-        env={**pod.env, "FAKE_SPOOLS": "1", "FAKE_REAL_SLEEP": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = _run_one(pod, FAKE_SPOOLS="1", FAKE_REAL_SLEEP="1")
     pid_file = tmp_path / "sleep.pid"
     deadline = time.monotonic() + 10
     while not pid_file.exists() and time.monotonic() < deadline:
