@@ -72,8 +72,10 @@ class Spool:
         return final
 
     def pending(self) -> Iterator[tuple[Path, dict[str, Any]]]:
-        """Spooled records not claimed by a replay, oldest first (stale claims released)."""
+        """Spooled records not claimed by a replay, oldest first (stale claims released, stale
+        writes finished)."""
         self._release_stale_claims()
+        self._finish_stale_writes()
         for path in self._oldest_first(self._files()):
             try:
                 yield path, json.loads(path.read_bytes())
@@ -118,6 +120,28 @@ class Spool:
             if now - _claimed_at(claimed.name) > self.stale_seconds:
                 log.warning("spool: %s was claimed and never sent; replaying it", claimed)
                 self.release(claimed)
+
+    def _finish_stale_writes(self) -> None:
+        """A ``.tmp-`` file ``stale_seconds`` old is a write whose process died: if it holds
+        a whole record it goes where :meth:`put` would have put it; if not, it is set aside
+        as ``.unreadable-...`` (kept for a look, never replayed)."""
+        now = time.time()
+        for tmp in self.directory.glob(".tmp-*.json"):
+            try:
+                if now - tmp.stat().st_mtime <= self.stale_seconds:
+                    continue
+                record = json.loads(tmp.read_bytes())
+                final = self.directory / f"{record['run_id']}-{record.get('status', 'ok')}.json"
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, TypeError, KeyError):
+                log.warning("spool: %s is an unfinished write; set aside, not replayed", tmp)
+                with contextlib.suppress(OSError):
+                    tmp.rename(tmp.with_name(f".unreadable-{tmp.name.removeprefix('.tmp-')}"))
+                continue
+            log.warning("spool: %s was written by a process that died; replaying it", tmp)
+            with contextlib.suppress(OSError):
+                os.rename(tmp, final)
 
     @staticmethod
     def _oldest_first(paths: list[Path]) -> list[Path]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lammps_stream.schemas import example_run_record, new_id
+from lammps_stream.schemas import encode, example_run_record, new_id
 from producers.spool import Spool
 
 
@@ -95,3 +95,20 @@ def test_processes_replaying_one_spool_take_each_record_exactly_once(tmp_path: P
     taken = [claimed_by.get(timeout=5) for _ in range(len(run_ids))]
     assert sorted(taken) == sorted(run_ids)
     assert claimed_by.empty() and len(spool) == 0 and not list(tmp_path.iterdir())
+
+
+def test_a_write_whose_process_died_is_finished_or_set_aside(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, stale_seconds=60)
+    record = example_run_record(run_id=new_id())
+    whole, torn = tmp_path / ".tmp-a1.json", tmp_path / ".tmp-b2.json"
+    whole.write_bytes(encode(record))  # written and synced; the rename never came
+    torn.write_bytes(encode(record)[:40])
+    assert len(spool) == 0  # fresh: its writer may still be at work
+    old = time.time() - 120
+    for path in (whole, torn):
+        os.utime(path, (old, old))
+    assert [r for _, r in spool.pending()] == [record]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".unreadable-b2.json",
+        f"{record['run_id']}-ok.json",
+    ]
