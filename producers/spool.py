@@ -57,7 +57,7 @@ class Spool:
         """Write ``record`` atomically; return its file. Raises ``OSError`` when the
         directory cannot be written."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        final = self.directory / f"{record['run_id']}-{record.get('status', 'ok')}.json"
+        final = self.directory / _record_name(record)
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -131,7 +131,7 @@ class Spool:
                 if now - tmp.stat().st_mtime <= self.stale_seconds:
                     continue
                 record = json.loads(tmp.read_bytes())
-                final = self.directory / f"{record['run_id']}-{record.get('status', 'ok')}.json"
+                final = self.directory / _record_name(record)
             except FileNotFoundError:
                 continue
             except (OSError, ValueError, TypeError, KeyError):
@@ -150,6 +150,15 @@ class Spool:
             with contextlib.suppress(FileNotFoundError):
                 aged.append((path.stat().st_mtime, path.name, path))
         return [path for *_, path in sorted(aged)]
+
+
+def _record_name(record: dict[str, Any]) -> str:
+    """The file a record is spooled as: one per run and status.
+
+    >>> _record_name({"run_id": "abc", "status": "failed"})
+    'abc-failed.json'
+    """
+    return f"{record['run_id']}-{record.get('status', 'ok')}.json"
 
 
 def _unclaimed_name(name: str) -> str:
