@@ -118,9 +118,18 @@ def create_app(config: Config) -> faust.App:
             best = records[0]["score"]
             log.info("published %d suggestions (best score %.3g)", len(records), best)
 
+    suggest_failures = FailureSpell("starting a batch of suggestions")
+
     def suggest(partition: int) -> None:
-        """Score shard ``partition``'s next suggestions while the stream goes on."""
-        service.in_background(publish_suggestions(service.begin_suggestions(partition)))
+        """Score shard ``partition``'s next suggestions while the stream goes on; never
+        raises (a committee that cannot be copied must not stop learning)."""
+        try:
+            scoring = service.begin_suggestions(partition)
+        except Exception as exc:
+            service.schedule.end(time.monotonic())
+            _say(suggest_failures, exc, "no suggestions from this batch")
+            return
+        service.in_background(publish_suggestions(scoring))
 
     async def answer(
         params: dict[str, Any], request_id: str, partition: int | None = None
@@ -168,6 +177,8 @@ def create_app(config: Config) -> faust.App:
             await _dead_letter(dlq, service, message, value, "processing_error", repr(exc))
         return None
 
+    publish_failures = FailureSpell("publishing a batch's predictions")
+
     # held by a batch while it is handled: a snapshot taken by the timer in the middle of one
     # would count runs as handled whose predictions have not gone out yet
     between_batches = asyncio.Lock()
@@ -187,7 +198,9 @@ def create_app(config: Config) -> faust.App:
                     result = await handle(event.message)
                     if result is not None:
                         handled.append(result)
-                await _publish(app.producer, topics.predictions, service, handled)
+                await _publish_or_count(
+                    app.producer, topics.predictions, service, handled, publish_failures
+                )
                 partitions = sorted({p for p, _, _ in handled})
                 snapshots.soon(service.due_snapshots(partitions, spread=True))
             for partition in sorted({p for p, _, o in handled if o.kind == "learned"}):
@@ -289,6 +302,23 @@ def freeze_long_lived_objects() -> int:
     return gc.get_freeze_count()
 
 
+async def _publish_or_count(
+    producer: Any,
+    topic: str,
+    service: ModelService,
+    handled: list[tuple[int, dict[str, Any], Outcome]],
+    failures: FailureSpell,
+) -> None:
+    """:func:`_publish`, never raising: the batch's runs are learned by now, and an error here
+    (none is known: sends and refusals are counted inside) must not crash the learning agent.
+    The batch's predictions then count as lost, and the error is logged with its traceback."""
+    try:
+        await _publish(producer, topic, service, handled)
+    except Exception as exc:
+        service.deliveries.never_sent("predictions", sum(len(o.steps) for *_, o in handled))
+        _say(failures, exc, "the batch's runs are learned, their predictions lost")
+
+
 async def _publish(
     producer: Any,
     topic: str,
@@ -328,13 +358,20 @@ async def _publish(
         try:
             sent = await _send(producer, topic, partition, messages)
         except Exception as exc:  # refused outright: lost, counted, and the stream goes on
-            service.deliveries.failed("predictions", len(messages), exc)
-            continue
+            sent = exc.queued if isinstance(exc, transport.PartlySentError) else []
+            service.deliveries.failed("predictions", len(messages) - _count(sent), exc)
         for delivery, count in sent:
             service.deliveries.watch(delivery, "predictions", messages=count)
     sent_at = time.time()
     for at in finished:
         metrics.latency.observe(max(0.0, sent_at - parse_time(at).timestamp()))
+
+
+def _say(spell: FailureSpell, error: Exception, consequence: str) -> None:
+    """Log ``error`` with its traceback when ``spell`` begins, then at most once a minute."""
+    line = spell.failed(repr(error))
+    if line is not None:
+        log.error("%s: %s", line, consequence, exc_info=error)
 
 
 def _model_errors(service: ModelService, record: dict[str, Any], outcome: Outcome) -> None:
@@ -363,7 +400,14 @@ async def _send(
     else one by one. Each delivery's future, with the number of messages it carries."""
     if partition is not None and isinstance(producer, transport.Producer):
         return await producer.send_many(topic, partition, messages)
-    return [(await producer.send(topic, k, v, partition, None, None), 1) for k, v in messages]
+    return await transport.one_by_one(
+        lambda k, v: producer.send(topic, k, v, partition, None, None), messages
+    )
+
+
+def _count(deliveries: list[tuple[asyncio.Future[Any], int]]) -> int:
+    """How many messages ``deliveries`` carry."""
+    return sum(count for _, count in deliveries)
 
 
 def _partition_of(producer: Any, topic: str, key: bytes) -> int | None:

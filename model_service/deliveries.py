@@ -86,8 +86,7 @@ class Deliveries:
     def failed(self, topic: str, messages: int, error: object) -> None:
         """``messages`` messages to the topic whose role is ``topic`` are lost: ``error``
         came back from the broker, or the producer refused them outright."""
-        self.metrics.undelivered.labels(topic=topic).inc(messages)
-        self.lost[topic] = self.lost.get(topic, 0) + messages
+        self.never_sent(topic, messages)
         self._unlogged[topic] = self._unlogged.get(topic, 0) + messages
         now = time.monotonic()
         if now - self._logged_at.get(topic, -LOG_EVERY_SECONDS) >= LOG_EVERY_SECONDS:
@@ -100,6 +99,12 @@ class Deliveries:
                 error,
                 self.lost[topic],
             )
+
+    def never_sent(self, topic: str, messages: int) -> None:
+        """Count ``messages`` messages to ``topic`` as lost before they reached the producer
+        (the caller says why: the broker is not to blame)."""
+        self.metrics.undelivered.labels(topic=topic).inc(messages)
+        self.lost[topic] = self.lost.get(topic, 0) + messages
 
 
 class Outgoing:

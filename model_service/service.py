@@ -53,6 +53,7 @@ class ModelService:
         self.metrics = ServiceMetrics()
         self.deliveries = Deliveries(self.metrics)
         self.failing_models: dict[str, FailureSpell] = {}  # models raising on runs, by name
+        self.snapshot_failures: dict[str, FailureSpell] = {}  # models that would not pickle
         self.assigned = False
         self.started_at = time.time()
         self.key, throwaway = signing_key(service.snapshot_key)
@@ -148,7 +149,29 @@ class ModelService:
         if spread and due:
             most = max(due)
             due = [d for d in due if d is most or d[0] >= 2 * every]
-        return [self.snapshot(name, partition) for _, name, partition in due]
+        taken = []
+        for _, name, partition in due:
+            try:
+                taken.append(self.snapshot(name, partition))
+            except Exception as exc:  # one model that will not pickle must not stop the others
+                self._snapshot_failed(name, partition, exc)
+            else:
+                self._snapshot_worked(name)
+        return taken
+
+    def _snapshot_failed(self, name: str, partition: int, error: Exception) -> None:
+        """Say (once, then at most once a minute) that ``name``'s snapshots cannot be taken;
+        it is tried again when next due, and its snapshot age keeps growing meanwhile."""
+        spell = self.snapshot_failures.setdefault(name, FailureSpell(f"snapshots of {name}"))
+        line = spell.failed(f"{error!r} (partition {partition})")
+        if line is not None:
+            log.error("%s; a restart would replay its runs from its last snapshot", line)
+
+    def _snapshot_worked(self, name: str) -> None:
+        spell = self.snapshot_failures.pop(name, None)
+        line = spell.worked() if spell is not None else None
+        if line is not None:
+            log.info(line)
 
     def snapshot(self, name: str, partition: int) -> Capture:
         """Take shard ``partition``'s model ``name`` as it stands (between two runs)."""

@@ -39,7 +39,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -59,6 +58,29 @@ YIELD_EVERY = 100  # messages handed to the conductor between two yields to the 
 
 class UnsupportedAiokafkaError(LammpsStreamError):
     """The installed aiokafka no longer has the setting this transport shortens."""
+
+
+class PartlySentError(ProducerSendError):
+    """Sending stopped part-way: ``queued`` holds the delivery futures of the messages queued
+    before it (each with the number of messages it carries); the rest were never queued."""
+
+    def __init__(self, message: str, queued: list[tuple[asyncio.Future[Any], int]]) -> None:
+        super().__init__(message)
+        self.queued = queued
+
+
+async def one_by_one(
+    send: Callable[[bytes, bytes], Any], messages: list[tuple[bytes, bytes]]
+) -> list[tuple[asyncio.Future[Any], int]]:
+    """``await send(key, value)`` for each message in turn: each delivery's future, with 1;
+    :class:`PartlySentError` with those queued so far if one is refused."""
+    queued: list[tuple[asyncio.Future[Any], int]] = []
+    for key, value in messages:
+        try:
+            queued.append((await send(key, value), 1))
+        except Exception as exc:
+            raise PartlySentError(f"Error while sending: {exc!r}", queued) from exc
+    return queued
 
 
 def scheme() -> str:
@@ -219,13 +241,16 @@ class Producer(faust_aiokafka.Producer):
         record batch when there are ``MIN_BATCH_MESSAGES`` or more, else one per message.
         Nothing waits for delivery; a record batch of its own waits only for one still queued
         for the partition to leave (a linger and at most a round trip: under a backlog, the
-        last batch of runs' predictions left long before)."""
+        last batch of runs' predictions left long before). :class:`PartlySentError` if the
+        producer refuses a message or a batch: with what was queued before it."""
         if len(messages) < MIN_BATCH_MESSAGES:
-            return [(await self.send(topic, k, v, partition, None, None), 1) for k, v in messages]
-        producer = self._ensure_producer()
-        deliveries = []
-        batch, count = producer.create_batch(), 0
+            return await one_by_one(
+                lambda k, v: self.send(topic, k, v, partition, None, None), messages
+            )
+        deliveries: list[tuple[asyncio.Future[Any], int]] = []
         try:
+            producer = self._ensure_producer()
+            batch, count = producer.create_batch(), 0
             for key, value in messages:
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     delivery = await producer.send_batch(batch, topic, partition=partition)
@@ -234,8 +259,8 @@ class Producer(faust_aiokafka.Producer):
                     batch.append(key=key, value=value, timestamp=None)  # a first always fits
                 count += 1
             deliveries.append((await producer.send_batch(batch, topic, partition=partition), count))
-        except KafkaError as exc:
-            raise ProducerSendError(f"Error while sending: {exc!r}") from exc
+        except Exception as exc:
+            raise PartlySentError(f"Error while sending: {exc!r}", deliveries) from exc
         return deliveries
 
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -222,8 +223,9 @@ def model_spec(item: str | dict[str, Any]) -> ModelSpec:
 
 
 def _trial_run(where: str, spec: ModelSpec) -> None:
-    """Predict, learn and predict one sample run with a fresh model of ``spec``: parameters
-    that build but fail on data (``intercept_lr="x"``) are refused here, not on every run.
+    """Predict, learn and predict one sample run with a fresh model of ``spec``, and pickle it
+    as a snapshot would: parameters that build but fail on data (``intercept_lr="x"``) are
+    refused here, not on every run, and so is a model no snapshot could keep.
 
     >>> model_spec({"name": "bad", "class": "river.linear_model.LinearRegression",
     ...             "params": {"intercept_lr": "x"}})
@@ -243,6 +245,13 @@ def _trial_run(where: str, spec: ModelSpec) -> None:
         raise ConfigError(
             f"{where}: fails on a sample run ({exc!r}); check its params against the river "
             f"documentation of {spec.cls}"
+        ) from None
+    try:
+        pickle.loads(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception as exc:
+        raise ConfigError(
+            f"{where}: cannot be pickled, so no snapshot could keep it ({exc!r}); choose "
+            "params that hold no open resources"
         ) from None
 
 

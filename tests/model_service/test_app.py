@@ -13,8 +13,9 @@ import pytest
 
 from lammps_stream.config import load_config
 from lammps_stream.schemas import example_run_record
-from model_service.app import _partition_of, _publish
+from model_service.app import _partition_of, _publish, _publish_or_count
 from model_service.learner import Learner
+from model_service.repeats import FailureSpell
 from model_service.service import ModelService
 
 TP = namedtuple("TP", "topic partition")
@@ -203,3 +204,52 @@ def test_a_dead_letter_the_producer_refuses_is_counted_not_raised() -> None:
     )()
     asyncio.run(_dead_letter(dlq, worker, message, b"{", "malformed_json", "not JSON"))
     assert worker.deliveries.lost == {"dlq": 1}
+
+
+class RefusingAfter(FakeProducer):
+    """A producer that queues ``accepted`` messages, then refuses the rest outright."""
+
+    def __init__(self, accepted: int) -> None:
+        super().__init__()
+        self.accepted = accepted
+
+    async def send(self, *args: Any) -> asyncio.Future[None]:
+        if len(self.sent) >= self.accepted:
+            raise RuntimeError("KafkaTimeoutError: the producer's buffer is full")
+        return await super().send(*args)
+
+
+def test_a_send_refused_part_way_counts_only_what_was_never_queued() -> None:
+    worker = service()
+    producer = RefusingAfter(accepted=2)
+    asyncio.run(_publish(producer, "predictions", worker, handled_records(3)))
+    exposed = worker.metrics.exposition()
+    assert len(producer.sent) == 2  # all six to one partition: two queued, four refused
+    assert b'lammps_stream_undelivered_messages_total{topic="predictions"} 4.0' in exposed
+
+
+class Unforeseen(FakeProducer):
+    """A producer raising what nobody foresaw while the batch's messages are grouped."""
+
+    def key_partition(self, topic: str, key: bytes) -> TP:
+        raise ValueError("a bug")
+
+
+def test_an_unforeseen_error_publishing_counts_the_batch_lost_and_never_raises(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    worker = service()
+    spell = FailureSpell("publishing a batch's predictions")
+
+    async def two_batches() -> None:
+        for _ in range(2):
+            await _publish_or_count(Unforeseen(), "predictions", worker, handled_records(3), spell)
+
+    with caplog.at_level(logging.ERROR, logger="lammps_stream.service"):
+        asyncio.run(two_batches())
+    exposed = worker.metrics.exposition()
+    assert b'lammps_stream_undelivered_messages_total{topic="predictions"} 12.0' in exposed
+    said = [r for r in caplog.records if "publishing a batch's predictions" in r.getMessage()]
+    assert len(said) == 1 and said[0].exc_info is not None  # once, with its traceback
+    assert "ValueError('a bug')" in said[0].getMessage()
+    assert not [r for r in caplog.records if "Is the broker up" in r.getMessage()]

@@ -168,3 +168,30 @@ def test_suggestions_are_scored_in_the_scoring_process() -> None:
     records, scored_in = asyncio.run(run())
     assert scored_in != os.getpid()
     assert [r["score"] for r in records] == [r["score"] for r in scoring()]  # as in-process
+
+
+def test_a_model_that_will_not_pickle_does_not_hold_back_the_others_snapshots(
+    caplog: Any,
+) -> None:
+    import threading
+
+    overrides = {"service.models": ["linear", "pa"], "service.snapshot_every": 2}
+    worker = ModelService(load_config(path=None, env={}, overrides=overrides))
+    worker.adopt(0, worker.shards.fresh())
+    shard = worker.shards.by_partition[0]
+    for offset in range(4):
+        shard.handle(example_run_record(run_id=f"run-{offset}"), offset)
+    model = shard.state["pa"].model
+    shard.state["pa"].model = threading.Lock()  # pickle refuses it
+    with caplog.at_level("INFO", logger="lammps_stream.service"):
+        assert [c.model for c in worker.due_snapshots()] == ["linear"]
+        for offset in range(4, 8):
+            shard.handle(example_run_record(run_id=f"run-{offset}"), offset)
+        worker.due_snapshots()  # fails again: said once, not twice
+        shard.state["pa"].model = model
+        for offset in range(8, 12):
+            shard.handle(example_run_record(run_id=f"run-{offset}"), offset)
+        assert sorted(c.model for c in worker.due_snapshots()) == ["linear", "pa"]
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("snapshots of pa failed: TypeError" in line for line in said) == 1
+    assert sum("snapshots of pa works again" in line for line in said) == 1

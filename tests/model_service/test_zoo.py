@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from lammps_stream.errors import ConfigError
+from model_service import zoo
 from model_service.features import features
 from model_service.zoo import BUILT_IN, build_model, build_models, model_spec
 
@@ -70,3 +73,22 @@ def test_a_yaml_spec_builds_nested_classes() -> None:
 def test_bad_specs_are_config_errors(item, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         model_spec(item)
+
+
+class Locked:
+    """Learns and predicts, but holds a lock: pickle refuses it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def predict_one(self, x: dict[str, float]) -> float:
+        return 1.0
+
+    def learn_one(self, x: dict[str, float], y: float) -> None:
+        """Nothing to learn."""
+
+
+def test_a_model_no_snapshot_could_keep_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(zoo, "build_model", lambda spec: Locked())
+    with pytest.raises(ConfigError, match=r"models\[locked\]: cannot be pickled.*TypeError"):
+        model_spec({"name": "locked", "class": "river.linear_model.PARegressor"})
