@@ -28,6 +28,7 @@ from typing import Any
 
 from lammps_stream.schemas import PREDICTION_SCHEMA, now
 from lammps_stream.scoring import RecentScores, Scores
+from model_service.familiarity import Seen
 from model_service.features import features
 from model_service.intervals import ConformalInterval
 from model_service.zoo import ModelSpec, build_model, coefficients, model_spec
@@ -72,6 +73,7 @@ class ModelState:
     drifts: int = 0
     tested_in_interval: int = 0
     tested_with_interval: int = 0
+    seen: Seen = field(default_factory=Seen)  # its shard's runs learned (shared in a Learner)
 
     def __post_init__(self) -> None:
         self.prequential_recent.size = self.test_recent.size = self.rolling_window
@@ -166,15 +168,19 @@ class Learner:
         self.rolling_window = rolling_window
         self.state: dict[str, ModelState] = {}
         self.recent = RecentIds(dedup_window)
+        self.seen = Seen()  # what the shard's runs learned were like: shared by its models
         for item in models:
             self.add(item if isinstance(item, ModelSpec) else model_spec(item))
 
     def add(self, spec: ModelSpec, state: ModelState | None = None) -> ModelState:
         """Add a model: a fresh one at position 0, or a restored ``state``."""
-        self.state[spec.name] = state or ModelState(
+        state = state or ModelState(
             spec, build_model(spec), ConformalInterval(self.coverage), self.rolling_window
         )
-        return self.state[spec.name]
+        self.seen.merge(getattr(state, "seen", None))  # snapshots before it have none
+        state.seen = self.seen
+        self.state[spec.name] = state
+        return state
 
     def remove(self, name: str) -> None:
         """Drop model ``name``, if this shard has it."""
@@ -217,6 +223,8 @@ class Learner:
                 outcome.steps.append(self._step(state, record, x, y, train, emitted_at))
             except Exception as exc:
                 outcome.errors.append(ModelError(state.name, exc))
+        if train and outcome.steps:
+            self.seen.learn(record["params"])
         return outcome
 
     def _step(

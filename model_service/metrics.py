@@ -48,7 +48,8 @@ class ServiceMetrics:
         r = self.registry
         self.records = Counter(
             "lammps_stream_records",
-            "Records received, by outcome (learned, test, failed, duplicate, dead, request)",
+            "Records received, by outcome (learned, test, failed, duplicate, dead, request; "
+            "seen: handled before this worker resumed)",
             ["outcome"],
             registry=r,
         )
@@ -108,7 +109,7 @@ class ServiceMetrics:
         )
         self.latency = Histogram(
             "lammps_stream_end_to_end_latency_seconds",
-            "Run finished to its prediction published",
+            "Run finished to its predictions handed to the producer (queued for the broker)",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -215,6 +216,7 @@ class ServiceMetrics:
     def _per_model_metrics(self) -> list[Any]:
         fixed = [self.predictions, self.predict_seconds, self.learn_seconds, self.learned]
         fixed += [self.snapshots, self.snapshot_age, self.drifts, self.coverage]
+        fixed += [self.model_errors]
         return fixed + list(self.scores.values())
 
     def _children(self, model: str) -> tuple[Any, Any, Any]:
@@ -225,6 +227,7 @@ class ServiceMetrics:
             self.learn_seconds.labels(model=model),
         )
         self.drifts.labels(model=model)  # at 0 until a drift: a series alerts can rely on
+        self.model_errors.labels(model=model)  # at 0 too: rate() sees its first errors
         self.snapshots.labels(model=model)
         self._per_model[model] = children
         return children

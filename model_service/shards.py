@@ -25,6 +25,7 @@ from typing import Any
 
 from lammps_stream.schemas import PREDICTION_SCHEMA, now
 from lammps_stream.scoring import Scores, merged
+from model_service.familiarity import Seen
 from model_service.learner import Learner, ModelState, Outcome, describe
 from model_service.zoo import ModelSpec
 
@@ -124,6 +125,19 @@ class Shards:
                 }
             )
         return out
+
+    def unfamiliar(self, params: dict[str, Any], partition: int | None = None) -> list[str]:
+        """Why predictions for ``params`` deserve less trust (:mod:`~model_service.familiarity`):
+        over shard ``partition`` if it is local, else over every local shard."""
+        chosen = (
+            [self.by_partition[partition]]
+            if partition in self.by_partition
+            else list(self.by_partition.values())
+        )
+        seen = Seen()
+        for learner in chosen:
+            seen.merge(learner.seen)
+        return seen.unfamiliar(params)
 
     def scores(self, name: str) -> dict[str, Scores]:
         """Cumulative and rolling scores of ``name``, over all local shards."""

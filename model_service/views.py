@@ -140,14 +140,18 @@ def add_views(
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
         m = service.metrics
+        if not shards.by_partition:  # a standby holds no snapshot of its own to age
+            m.snapshot_age.clear()
         for name in shards.names:
             m.track(name)
-            m.snapshot_age.labels(model=name).set(service.snapshot_age(name))
+            if shards.by_partition:
+                m.snapshot_age.labels(model=name).set(service.snapshot_age(name))
             m.learned.labels(model=name).set(shards.learned(name))
             coverage = shards.test_coverage(name)
             if coverage is not None:
                 m.coverage.labels(model=name).set(coverage)
             m.scores_of(name, shards.scores(name))
+        m.lag.clear()  # partitions taken away since the last scrape: the new owner reports them
         for partition, lag in _lag(app, service).items():
             m.lag.labels(partition=str(partition)).set(lag)
         return web.bytes(m.exposition(), headers={"Content-Type": CONTENT_TYPE})
@@ -194,6 +198,7 @@ def add_views(
                     "request_id": request_id,
                     "predictions": answers,
                     "recommended": shards.recommended(),
+                    "unfamiliar": shards.unfamiliar(params),
                 }
             )
 

@@ -28,11 +28,15 @@ def counted_alarm(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def run_agent(
-    take: Callable[..., Any], puts: list[int], idle: float, sleeps: list[int] | None = None
+    take: Callable[..., Any],
+    puts: list[int],
+    idle: float,
+    sleeps: list[int] | None = None,
+    handed_over: int | None = None,
 ) -> tuple[list, int]:
-    """Batches an agent got from ``take(stream, max_=3, within=0.002)`` for ``puts``, then
-    how many times it waited (on the stream, or in ``sleeps``) while idle for ``idle``
-    seconds."""
+    """Batches an agent got from ``take(stream, max_=3, within=0.002)`` for ``puts`` once
+    ``handed_over`` values (all of them by default) have reached it, then how many times it
+    waited (on the stream, or in ``sleeps``) while idle for ``idle`` seconds."""
     app = faust.App("batches-test", store="memory://", autodiscover=False)
     got: list[list[int]] = []
     waits = sleeps if sleeps is not None else [0]
@@ -53,7 +57,11 @@ def run_agent(
         async with agent.test_context() as ctx:
             for value in puts:
                 await ctx.put(value)
-            await asyncio.sleep(0.1)  # every batch handed over
+            wanted = len(puts) if handed_over is None else handed_over
+            deadline = asyncio.get_running_loop().time() + 10.0
+            while sum(len(batch) for batch in got) < wanted:
+                assert asyncio.get_running_loop().time() < deadline, f"only {got} after 10 s"
+                await asyncio.sleep(0.005)
             before = waits[0]
             await asyncio.sleep(idle)
             return waits[0] - before
@@ -77,9 +85,10 @@ def test_a_full_batch_goes_without_waiting_out_within() -> None:
     def take(stream: Any, max_: int, within: float) -> Any:
         return take_batches(stream, max_, within=60.0)
 
-    got, _ = run_agent(take, list(range(8)), idle=0.0)
-    # The first batch goes at once (it came while idle); full ones follow without the 60 s
-    # wait; only a last, short one may still be gathering when the agent's 0.1 s are over.
+    # The first batch goes at once (it came while idle, with any that came alongside it);
+    # full ones follow without the 60 s wait; only a last, short one waits it out: at least
+    # two full batches of the eight values are handed over.
+    got, _ = run_agent(take, list(range(8)), idle=0.0, handed_over=6)
     delivered = [value for batch in got for value in batch]
     assert delivered == list(range(len(delivered)))
     assert len(got) >= 2 and all(len(batch) == 3 for batch in got[1:])
@@ -89,4 +98,4 @@ def test_idle_it_sleeps_where_take_events_wakes_every_within(counted_alarm: list
     _, ours = run_agent(take_batches, [1], idle=0.3, sleeps=counted_alarm)
     _, fausts = run_agent(lambda stream, n, within: stream.take_events(n, within), [1], idle=0.3)
     assert ours == 0
-    assert fausts > 20  # ~150 wakes in 0.3 s at 2 ms
+    assert fausts >= 5  # ~150 wakes in 0.3 s at 2 ms; a loaded host still makes a few

@@ -25,3 +25,12 @@ def test_series_are_named_with_units_and_a_model_label() -> None:
     assert 'lammps_stream_prequential_rolling_mae_seconds{model="linear"} 0.5' in text
     for name in re.findall(r"^# TYPE (\S+)", text, re.M):
         assert name.startswith("lammps_stream_")
+
+
+def test_a_models_error_count_starts_at_0_and_goes_with_the_model() -> None:
+    m = ServiceMetrics()
+    m.track("knn")
+    assert 'lammps_stream_model_errors_total{model="knn"} 0.0' in m.exposition().decode()
+    m.model_errors.labels(model="knn").inc()
+    m.forget("knn")
+    assert 'model="knn"' not in m.exposition().decode()

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from lammps_stream.schemas import example_run_record, new_id
-from model_service.shards import Shards
+from model_service.shards import MIN_SCORED, Shards
 from model_service.zoo import model_spec
 
 PARAMS = {"deck": "lj", "x": 2, "y": 1, "z": 1, "steps": 100, "ranks": 2, "threads": 1}
@@ -37,4 +39,51 @@ def test_recommended_prefers_held_out_scores() -> None:
     assert shards.recommended() is None
     for i in range(20):
         shards.handle(0, _record(2.0 + i % 3), i)
-    assert shards.recommended() in {"bayes_log", "pa"}
+    by_prequential = min(shards.names, key=lambda n: shards.score(n, "prequential").mae)
+    assert shards.recommended() == by_prequential  # no test runs yet
+    other = next(n for n in shards.names if n != by_prequential)
+    scores = {
+        (by_prequential, "prequential"): SimpleNamespace(n=20, mae=0.1),
+        (other, "prequential"): SimpleNamespace(n=20, mae=0.5),
+        (by_prequential, "test"): SimpleNamespace(n=4, mae=0.9),
+        (other, "test"): SimpleNamespace(n=4, mae=0.2),
+    }
+    shards.score = lambda name, stream: scores[(name, stream)]  # type: ignore[method-assign]
+    assert shards.recommended() == by_prequential  # 4 test runs are not enough to judge
+    scores[(other, "test")].n = MIN_SCORED
+    assert shards.recommended() == other  # the held-out winner, though worse prequentially
+
+
+def test_a_question_unlike_every_run_learned_says_why() -> None:
+    shards = Shards([model_spec("pa"), model_spec("bayes_log")], coverage=0.9)
+    shards.put(0, shards.fresh())
+    shards.put(1, shards.fresh())
+    assert shards.unfamiliar(PARAMS | {"deck": "eam"}) == []  # nothing learned: no judgement
+    for offset, x in enumerate((2, 4)):
+        record = _record(2.0)
+        record["params"] = record["params"] | {"deck": "lj", "x": x}
+        shards.handle(0, record, offset)
+    test_run = _record(2.0, split="test")  # predicted, never learned: not "seen"
+    test_run["params"] = test_run["params"] | {"deck": "eam", "x": 64}
+    shards.handle(1, test_run, 0)
+    assert shards.unfamiliar(PARAMS | {"x": 3}) == []
+    assert shards.unfamiliar(PARAMS | {"deck": "eam", "x": 8}) == [
+        "no model has learned a run of deck 'eam' (learned: lj)",
+        "x=8 is beyond every run learned (x 2-4): the models extrapolate",
+    ]
+    # asked of shard 1 alone, which learned nothing, nothing is said
+    assert shards.unfamiliar(PARAMS | {"deck": "eam"}, partition=1) == []
+
+
+def test_what_a_shard_has_seen_survives_a_snapshot_and_restore() -> None:
+    from model_service.snapshots import load_state, snapshot_record
+
+    shards = Shards([model_spec("pa")], coverage=0.9)
+    learner = shards.fresh()
+    for offset in range(3):
+        learner.handle(_record(2.0), offset)
+    record = snapshot_record(learner.state["pa"], partition=0, runs_topic="runs", key=b"k")
+    restored = shards.alone([])
+    restored.add(model_spec("pa"), load_state(record, key=b"k"))
+    assert restored.seen.decks == learner.seen.decks == {PARAMS["deck"]}
+    assert restored.state["pa"].seen is restored.seen  # shared: what it learns next counts

@@ -35,17 +35,22 @@ def test_the_issue_defaults_are_built_in() -> None:
 def test_a_yaml_spec_builds_nested_classes() -> None:
     spec = model_spec(
         {
-            "name": "amrules",
-            "class": "river.rules.AMRules",
-            "params": {"n_min": 10, "pred_type": "adaptive"},
+            "name": "sgd_linear",
+            "class": "river.linear_model.LinearRegression",
+            "params": {"optimizer": {"class": "river.optim.SGD", "params": {"lr": 0.01}}},
             "target": "seconds",
             "features": "raw",
             "scale": True,
         }
     )
     model = build_model(spec)
+    regressor = model["LinearRegression"]
+    assert type(regressor.optimizer).__name__ == "SGD"
+    assert regressor.optimizer.learning_rate == 0.01
+    before = model.predict_one(X)
     model.learn_one(X, 2.0)
-    assert build_models(["pa", spec.as_dict()]).keys() == {"pa", "amrules"}
+    assert model.predict_one(X) != before  # it learned
+    assert build_models(["pa", spec.as_dict()]).keys() == {"pa", "sgd_linear"}
 
 
 @pytest.mark.parametrize(
