@@ -69,13 +69,16 @@ PIPELINE = Dashboard(
     description=(
         "Records flowing from lammps.runs through the model service: throughput by outcome, "
         "consumer lag, dead letters and end-to-end latency (run finished -> prediction "
-        "published). Series from the service's /metrics; the lag panel needs kafka-exporter."
+        "published). Every series comes from the service's /metrics (the lag too: its own "
+        "lammps_stream_consumer_lag_records, no exporter needed)."
     ),
     panels=(
         Panel(
             "Records per second, by outcome",
             "Run records the service handled: learned (train), test (predicted, never learned), "
-            "failed runs (counted, not learned), duplicates (run_id seen before), dead letters.",
+            "failed runs (counted, not learned), duplicates (run_id seen before), dead letters, "
+            "seen (handled before the worker resumed: replayed after a restart or rebalance); "
+            "and request, the PredictRequests answered.",
             (q(f"sum by (outcome) (rate(lammps_stream_records_total[{RATE}]))", "{{outcome}}"),),
             unit="reqps",
         ),
@@ -192,17 +195,24 @@ MODELS = Dashboard(
             max=1,
         ),
         Panel(
-            "Prequential RMSE and MAPE, by model",
-            "Root mean squared error (seconds) and mean absolute percentage error (ratio).",
-            (
-                q("lammps_stream_prequential_rmse_seconds", "RMSE {{model}}"),
-                q("lammps_stream_prequential_mape_ratio", "MAPE {{model}}"),
-            ),
+            "Prequential RMSE, by model",
+            "Root mean squared error of the prequential predictions.",
+            (q("lammps_stream_prequential_rmse_seconds", "{{model}}"),),
+            unit="s",
+            min=0,
+        ),
+        Panel(
+            "Prequential MAPE, by model",
+            "Mean absolute percentage error of the prequential predictions.",
+            (q("lammps_stream_prequential_mape_ratio", "{{model}}"),),
+            unit="percentunit",
+            min=0,
         ),
         Panel(
             "Records learned, by model",
-            "Train records each model has learned.",
-            (q("lammps_stream_model_learned_records", "{{model}}"),),
+            "Train records each model has learned, over every worker (each counts the runs "
+            "partitions it holds).",
+            (q("sum by (model) (lammps_stream_model_learned_records)", "{{model}}"),),
             min=0,
         ),
         Panel(
@@ -215,10 +225,16 @@ MODELS = Dashboard(
             max=1,
         ),
         Panel(
-            "Drifts detected (the error rose), by model",
-            "ADWIN on each model's absolute error found its mean rose, since the worker "
-            "started: has the machine, the MPI library or the mix of decks changed?",
-            (q("lammps_stream_drift_detected_total", "{{model}}"),),
+            "Drifts detected in the last hour (the error rose), by model",
+            "ADWIN on each model's absolute error found its mean rose: has the machine, the MPI "
+            "library or the mix of decks changed? Counted over every worker; the ModelDrift "
+            "alert watches it.",
+            (
+                q(
+                    "sum by (model) (increase(lammps_stream_drift_detected_total[1h]))",
+                    "{{model}}",
+                ),
+            ),
             min=0,
         ),
         Panel(

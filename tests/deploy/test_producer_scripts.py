@@ -23,8 +23,10 @@ CI = LAMMPS_STREAM / "ci"
 SHELL = shutil.which("dash") or "/bin/sh"
 EXIT_RECORDS_LEFT = 75
 
-# lammps-stream: run-one finishes a run and, with FAKE_SPOOLS, spools its record (the broker
-# being unreachable); produce --flush sends the spool once the file broker-up exists.
+# lammps-stream: run-one finishes a run (with FAKE_RUN_SECONDS, runs that long unless a
+# SIGTERM ends it, and makes run-one-started once it handles SIGTERM) and, with FAKE_SPOOLS,
+# spools its record (the broker being unreachable); produce --flush sends the spool once the
+# file broker-up exists.
 FAKE_CLI = r"""#!/bin/sh
 echo "$*" >> "$FAKE_DIR/calls"
 case "$1" in
@@ -34,6 +36,7 @@ case "$1" in
       /bin/sleep "$FAKE_RUN_SECONDS" &
       sleeper=$!
       trap 'kill "$sleeper"; echo terminated >> "$FAKE_DIR/calls"; status=143' TERM
+      : > "$FAKE_DIR/run-one-started"  # the handler is set: a SIGTERM now is caught
       wait "$sleeper" || true
     fi
     if [ -n "${FAKE_SPOOLS:-}" ]; then
@@ -207,10 +210,11 @@ def test_sigterm_reaches_run_one_and_its_record_is_replayed_once(tmp_path: Path,
     if broker_up:
         pod.broker_up()
     process = _run_one(pod, FAKE_SPOOLS="1", FAKE_RUN_SECONDS="30")
-    deadline = time.monotonic() + 10
-    while not pod.calls() and time.monotonic() < deadline:
+    started = tmp_path / "run-one-started"
+    deadline = time.monotonic() + 30
+    while not started.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(0.2)
+    assert started.exists(), f"run-one never started: {pod.calls()}"
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=20)
     assert "terminated" in pod.calls()
@@ -236,10 +240,10 @@ def test_sigterm_during_the_replay_stops_it_and_makes_one_last_attempt(
     pod = _pod(tmp_path, _objects("indexed-values.yaml"))
     process = _run_one(pod, FAKE_SPOOLS="1", FAKE_REAL_SLEEP="1")
     pid_file = tmp_path / "sleep.pid"
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while not pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert "sleep 15" in pod.calls(), pod.calls()
+    assert pid_file.exists() and "sleep 15" in pod.calls(), pod.calls()
     time.sleep(0.2)
     if broker_up:
         pod.broker_up()
