@@ -186,10 +186,12 @@ def predict(config: Config, args: argparse.Namespace) -> int:
     """``predict deck=lj x=4 y=4 z=2 ranks=2``: every model's answer now, and the one to trust."""
     params = prediction_params(args.params, config)
     answer = ServiceApi(config).post("/predict", {"params": params})
-    if args.json:
+    if args.json:  # one JSON document: the limit goes inside it, not on a line after it
+        if args.walltime:
+            answer["walltime"] = walltime_limit(answer, config.producer.timeout_seconds)
         print(json.dumps(answer, indent=2))
-    else:
-        _print_answer(answer)
+        return 0
+    _print_answer(answer)
     if args.walltime:
         print(walltime_flags(answer, config.producer.timeout_seconds))
     return 0
@@ -233,10 +235,42 @@ def prediction_params(pairs: list[str], config: Config) -> dict[str, Any]:
     return params
 
 
+def walltime_limit(answer: dict[str, Any], timeout_seconds: float | None = None) -> dict[str, Any]:
+    """A safe time limit from the recommended model's upper bound: the whole minutes whose
+    runs may go past that bound (a job's last minutes are kept to stop the run and report it,
+    :func:`~lammps_stream.config.run_seconds_within`), and the ``producer.timeout_seconds``
+    to set when the one configured would stop the run first (else None).
+
+    >>> limit = walltime_limit({"recommended": "m", "predictions": [{"model": "m",
+    ...     "predicted_wall_seconds": 50.0, "interval": {"high": 130.0}}]})
+    >>> limit["minutes"], limit["sbatch_time"], limit["flux_time_limit"], limit["calibrated"]
+    (3, '00:03:00', '3m', True)
+    """
+    name = answer.get("recommended")
+    chosen = next((p for p in answer["predictions"] if p["model"] == name), None)
+    if chosen is None:
+        raise NoDataError("no model has learned enough to recommend a time limit yet")
+    high = chosen["interval"].get("high")
+    calibrated = high is not None
+    if not calibrated:  # fewer than 5 scored runs: no band to take a bound from
+        high = 2 * chosen["predicted_wall_seconds"]
+    minutes = max(1, -(-int(high) // 60))
+    while run_seconds_within(minutes) < high:
+        minutes += 1
+    too_short = timeout_seconds is not None and timeout_seconds < high
+    return {
+        "model": name,
+        "upper_bound_seconds": high,
+        "calibrated": calibrated,
+        "minutes": minutes,
+        "sbatch_time": f"{minutes // 60:02d}:{minutes % 60:02d}:00",
+        "flux_time_limit": f"{minutes}m",
+        "timeout_seconds_needed": math.ceil(high) if too_short else None,
+    }
+
+
 def walltime_flags(answer: dict[str, Any], timeout_seconds: float | None = None) -> str:
-    """A safe time limit from the recommended model's upper bound, as scheduler flags: the
-    whole minutes whose runs may go past that bound (a job's last minutes are kept to stop the
-    run and report it, :func:`~lammps_stream.config.run_seconds_within`), and a word when
+    """:func:`walltime_limit` as scheduler flags, and a word when
     ``producer.timeout_seconds`` would stop the run first.
 
     >>> walltime_flags({"recommended": "m", "predictions": [{"model": "m",
@@ -250,27 +284,20 @@ def walltime_flags(answer: dict[str, Any], timeout_seconds: float | None = None)
     sbatch --time=00:19:00   flux --time-limit=19m   # upper bound 1000 s (model m)
     and --set producer.timeout_seconds=1000: runs are stopped at 900 s
     """
-    name = answer.get("recommended")
-    chosen = next((p for p in answer["predictions"] if p["model"] == name), None)
-    if chosen is None:
-        raise NoDataError("no model has learned enough to recommend a time limit yet")
-    high = chosen["interval"].get("high")
-    if high is not None:
+    limit = walltime_limit(answer, timeout_seconds)
+    high = limit["upper_bound_seconds"]
+    if limit["calibrated"]:
         basis = f"upper bound {high:.0f} s"
-    else:  # fewer than 5 scored runs: no band to take a bound from
-        high = 2 * chosen["predicted_wall_seconds"]
+    else:
         basis = f"twice the prediction, {high:.0f} s: no calibrated interval yet"
-    minutes = max(1, -(-int(high) // 60))
-    while run_seconds_within(minutes) < high:
-        minutes += 1
     flags = (
-        f"sbatch --time={minutes // 60:02d}:{minutes % 60:02d}:00   "
-        f"flux --time-limit={minutes}m   # {basis} (model {name})"
+        f"sbatch --time={limit['sbatch_time']}   "
+        f"flux --time-limit={limit['flux_time_limit']}   # {basis} (model {limit['model']})"
     )
-    if timeout_seconds is not None and timeout_seconds < high:
+    if limit["timeout_seconds_needed"] is not None:
         flags += (
-            f"\nand --set producer.timeout_seconds={math.ceil(high)}: runs are stopped at "
-            f"{timeout_seconds:.0f} s"
+            f"\nand --set producer.timeout_seconds={limit['timeout_seconds_needed']}: runs are "
+            f"stopped at {timeout_seconds:.0f} s"
         )
     return flags
 
@@ -285,6 +312,8 @@ def _print_answer(answer: dict[str, Any]) -> None:
         guess = f"{p['predicted_wall_seconds']:.2f}" if p["model_version"] else "– (untrained)"
         table.add_row(name, guess, band, str(p["model_version"]))
     make_console().print(table)
+    for line in answer.get("unfamiliar", []):  # on stderr: --walltime's line stays alone
+        print(f"warning: {line}", file=sys.stderr)
 
 
 def models(config: Config, args: argparse.Namespace) -> int:

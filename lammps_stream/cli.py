@@ -232,7 +232,7 @@ def build_parser() -> Parser:
     run_one.add_argument("--json", action="store_true", help="print the summary as JSON")
     run_one.set_defaults(handler="producers.commands:run_one")
 
-    produce = sub.add_parser("produce", help="launch N runs at random sizes")
+    produce = sub.add_parser("produce", help="launch N runs drawn from a parameter space")
     _add_plan_flags(produce)
     produce.add_argument("--flush", action="store_true", help="replay spooled records first")
     produce.add_argument("--replay", metavar="FILE", help="publish recorded RunRecords (JSONL)")
@@ -276,7 +276,9 @@ def build_parser() -> Parser:
     models = sub.add_parser("models", help="the running service's models and their scores")
     models.add_argument("action", choices=["list", "add", "remove"])
     models.add_argument("names", nargs="*", metavar="NAME", help="the model to add or remove")
-    models.add_argument("--json", action="store_true", help="GET /models as it is")
+    models.add_argument(
+        "--json", action="store_true", help="list: the models of GET /models, as JSON"
+    )
     models.add_argument(
         "--class", dest="cls", metavar="PATH", help="add: a river class, e.g. river.tree.X"
     )
@@ -300,7 +302,7 @@ def build_parser() -> Parser:
     predict.add_argument(
         "--walltime",
         action="store_true",
-        help="also print a safe sbatch --time / flux --time-limit",
+        help='also print a safe sbatch --time / flux --time-limit (with --json: as "walltime")',
     )
     predict.set_defaults(handler="consumers.commands:predict")
 

@@ -16,6 +16,7 @@ name upper-cased with dots turned into underscores (``LAMMPS_STREAM_KAFKA_BOOTST
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import types
 import typing
@@ -343,7 +344,7 @@ def load_config(
         _set_dotted(tree, key, _Text(value))
     for key, value in (overrides or {}).items():
         if key not in _known_keys():
-            raise ConfigError(f"{key}: not a setting; known keys: {', '.join(_known_keys())}")
+            raise ConfigError(f"{key}: not a setting; {_unknown_setting_hint(key)}")
         _set_dotted(tree, key, _Text(value) if isinstance(value, str) else value)
     return _build(Config, tree, prefix="")
 
@@ -511,10 +512,14 @@ def _env_settings(env: typing.Mapping[str, str]) -> dict[str, str]:
         if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
             continue
         if name not in by_env:
-            raise ConfigError(
-                f"{name}: no such setting; unset it or use one of "
-                f"{ENV_PREFIX}<SECTION>_<KEY>, e.g. {ENV_PREFIX}KAFKA_BOOTSTRAP"
+            close = difflib.get_close_matches(name, list(by_env), n=1, cutoff=0.85)
+            fix = (
+                f"did you mean {close[0]}?"
+                if close
+                else f"unset it or use one of {ENV_PREFIX}<SECTION>_<KEY>, "
+                f"e.g. {ENV_PREFIX}KAFKA_BOOTSTRAP"
             )
+            raise ConfigError(f"{name}: no such setting; {fix}")
         settings[by_env[name]] = value
     return settings
 
@@ -552,6 +557,33 @@ def _merge(into: dict[str, Any], other: dict[str, Any]) -> None:
             _merge(into[key], value)
         else:
             into[key] = value
+
+
+def _unknown_setting_hint(key: str) -> str:
+    """How to mend ``--set KEY=...`` for a key that is no setting: the setting it is closest
+    to, else the keys of its section, else the sections.
+
+    >>> _unknown_setting_hint("kafka.partiton")
+    'did you mean kafka.partitions?'
+    >>> _unknown_setting_hint("stack.frob")
+    'the keys of stack are state_dir, cache_dir, start_service, start_timeout_seconds, authorizer'
+    >>> print(_unknown_setting_hint("nope"))  # doctest: +NORMALIZE_WHITESPACE
+    give section.key with section one of kafka, service, producer, stack
+    (see lammps-stream.example.yaml)
+    """
+    known = _known_keys()
+    section, dot, leaf = key.rpartition(".")
+    in_section = [k[len(section) + 1 :] for k in known if dot and k.startswith(section + ".")]
+    if in_section:  # a known section: the name within it
+        close = difflib.get_close_matches(leaf, in_section, n=1, cutoff=0.75)
+        if close:
+            return f"did you mean {section}.{close[0]}?"
+        return f"the keys of {section} are {', '.join(in_section)}"
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+    if close:  # a misspelt section
+        return f"did you mean {close[0]}?"
+    sections = ", ".join(dict.fromkeys(k.split(".")[0] for k in known))
+    return f"give section.key with section one of {sections} (see lammps-stream.example.yaml)"
 
 
 def _known_keys(cls: type = Config, prefix: str = "") -> list[str]:

@@ -203,7 +203,7 @@ def campaign(config: Config, args: argparse.Namespace) -> int:
     )
     space = space.fixed(deck=args.deck, ranks=args.np)
     mpiexec(config.producer.mpiexec)
-    console = _console()
+    console = progress_console(args.json)
     state = CampaignState(args.target_mape, args.max_core_seconds)
     learned = counts(models_answer(config))
     held_out = recorded_test_runs(config)
@@ -240,6 +240,20 @@ def campaign(config: Config, args: argparse.Namespace) -> int:
             )
             bar.update(state)
     return _report(console, state, args)
+
+
+def progress_console(as_json: bool) -> Any:
+    """Where the runs, the progress bar and the verdict go: stdout, or stderr with ``--json``,
+    so that stdout holds the one JSON object and nothing else.
+
+    >>> progress_console(as_json=True).stderr
+    True
+    """
+    if as_json:
+        from rich.console import Console
+
+        return Console(stderr=True, highlight=False)
+    return _console()
 
 
 class Sampler:

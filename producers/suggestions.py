@@ -163,12 +163,40 @@ def _take(
     finally:
         consumer.close()
     taken = [s for _, s in chosen]
-    reason = ""
-    if len(taken) < count:
-        reason = "none published yet" if not records else "the others are taken or expired"
-        if not records and unusable:
-            reason = f"{unusable} unusable record(s)"
+    reason = shortfall(records, unusable, deck=deck, ranks=ranks) if len(taken) < count else ""
     return Taken(taken, reason)
+
+
+def shortfall(
+    records: list[tuple[Position, dict[str, Any]]],
+    unusable: int = 0,
+    *,
+    deck: str | None = None,
+    ranks: int | None = None,
+    at: datetime | None = None,
+) -> str:
+    """Why ``records`` (what the group had not consumed) held too few suggestions to take.
+
+    >>> from lammps_stream.schemas import example_suggestion
+    >>> fresh = example_suggestion(expires_at="2999-01-01T00:00:00Z")
+    >>> shortfall([((0, 0), fresh)], ranks=fresh["params"]["ranks"] + 1)
+    '1 fresh, none with ranks=2; the service draws them from its own producer settings'
+    >>> shortfall([], 0)
+    'none published yet'
+    """
+    if not records:
+        return f"{unusable} unusable record(s)" if unusable else "none published yet"
+    fresh = [s for _, s in records if suggestion_fresh(s, at)]
+    if not fresh:
+        return "the others are taken or expired"
+    wanted = [(name, value) for name, value in (("deck", deck), ("ranks", ranks)) if value]
+    if wanted and not select(records, 1, at=at, deck=deck, ranks=ranks):
+        which = " ".join(f"{name}={value}" for name, value in wanted)
+        return (
+            f"{len(fresh)} fresh, none with {which}; "
+            "the service draws them from its own producer settings"
+        )
+    return "the others are taken or expired"
 
 
 def _timeout(config: Config) -> float:

@@ -57,3 +57,72 @@ def test_history_into_a_directory_is_refused_before_reading(
     args = argparse.Namespace(out=str(tmp_path), model=None)
     with pytest.raises(UsageError, match="is a directory; give a file name"):
         commands.history(load_config(path=None, env={}), args)
+
+
+ANSWER = {
+    "recommended": "m",
+    "predictions": [
+        {
+            "model": "m",
+            "model_version": 12,
+            "predicted_wall_seconds": 50.0,
+            "interval": {"low": 20.0, "high": 130.0, "coverage": 0.9},
+        }
+    ],
+}
+
+
+class _FakeApi:
+    def __init__(self, config: object, **kwargs: object) -> None:
+        pass
+
+    def post(self, path: str, body: dict) -> dict:
+        return {key: value for key, value in ANSWER.items()}
+
+
+def test_predict_json_with_walltime_is_one_json_document(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    monkeypatch.setattr(commands, "ServiceApi", _FakeApi)
+    args = argparse.Namespace(params=["deck=lj", "x=2"], json=True, walltime=True)
+    assert commands.predict(load_config(path=None, env={}), args) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["walltime"] == {
+        "model": "m",
+        "upper_bound_seconds": 130.0,
+        "calibrated": True,
+        "minutes": 3,
+        "sbatch_time": "00:03:00",
+        "flux_time_limit": "3m",
+        "timeout_seconds_needed": None,
+    }
+
+
+def test_predict_walltime_as_text_is_the_flags_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(commands, "ServiceApi", _FakeApi)
+    monkeypatch.setattr(commands, "_print_answer", lambda answer: None)
+    args = argparse.Namespace(params=["deck=lj"], json=False, walltime=True)
+    assert commands.predict(load_config(path=None, env={}), args) == 0
+    assert capsys.readouterr().out == (
+        "sbatch --time=00:03:00   flux --time-limit=3m   # upper bound 130 s (model m)\n"
+    )
+
+
+def test_predict_warns_on_stderr_about_runs_unlike_those_learned(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Unfamiliar(_FakeApi):
+        def post(self, path: str, body: dict) -> dict:
+            line = "no model has learned a run of deck 'rhodo' (learned: lj)"
+            return super().post(path, body) | {"unfamiliar": [line]}
+
+    monkeypatch.setattr(commands, "ServiceApi", Unfamiliar)
+    args = argparse.Namespace(params=["deck=rhodo"], json=False, walltime=True)
+    assert commands.predict(load_config(path=None, env={}), args) == 0
+    out, err = capsys.readouterr()
+    assert err == "warning: no model has learned a run of deck 'rhodo' (learned: lj)\n"
+    assert out.endswith("# upper bound 130 s (model m)\n")  # the flags line still last

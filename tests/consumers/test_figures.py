@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import random
+import sys
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,15 +92,40 @@ def test_history_is_cumulative_per_model_and_split(tmp_path: Path) -> None:
         assert len(list(csv.DictReader(handle))) == len(rows) == 72
 
 
-def test_parquet_without_pyarrow_says_so(tmp_path: Path) -> None:
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        with pytest.raises(UsageError, match="Parquet needs pyarrow"):
-            write_history(history_rows(_predictions()), tmp_path / "h.parquet")
-    else:
+def _without_pyarrow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``import pyarrow`` fails, whether or not this machine has it."""
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+
+
+def _fake_pyarrow(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Path]]:
+    """A pyarrow whose tables are the columns given and whose ``write_table`` records what
+    it was asked to write, whether or not this machine has the real one."""
+    written: list[tuple[Any, Path]] = []
+    pyarrow = types.ModuleType("pyarrow")
+    parquet = types.ModuleType("pyarrow.parquet")
+    vars(pyarrow).update(table=lambda columns: {"table": columns}, parquet=parquet)
+    vars(parquet)["write_table"] = lambda table, out: written.append((table, out))
+    monkeypatch.setitem(sys.modules, "pyarrow", pyarrow)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", parquet)
+    return written
+
+
+def test_parquet_without_pyarrow_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _without_pyarrow(monkeypatch)
+    with pytest.raises(UsageError, match="Parquet needs pyarrow"):
         write_history(history_rows(_predictions()), tmp_path / "h.parquet")
-        assert (tmp_path / "h.parquet").stat().st_size > 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parquet_with_pyarrow_gets_the_history_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written = _fake_pyarrow(monkeypatch)
+    rows = history_rows(_predictions())
+    out = tmp_path / "h.parquet"
+    assert write_history(rows, out) == out
+    assert written == [({"table": history_columns(rows)}, out)]
 
 
 def _answers() -> list[dict]:
@@ -163,11 +191,10 @@ def test_history_refuses_a_directory_before_reading_anything(tmp_path: Path) -> 
     assert history_file(tmp_path / "new" / "h.csv") == tmp_path / "new" / "h.csv"
 
 
-def test_history_asks_for_pyarrow_up_front(tmp_path: Path) -> None:
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        with pytest.raises(UsageError, match=r"Parquet needs pyarrow \(pip install pyarrow\)"):
-            history_file(tmp_path / "h.parquet")
-    else:
-        assert history_file(tmp_path / "h.parquet") == tmp_path / "h.parquet"
+def test_history_asks_for_pyarrow_up_front(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _without_pyarrow(monkeypatch)
+    with pytest.raises(UsageError, match=r"Parquet needs pyarrow \(pip install pyarrow\)"):
+        history_file(tmp_path / "h.parquet")
+    assert history_file(tmp_path / "h.csv") == tmp_path / "h.csv"  # CSV needs nothing more
+    _fake_pyarrow(monkeypatch)
+    assert history_file(tmp_path / "h.parquet") == tmp_path / "h.parquet"

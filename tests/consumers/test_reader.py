@@ -113,10 +113,11 @@ def test_readers_skip_and_count_records_that_would_break_them(
         "skipped 4 invalid records on lammps.predictions "
         "(the first: run_id: must be a non-empty string, got 12345)"
     ]
-    for p in found:  # what every reader does with a prediction
-        table_row(p)
-        once_each([p])
-        history_rows([p | {"split": "train"}])
+    # what every reader does with a prediction works on the one that was kept
+    assert table_row(good)["run"] == good["run_id"][:8]
+    assert once_each(found + found) == [good]
+    (row,) = history_rows([good | {"split": "train"}])
+    assert (row["run_id"], row["model"], row["split"]) == (good["run_id"], good["model"], "train")
 
 
 @pytest.mark.parametrize("call", ["end_offsets", "poll", "offsets_for_times"])

@@ -10,10 +10,15 @@ from pathlib import Path
 import pytest
 
 
+def _clean_env() -> dict[str, str]:
+    """This process's environment without the user's LAMMPS_STREAM_* settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("LAMMPS_STREAM_")}
+
+
 def run(
     *args: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("LAMMPS_STREAM_")}
+    base = _clean_env()
     return subprocess.run(
         [sys.executable, "-m", "lammps_stream", *args],
         capture_output=True,
@@ -73,7 +78,9 @@ def test_unreachable_broker() -> None:
 def test_a_reader_that_stops_early_is_no_error() -> None:
     """``lammps-stream ... --json | head``: the closed pipe ends the command quietly."""
     command = [sys.executable, "-m", "lammps_stream", "acls", "service", "--json"]
-    writer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    writer = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_clean_env()
+    )
     assert writer.stdout is not None and writer.stderr is not None
     writer.stdout.close()  # the reader is gone before anything is written
     assert writer.wait(timeout=60) == 141

@@ -103,6 +103,33 @@ def test_unknown_override_is_refused() -> None:
         load_config(path=None, env={}, overrides={"kafka.nope": "1"})
 
 
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("kafka.partiton", "kafka.partiton: not a setting; did you mean kafka.partitions?"),
+        ("kafka.topics.run_s", "did you mean kafka.topics.runs?"),
+        ("producer.frobnicate", "not a setting; the keys of producer are deck, np, threads,"),
+        ("nope", "give section.key with section one of kafka, service, producer, stack"),
+        ("kafka.topics.foo", "the keys of kafka.topics are runs, predictions, requests,"),
+        ("kafak.partitions", "did you mean kafka.partitions?"),
+    ],
+)
+def test_an_unknown_override_says_how_to_mend_it_on_one_short_line(key: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(path=None, env={}, overrides={key: "1"})
+    message = str(info.value)
+    assert hint in message and "\n" not in message and len(message) < 400
+
+
+def test_a_misspelt_environment_variable_names_the_one_meant() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(path=None, env={"LAMMPS_STREAM_KAFKA_PARTITON": "3"})
+    assert str(info.value) == (
+        "LAMMPS_STREAM_KAFKA_PARTITON: no such setting; "
+        "did you mean LAMMPS_STREAM_KAFKA_PARTITIONS?"
+    )
+
+
 def test_missing_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml", env={})

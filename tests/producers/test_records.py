@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from lammps_stream.schemas import new_id
+from lammps_stream.schemas import RUN_SCHEMA, new_id, validate_run_record
 from producers.records import failed_record, run_record
 from producers.runner import RunOutcome
 
@@ -28,9 +28,20 @@ def test_ok_outcome_becomes_a_valid_record() -> None:
             "breakdown": dict.fromkeys(("pair", "neigh", "comm", "output", "modify", "other"), 0.1),
         },
     )
-    record = run_record(new_id(), "test", outcome, submitted_at="2025-12-31T23:59:00Z")
+    run_id = new_id()
+    record = run_record(run_id, "test", outcome, submitted_at="2025-12-31T23:59:00Z")
+    assert validate_run_record(record) == record
+    assert record["run_id"] == run_id and record["schema"] == RUN_SCHEMA
     assert record["status"] == "ok" and record["split"] == "test"
-    assert record["times"]["submitted_at"] == "2025-12-31T23:59:00Z"
+    assert record["params"] == PARAMS and record["env"] == outcome.env
+    assert record["result"] == outcome.result and "error" not in record
+    assert record["times"] == {
+        "submitted_at": "2025-12-31T23:59:00Z",
+        "started_at": "2026-01-01T00:00:00Z",
+        "finished_at": "2026-01-01T00:00:02Z",
+    }
+    unsubmitted = run_record(new_id(), "train", outcome)  # run at once: submitted as started
+    assert unsubmitted["times"]["submitted_at"] == "2026-01-01T00:00:00Z"
 
 
 def test_failed_record_keeps_the_error() -> None:

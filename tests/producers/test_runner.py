@@ -35,12 +35,28 @@ def test_breakdown_uses_average_times() -> None:
     assert set(sections) == {"pair", "neigh", "comm", "output", "modify", "other"}
 
 
+def _scheduler(monkeypatch, **env: str) -> tuple[str, str | None]:
+    """``machine_env``'s scheduler and job id with exactly ``env`` of the variables it reads."""
+    for name in (
+        "SLURM_JOB_ID",
+        "SLURM_ARRAY_TASK_ID",
+        "SLURM_ARRAY_JOB_ID",
+        "FLUX_JOB_ID",
+        "KUBERNETES_SERVICE_HOST",
+        "HOSTNAME",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    found = machine_env("1", "MPICH")
+    return found["scheduler"], found["job_id"]
+
+
 def test_scheduler_is_detected(monkeypatch) -> None:
-    monkeypatch.setenv("SLURM_JOB_ID", "42")
-    monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
-    assert machine_env("1", "MPICH")["scheduler"] == "slurm"
-    assert machine_env("1", "MPICH")["job_id"] == "42"
-    monkeypatch.delenv("SLURM_JOB_ID")
-    monkeypatch.delenv("FLUX_JOB_ID", raising=False)
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    assert machine_env("1", "MPICH")["scheduler"] == "local"
+    assert _scheduler(monkeypatch, SLURM_JOB_ID="42") == ("slurm", "42")
+    array = {"SLURM_JOB_ID": "43", "SLURM_ARRAY_JOB_ID": "40", "SLURM_ARRAY_TASK_ID": "3"}
+    assert _scheduler(monkeypatch, **array) == ("slurm", "40_3")
+    assert _scheduler(monkeypatch, FLUX_JOB_ID="f2b9") == ("flux", "f2b9")
+    pod = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "HOSTNAME": "runs-0-abcde"}
+    assert _scheduler(monkeypatch, **pod) == ("kubernetes", "runs-0-abcde")
+    assert _scheduler(monkeypatch) == ("local", None)

@@ -13,7 +13,13 @@ from lammps_stream.config import load_config
 from lammps_stream.schemas import example_suggestion, parse_time
 from lammps_stream.space import ParameterSpace
 from producers import suggestions
-from producers.suggestions import Taken, _commit_offsets, plan_from_suggestions, select
+from producers.suggestions import (
+    Taken,
+    _commit_offsets,
+    plan_from_suggestions,
+    select,
+    shortfall,
+)
 
 SPACE = ParameterSpace.from_mapping({"decks": ["lj"], "x": [1, 3], "steps": 20, "ranks": 1})
 AT = parse_time("2026-01-01T00:30:00Z")
@@ -22,7 +28,8 @@ CONFIG = load_config(path=None, env={})
 
 def suggestion(i: int, *, created: str = "2026-01-01T00:00:00Z", rank: int = 0, **params):
     return example_suggestion(
-        suggestion_id=f"00000000-0000-4000-8000-{i:012d}",
+        # the first 8 characters, which `produce` prints, differ from one suggestion to the next
+        suggestion_id=f"{i:08x}-0000-4000-8000-{i:012d}",
         created_at=created,
         rank=rank,
         params=example_suggestion()["params"] | params,
@@ -61,6 +68,18 @@ def test_the_group_commits_past_what_it_took_or_past_expired_ones_only() -> None
     assert {tp.partition: o for tp, o in offsets.items()} == {0: 5}
 
 
+def test_the_reason_for_too_few_names_the_filter_when_only_it_kept_them_out() -> None:
+    fresh = [((0, 0), suggestion(0, ranks=2)), ((0, 1), suggestion(1, ranks=2, x=2))]
+    reason = shortfall(fresh, ranks=1, at=AT)
+    assert reason.startswith("2 fresh, none with ranks=1; the service draws them")
+    assert shortfall(fresh, deck="eam", ranks=2, at=AT).startswith("2 fresh, none with deck=eam")
+    assert shortfall(fresh, ranks=2, at=AT) == "the others are taken or expired"
+    stale = [((0, 0), suggestion(0) | {"expires_at": "2026-01-01T00:20:00Z"})]
+    assert shortfall(stale, ranks=1, at=AT) == "the others are taken or expired"
+    assert shortfall([], 0) == "none published yet"
+    assert shortfall([], 3) == "3 unusable record(s)"
+
+
 def _plans(monkeypatch, taken: Taken, count: int) -> tuple[list, list[str]]:
     lines: list[str] = []
     monkeypatch.setattr(suggestions, "take_suggestions", lambda *a, **k: taken)
@@ -92,7 +111,7 @@ def test_enough_suggestions_name_their_ids(monkeypatch) -> None:
     taken = Taken([suggestion(7, x=3), suggestion(8, x=2)])
     plans, lines = _plans(monkeypatch, taken, 2)
     assert [p.params["x"] for p in plans] == [3, 2]
-    assert lines == ["taking 2 suggestion(s) from lammps.suggestions: 00000000, 00000000"]
+    assert lines == ["taking 2 suggestion(s) from lammps.suggestions: 00000007, 00000008"]
 
 
 def test_an_unreachable_broker_is_a_reason_not_an_error() -> None:
