@@ -7,7 +7,8 @@ and resubmit them.
 
 >>> script = render("slurm.sbatch", runs="3 LAMMPS runs", last_index=2, job_name="ls",
 ...                 ranks=2, threads=1, time_limit="00:10:00", job_dir="/j",
-...                 partition_line="", config_file="/j/c", plan_file="/j/p", command="run")
+...                 partition_line="", nodes_line="", config_file="/j/c", plan_file="/j/p",
+...                 command="run")
 >>> "#SBATCH --array=0-2" in script
 True
 """
@@ -51,6 +52,15 @@ class JobFiles:
     script: Path
     plan: Path
     config: Path
+
+
+# Inside the image, run-one's mpiexec forks every rank on the task's first node (the image
+# sets HYDRA_LAUNCHER=fork: it has no srun to start proxies elsewhere), so a task must not
+# be given cores on other nodes.
+IMAGE_NODES = (
+    "# one node per task: the image's mpiexec forks every rank where the task starts\n"
+    "#SBATCH --nodes=1"
+)
 
 
 def render(template: str, **fields: Any) -> str:
@@ -107,6 +117,7 @@ def write_job(config: Config, plans: list[RunPlan], scheduler: str) -> JobFiles:
             **fields,
             time_limit=p.time_limit,
             partition_line=partition,
+            nodes_line=IMAGE_NODES if p.image else "",
             command=command,
         )
     else:

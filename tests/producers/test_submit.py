@@ -38,6 +38,10 @@ def test_slurm_task_inside_an_image(tmp_path: Path) -> None:
     config = _config(tmp_path, **{"producer.image": "/img/ls.sif"})
     text = submit.write_job(config, PLANS, "slurm").script.read_text()
     assert "\nsingularity exec /img/ls.sif lammps-stream run-one --plan" in text
+    assert "\n#SBATCH --nodes=1\n" in text  # its mpiexec forks every rank on one node
+    assert text.index("--nodes=1") < text.index("set -euo")  # among the directives
+    bare = submit.write_job(_config(tmp_path), PLANS, "slurm").script.read_text()
+    assert "--nodes" not in bare  # on the host, mpiexec starts ranks on every node given
 
 
 def test_flux_script_submits_one_job_per_run(tmp_path: Path) -> None:
