@@ -241,6 +241,8 @@ def create_app(config: Config) -> faust.App:
         service.assignment = wanted
         for partition in set(service.shards.by_partition) - wanted:
             service.shards.drop(partition)
+        for partition in set(service.rebuilt) - wanted:  # revoked, and not given back
+            service.given_up(partition)
         new = sorted(wanted - set(service.shards.by_partition))
         for partition in new:
             service.rebuilding(partition)

@@ -84,6 +84,13 @@ class ModelService:
         """Partition ``partition`` was just assigned: its records wait for its shard."""
         self.rebuilt.setdefault(partition, asyncio.Event()).clear()
 
+    def given_up(self, partition: int) -> None:
+        """Partition ``partition`` was taken away and not given back: a record of it still in
+        hand is not this worker's to learn (its new owner learns it), so whoever waits for
+        its shard (:meth:`shard`) wakes up to none."""
+        if self.shards.by_partition.get(partition) is None:
+            self.rebuilt.setdefault(partition, asyncio.Event()).set()
+
     def adopt(
         self,
         partition: int,
@@ -117,7 +124,8 @@ class ModelService:
 
     async def shard(self, partition: int) -> Learner | None:
         """The shard of ``partition``, once it is rebuilt (Faust may resume the stream
-        before the assignment handler has finished restoring it)."""
+        before the assignment handler has finished restoring it); None once the partition
+        is given up (:meth:`given_up`)."""
         learner = self.shards.by_partition.get(partition)
         if learner is None:
             await self.rebuilt.setdefault(partition, asyncio.Event()).wait()

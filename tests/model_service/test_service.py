@@ -195,3 +195,21 @@ def test_a_model_that_will_not_pickle_does_not_hold_back_the_others_snapshots(
     said = [r.getMessage() for r in caplog.records]
     assert sum("snapshots of pa failed: TypeError" in line for line in said) == 1
     assert sum("snapshots of pa works again" in line for line in said) == 1
+
+
+def test_a_record_waiting_for_a_partition_given_up_is_not_learned_here() -> None:
+    worker = service()
+
+    async def main() -> Any:
+        worker.adopt(0, worker.shards.fresh())
+        worker.shards.drop(0)  # revoked: its records wait for its shard...
+        worker.rebuilding(0)
+        waiting = asyncio.ensure_future(worker.shard(0))
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        worker.given_up(0)  # ...until the next assignment leaves it out
+        return await asyncio.wait_for(waiting, 1.0)
+
+    assert asyncio.run(main()) is None
+    assert not worker.restoring()
+    worker.close()
