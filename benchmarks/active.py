@@ -55,10 +55,22 @@ def load(path: Path = DATA) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
 
 
 def machine(records: list[dict[str, Any]]) -> str:
-    """Where the runs were made, from their ``env``."""
+    """Where the runs were made, from their ``env`` (and nothing the records do not say).
+
+    >>> machine([{"env": {"cpu_model": "AMD EPYC", "hostname": "vm", "lammps_version": "1",
+    ...                   "mpi_library": "MPICH Version:      5.0.2"}}])
+    'AMD EPYC (vm), LAMMPS 1, MPICH 5.0.2'
+    """
     env = records[0]["env"]
     mpi = re.sub(r"\s+", " ", env["mpi_library"]).replace("Version: ", "")
-    return f"{env['cpu_model']} ({env['hostname']}, 2 cores), LAMMPS {env['lammps_version']}, {mpi}"
+    return f"{env['cpu_model']} ({env['hostname']}), LAMMPS {env['lammps_version']}, {mpi}"
+
+
+def replayed_on() -> str:
+    """The machine the replay ran on (``seconds`` is its time there)."""
+    from benchmarks.harness import machine as this_machine
+
+    return this_machine()
 
 
 def core_seconds(record: dict[str, Any]) -> float:
@@ -288,6 +300,7 @@ def run(quick: bool = False, progress: bool = False) -> dict[str, Any]:
             for a in ALPHAS
         }
     result["seconds"] = round(time.perf_counter() - started, 1)
+    result["machine"] = replayed_on()
     if progress:
         show(result)
     return result

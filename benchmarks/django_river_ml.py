@@ -389,12 +389,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.driver:
         print(json.dumps(drive(json.loads(Path(args.driver).read_text()))))
         return 0
+    from benchmarks.harness import machine
     from benchmarks.throughput import records
     from lammps_stream.config import load_config
 
     batch = records(args.records)
     models = load_config(path=None, env={}, overrides={}).service.models
-    print(json.dumps(measure(batch, models, limit=args.records)))
+    print(json.dumps(measure(batch, models, limit=args.records) | {"machine": machine()}))
     return 0
 
 

@@ -174,6 +174,28 @@ def wait_learned(workers: list[Worker], wanted: int, timeout: float = 240.0) -> 
     return counts
 
 
+def require_learned(workers: list[Any], wanted: int, timeout: float = 240.0) -> dict[str, int]:
+    """:func:`wait_learned`, but a :class:`TimeoutError` when some model of ``workers`` has
+    not learned ``wanted`` records by then: a benchmark must not go on (and report a figure)
+    as if it had.
+
+    >>> class Stuck:
+    ...     def models(self):
+    ...         return {"models": [{"name": "pa", "learned": 7}, {"name": "knn", "learned": 3}]}
+    >>> require_learned([Stuck()], 7, timeout=0.01)
+    Traceback (most recent call last):
+    ...
+    TimeoutError: the workers learned {'knn': 3} of 7 records within 0.01 s
+    """
+    counts = wait_learned(workers, wanted, timeout)
+    short = {name: n for name, n in counts.items() if n < wanted}
+    if not counts or short:
+        raise TimeoutError(
+            f"the workers learned {short or counts} of {wanted} records within {timeout} s"
+        )
+    return counts
+
+
 @contextlib.contextmanager
 def broker(root: Path, port: int) -> Iterator[Config]:
     """A local Kafka broker alone (no worker) for a benchmark, stopped afterwards."""

@@ -15,10 +15,15 @@ what the clients and the worker cost (``harness_cpu_share``, ``worker_cpu_ms_per
 Untimed first: 500 records in a burst (the models past their first, slowest records), then
 ``WARM_UP_SECONDS`` at the rate (the clients' connections and the broker's first seconds of
 one-at-a-time traffic); the timed records follow without a pause.
+
+A timed run not answered by every model within the measurement (the send time plus 60 s)
+counts as slower than every answered one: the percentiles are taken over all timed runs,
+and one that falls on an unanswered run is ``None``, never a figure of the answered alone.
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
 import threading
 import time
@@ -34,7 +39,7 @@ from benchmarks.harness import (
     machine,
     percentile,
     publish,
-    wait_learned,
+    require_learned,
 )
 from benchmarks.throughput import records
 from lammps_stream.config import Config, ServiceConfig
@@ -151,7 +156,7 @@ def one_model_set(
     try:
         worker.wait_ready()
         publish(config, burst)
-        wait_learned([worker], len(burst))
+        require_learned([worker], len(burst))
         cpu_before, worker_before = time.process_time(), cpu_seconds(worker.process.pid)
         wall = time.perf_counter()
         latencies = measure(config, paced, RATE, untimed=untimed)
@@ -162,13 +167,35 @@ def one_model_set(
         worker.stop()
     return {
         "models": len(config.service.model_names),
-        "runs": len(paced) - untimed,
-        "answered": len(latencies),
-        "p50_ms": round(1000 * percentile(latencies, 0.5), 1),
-        "p99_ms": round(1000 * percentile(latencies, 0.99), 1),
-        "max_ms": round(1000 * max(latencies), 1),
+        **tail(latencies, runs=len(paced) - untimed),
         "worker_cpu_ms_per_run": round(1000 * worker_cpu / len(paced), 2),
         "harness_cpu_share": round(harness, 3),
+    }
+
+
+def tail(latencies: list[float], runs: int) -> dict[str, Any]:
+    """p50, p99 and max (ms) of ``runs`` timed runs of which ``latencies`` (seconds) were
+    answered; each unanswered run counts as slower than any answered one, and a figure that
+    falls on one is None.
+
+    >>> tail([0.010, 0.020, 0.030, 0.040], runs=4)
+    {'runs': 4, 'answered': 4, 'p50_ms': 20.0, 'p99_ms': 40.0, 'max_ms': 40.0}
+    >>> tail([0.010] * 98 + [0.020], runs=100)  # one of 100 never answered: p99 is the 99th
+    {'runs': 100, 'answered': 99, 'p50_ms': 10.0, 'p99_ms': 20.0, 'max_ms': None}
+    >>> tail([0.010] * 97, runs=100)["p99_ms"] is None
+    True
+    """
+    every = list(latencies) + [math.inf] * (runs - len(latencies))
+
+    def ms(seconds: float) -> float | None:
+        return round(1000 * seconds, 1) if math.isfinite(seconds) else None
+
+    return {
+        "runs": runs,
+        "answered": len(latencies),
+        "p50_ms": ms(percentile(every, 0.5)),
+        "p99_ms": ms(percentile(every, 0.99)),
+        "max_ms": ms(max(every)),
     }
 
 

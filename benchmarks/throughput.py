@@ -2,8 +2,9 @@
 side by side on the same records:
 
 - ``in_process``: a plain loop over :class:`~model_service.learner.Learner` — the ceiling,
-  measured just before and just after the worker, and averaged, so that a change in the
-  machine's speed while the worker runs moves both alike;
+  the same ``WARM_UP`` records learned untimed first as on every Kafka path, measured just
+  before and just after the worker, and averaged, so that a change in the machine's speed
+  while the worker runs moves both alike;
 - ``hand_written_loop``: what a user would write instead — a kafka-python consumer reading
   the runs topic, the same Learner, a producer sending every prediction (``acks=all``);
 - ``worker``: the real service (``lammps-stream serve``, Faust) on a local broker, started on
@@ -18,7 +19,9 @@ side by side on the same records:
   measured before and after the worker, and averaged, as the ceiling is.
 
 The records are the recorded campaign (``docs/data/campaign-runs.jsonl``) repeated with fresh
-run_ids.
+run_ids. After each path's clock stops, every model must have learned every record (a model
+that raised on some, which :class:`~model_service.learner.Learner` survives, makes the path
+fail rather than report a rate for work it did not do).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import json
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,7 @@ from benchmarks.harness import (
 )
 from consumers.service_api import ServiceApi
 from lammps_stream.config import Config
+from lammps_stream.errors import BrokerUnavailableError, UsageError
 from lammps_stream.schemas import encode, new_id
 
 DATA = Path(__file__).resolve().parents[1] / "docs" / "data" / "campaign-runs.jsonl"
@@ -54,13 +59,41 @@ def records(n: int) -> list[dict[str, Any]]:
 
 
 def in_process(batch: list[dict[str, Any]], models: list[str]) -> float:
+    """The ``WARM_UP`` records learned untimed (as every Kafka path learns them before its
+    clock starts), then records per second over the batch."""
     from model_service.learner import Learner
 
     learner = Learner(models, 0.9)
-    started = time.perf_counter()
-    for offset, record in enumerate(batch):
+    for offset, record in enumerate(records(WARM_UP)):
         learner.handle(record, offset)
-    return len(batch) / (time.perf_counter() - started)
+    started = time.perf_counter()
+    for offset, record in enumerate(batch, start=WARM_UP):
+        learner.handle(record, offset)
+    elapsed = time.perf_counter() - started
+    check_learned("in_process", [learner], WARM_UP + len(batch))
+    return len(batch) / elapsed
+
+
+def check_learned(path: str, learners: Iterable[Any], wanted: int) -> None:
+    """A ``RuntimeError`` unless every model learned ``wanted`` records, summed over
+    ``learners`` (one per partition).
+
+    >>> from types import SimpleNamespace as NS
+    >>> shard = NS(state={"pa": NS(learned=5), "knn": NS(learned=4)})
+    >>> check_learned("lean_loop", [shard], 5)
+    Traceback (most recent call last):
+    ...
+    RuntimeError: lean_loop: {'knn': 4} of 5 records learned (a model raised on the others)
+    """
+    learned: dict[str, int] = {}
+    for learner in learners:
+        for name, state in learner.state.items():
+            learned[name] = learned.get(name, 0) + state.learned
+    short = {name: n for name, n in learned.items() if n != wanted}
+    if not learned or short:
+        raise RuntimeError(
+            f"{path}: {short or learned} of {wanted} records learned (a model raised on the others)"
+        )
 
 
 def hand_written_loop(config: Config, batch: list[dict[str, Any]], models: list[str]) -> float:
@@ -97,6 +130,7 @@ def hand_written_loop(config: Config, batch: list[dict[str, Any]], models: list[
     elapsed = time.perf_counter() - started
     consumer.close()
     producer.close()
+    check_learned("hand_written_loop", learners.values(), WARM_UP + len(batch))
     return len(batch) / elapsed
 
 
@@ -140,37 +174,97 @@ def lean_loop(config: Config, batch: list[dict[str, Any]], models: list[str]) ->
                     started = time.perf_counter()
             producer.poll(0)  # delivery reports, so the producer's queue never fills
         producer.flush()
-        return len(batch) / (time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
     finally:
         consumer.close()
+    check_learned("lean_loop", learners.values(), WARM_UP + len(batch))
+    return len(batch) / elapsed
 
 
-def worker(config: Config, root: Path, label: str, batch: list[dict[str, Any]]) -> float:
+def worker(
+    config: Config, root: Path, label: str, batch: list[dict[str, Any]]
+) -> tuple[float, int]:
     """The warm-up records and the batch published first; then the worker starts on that
-    backlog (as the hand-written loop finds it) and is timed from ``WARM_UP`` records learned
-    to all of them, polling ``GET /models/{name}`` every 50 ms."""
+    backlog (as the hand-written loop finds it) and is timed by :func:`time_learning`,
+    ``GET /models/{name}`` polled every 50 ms from the process's start; (records per second,
+    the learned count the clock started at)."""
     publish(config, records(WARM_UP) + batch)
+    total = WARM_UP + len(batch)
     process = Worker(config, root, label)
     try:
-        process.wait_ready()
         api = ServiceApi(config)
         name = config.service.model_names[-1]  # every model learns every train record
-        started = first = None
-        while True:
-            learned = api.get(f"/models/{name}")["learned"]
-            now = time.perf_counter()
-            if started is None and learned >= WARM_UP:
-                started, first = now, learned
-            if learned >= WARM_UP + len(batch):
-                if now == started:
-                    raise ValueError(
-                        f"the worker learned all {len(batch)} records before the first poll: "
-                        "too few to time; run without --quick or with more records"
-                    )
-                return (WARM_UP + len(batch) - first) / (now - started)
-            time.sleep(0.05)
+
+        def learned() -> int | None:
+            try:
+                return int(api.get(f"/models/{name}")["learned"])
+            except (BrokerUnavailableError, UsageError):  # not listening, or not serving, yet
+                return None
+
+        try:
+            rate, first = time_learning(
+                learned, total, alive=lambda: process.process.poll() is None
+            )
+        except (RuntimeError, TimeoutError) as err:
+            raise RuntimeError(f"{err}; see {process.log}") from err
+        short = {
+            m["name"]: m["learned"] for m in api.get("/models")["models"] if m["learned"] != total
+        }
+        if short:
+            raise RuntimeError(f"worker: {short} of {total} records learned; see {process.log}")
+        return rate, first
     finally:
         process.stop()
+
+
+def time_learning(
+    learned: Callable[[], int | None],
+    total: int,
+    *,
+    warm_up: int = WARM_UP,
+    every: float = 0.05,
+    timeout: float = 600.0,
+    alive: Callable[[], bool] = lambda: True,
+    clock: Callable[[], float] = time.perf_counter,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[float, int]:
+    """Poll ``learned()`` (None while nothing answers) every ``every`` s: the clock starts at
+    the first poll that finds at least ``warm_up`` records learned and stops at the first that
+    finds ``total``; (records per second in between, the count it started at). Polling starts
+    with the process, so the start is the first poll past the warm-up, not a readiness check
+    later (the worker learns in batches, so the count it is first seen at can still be above
+    ``warm_up``).
+
+    >>> readings = iter([None, 0, 150, 500, 2000, 5200])
+    >>> ticks = iter(range(100))
+    >>> time_learning(lambda: next(readings), 5200, warm_up=200, clock=lambda: next(ticks),
+    ...               sleep=lambda s: None)
+    (2350.0, 500)
+    >>> time_learning(lambda: 5200, 5200, sleep=lambda s: None)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: the worker learned all 5200 records before the first poll that saw it past 200...
+    """
+    deadline = time.monotonic() + timeout
+    started = first = None
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError("worker: the process exited before it learned every record")
+        count = learned()
+        now = clock()
+        if count is not None and count >= warm_up:
+            if started is None:
+                if count >= total:
+                    raise ValueError(
+                        f"the worker learned all {total} records before the first poll that "
+                        f"saw it past {warm_up}: too few to time; run without --quick or with "
+                        "more records"
+                    )
+                started, first = now, count
+            elif count >= total:
+                return (total - first) / (now - started), first
+        sleep(every)
+    raise TimeoutError(f"worker: {total} records not learned within {timeout} s")
 
 
 def django_river_ml(batch: list[dict[str, Any]], models: list[str], quick: bool) -> dict[str, Any]:
@@ -189,7 +283,8 @@ PATHS = ("in_process", "worker", "hand_written_loop", "lean_loop", "django_river
 
 def run(quick: bool = False) -> dict[str, Any]:
     """Each model set measured ``repeats`` times (3; 1 with ``--quick``), the five paths one
-    after the other in every round; rates and ratios are medians over the rounds."""
+    after the other in every round; rates are medians over the rounds, ratios are ratios of
+    those medians (each round's own ratios are in ``rounds``)."""
     from lammps_stream.config import ServiceConfig
 
     librdkafka("the throughput benchmark's lean loop")  # before a broker starts for nothing
@@ -241,7 +336,7 @@ def one_round(
     speed["in_process"] = cpu_reference_ms()
     before = in_process(batch, models)
     speed["worker"] = cpu_reference_ms()
-    service = worker(config, root, name, batch)
+    service, worker_from = worker(config, root, name, batch)
     after = in_process(batch, models)
     speed["hand_written_loop"] = cpu_reference_ms()
     hand_written = hand_written_loop(config, batch, models)
@@ -252,6 +347,7 @@ def one_round(
     return {
         "in_process": (before + after) / 2,
         "worker": service,
+        "worker_timed_from": worker_from,
         "hand_written_loop": hand_written,
         "lean_loop": lean,
         "django_river_ml": _mean_rate(prototype_before, prototype),
@@ -310,7 +406,11 @@ def summary(models: list[str], rounds: list[dict[str, Any]]) -> dict[str, Any]:
         ),
         "rounds": [
             {path: r.get(path) and round(r[path], 1) for path in PATHS}
-            | {"cpu_reference_ms": r.get("cpu_reference_ms")}
+            | {
+                "worker_vs_ceiling": round(r["worker"] / r["in_process"], 3),
+                "worker_timed_from": r.get("worker_timed_from"),
+                "cpu_reference_ms": r.get("cpu_reference_ms"),
+            }
             for r in rounds
         ],
         "django_river_ml": rounds[-1]["django_details"],

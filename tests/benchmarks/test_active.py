@@ -7,6 +7,7 @@ import json
 import pytest
 
 from benchmarks import active
+from benchmarks.harness import machine
 
 POOL, HELD_OUT = active.load()
 SMALL_POOL = POOL[:40]
@@ -16,6 +17,7 @@ SMALL_HELD_OUT = HELD_OUT[:10]
 def test_the_replay_is_the_recorded_campaign() -> None:
     assert (len(POOL), len(HELD_OUT)) == (200, 50)
     assert "AMD EPYC" in active.machine(POOL)
+    assert "cores" not in active.machine(POOL)  # the records do not say how many
 
 
 @pytest.mark.parametrize("sampler", active.SAMPLERS)
@@ -55,6 +57,7 @@ def test_a_quick_run_writes_its_figures_and_one_json_object(tmp_path, monkeypatc
     result = active.run(quick=True)
     json.dumps(result)
     assert result["data"].startswith("replay of a recorded campaign of 250 real LAMMPS runs on")
+    assert result["machine"] == machine()  # where the replay ran (``seconds``)
     assert set(result["samplers"]) == {"suggest", "random", "lhs"}
     assert len(result["samplers"]["suggest"]["runs"]) == 3
     assert (tmp_path / "mape_vs_runs.png").stat().st_size > 0

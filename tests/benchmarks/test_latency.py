@@ -47,3 +47,13 @@ def test_the_benchmark_says_in_one_line_that_the_client_is_missing(
     assert captured.out == ""
     assert captured.err.count("\n") == 1
     assert captured.err.startswith("python -m benchmarks latency: the latency benchmark measures")
+
+
+def test_an_unanswered_run_counts_as_slow_not_as_absent() -> None:
+    # 980 answered in 10 ms, 20 of 1,000 never: p99 falls on an unanswered run
+    result = latency.tail([0.010] * 980, runs=1000)
+    assert (result["runs"], result["answered"]) == (1000, 980)
+    assert result["p50_ms"] == 10.0
+    assert result["p99_ms"] is None and result["max_ms"] is None
+    every = latency.tail([0.010] * 1000, runs=1000)
+    assert (every["p99_ms"], every["max_ms"]) == (10.0, 10.0)

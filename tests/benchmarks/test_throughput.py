@@ -1,9 +1,12 @@
-"""The throughput benchmark's lean loop against the real broker: it reads every published run
-from the start, learns each once, and produces every model's prediction."""
+"""The throughput benchmark: the lean loop against the real broker (it reads every published
+run from the start, learns each once, and produces every model's prediction); in process, what
+each path's clock covers and that a path whose models fail reports no rate."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, ClassVar
 
 import pytest
 
@@ -35,3 +38,82 @@ def test_the_lean_loop_learns_every_run_and_produces_every_prediction(
     finally:
         consumer.close()
     assert produced == 2 * (throughput.WARM_UP + len(batch))
+
+
+class _CountingLearner:
+    """A Learner that takes one second of a fake clock per record and notes each offset."""
+
+    clock = 0.0
+    offsets: ClassVar[list[int]] = []
+
+    def __init__(self, models: list[str], coverage: float) -> None:
+        _CountingLearner.offsets = []
+        self.state = {name: SimpleNamespace(learned=0) for name in models}
+
+    def handle(self, record: dict[str, Any], offset: int) -> None:
+        _CountingLearner.clock += 1.0
+        _CountingLearner.offsets.append(offset)
+        for state in self.state.values():
+            state.learned += 1
+
+
+def test_the_ceiling_learns_the_warm_up_untimed_as_every_kafka_path_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import model_service.learner
+
+    monkeypatch.setattr(model_service.learner, "Learner", _CountingLearner)
+    monkeypatch.setattr(throughput.time, "perf_counter", lambda: _CountingLearner.clock)
+    batch = throughput.records(50)
+    rate = throughput.in_process(batch, ["pa"])
+    assert _CountingLearner.offsets == list(range(throughput.WARM_UP + len(batch)))
+    assert rate == 1.0  # 50 records in 50 fake seconds: the warm-up's 200 are not in the clock
+
+
+def test_a_path_whose_model_raises_reports_no_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    import model_service.learner
+
+    real = model_service.learner.build_model
+
+    class Broken:
+        def predict_one(self, x: dict[str, float]) -> float:
+            return 1.0
+
+        def learn_one(self, x: dict[str, float], y: float) -> None:
+            raise ValueError("broken")
+
+    monkeypatch.setattr(
+        model_service.learner,
+        "build_model",
+        lambda spec: Broken() if spec.name == "linear" else real(spec),
+    )
+    # the Learner survives the model's errors (the other models learn): the benchmark must not
+    with pytest.raises(RuntimeError, match=r"in_process: \{'linear': 0\} of 210 records"):
+        throughput.in_process(throughput.records(10), ["linear", "pa"])
+
+
+def test_the_worker_is_timed_from_the_first_poll_past_the_warm_up() -> None:
+    readings = iter([None, None, 0, 300, 1300, 5000, 5200])
+    ticks = iter([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7])
+    rate, first = throughput.time_learning(
+        lambda: next(readings), 5200, clock=lambda: next(ticks), sleep=lambda s: None
+    )
+    assert first == 300
+    assert rate == pytest.approx((5200 - 300) / 0.4)
+
+
+def test_a_worker_that_exits_is_not_timed() -> None:
+    with pytest.raises(RuntimeError, match="exited"):
+        throughput.time_learning(lambda: 0, 10, alive=lambda: False, sleep=lambda s: None)
+
+
+def test_each_round_keeps_its_own_worker_to_ceiling_ratio() -> None:
+    rounds = [
+        {"in_process": c, "worker": w, "hand_written_loop": 1.0, "worker_timed_from": 500}
+        | {"django_river_ml": None, "django_details": {"error": "not measured"}}
+        for c, w in [(10.0, 5.0), (20.0, 6.0), (11.0, 9.0)]
+    ]
+    summary = throughput.summary(["pa"], rounds)
+    assert [r["worker_vs_ceiling"] for r in summary["rounds"]] == [0.5, 0.3, 0.818]
+    assert summary["worker_vs_ceiling"] == round(6.0 / 11.0, 3)  # the ratio of the medians
+    assert {r["worker_timed_from"] for r in summary["rounds"]} == {500}
