@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What `make demo` and `make test` need from outside Python, installed when missing:
-#   bash .ci/system-deps.sh demo   # java 17+, Maven (the local Kafka)
+#   bash .ci/system-deps.sh demo   # java 17+, Maven (the local Kafka), openssl (its TLS)
 #   bash .ci/system-deps.sh test   # the same, plus Prometheus, the Pushgateway, a single-node
 #                                  # Slurm (.ci/slurm.sh up) and helm (.ci/helm.sh)
 # apt-get needs root; without it, the missing packages are named and the script fails.
@@ -11,6 +11,7 @@ what="${1:-demo}"
 missing=()
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
+command -v openssl >/dev/null || missing+=(openssl)   # the stack's TLS certificates
 python3 -c "import ensurepip, venv" 2>/dev/null || missing+=(python3-venv)
 if [[ "$what" == test ]]; then
   command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)

@@ -213,8 +213,18 @@ def fed(stack: Config, prometheus: str, pushgateway: str, config_file: Path) -> 
         "the run's figures scraped from the Pushgateway",
         prometheus,
     )
-    time.sleep(2.5)  # two more scrapes: every rate() window holds the increase
+    scraped = _last_scrapes(prometheus)  # two more scrapes: every rate() window holds the increase
+    wait_for(
+        lambda: all(_last_scrapes(prometheus)[job] >= at + 1.5 for job, at in scraped.items()),
+        f"two more scrapes of {', '.join(sorted(scraped))} after the records were counted",
+        prometheus,
+    )
     return prometheus
+
+
+def _last_scrapes(url: str) -> dict[str, float]:
+    """When each scrape job was last scraped (Unix seconds; they scrape once a second)."""
+    return {s["metric"]["job"]: float(s["value"][1]) for s in instant(url, "timestamp(up)")}
 
 
 def run_one(config_file: Path, *args: str, exit_code: int = 0) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,19 @@ def processes_naming(run_id: str) -> list[int]:
 
 
 def read_topic(
-    config: Config, topic: str, until: Any, timeout: float = 90.0
+    config: Config,
+    topic: str,
+    until: Callable[[list[dict[str, Any]]], bool],
+    timeout: float = 90.0,
+    *,
+    what: str | None = None,
+    partial: bool = False,
 ) -> list[dict[str, Any]]:
-    """JSON records of ``topic`` from the beginning, until ``until(records)`` or timeout."""
+    """JSON records of ``topic`` from the beginning, once ``until(records)`` holds.
+
+    If it does not hold within ``timeout`` seconds, an AssertionError says what was awaited
+    (``what``, or the source of ``until``) and what arrived; with ``partial=True`` the
+    records that arrived are returned instead, for a caller that wants whatever came."""
     from kafka import TopicPartition
 
     consumer = make_consumer(config)
@@ -53,9 +64,29 @@ def read_topic(
                 records += [record for m in batch if isinstance(record := _json(m.value), dict)]
             if until(records):
                 return records
-        return records
     finally:
         consumer.close()
+    if partial:
+        return records
+    raise AssertionError(
+        f"timed out after {timeout:.0f} s reading {topic} for {what or _source(until)}: "
+        f"{len(records)} JSON record(s) arrived"
+        + (f", the last {min(3, len(records))}:\n" + _tail(records) if records else "")
+        + (f"\n(no partition of {topic} found)" if not parts else "")
+    )
+
+
+def _source(until: Any) -> str:
+    """The source text of a condition, for a message saying what was awaited."""
+    try:
+        return " ".join(inspect.getsource(until).split())
+    except (OSError, TypeError):
+        return repr(until)
+
+
+def _tail(records: list[dict[str, Any]], n: int = 3, width: int = 500) -> str:
+    lines = [json.dumps(r, default=str) for r in records[-n:]]
+    return "\n".join(line if len(line) <= width else line[:width] + " ..." for line in lines)
 
 
 def _json(raw: bytes) -> Any:
@@ -89,11 +120,14 @@ def learned_runs(
         send_raw(config, config.kafka.topics.runs, encode(record), key=run_id.encode())
         ids.append(run_id)
     wanted = {(r, m) for r in ids for m in config.service.model_names}
-    read_topic(
+    predicted = read_topic(
         config,
         config.kafka.topics.predictions,
         lambda rs: wanted <= {(p.get("run_id"), p.get("model")) for p in rs},
+        what=f"a prediction by each of {len(config.service.model_names)} models for each of "
+        f"{len(ids)} runs",
     )
+    assert wanted <= {(p.get("run_id"), p.get("model")) for p in predicted}
     return ids
 
 

@@ -21,7 +21,7 @@ from benchmarks.harness import Worker
 from lammps_stream.broker import check_readable, make_producer
 from lammps_stream.config import Config, dump_config
 from lammps_stream.errors import AccessDeniedError
-from lammps_stream.schemas import new_id
+from lammps_stream.schemas import encode, example_run_record, new_id
 from model_service.metrics import OUTGOING_TOPICS
 from tests.conftest import PORT_OFFSET
 from tests.integration.conftest import read_topic, running_stack
@@ -156,8 +156,12 @@ def test_a_reader_reads_and_cannot_write_runs(acl_stack) -> None:
         check_readable(rita, topic)  # raises AccessDeniedError if the broker hides it
     with pytest.raises(AccessDeniedError, match=r"'rita' to read lammps\.requests"):
         check_readable(rita, t.requests)
-    read = _cli(rita, root, "predictions", "--json", "--limit", "1")
-    assert read.returncode == 0 or "no predictions" in read.stderr, read.stderr
+    run_id = _predicted_run(admin, root)
+    read = _cli(rita, root, "predictions", "--json", "--run", run_id)
+    shown = [json.loads(line) for line in _ok(read).splitlines()]
+    assert {(p["run_id"], p["model"]) for p in shown} == {
+        (run_id, m) for m in admin.service.model_names
+    }, read.stdout
     producer = make_producer(rita, retries=0)
     try:
         future = producer.send(admin.kafka.topics.runs, key=b"r", value=b"{}")
@@ -165,6 +169,31 @@ def test_a_reader_reads_and_cannot_write_runs(acl_stack) -> None:
             future.get(timeout=30)
     finally:
         producer.close(timeout=5)
+
+
+def _predicted_run(admin: Config, root: Path) -> str:
+    """A run ``alice`` publishes, predicted by a worker of ``svc`` (stopped after); its id."""
+    alice = _as(admin, "alice")
+    run_id = new_id()
+    worker = Worker(_as(admin, "svc"), root, "svc-reader")
+    try:
+        worker.wait_ready()
+        producer = make_producer(alice)
+        try:
+            record = encode(example_run_record(run_id=run_id))
+            producer.send(admin.kafka.topics.runs, key=run_id.encode(), value=record).get(30)
+        finally:
+            producer.close(timeout=5)
+        wanted = len(admin.service.model_names)
+        read_topic(
+            alice,
+            admin.kafka.topics.predictions,
+            lambda rs: sum(r.get("run_id") == run_id for r in rs) >= wanted,
+            what=f"the {wanted} predictions of run {run_id}",
+        )
+    finally:
+        worker.stop()
+    return run_id
 
 
 @pytest.mark.parametrize("topic", ["models", "predictions", "dlq", "suggestions"])

@@ -4,6 +4,7 @@ leaving its consumer group: real workers (``lammps-stream serve``) on the real b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import threading
@@ -15,6 +16,7 @@ import pytest
 from consumers import commands
 from consumers.accuracy import accuracy
 from consumers.reader import load_predictions, once_each, read_predictions
+from lammps_stream.errors import BrokerUnavailableError
 from tests.conftest import PORT_OFFSET
 from tests.integration.workers import (
     Worker,
@@ -41,6 +43,19 @@ def _same_scores(got: dict, want: dict) -> None:
             assert a == pytest.approx(b, rel=1e-9, abs=1e-12), (got["name"], stream, key)
 
 
+def _learned_past(worker: Worker, past: int, timeout: float = 120.0) -> None:
+    """Return once every model of ``worker`` has learned more than ``past`` runs (its
+    ``GET /models``)."""
+    deadline = time.monotonic() + timeout
+    counts: dict[str, int] = {}
+    while not counts or min(counts.values()) <= past:
+        assert worker.process.poll() is None, worker.log.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"learned {counts}, not past {past}, in {timeout} s"
+        time.sleep(0.2)
+        with contextlib.suppress(BrokerUnavailableError):  # not answering yet
+            counts = {m["name"]: m["learned"] for m in worker.models()["models"]}
+
+
 def test_three_sigkills_while_2000_records_stream_in(stack, tmp_path: Path, capsys) -> None:
     # Snapshots every 400 records (about 5 s) while Faust commits every 2.8 s: a killed
     # worker's successor mostly finds the group's offset ahead of the snapshots and replays.
@@ -48,6 +63,7 @@ def test_three_sigkills_while_2000_records_stream_in(stack, tmp_path: Path, caps
         stack, tmp_path, "crash", http_port=BASE_PORT, snapshot_every=400, snapshot_seconds=60
     )
     records = stream_of_runs(CRASH_RECORDS, seed=1)
+    wanted = distinct_train(records)
     sender = threading.Thread(target=publish, args=(config, records, 80.0))
     worker = Worker(config, tmp_path, "crash-0")
     workers = [worker]
@@ -55,13 +71,13 @@ def test_three_sigkills_while_2000_records_stream_in(stack, tmp_path: Path, caps
         worker.wait_ready()
         sender.start()
         for kill in range(3):
-            time.sleep(5 + 2 * kill)  # a few hundred records, mid-stream
+            # mid-stream by construction: past a quarter, a half, three quarters of the runs
+            _learned_past(worker, wanted * (kill + 1) // 4)
             worker.kill()
             worker = Worker(config, tmp_path, f"crash-{kill + 1}")
             workers.append(worker)
             worker.wait_ready()
         sender.join()
-        wanted = distinct_train(records)
         counts = wait_learned([worker], wanted)
         assert counts == dict.fromkeys(config.service.model_names, wanted)
         crashed = _scores(worker)
@@ -160,14 +176,17 @@ def test_two_workers_share_the_partitions_and_survive_losing_one(stack, tmp_path
             time.sleep(1)
         assert sorted(a.models()["partitions"] + b.models()["partitions"]) == [0, 1]
         sender = threading.Thread(target=publish, args=(config_a, records, 60.0))
+        wanted = distinct_train(records)
         sender.start()
-        time.sleep(5)
+        _learned_past(a, wanted // 8)  # a quarter of its partition's runs: mid-stream
         a.kill()  # b takes over a's partition once a's session times out
-        time.sleep(4)
+        deadline = time.monotonic() + 60
+        while b.models()["partitions"] != [0, 1]:
+            assert time.monotonic() < deadline, f"b holds {b.models()['partitions']} after 60 s"
+            time.sleep(0.5)
         c = Worker(config_a, tmp_path, "pair-c")  # then c joins: a partition moves again
         c.wait_ready()
         sender.join()
-        wanted = distinct_train(records)
         counts = wait_learned([b, c], wanted)
         assert counts == {"pa": wanted, "bayes_log": wanted}
         owned = b.models()["partitions"] + c.models()["partitions"]

@@ -74,7 +74,8 @@ def test_malformed_json_goes_to_dead_letters_and_learning_goes_on(stack: Config)
     url = f"{stack.service.url}/models"
     marker = new_id().encode()
     send_raw(stack, topics.runs, b"{this is not json " + marker, key=marker)
-    send_raw(stack, topics.runs, encode(example_run_record(run_id=new_id(), schema="other/9")))
+    other_schema = new_id()
+    send_raw(stack, topics.runs, encode(example_run_record(run_id=other_schema, schema="other/9")))
     run_id = new_id()
     send_raw(stack, topics.runs, encode(example_run_record(run_id=run_id)), key=run_id.encode())
 
@@ -87,9 +88,14 @@ def test_malformed_json_goes_to_dead_letters_and_learning_goes_on(stack: Config)
     assert letter["source"]["topic"] == topics.runs and letter["source"]["offset"] >= 0
     predictions = _predictions_for(stack, run_id, len(stack.service.model_names))
     assert len(predictions) == len(stack.service.model_names)
-    read_topic(
-        stack, topics.dlq, lambda rs: any(r["reason"]["code"] == "unknown_schema" for r in rs)
-    )
+
+    def other(letter: dict) -> bool:
+        return other_schema.encode() in base64.b64decode(letter["original_base64"])
+
+    letters = read_topic(stack, topics.dlq, lambda rs: any(other(r) for r in rs))
+    letter = next(r for r in letters if other(r))
+    assert letter["reason"]["code"] == "unknown_schema", letter["reason"]
+    assert letter["source"]["topic"] == topics.runs
     models = _get_json(url)["models"]
     assert all(m["learned"] >= 1 for m in models)
 
@@ -146,6 +152,9 @@ def test_duplicate_run_id_is_not_learned_twice(stack: Config) -> None:
 
 
 def test_metrics_are_exposed_with_a_model_label(stack: Config) -> None:
+    run_id = new_id()  # a run of its own learned first, whatever ran before
+    send_raw(stack, stack.kafka.topics.runs, encode(example_run_record(run_id=run_id)))
+    _predictions_for(stack, run_id, len(stack.service.model_names))
     with urllib.request.urlopen(f"{stack.service.url}/metrics", timeout=10) as response:
         text = response.read().decode()
     assert re.search(

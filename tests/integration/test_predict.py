@@ -49,7 +49,6 @@ def test_walltime_gives_scheduler_flags(stack, cli, learned) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["predict", "deck=lj", "x=0"], "predict: x: must be a positive integer, got 0"),
         (["predict", "size=3"], "'size=3' is not KEY=VALUE"),
         (["predict", "x=two"], "x must be a whole number"),
         (["--set", "service.http_port=1", "predict"], "is not answering"),

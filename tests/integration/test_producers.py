@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,55 @@ from producers.runner import ABORT_MARKER
 from tests.integration.conftest import processes_naming, read_topic
 
 DECKS = Path(__file__).parent / "decks"
+
+
+def _wait_until(condition: Callable[[], bool], what: str, alive: Callable[[], bool]) -> None:
+    """Poll ``condition`` until it holds (60 s at most) while ``alive()``."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert alive(), f"the run ended while waiting for {what}"
+        assert time.monotonic() < deadline, f"no {what} within 60 s"
+        time.sleep(0.1)
+
+
+def _in_its_time_steps(run_id: str) -> bool:
+    """Whether the run's LAMMPS log (which rank 0 holds open; the test decks flush their
+    thermo output) has its thermo header: the time steps have begun."""
+    for pid in processes_naming(run_id):
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if (target := os.readlink(fd)).endswith("/log.lammps"):
+                        log = Path(target).read_text(errors="replace")
+                        return any(line.split()[:1] == ["Step"] for line in log.splitlines())
+    return False
+
+
+def _in_its_deaf_shell(run_id: str) -> bool:
+    """Whether the run is in in.deaf's ``shell`` command, deaf: its ``sleep 60`` (started
+    after the ``trap``) runs under one of the run's ranks."""
+    parents: dict[int, int] = {}  # pid: parent pid, from /proc/PID/stat's fourth field
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if proc.name.isdigit():
+                stat = (proc / "stat").read_text().rpartition(")")[2].split()
+                parents[int(proc.name)] = int(stat[1])
+    below, found = set(processes_naming(run_id)), True
+    while found:
+        found = {pid for pid, parent in parents.items() if parent in below} - below
+        below |= found
+    for pid in below:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x0060\x00":
+                return True
+    return False
+
+
+# what says a run of each deck is where the tests signal it
+READY = {
+    "in.endless": ("its thermo header in its log", _in_its_time_steps),
+    "in.deaf": ("its deaf shell command", _in_its_deaf_shell),
+}
 
 
 def _record(stack, run_id: str) -> dict:
@@ -122,7 +172,8 @@ def test_a_stopped_launcher_publishes_the_run_as_failed(
         while len(processes_naming(run_id)) < 4:  # the launcher, mpiexec and two ranks
             assert launcher.poll() is None and time.monotonic() < deadline, launcher.stderr
             time.sleep(0.2)
-        time.sleep(2)  # inside LAMMPS's run
+        what, ready = READY[deck]
+        _wait_until(lambda: ready(run_id), what, alive=lambda: launcher.poll() is None)
         launcher.send_signal(stop)
         out, err = launcher.communicate(timeout=60)
         left = processes_naming(run_id)
@@ -171,7 +222,8 @@ def test_ranks_started_without_a_launcher_report_a_signal_that_stops_them(
             assert job.poll() is None and time.monotonic() < deadline, job.stderr
             ranks = [p for p in processes_naming(run_id) if p != job.pid]
             time.sleep(0.2)
-        time.sleep(3)  # inside LAMMPS's run
+        what, ready = READY["in.endless"]
+        _wait_until(lambda: ready(run_id), what, alive=lambda: job.poll() is None)
         for rank in ranks:
             os.kill(rank, stop)
         signalled = time.monotonic()
@@ -232,16 +284,23 @@ def test_a_rank_0_failure_after_a_one_rank_error_ends_the_whole_job(tmp_path: Pa
     }
     command = [mpiexec(), "-n", "2", sys.executable, "-m", "lammps_stream", "run-one"]
     command += ["--deck", str(DECKS / "in.one_rank_error"), "--run-id", new_id(), "--json"]
-    started = time.monotonic()
-    result = subprocess.run(
+    job = subprocess.Popen(
         command,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=env,
         stdin=subprocess.DEVNULL,
-        timeout=90,  # before the fix: rank 1 waited until killed
-        check=False,
         cwd=tmp_path,
+        start_new_session=True,
     )
-    assert result.returncode != 0, result.stderr
-    assert time.monotonic() - started < 60, result.stderr  # ~2 s here; LAMMPS' part is < 1 s
+    try:
+        _, err = job.communicate(timeout=60)  # ~2 s here; before the fix rank 1 waited on
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        _, err = job.communicate()
+        raise AssertionError(f"the job was still there after 60 s:\n{err}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode != 0, err

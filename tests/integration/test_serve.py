@@ -64,11 +64,17 @@ def test_a_worker_started_before_its_broker_waits_for_it_then_learns(tmp_path: P
         worker.stop()
 
 
-def _still_waiting(worker: Worker, line: str) -> None:
-    """After several looks for what it waits for, the worker is still there and says so."""
-    time.sleep(8)
+def _still_waiting(worker: Worker, line: str, timeout: float = 60.0) -> None:
+    """The worker says it waits for what is not there yet (``line``, within ``timeout``
+    seconds), and is still there, waiting, once it has said so."""
+    deadline = time.monotonic() + timeout
+    while line not in worker.log.read_text():
+        assert worker.process.poll() is None, worker.log.read_text()[-3000:]
+        assert time.monotonic() < deadline, (
+            f"no {line!r} within {timeout:.0f} s:\n{worker.log.read_text()[-3000:]}"
+        )
+        time.sleep(0.2)
     assert worker.process.poll() is None, worker.log.read_text()[-3000:]
-    assert line in worker.log.read_text()
 
 
 def _starts_then_learns(worker: Worker, config: Config, seed: int) -> None:

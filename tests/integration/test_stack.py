@@ -11,13 +11,15 @@ import pytest
 from consumers.service_api import ServiceApi
 from lammps_stream.broker import port_open
 from lammps_stream.config import dump_config, load_config
+from tests.conftest import PORT_OFFSET
 from tests.integration.conftest import learned_runs
 from tests.integration.workers import Worker
 
+KAFKA_PORT, CONTROLLER_PORT, HTTP_PORT = (p + PORT_OFFSET for p in (29092, 29093, 26066))
 PORTS = {
-    "kafka.bootstrap": "127.0.0.1:29092",
-    "kafka.controller_port": 29093,
-    "service.http_port": 26066,
+    "kafka.bootstrap": f"127.0.0.1:{KAFKA_PORT}",
+    "kafka.controller_port": CONTROLLER_PORT,
+    "service.http_port": HTTP_PORT,
 }
 
 
@@ -65,7 +67,7 @@ def test_up_status_twice_stale_pid_and_down(own_stack, tmp_path: Path) -> None:
     down = run("stack", "down")
     down_ended = time.time()  # the snapshots taken at shutdown are older than this
     assert "stopped: service, kafka" in down.stdout
-    for port in (29092, 29093, 26066):
+    for port in (KAFKA_PORT, CONTROLLER_PORT, HTTP_PORT):
         assert not port_open("127.0.0.1", port)
 
     # No service.snapshot_key configured: the stack's own key signed the snapshots taken at
