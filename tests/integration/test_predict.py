@@ -46,6 +46,17 @@ def test_walltime_gives_scheduler_flags(stack, cli, learned) -> None:
     assert 0 < upper < 3600
 
 
+def test_a_run_unlike_every_run_learned_is_answered_with_a_warning(stack, cli, learned) -> None:
+    familiar = json.loads(cli("predict", "deck=lj", "x=2", "--json", check=True).stdout)
+    assert not [line for line in familiar["unfamiliar"] if "deck" in line]
+    new_deck = json.loads(cli("predict", "deck=nosuch", "x=2", "--json", check=True).stdout)
+    assert any("no model has learned a run of deck 'nosuch'" in u for u in new_deck["unfamiliar"])
+    assert len(new_deck["predictions"]) == len(stack.service.model_names)  # still answered
+    result = cli("predict", "deck=nosuch", "x=2", "--walltime", check=True)
+    assert "warning: no model has learned a run of deck 'nosuch'" in result.stderr
+    assert result.stdout.rstrip().splitlines()[-1].startswith("sbatch --time=")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
