@@ -75,14 +75,20 @@ class _Terminated(Exception):
 
 @contextlib.contextmanager
 def _terminable() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`_Terminated` instead of ending the process
-    (in the main thread only: elsewhere Python cannot take signals)."""
+    """Within the block, the first SIGTERM raises :class:`_Terminated` instead of ending the
+    process, and any later one is ignored: the run is being stopped already, and a second
+    SIGTERM (scancel, then the time limit) must not end the launcher before it has reported
+    the run (in the main thread only: elsewhere Python cannot take signals)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    received = False
 
     def stop(signum: int, frame: Any) -> None:
-        raise _Terminated
+        nonlocal received
+        if not received:
+            received = True
+            raise _Terminated
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
@@ -253,27 +259,27 @@ def launch(config: Config, plan: RunPlan, config_file: Path | None = None) -> Ru
         start_new_session=True,
     )
     stop = functools.partial(_stopped, config, plan, proc, report_file, submitted_at)
-    try:
-        with _terminable():
+    with _terminable():  # around the stopping too: a second SIGTERM must not cut it short
+        try:
             out, err = proc.communicate(timeout=timeout + KILL_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        return stop(
-            "Timeout", f"run exceeded {timeout:.0f} s and did not stop; its ranks were killed"
-        )
-    except _Terminated:
-        return _ask_to_stop(proc, report_file) or stop(
-            TERMINATED,
-            "the launcher was sent SIGTERM (scancel, or the job's time limit); its ranks did "
-            f"not stop within {STOP_GRACE_SECONDS:.0f} s and were killed",
-        )
-    except KeyboardInterrupt:  # Ctrl-C: the ranks, in a session of their own, never see it
-        if _ask_to_stop(proc, report_file) is None:
-            stop(
-                TERMINATED,
-                f"interrupted (Ctrl-C); its ranks did not stop within {STOP_GRACE_SECONDS:.0f} "
-                "s and were killed",
+        except subprocess.TimeoutExpired:
+            return stop(
+                "Timeout", f"run exceeded {timeout:.0f} s and did not stop; its ranks were killed"
             )
-        raise
+        except _Terminated:
+            return _ask_to_stop(proc, report_file) or stop(
+                TERMINATED,
+                "the launcher was sent SIGTERM (scancel, or the job's time limit); its ranks "
+                f"did not stop within {STOP_GRACE_SECONDS:.0f} s and were killed",
+            )
+        except KeyboardInterrupt:  # Ctrl-C: the ranks, in a session of their own, never see it
+            if _ask_to_stop(proc, report_file) is None:
+                stop(
+                    TERMINATED,
+                    f"interrupted (Ctrl-C); its ranks did not stop within "
+                    f"{STOP_GRACE_SECONDS:.0f} s and were killed",
+                )
+            raise
     reported = _take_report(report_file)
     if reported is not None:
         return reported

@@ -125,8 +125,14 @@ def test_a_failing_run_becomes_a_failed_record(stack, cli, deck, error_type, tex
     assert text in record["error"]["message"]
 
 
+OUTSIDE_THE_TIME_STEPS = (
+    "the launcher was sent SIGTERM (scancel, or the job's time limit); its ranks did not stop "
+    "within 10 s and were killed"
+)
+
+
 @pytest.mark.parametrize(
-    ("deck", "stop", "exit_code", "said", "why"),
+    ("deck", "stop", "exit_code", "said", "why", "again"),
     [
         (
             "in.endless",
@@ -135,21 +141,30 @@ def test_a_failing_run_becomes_a_failed_record(stack, cli, deck, error_type, tex
             "stopped by SIGTERM: run {} published as failed (sent)",
             "stopped by SIGTERM (scancel, flux cancel, a Slurm time limit): LAMMPS stopped it "
             "at step",
+            False,
         ),
-        ("in.endless", signal.SIGINT, 130, "", "stopped by SIGTERM"),
+        ("in.endless", signal.SIGINT, 130, "", "stopped by SIGTERM", False),
         (
             "in.deaf",
             signal.SIGTERM,
             143,
             "stopped by SIGTERM: run {} published as failed (sent)",
-            "the launcher was sent SIGTERM (scancel, or the job's time limit); its ranks did "
-            "not stop within 10 s and were killed",
+            OUTSIDE_THE_TIME_STEPS,
+            False,
+        ),
+        (  # scancel, then the time limit: the second must not cut the stopping short
+            "in.deaf",
+            signal.SIGTERM,
+            143,
+            "stopped by SIGTERM: run {} published as failed (sent)",
+            OUTSIDE_THE_TIME_STEPS,
+            True,
         ),
     ],
-    ids=["SIGTERM", "SIGINT", "SIGTERM-outside-the-time-steps"],
+    ids=["SIGTERM", "SIGINT", "SIGTERM-outside-the-time-steps", "SIGTERM-twice"],
 )
 def test_a_stopped_launcher_publishes_the_run_as_failed(
-    stack, config_file, deck: str, stop: int, exit_code: int, said: str, why: str
+    stack, config_file, deck: str, stop: int, exit_code: int, said: str, why: str, again: bool
 ) -> None:
     """What ``scancel``, or a Slurm job's time limit, does to a task (SIGTERM to ``run-one``
     watching its ranks), and what Ctrl-C does (SIGINT): the launcher passes SIGTERM on to the
@@ -175,6 +190,10 @@ def test_a_stopped_launcher_publishes_the_run_as_failed(
         what, ready = READY[deck]
         _wait_until(lambda: ready(run_id), what, alive=lambda: launcher.poll() is None)
         launcher.send_signal(stop)
+        if again:
+            time.sleep(1.0)
+            assert launcher.poll() is None  # still stopping the ranks (10 s)
+            launcher.send_signal(stop)
         out, err = launcher.communicate(timeout=60)
         left = processes_naming(run_id)
     finally:
