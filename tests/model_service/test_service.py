@@ -20,13 +20,19 @@ def service() -> ModelService:
     return ModelService(load_config(path=None, env={}, overrides={"service.models": ["linear"]}))
 
 
-def test_models_that_come_due_together_are_snapshotted_one_batch_at_a_time() -> None:
-    overrides = {"service.models": ["linear", "pa", "bayes_log"], "service.snapshot_every": 4}
+def trained(overrides: dict[str, Any], runs: int) -> tuple[ModelService, Any]:
+    """A worker with ``overrides`` holding partition 0, its shard fed ``runs`` train runs."""
     worker = ModelService(load_config(path=None, env={}, overrides=overrides))
     worker.adopt(0, worker.shards.fresh())
     shard = worker.shards.by_partition[0]
-    for offset in range(4):
+    for offset in range(runs):
         shard.handle(example_run_record(run_id=f"run-{offset}"), offset)
+    return worker, shard
+
+
+def test_models_that_come_due_together_are_snapshotted_one_batch_at_a_time() -> None:
+    overrides = {"service.models": ["linear", "pa", "bayes_log"], "service.snapshot_every": 4}
+    worker, shard = trained(overrides, 4)
     taken = [[c.model for c in worker.due_snapshots(spread=True)] for _ in range(4)]
     assert [len(names) for names in taken] == [1, 1, 1, 0]
     assert sorted(name for names in taken for name in names) == ["bayes_log", "linear", "pa"]
@@ -135,12 +141,7 @@ def test_a_standby_passes_an_added_model_on_as_untrained_snapshots_at_offset_0()
 
 
 def test_suggestions_score_the_committee_as_it_was_when_they_began() -> None:
-    overrides = {"service.models": ["bayes_log", "pa"], "service.suggest_count": 3}
-    worker = ModelService(load_config(path=None, env={}, overrides=overrides))
-    worker.adopt(0, worker.shards.fresh())
-    shard = worker.shards.by_partition[0]
-    for offset in range(20):
-        shard.handle(example_run_record(run_id=f"run-{offset}"), offset)
+    worker, shard = trained({"service.models": ["bayes_log", "pa"], "service.suggest_count": 3}, 20)
     score = worker.begin_suggestions(0)
     expected = [s["score"] for s in worker.begin_suggestions(0)()]
     for offset in range(20, 60):  # the stream learns on while the first batch is scored
@@ -152,11 +153,7 @@ def test_suggestions_score_the_committee_as_it_was_when_they_began() -> None:
 
 
 def test_suggestions_are_scored_in_the_scoring_process() -> None:
-    overrides = {"service.models": ["bayes_log", "pa"], "service.suggest_count": 3}
-    worker = ModelService(load_config(path=None, env={}, overrides=overrides))
-    worker.adopt(0, worker.shards.fresh())
-    for offset in range(20):
-        worker.shards.by_partition[0].handle(example_run_record(run_id=f"run-{offset}"), offset)
+    worker, _ = trained({"service.models": ["bayes_log", "pa"], "service.suggest_count": 3}, 20)
     scoring = worker.begin_suggestions(0)
 
     async def run() -> tuple[list[dict[str, Any]], int]:
@@ -175,12 +172,7 @@ def test_a_model_that_will_not_pickle_does_not_hold_back_the_others_snapshots(
 ) -> None:
     import threading
 
-    overrides = {"service.models": ["linear", "pa"], "service.snapshot_every": 2}
-    worker = ModelService(load_config(path=None, env={}, overrides=overrides))
-    worker.adopt(0, worker.shards.fresh())
-    shard = worker.shards.by_partition[0]
-    for offset in range(4):
-        shard.handle(example_run_record(run_id=f"run-{offset}"), offset)
+    worker, shard = trained({"service.models": ["linear", "pa"], "service.snapshot_every": 2}, 4)
     model = shard.state["pa"].model
     shard.state["pa"].model = threading.Lock()  # pickle refuses it
     with caplog.at_level("INFO", logger="lammps_stream.service"):
