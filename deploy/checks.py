@@ -411,23 +411,26 @@ def dashboard_files() -> list[Path]:
     return sorted((CHARTS[0] / "dashboards").glob("*.json"))
 
 
+def dashboard_panels(paths: list[Path] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """``(where, panel)`` for every panel of the dashboards the chart ships (or ``paths``),
+    ``where`` naming the dashboard and the panel's title."""
+    return [
+        (f"dashboard {board['uid']}: {panel['title']}", panel)
+        for path in paths or dashboard_files()
+        for board in [json.loads(path.read_text())]
+        for panel in board["panels"]
+    ]
+
+
 def dashboard_expressions(paths: list[Path] | None = None) -> list[Expression]:
     """Every query of every panel of the dashboards the chart ships."""
     from deploy.dashboards.build import EXTERNAL_SOURCE_TAG
 
     found = []
-    for path in paths or dashboard_files():
-        board = json.loads(path.read_text())
-        for panel in board["panels"]:
-            external = EXTERNAL_SOURCE_TAG in panel.get("description", "")
-            for target in panel.get("targets", []):
-                found.append(
-                    Expression(
-                        f"dashboard {board['uid']}: {panel['title']} ({target['refId']})",
-                        target["expr"],
-                        external,
-                    )
-                )
+    for where, panel in dashboard_panels(paths):
+        external = EXTERNAL_SOURCE_TAG in panel.get("description", "")
+        for target in panel.get("targets", []):
+            found.append(Expression(f"{where} ({target['refId']})", target["expr"], external))
     return found
 
 

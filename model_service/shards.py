@@ -90,11 +90,7 @@ class Shards:
     ) -> list[dict[str, Any]]:
         """Every model's Prediction for parameters not run yet: from shard ``partition`` if
         it is local, else blended over the local shards by what each has learned."""
-        chosen = (
-            [self.by_partition[partition]]
-            if partition in self.by_partition
-            else list(self.by_partition.values())
-        )
+        chosen = self._answering(partition)
         out = []
         for name in self.names:
             learners = [lr for lr in chosen if name in lr.state]
@@ -126,14 +122,17 @@ class Shards:
             )
         return out
 
+    def _answering(self, partition: int | None) -> list[Learner]:
+        """The shards a question is put to: shard ``partition`` if it is local, else every
+        local shard."""
+        if partition in self.by_partition:
+            return [self.by_partition[partition]]
+        return list(self.by_partition.values())
+
     def unfamiliar(self, params: dict[str, Any], partition: int | None = None) -> list[str]:
         """Why predictions for ``params`` deserve less trust (:mod:`~model_service.familiarity`):
         over shard ``partition`` if it is local, else over every local shard."""
-        chosen = (
-            [self.by_partition[partition]]
-            if partition in self.by_partition
-            else list(self.by_partition.values())
-        )
+        chosen = self._answering(partition)
         seen = Seen()
         for learner in chosen:
             seen.merge(learner.seen)

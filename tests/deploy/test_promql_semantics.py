@@ -73,19 +73,10 @@ def exposed() -> dict[str, set[str]]:
     return series
 
 
-def panels() -> list[tuple[str, dict[str, Any]]]:
-    return [
-        (f"dashboard {board['uid']}: {panel['title']}", panel)
-        for path in checks.dashboard_files()
-        for board in [json.loads(path.read_text())]
-        for panel in board["panels"]
-    ]
-
-
 def dashboard_queries() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     return [
         (f"{where} ({target['refId']})", panel, target)
-        for where, panel in panels()
+        for where, panel in checks.dashboard_panels()
         for target in panel.get("targets", [])
     ]
 
@@ -222,7 +213,9 @@ def test_alert_expressions_are_sound() -> None:
         check_quantiles(expression)
 
 
-@pytest.mark.parametrize(("where", "panel"), panels(), ids=[w for w, _ in panels()])
+@pytest.mark.parametrize(
+    ("where", "panel"), checks.dashboard_panels(), ids=[w for w, _ in checks.dashboard_panels()]
+)
 def test_panel_unit_matches_its_queries(where: str, panel: dict[str, Any]) -> None:
     check_unit(where, panel)
 
