@@ -98,7 +98,8 @@ def check_learned(path: str, learners: Iterable[Any], wanted: int) -> None:
 
 def hand_written_loop(config: Config, batch: list[dict[str, Any]], models: list[str]) -> float:
     """Consume the runs topic from the start (the worker's warm-up, then the batch), learn,
-    send predictions; records per second over the batch."""
+    send every prediction keyed by run_id (as the worker does); records per second over the
+    batch."""
     from kafka import TopicPartition
 
     from lammps_stream.broker import make_consumer, make_producer
@@ -117,11 +118,11 @@ def hand_written_loop(config: Config, batch: list[dict[str, Any]], models: list[
     while seen < WARM_UP + len(batch):
         for messages in consumer.poll(timeout_ms=200, max_records=500).values():
             for message in messages:
-                outcome = learners[message.partition].handle(
-                    decode_run_record(message.value), message.offset
-                )
+                record = decode_run_record(message.value)
+                key = record["run_id"].encode()  # keyed by run_id, as the worker's
+                outcome = learners[message.partition].handle(record, message.offset)
                 for p in outcome.predictions:
-                    producer.send(config.kafka.topics.predictions, value=encode(p))
+                    producer.send(config.kafka.topics.predictions, key=key, value=encode(p))
                 seen += 1
                 if seen == WARM_UP:  # the same warm-up as the worker's, untimed
                     producer.flush()
@@ -303,7 +304,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                     config = isolated_config(
                         base, root, name, http_port=26566 + i, models=models, log_level="warning"
                     )
-                    rounds.append(one_round(config, root, name, batch, models, quick))
+                    rounds.append(one_round(config, root, name, batch, models, quick, r))
                 results[label] = summary(models, rounds)
     return {
         "benchmark": "throughput",
@@ -326,11 +327,13 @@ def one_round(
     batch: list[dict[str, Any]],
     models: list[str],
     quick: bool,
+    round_number: int = 0,
 ) -> dict[str, Any]:
     """The five paths one after the other, the ceiling and django-river-ml on both sides of
     the worker (each averaged), so that a change in the machine's speed while the worker runs
-    moves them alike; with the CPU reference reading
-    (:func:`~benchmarks.harness.cpu_reference_ms`) taken before each path."""
+    moves them alike; the hand-written and lean loops after them, in turn first (the
+    hand-written loop in even rounds, the lean loop in odd ones); with the CPU reference
+    reading (:func:`~benchmarks.harness.cpu_reference_ms`) taken before each path."""
     speed = {"django_river_ml": cpu_reference_ms()}
     prototype_before = django_river_ml(batch, models, quick)
     speed["in_process"] = cpu_reference_ms()
@@ -338,18 +341,19 @@ def one_round(
     speed["worker"] = cpu_reference_ms()
     service, worker_from = worker(config, root, name, batch)
     after = in_process(batch, models)
-    speed["hand_written_loop"] = cpu_reference_ms()
-    hand_written = hand_written_loop(config, batch, models)
-    speed["lean_loop"] = cpu_reference_ms()
-    lean = lean_loop(config, batch, models)
+    loops = {"hand_written_loop": hand_written_loop, "lean_loop": lean_loop}
+    rates = {}
+    for path in sorted(loops, reverse=bool(round_number % 2)):
+        speed[path] = cpu_reference_ms()
+        rates[path] = loops[path](config, batch, models)
     speed["django_river_ml_after"] = cpu_reference_ms()
     prototype = django_river_ml(batch, models, quick)
     return {
         "in_process": (before + after) / 2,
         "worker": service,
         "worker_timed_from": worker_from,
-        "hand_written_loop": hand_written,
-        "lean_loop": lean,
+        "hand_written_loop": rates["hand_written_loop"],
+        "lean_loop": rates["lean_loop"],
         "django_river_ml": _mean_rate(prototype_before, prototype),
         "django_details": prototype
         | {"records_per_second_before_the_worker": prototype_before.get("records_per_second")},
