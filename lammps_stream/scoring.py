@@ -7,6 +7,8 @@ The service scores its models with it; consumers score the predictions they read
 ...     s.update(actual, predicted)
 >>> s.n, round(s.mae, 3), round(s.rmse, 3), round(s.r2, 3), round(s.mape, 3)
 (3, 0.333, 0.408, 0.75, 0.222)
+>>> s.actual_mean, round(s.actual_std, 3)
+(2.0, 0.816)
 """
 
 from __future__ import annotations
@@ -54,6 +56,18 @@ class Scores:
     @property
     def mape(self) -> float:
         return self._pct_error / self.n if self.n else math.nan
+
+    @property
+    def actual_mean(self) -> float:
+        """Mean of the actual values scored."""
+        return self._mean if self.n else math.nan
+
+    @property
+    def actual_std(self) -> float:
+        """Standard deviation of the actual values scored (over all of them, ``ddof=0``):
+        with ``n`` and the mean, what scores of several streams need to be pooled into one R².
+        """
+        return math.sqrt(self._m2 / self.n) if self.n else math.nan
 
     def as_dict(self) -> dict[str, float | int | None]:
         """``{n, mae, rmse, r2, mape}`` with NaN as None (JSON has no NaN)."""

@@ -27,6 +27,14 @@ SCORE_NAMES = {
     "r2": "r2_ratio",
     "mape": "mape_ratio",
 }
+# What several workers' scores are pooled with (each worker scores only the runs partitions it
+# holds): n weighs MAE, MAPE and squared RMSE; with the actual values' mean and standard
+# deviation it gives R² too. The model-quality dashboard pools them (deploy/dashboards).
+POOLING_NAMES = {
+    "n": ("scored_records", "Runs each model's {what} scores are over, on this worker"),
+    "actual_mean": ("actual_mean_seconds", "Mean wall time of those runs"),
+    "actual_std": ("actual_stddev_seconds", "Standard deviation of their wall times (ddof=0)"),
+}
 
 OUTGOING_TOPICS = ("predictions", "models", "dlq", "suggestions")  # what the worker writes
 
@@ -138,6 +146,12 @@ class ServiceMetrics:
             ["model"],
             registry=r,
         )
+        self.coverage_tested = Gauge(
+            "lammps_stream_interval_tested_records",
+            "Test runs the interval coverage is over, on this worker (its weight when pooled)",
+            ["model"],
+            registry=r,
+        )
         self.suggestions = Counter(
             "lammps_stream_suggestions",
             "Suggestions published to the suggestions topic (active sampling)",
@@ -156,6 +170,13 @@ class ServiceMetrics:
                 self.scores[(stream, key)] = Gauge(
                     f"lammps_stream_{stream}_{suffix}",
                     f"{key.upper()} of each model on {what}",
+                    ["model"],
+                    registry=r,
+                )
+            for key, (suffix, text) in POOLING_NAMES.items():
+                self.scores[(stream, key)] = Gauge(
+                    f"lammps_stream_{stream}_{suffix}",
+                    f"{text.format(what=stream.replace('_', ' '))} ({what})",
                     ["model"],
                     registry=r,
                 )
@@ -215,7 +236,8 @@ class ServiceMetrics:
 
     def _per_model_metrics(self) -> list[Any]:
         fixed = [self.predictions, self.predict_seconds, self.learn_seconds, self.learned]
-        fixed += [self.snapshots, self.snapshot_age, self.drifts, self.coverage]
+        fixed += [self.snapshots, self.snapshot_age, self.drifts]
+        fixed += [self.coverage, self.coverage_tested]
         fixed += [self.model_errors]
         return fixed + list(self.scores.values())
 
@@ -233,12 +255,44 @@ class ServiceMetrics:
         return children
 
     def scores_of(self, model: str, scores: dict[str, Scores]) -> None:
-        """Set the score gauges of ``model`` from ``{stream: Scores}`` (see STREAMS)."""
+        """Set the score gauges of ``model`` from ``{stream: Scores}`` (see STREAMS); a
+        score with no value (no runs scored, or R² of runs that all took one time) has no
+        series, rather than the last value it had (a worker whose partitions went elsewhere).
+
+        >>> m, s = ServiceMetrics(), Scores()
+        >>> s.update(2.0, 1.0)
+        >>> m.scores_of("pa", {"test": s})
+        >>> b'lammps_stream_test_scored_records{model="pa"} 1.0' in m.exposition()
+        True
+        >>> m.scores_of("pa", {"test": Scores()})
+        >>> b'lammps_stream_test_mae_seconds{model="pa"}' in m.exposition()
+        False
+        """
         for stream, values in scores.items():
-            for key in SCORE_NAMES:
+            for key in (*SCORE_NAMES, *POOLING_NAMES):
+                gauge = self.scores[(stream, key)]
                 value = getattr(values, key)
-                if not math.isnan(value):
-                    self.scores[(stream, key)].labels(model=model).set(value)
+                if math.isnan(value):
+                    with contextlib.suppress(KeyError):  # never set
+                        gauge.remove(model)
+                else:
+                    gauge.labels(model=model).set(value)
+
+    def coverage_of(self, model: str, inside: int, tested: int) -> None:
+        """Set ``model``'s interval coverage on test runs: ``inside`` of ``tested`` (no
+        coverage series while ``tested`` is 0).
+
+        >>> m = ServiceMetrics()
+        >>> m.coverage_of("pa", 9, 10)
+        >>> b'lammps_stream_interval_coverage_ratio{model="pa"} 0.9' in m.exposition()
+        True
+        """
+        self.coverage_tested.labels(model=model).set(tested)
+        if tested:
+            self.coverage.labels(model=model).set(inside / tested)
+        else:
+            with contextlib.suppress(KeyError):
+                self.coverage.remove(model)
 
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""

@@ -156,10 +156,15 @@ class Shards:
 
     def test_coverage(self, name: str) -> float | None:
         """The share of test runs inside ``name``'s interval, over the local shards."""
-        states = [state for _, state in self.states(name)]
-        tested = sum(s.tested_with_interval for s in states)
-        inside = sum(s.tested_in_interval for s in states)
+        inside, tested = self.tested_in_interval(name)
         return inside / tested if tested else None
+
+    def tested_in_interval(self, name: str) -> tuple[int, int]:
+        """Test runs inside ``name``'s interval, and test runs given one, over the local
+        shards."""
+        states = [state for _, state in self.states(name)]
+        inside = sum(s.tested_in_interval for s in states)
+        return inside, sum(s.tested_with_interval for s in states)
 
     def summary(self, name: str) -> dict[str, Any]:
         """What ``GET /models/{name}`` shows: totals over the local shards, then each one."""

@@ -147,9 +147,7 @@ def add_views(
             if shards.by_partition:
                 m.snapshot_age.labels(model=name).set(service.snapshot_age(name))
             m.learned.labels(model=name).set(shards.learned(name))
-            coverage = shards.test_coverage(name)
-            if coverage is not None:
-                m.coverage.labels(model=name).set(coverage)
+            m.coverage_of(name, *shards.tested_in_interval(name))
             m.scores_of(name, shards.scores(name))
         m.lag.clear()  # partitions taken away since the last scrape: the new owner reports them
         for partition, lag in _lag(app, service).items():

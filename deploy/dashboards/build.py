@@ -63,6 +63,56 @@ def q(expr: str, legend: str = "") -> Query:
     return Query(" ".join(expr.split()), legend)
 
 
+# Each worker scores its models on the runs partitions it holds; these pool the workers' scores
+# per model, weighed by the runs each is over (model_service/metrics.py POOLING_NAMES), into the
+# scores of all the runs: exactly what one worker holding every partition would report.
+# POOLED maps each such query to the series it pools (what its value is: seconds, a ratio).
+POOLED: dict[str, str] = {}
+
+
+def _pooling(series: str, expr: str) -> str:
+    POOLED[" ".join(expr.split())] = series
+    return expr
+
+
+def pooled(stream: str, score: str) -> str:
+    """MAE or MAPE (``mae_seconds``, ``mape_ratio``) over every worker: a mean weighed by n.
+
+    >>> pooled("test", "mae_seconds").startswith("sum by (model) (lammps_stream_test_scored")
+    True
+    """
+    n = f"lammps_stream_{stream}_scored_records"
+    series = f"lammps_stream_{stream}_{score}"
+    return _pooling(series, f"sum by (model) ({n} * {series}) / sum by (model) ({n})")
+
+
+def pooled_rmse(stream: str) -> str:
+    """RMSE over every worker: the root of the summed squared errors over the summed n."""
+    n = f"lammps_stream_{stream}_scored_records"
+    sse = f"sum by (model) ({n} * lammps_stream_{stream}_rmse_seconds ^ 2)"
+    return _pooling(f"lammps_stream_{stream}_rmse_seconds", f"sqrt({sse} / sum by (model) ({n}))")
+
+
+def pooled_r2(stream: str) -> str:
+    """R² over every worker: 1 - SSE / SST, SST = Σy² - (Σy)²/n from each worker's n, mean
+    and standard deviation of the actual wall times; no value while SST is 0."""
+    n = f"lammps_stream_{stream}_scored_records"
+    mean = f"lammps_stream_{stream}_actual_mean_seconds"
+    std = f"lammps_stream_{stream}_actual_stddev_seconds"
+    sse = f"sum by (model) ({n} * lammps_stream_{stream}_rmse_seconds ^ 2)"
+    squares = f"sum by (model) ({n} * ({std} ^ 2 + {mean} ^ 2))"
+    total = f"sum by (model) ({n} * {mean})"
+    sst = f"({squares} - ({total}) ^ 2 / sum by (model) ({n}))"
+    return _pooling(f"lammps_stream_{stream}_r2_ratio", f"1 - {sse} / ({sst} > 0)")
+
+
+def pooled_coverage() -> str:
+    """Interval coverage on test runs over every worker: a mean weighed by the runs tested."""
+    n = "lammps_stream_interval_tested_records"
+    series = "lammps_stream_interval_coverage_ratio"
+    return _pooling(series, f"sum by (model) ({n} * {series}) / sum by (model) ({n})")
+
+
 PIPELINE = Dashboard(
     uid="lammps-stream-pipeline",
     title="lammps-stream: pipeline health",
@@ -163,48 +213,50 @@ MODELS = Dashboard(
     title="lammps-stream: model quality",
     description=(
         "How good each river model's wall-time prediction is, over time: prequential scores "
-        "(predict, then learn, on train records) and scores on the held-out test split."
+        "(predict, then learn, on train records) and scores on the held-out test split. "
+        "Each worker scores the runs partitions it holds; every score here is pooled over the "
+        "workers, weighed by the runs each scored: the scores of all the runs."
     ),
     panels=(
         Panel(
             "Prequential MAE, by model",
             "Mean absolute error of each prediction made before learning the record.",
-            (q("lammps_stream_prequential_mae_seconds", "{{model}}"),),
+            (q(pooled("prequential", "mae_seconds"), "{{model}}"),),
             unit="s",
             min=0,
         ),
         Panel(
             "Prequential R², by model",
             "Coefficient of determination of the prequential predictions (1 is perfect).",
-            (q("lammps_stream_prequential_r2_ratio", "{{model}}"),),
+            (q(pooled_r2("prequential"), "{{model}}"),),
             unit="none",
             max=1,
         ),
         Panel(
             "Test-split MAE, by model",
             "Mean absolute error on test records (predicted and scored, never learned).",
-            (q("lammps_stream_test_mae_seconds", "{{model}}"),),
+            (q(pooled("test", "mae_seconds"), "{{model}}"),),
             unit="s",
             min=0,
         ),
         Panel(
             "Test-split R², by model",
             "R² on the test records.",
-            (q("lammps_stream_test_r2_ratio", "{{model}}"),),
+            (q(pooled_r2("test"), "{{model}}"),),
             unit="none",
             max=1,
         ),
         Panel(
             "Prequential RMSE, by model",
             "Root mean squared error of the prequential predictions.",
-            (q("lammps_stream_prequential_rmse_seconds", "{{model}}"),),
+            (q(pooled_rmse("prequential"), "{{model}}"),),
             unit="s",
             min=0,
         ),
         Panel(
             "Prequential MAPE, by model",
             "Mean absolute percentage error of the prequential predictions.",
-            (q("lammps_stream_prequential_mape_ratio", "{{model}}"),),
+            (q(pooled("prequential", "mape_ratio"), "{{model}}"),),
             unit="percentunit",
             min=0,
         ),
@@ -219,7 +271,7 @@ MODELS = Dashboard(
             "Interval coverage on test runs, by model",
             "Share of test runs whose wall time fell inside the interval predicted for them "
             "(the service aims at service.interval_coverage, 90 % by default).",
-            (q("lammps_stream_interval_coverage_ratio", "{{model}}"),),
+            (q(pooled_coverage(), "{{model}}"),),
             unit="percentunit",
             min=0,
             max=1,

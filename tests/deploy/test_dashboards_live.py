@@ -4,27 +4,31 @@ train and test runs, a malformed record, and one real LAMMPS run through `run-on
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from deploy import checks
-from lammps_stream.broker import make_producer, port_open
+from lammps_stream.broker import make_producer
 from lammps_stream.config import Config
 from lammps_stream.schemas import encode, example_run_record, new_id, now
 from tests.conftest import PORT_OFFSET
+from tests.deploy.live_prometheus import (
+    api,
+    instant,
+    start_process,
+    stop_process,
+    targets_up,
+    value,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -36,33 +40,12 @@ FAILED_BY_LAMMPS = 'lammps_stream_failed_runs_total{error="Exception"}'
 FAILING_DECK = Path(__file__).parents[1] / "integration" / "decks" / "in.unknown_command"
 
 
-def _start(command: list[str], port: int, what: str, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while not port_open("127.0.0.1", port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"{what} did not start on port {port}:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-    return proc
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
-
-
 @pytest.fixture(scope="module")
 def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
     assert binary, "prometheus-pushgateway is not installed (.ci/run installs it with apt)"
     log = tmp_path_factory.mktemp("pushgateway") / "pushgateway.log"
-    proc = _start(
+    proc = start_process(
         # in memory only: Debian's default persistence file would carry series between runs
         [binary, f"--web.listen-address=127.0.0.1:{PUSHGATEWAY_PORT}", "--persistence.file="],
         PUSHGATEWAY_PORT,
@@ -72,7 +55,7 @@ def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{PUSHGATEWAY_PORT}"
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +87,7 @@ def prometheus(
     for job in config["scrape_configs"]:
         job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
     (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-    proc = _start(
+    proc = start_process(
         [
             binary,
             f"--config.file={root / 'prometheus.yml'}",
@@ -117,40 +100,10 @@ def prometheus(
     )
     url = f"http://127.0.0.1:{PROMETHEUS_PORT}"
     try:
-        wait_for(lambda: _targets_up(url) == set(targets), "both scrape targets up", url)
+        wait_for(lambda: targets_up(url) == set(targets), "both scrape targets up", url)
         yield url
     finally:
-        _stop(proc)
-
-
-def api(url: str, path: str, **params: str) -> Any:
-    query = f"?{urllib.parse.urlencode(params)}" if params else ""
-    with urllib.request.urlopen(f"{url}/api/v1/{path}{query}", timeout=10) as response:
-        body = json.load(response)
-    assert body["status"] == "success", body
-    return body["data"]
-
-
-def instant(url: str, expr: str) -> list[dict[str, Any]]:
-    return api(url, "query", query=expr)["result"]
-
-
-def _targets_up(url: str) -> set[str]:
-    active = api(url, "targets")["activeTargets"]
-    return {t["labels"]["job"] for t in active if t["health"] == "up"}
-
-
-def wait_for(condition: Any, what: str, url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what} (Prometheus at {url})")
-        time.sleep(0.5)
-
-
-def _value(url: str, expr: str) -> float:
-    result = instant(url, expr)
-    return float(result[0]["value"][1]) if result else 0.0
+        stop_process(proc)
 
 
 @pytest.fixture(scope="module")
@@ -158,15 +111,15 @@ def fed(stack: Config, prometheus: str, pushgateway: str, config_file: Path) -> 
     """Records sent once Prometheus scrapes, so every rate() window sees them arrive."""
     models = len(stack.service.models)
     wait_for(  # each model's series at 0 first: rate() then sees the records' increase
-        lambda: _value(prometheus, "count(lammps_stream_learn_seconds_count)") >= models,
+        lambda: value(prometheus, "count(lammps_stream_learn_seconds_count)") >= models,
         f"the {models} models' series scraped before any record is sent",
         prometheus,
     )
     before = {
-        outcome: _value(prometheus, f'sum(lammps_stream_records_total{{outcome="{outcome}"}})')
+        outcome: value(prometheus, f'sum(lammps_stream_records_total{{outcome="{outcome}"}})')
         for outcome in ("learned", "test", "dead")
     }
-    failed_before = _value(prometheus, FAILED_BY_LAMMPS)
+    failed_before = value(prometheus, FAILED_BY_LAMMPS)
     producer = make_producer(stack)
     topic = stack.kafka.topics.runs
     try:
@@ -199,17 +152,17 @@ def fed(stack: Config, prometheus: str, pushgateway: str, config_file: Path) -> 
         "dead": before["dead"] + 1,
     }
     wait_for(
-        lambda: _value(prometheus, FAILED_BY_LAMMPS) >= failed_before + 1,
+        lambda: value(prometheus, FAILED_BY_LAMMPS) >= failed_before + 1,
         "the failed run counted by its error type",
         prometheus,
     )
     for outcome, count in expected.items():
         expr = f'sum(lammps_stream_records_total{{outcome="{outcome}"}})'
         wait_for(
-            lambda e=expr, c=count: _value(prometheus, e) >= c, f"{expr} >= {count}", prometheus
+            lambda e=expr, c=count: value(prometheus, e) >= c, f"{expr} >= {count}", prometheus
         )
     wait_for(
-        lambda: _value(prometheus, 'count(lammps_stream_run_wall_seconds{deck="lj"})') >= 1,
+        lambda: value(prometheus, 'count(lammps_stream_run_wall_seconds{deck="lj"})') >= 1,
         "the run's figures scraped from the Pushgateway",
         prometheus,
     )

@@ -122,7 +122,8 @@ def test_dashboards_cover_what_the_issue_asks() -> None:
         "lammps_stream_dead_letters_total",
         "lammps_stream_end_to_end_latency_seconds_bucket",
         "lammps_stream_prequential_mae_seconds",  # MAE per model over time
-        "lammps_stream_prequential_r2_ratio",  # R² per model over time
+        "Prequential R², by model",  # R² per model over time (pooled: test_dashboards_pooled)
+        "lammps_stream_prequential_actual_stddev_seconds",
         "lammps_stream_run_wall_seconds",  # wall time by deck and size
         "lammps_stream_run_atoms",
         "lammps_stream_run_timesteps_per_second",

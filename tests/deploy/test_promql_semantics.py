@@ -139,7 +139,11 @@ def check_quantiles(expression: Expression) -> None:
 
 
 def _value_kind(expr: str) -> str:
-    """What a query returns: seconds, ratio, or a count (or a rate of one)."""
+    """What a query returns: seconds, ratio, or a count (or a rate of one); a score pooled
+    over the workers is what it pools."""
+    from deploy.dashboards.build import POOLED
+
+    expr = POOLED.get(expr, expr)
     if expr.startswith("histogram_quantile"):
         return "seconds" if "_seconds_bucket" in expr else "count"
     if any(re.search(rf"\b{f}\s*\(", expr) for f in COUNTER_FUNCTIONS):

@@ -34,3 +34,34 @@ def test_a_models_error_count_starts_at_0_and_goes_with_the_model() -> None:
     m.model_errors.labels(model="knn").inc()
     m.forget("knn")
     assert 'model="knn"' not in m.exposition().decode()
+
+
+def test_each_score_comes_with_what_pools_it_across_workers() -> None:
+    m = ServiceMetrics()
+    scores = Scores()
+    for actual, predicted in [(2.0, 1.0), (4.0, 4.0), (6.0, 7.0)]:
+        scores.update(actual, predicted)
+    m.scores_of("pa", {"test": scores})
+    m.coverage_of("pa", 2, 3)
+    text = m.exposition().decode()
+    assert 'lammps_stream_test_scored_records{model="pa"} 3.0' in text
+    assert 'lammps_stream_test_actual_mean_seconds{model="pa"} 4.0' in text
+    std = re.search(r'lammps_stream_test_actual_stddev_seconds\{model="pa"\} (\S+)', text)
+    assert std and abs(float(std[1]) - (8 / 3) ** 0.5) < 1e-12
+    assert 'lammps_stream_interval_tested_records{model="pa"} 3.0' in text
+
+
+def test_a_score_without_a_value_loses_its_series_instead_of_keeping_the_last() -> None:
+    """A worker whose partitions went elsewhere scores no run: its old MAE must not linger."""
+    m = ServiceMetrics()
+    scores = Scores()
+    scores.update(2.0, 1.0)
+    m.scores_of("pa", {"prequential": scores})
+    m.coverage_of("pa", 1, 1)
+    m.scores_of("pa", {"prequential": Scores()})
+    m.coverage_of("pa", 0, 0)
+    text = m.exposition().decode()
+    assert 'lammps_stream_prequential_mae_seconds{model="pa"}' not in text
+    assert 'lammps_stream_prequential_scored_records{model="pa"} 0.0' in text
+    assert 'lammps_stream_interval_coverage_ratio{model="pa"}' not in text
+    assert 'lammps_stream_interval_tested_records{model="pa"} 0.0' in text
