@@ -13,8 +13,8 @@ import pytest
 
 from lammps_stream.config import load_config
 from lammps_stream.schemas import example_run_record
-from model_service.app import _partition_of, _publish, _publish_or_count
 from model_service.learner import Learner
+from model_service.publishing import _partition_of, publish_batch, send_predictions
 from model_service.repeats import FailureSpell
 from model_service.service import ModelService
 
@@ -68,7 +68,7 @@ def service() -> ModelService:
 def test_every_prediction_of_a_run_goes_to_one_partition_keyed_by_run_id() -> None:
     producer = FakeProducer()
     worker = service()
-    asyncio.run(_publish(producer, "predictions", worker, handled_records(3)))
+    asyncio.run(send_predictions(producer, "predictions", worker, handled_records(3)))
     assert len(producer.sent) == 6  # three runs, two models
     for sent in producer.sent:
         prediction = json.loads(sent["value"])
@@ -80,7 +80,7 @@ def test_every_prediction_of_a_run_goes_to_one_partition_keyed_by_run_id() -> No
 def test_the_producer_hashes_each_message_while_it_knows_no_partitions() -> None:
     assert _partition_of(FakeProducer(known=False), "predictions", b"run-1") is None
     producer = FakeProducer(known=False)
-    asyncio.run(_publish(producer, "predictions", service(), handled_records(1)))
+    asyncio.run(send_predictions(producer, "predictions", service(), handled_records(1)))
     assert [sent["partition"] for sent in producer.sent] == [None, None]
 
 
@@ -90,7 +90,7 @@ def test_undelivered_predictions_are_counted_and_logged_once(
     worker = service()
 
     async def publish_and_settle() -> None:
-        await _publish(FakeProducer(fail=True), "predictions", worker, handled_records(3))
+        await send_predictions(FakeProducer(fail=True), "predictions", worker, handled_records(3))
         await asyncio.sleep(0)  # let the delivery callbacks run
 
     with caplog.at_level(logging.WARNING, logger="lammps_stream.service"):
@@ -112,7 +112,7 @@ class RefusingProducer(FakeProducer):
 
 def test_predictions_the_producer_refuses_are_lost_counted_and_the_batch_goes_on() -> None:
     worker = service()
-    asyncio.run(_publish(RefusingProducer(), "predictions", worker, handled_records(3)))
+    asyncio.run(send_predictions(RefusingProducer(), "predictions", worker, handled_records(3)))
     exposed = worker.metrics.exposition()
     assert b'lammps_stream_undelivered_messages_total{topic="predictions"} 6.0' in exposed
     assert b'lammps_stream_records_total{outcome="learned"} 3.0' in exposed
@@ -158,7 +158,7 @@ def test_a_failing_model_is_counted_and_said_once_while_the_others_learn(
         record = example_run_record(run_id=f"run-{offset}")
         handled.append((0, record, learner.handle(record, offset)))
     with caplog.at_level(logging.INFO, logger="lammps_stream.service"):
-        asyncio.run(_publish(FakeProducer(), "predictions", worker, handled))
+        asyncio.run(send_predictions(FakeProducer(), "predictions", worker, handled))
     assert learner.state["linear"].learned == 5 and learner.state["pa"].learned == 2
     assert learner.position == 5  # past every run: nothing to replay for pa
     exposed = worker.metrics.exposition()
@@ -172,7 +172,7 @@ def test_a_failing_model_is_counted_and_said_once_while_the_others_learn(
         record = example_run_record(run_id=f"run-{offset}")
         flapping.append((0, record, learner.handle(record, offset)))
     with caplog.at_level(logging.INFO, logger="lammps_stream.service"):
-        asyncio.run(_publish(FakeProducer(), "predictions", worker, flapping))
+        asyncio.run(send_predictions(FakeProducer(), "predictions", worker, flapping))
     said = [r.message for r in caplog.records if "model pa" in r.message]
     assert len(said) == 1  # neither a line per failure nor a "works again" between them
     worker.failing_models["pa"].last -= 61  # a minute without a failure
@@ -180,7 +180,7 @@ def test_a_failing_model_is_counted_and_said_once_while_the_others_learn(
     record = example_run_record(run_id="run-11")
     with caplog.at_level(logging.INFO, logger="lammps_stream.service"):
         asyncio.run(
-            _publish(
+            send_predictions(
                 FakeProducer(), "predictions", worker, [(0, record, learner.handle(record, 11))]
             )
         )
@@ -189,8 +189,8 @@ def test_a_failing_model_is_counted_and_said_once_while_the_others_learn(
 
 
 def test_a_dead_letter_the_producer_refuses_is_counted_not_raised() -> None:
-    from model_service.app import _dead_letter
     from model_service.deliveries import Outgoing
+    from model_service.publishing import send_dead_letter
 
     worker = service()
 
@@ -202,7 +202,7 @@ def test_a_dead_letter_the_producer_refuses_is_counted_not_raised() -> None:
     message = type(
         "Message", (), {"topic": "lammps.runs", "partition": 0, "offset": 7, "key": None}
     )()
-    asyncio.run(_dead_letter(dlq, worker, message, b"{", "malformed_json", "not JSON"))
+    asyncio.run(send_dead_letter(dlq, worker, message, b"{", "malformed_json", "not JSON"))
     assert worker.deliveries.lost == {"dlq": 1}
 
 
@@ -222,7 +222,7 @@ class RefusingAfter(FakeProducer):
 def test_a_send_refused_part_way_counts_only_what_was_never_queued() -> None:
     worker = service()
     producer = RefusingAfter(accepted=2)
-    asyncio.run(_publish(producer, "predictions", worker, handled_records(3)))
+    asyncio.run(send_predictions(producer, "predictions", worker, handled_records(3)))
     exposed = worker.metrics.exposition()
     assert len(producer.sent) == 2  # all six to one partition: two queued, four refused
     assert b'lammps_stream_undelivered_messages_total{topic="predictions"} 4.0' in exposed
@@ -243,7 +243,7 @@ def test_an_unforeseen_error_publishing_counts_the_batch_lost_and_never_raises(
 
     async def two_batches() -> None:
         for _ in range(2):
-            await _publish_or_count(Unforeseen(), "predictions", worker, handled_records(3), spell)
+            await publish_batch(Unforeseen(), "predictions", worker, handled_records(3), spell)
 
     with caplog.at_level(logging.ERROR, logger="lammps_stream.service"):
         asyncio.run(two_batches())
