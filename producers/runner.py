@@ -112,40 +112,15 @@ def run_deck(
     workdir = comm.bcast(tempfile.mkdtemp(prefix="lammps-stream-") if rank == 0 else None, root=0)
     log_path = Path(workdir) / "log.lammps"
     params = params | {"ranks": comm.Get_size()}
-    threads = int(params.get("threads", 1))
-    cmdargs = ["-log", str(log_path), "-screen", "none", "-nocite"]
-    for name in ("x", "y", "z"):
-        cmdargs += ["-var", name, str(params[name])]
-    for name, value in params.get("vars", {}).items():
-        cmdargs += ["-var", str(name), str(value)]
-    if threads > 1:
-        cmdargs += ["-pk", "omp", str(threads), "-sf", "omp"]
+    cmdargs = lammps_arguments(params, log_path)
     script = deck.script(int(params["steps"]))
 
     comm.Barrier()
     started_at, start = now(), MPI.Wtime()
-    error = None
-    natoms, version = 0, ""
-    previous = os.getcwd()
     with StopRequest() as stop:
-        try:
-            os.chdir(deck.directory)
-            lmp = lammps.lammps(comm=comm, cmdargs=cmdargs)
-            try:
-                version = str(lmp.version())
-                if timeout is not None:
-                    lmp.command(f"timer timeout {max(1, round(timeout))}")
-                run_script(lmp, script, comm, stop)
-                natoms = int(lmp.get_natoms())
-                error = _stopped_early(lmp, timeout, stop)
-            except Exception as exc:
-                error = _error(exc)
-            if not _one_rank_error(error):  # closing is collective: only when every rank can
-                lmp.close()
-        except Exception as exc:
-            error = _error(exc)
-        finally:
-            os.chdir(previous)
+        natoms, version, error = _run_on_every_rank(
+            lammps, deck, cmdargs, script, comm, stop, timeout
+        )
     if _one_rank_error(error):
         if rank != 0:
             abort_job(comm, error)
@@ -167,13 +142,75 @@ def run_deck(
         log_tail=log.splitlines()[-20:],
         must_abort=_one_rank_error(error),
     )
+    return _with_result(outcome, log, error, wall, natoms)
+
+
+def lammps_arguments(params: dict[str, Any], log_path: Path) -> list[str]:
+    """LAMMPS's command line for ``params``: its log file, no screen output, the box size and
+    the deck's own variables, and the OpenMP package when ``threads`` > 1.
+
+    >>> lammps_arguments({"x": 2, "y": 1, "z": 1, "threads": 2}, Path("log.lammps"))[5:]
+    ['-var', 'x', '2', '-var', 'y', '1', '-var', 'z', '1', '-pk', 'omp', '2', '-sf', 'omp']
+    """
+    cmdargs = ["-log", str(log_path), "-screen", "none", "-nocite"]
+    for name in ("x", "y", "z"):
+        cmdargs += ["-var", name, str(params[name])]
+    for name, value in params.get("vars", {}).items():
+        cmdargs += ["-var", str(name), str(value)]
+    threads = int(params.get("threads", 1))
+    if threads > 1:
+        cmdargs += ["-pk", "omp", str(threads), "-sf", "omp"]
+    return cmdargs
+
+
+def _run_on_every_rank(
+    lammps: Any,
+    deck: Deck,
+    cmdargs: list[str],
+    script: str,
+    comm: Any,
+    stop: StopRequest,
+    timeout: float | None,
+) -> tuple[int, str, dict[str, str] | None]:
+    """This rank's part of the run, in the deck's directory: ``(atoms, LAMMPS version,
+    error)``, the error None when the run went to its end. LAMMPS is closed (collectively)
+    unless one rank alone failed."""
+    error = None
+    natoms, version = 0, ""
+    previous = os.getcwd()
+    try:
+        os.chdir(deck.directory)
+        lmp = lammps.lammps(comm=comm, cmdargs=cmdargs)
+        try:
+            version = str(lmp.version())
+            if timeout is not None:
+                lmp.command(f"timer timeout {max(1, round(timeout))}")
+            run_script(lmp, script, comm, stop)
+            natoms = int(lmp.get_natoms())
+            error = _stopped_early(lmp, timeout, stop)
+        except Exception as exc:
+            error = _error(exc)
+        if not _one_rank_error(error):  # closing is collective: only when every rank can
+            lmp.close()
+    except Exception as exc:
+        error = _error(exc)
+    finally:
+        os.chdir(previous)
+    return natoms, version, error
+
+
+def _with_result(
+    outcome: RunOutcome, log: str, error: dict[str, str] | None, wall: float, natoms: int
+) -> RunOutcome:
+    """``outcome`` with its error, or with its timings read from the LAMMPS ``log`` (a run
+    without a 'Loop time' line is a ``NoLoopTime`` error)."""
     loop = parse_loop_time(log)
     if error is None and loop is None:
         error = {"type": "NoLoopTime", "message": "LAMMPS finished without a 'Loop time' line"}
     if error is not None:
         outcome.error = error
         return outcome
-    steps = int(params["steps"])
+    steps = int(outcome.params["steps"])
     outcome.result = {
         "wall_seconds": round(wall, 6),
         "loop_seconds": loop,
