@@ -165,7 +165,22 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
 
 
 def build_parser() -> Parser:
+    """The ``lammps-stream`` parser: the global options, then the commands group by group."""
     parser = Parser(prog="lammps-stream", description="Stream LAMMPS runs into online models.")
+    _add_global_options(parser)
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=Parser
+    )
+    _add_stack_commands(sub)
+    _add_producer_commands(sub)
+    _add_service_commands(sub)
+    _add_result_commands(sub)
+    _add_workflow_commands(sub)
+    return parser
+
+
+def _add_global_options(parser: argparse.ArgumentParser) -> None:
+    """The options before the command: ``--version``, the config, overrides, the bootstrap."""
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--config",
@@ -182,10 +197,10 @@ def build_parser() -> Parser:
         help="override any setting, e.g. --set kafka.partitions=6",
     )
     parser.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers")
-    sub = parser.add_subparsers(
-        dest="command", required=True, metavar="COMMAND", parser_class=Parser
-    )
 
+
+def _add_stack_commands(sub: argparse._SubParsersAction[Parser]) -> None:
+    """``stack``, ``kafka``, ``acls``: the local stack, the broker's tools and its ACLs."""
     stack = sub.add_parser("stack", help="start, stop or inspect the local Kafka + service")
     stack.add_argument("action", choices=["up", "down", "status"])
     stack.add_argument("--json", action="store_true", help="status as JSON")
@@ -210,6 +225,9 @@ def build_parser() -> Parser:
     shown.add_argument("--strimzi", action="store_true", help="as a KafkaUser's authorization")
     acls.set_defaults(handler=cmd_acls)
 
+
+def _add_producer_commands(sub: argparse._SubParsersAction[Parser]) -> None:
+    """``run-one``, ``produce``, ``submit``: running LAMMPS and publishing its records."""
     run_one = sub.add_parser("run-one", help="run one LAMMPS deck under MPI and publish its record")
     run_one.add_argument("--deck", help="lj, eam, chain, chute, rhodo, or a path")
     run_one.add_argument("-x", type=positive_int, default=1)
@@ -253,6 +271,9 @@ def build_parser() -> Parser:
     )
     submit.set_defaults(handler="producers.commands:submit")
 
+
+def _add_service_commands(sub: argparse._SubParsersAction[Parser]) -> None:
+    """``serve``, ``predictions``, ``models``, ``predict``: the model service and its answers."""
     serve = sub.add_parser("serve", help="run the model service (Faust worker) in the foreground")
     serve.add_argument("--stack-state", help=argparse.SUPPRESS)
     serve.set_defaults(handler="model_service.worker:serve")
@@ -306,6 +327,9 @@ def build_parser() -> Parser:
     )
     predict.set_defaults(handler="consumers.commands:predict")
 
+
+def _add_result_commands(sub: argparse._SubParsersAction[Parser]) -> None:
+    """``history``, ``evaluate``, ``plot``, ``report``: how well the models learned."""
     history = sub.add_parser("history", help="every model's scores against records learned")
     history.add_argument("--out", required=True, help="CSV file (or .parquet with pyarrow)")
     history.add_argument("--model")
@@ -326,6 +350,9 @@ def build_parser() -> Parser:
     report.add_argument("--out", required=True, help="directory for report.md, report.html")
     report.set_defaults(handler="consumers.commands:report")
 
+
+def _add_workflow_commands(sub: argparse._SubParsersAction[Parser]) -> None:
+    """``campaign``, ``demo``: the whole pipeline, to an accuracy target or end to end."""
     campaign = sub.add_parser(
         "campaign", help="launch runs until a held-out MAPE target or a core-seconds budget"
     )
@@ -367,7 +394,6 @@ def build_parser() -> Parser:
     demo.add_argument("--out", default="results/demo")
     demo.add_argument("--keep", action="store_true", help="leave the stack running")
     demo.set_defaults(handler=cmd_demo)
-    return parser
 
 
 def _add_filter_flags(parser: argparse.ArgumentParser, split: bool) -> None:
