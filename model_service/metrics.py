@@ -32,8 +32,15 @@ SCORE_NAMES = {
 # deviation it gives R² too. The model-quality dashboard pools them (deploy/dashboards).
 POOLING_NAMES = {
     "n": ("scored_records", "Runs each model's {what} scores are over, on this worker"),
-    "actual_mean": ("actual_mean_seconds", "Mean wall time of those runs"),
-    "actual_std": ("actual_stddev_seconds", "Standard deviation of their wall times (ddof=0)"),
+    "actual_mean": (
+        "actual_mean_seconds",
+        "Mean wall time of the runs each model's {what} scores are over, on this worker",
+    ),
+    "actual_std": (
+        "actual_stddev_seconds",
+        "Standard deviation (ddof=0) of the wall times of "
+        "the runs each model's {what} scores are over, on this worker",
+    ),
 }
 
 OUTGOING_TOPICS = ("predictions", "models", "dlq", "suggestions")  # what the worker writes

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -64,16 +65,31 @@ def _refused(web: Any) -> Any:
     )
 
 
-def add_views(
-    app: faust.App, service: ModelService, answer: Any, snapshots: SnapshotWriter
-) -> None:
-    shards = service.shards
+Answer = Callable[[dict[str, Any], str], Awaitable[list[dict[str, Any]]]]
 
-    def model_view(name: str) -> dict[str, Any]:
-        return shards.summary(name) | {
-            "origin": service.origins.get(name, "config"),
-            "snapshot_age_seconds": service.snapshot_age(name),
-        }
+
+def add_views(
+    app: faust.App, service: ModelService, answer: Answer, snapshots: SnapshotWriter
+) -> None:
+    """Every view on ``app``'s web port; ``answer(params, request_id)`` publishes and returns
+    every model's prediction (the app's own, shared with ``lammps.requests``)."""
+    _add_model_views(app, service, snapshots)
+    _add_predict_view(app, service, answer)
+    _add_metrics_view(app, service)
+    _add_health_views(app, service)
+
+
+def _model_view(service: ModelService, name: str) -> dict[str, Any]:
+    """What ``GET /models/{name}`` shows of ``name``."""
+    return service.shards.summary(name) | {
+        "origin": service.origins.get(name, "config"),
+        "snapshot_age_seconds": service.snapshot_age(name),
+    }
+
+
+def _add_model_views(app: faust.App, service: ModelService, snapshots: SnapshotWriter) -> None:
+    """``/models`` and ``/models/{name}``: the zoo, read and changed."""
+    shards = service.shards
 
     @app.page("/models")
     class Models(View):
@@ -84,7 +100,7 @@ def add_views(
                 return _refused(self)
             return self.json(
                 {
-                    "models": [model_view(name) for name in shards.names],
+                    "models": [_model_view(service, name) for name in shards.names],
                     "recommended": shards.recommended(),
                     "partitions": sorted(shards.by_partition),
                 }
@@ -111,7 +127,7 @@ def add_views(
                     status=409,
                 )
             replayed = await add_model(service, snapshots, spec)
-            return self.json(model_view(spec.name) | {"replayed": replayed}, status=201)
+            return self.json(_model_view(service, spec.name) | {"replayed": replayed}, status=201)
 
     @app.page("/models/{name}")
     class Model(View):
@@ -122,7 +138,7 @@ def add_views(
                 return _refused(self)
             if name not in shards.specs:
                 return self.json(_unknown(service, name), status=404)
-            return self.json(model_view(name))
+            return self.json(_model_view(service, name))
 
         async def delete(self, request: Any, name: str) -> Any:
             if not _authorized(service, request):
@@ -136,6 +152,11 @@ def add_views(
                 )
             await remove_model(service, snapshots, name)
             return self.json({"removed": name})
+
+
+def _add_metrics_view(app: faust.App, service: ModelService) -> None:
+    """``/metrics``: the per-model gauges brought up to date, then the exposition."""
+    shards = service.shards
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
@@ -154,9 +175,10 @@ def add_views(
             m.lag.labels(partition=str(partition)).set(lag)
         return web.bytes(m.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
-    @app.page("/healthz")
-    async def healthz(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok", "uptime_seconds": time.time() - service.started_at})
+
+def _add_predict_view(app: faust.App, service: ModelService, answer: Answer) -> None:
+    """``POST /predict``: every model's prediction for the parameters sent, now."""
+    shards = service.shards
 
     @app.page("/predict")
     class Predict(View):
@@ -199,6 +221,14 @@ def add_views(
                     "unfamiliar": shards.unfamiliar(params),
                 }
             )
+
+
+def _add_health_views(app: faust.App, service: ModelService) -> None:
+    """``/healthz`` (the process answers) and ``/readyz`` (it holds its partitions)."""
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok", "uptime_seconds": time.time() - service.started_at})
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:

@@ -68,6 +68,8 @@ def q(expr: str, legend: str = "") -> Query:
 # scores of all the runs: exactly what one worker holding every partition would report.
 # POOLED maps each such query to the series it pools (what its value is: seconds, a ratio).
 POOLED: dict[str, str] = {}
+# An SST below this share of Σy² is rounding, not spread (a relative spread under ~3e-5).
+ROUNDING = 1e-9
 
 
 def _pooling(series: str, expr: str) -> str:
@@ -94,16 +96,21 @@ def pooled_rmse(stream: str) -> str:
 
 
 def pooled_r2(stream: str) -> str:
-    """R² over every worker: 1 - SSE / SST, SST = Σy² - (Σy)²/n from each worker's n, mean
-    and standard deviation of the actual wall times; no value while SST is 0."""
+    """R² over every worker: 1 - SSE / SST, SST summed about the pooled mean from each worker's
+    n, mean and standard deviation of the actual wall times (Σn·sd² + Σn·(mean - pooled mean)²:
+    no cancellation, 0 when every run took one time); no value while SST is 0 or within
+    rounding of it, as a worker's own R² has none then."""
     n = f"lammps_stream_{stream}_scored_records"
     mean = f"lammps_stream_{stream}_actual_mean_seconds"
     std = f"lammps_stream_{stream}_actual_stddev_seconds"
     sse = f"sum by (model) ({n} * lammps_stream_{stream}_rmse_seconds ^ 2)"
-    squares = f"sum by (model) ({n} * ({std} ^ 2 + {mean} ^ 2))"
-    total = f"sum by (model) ({n} * {mean})"
-    sst = f"({squares} - ({total}) ^ 2 / sum by (model) ({n}))"
-    return _pooling(f"lammps_stream_{stream}_r2_ratio", f"1 - {sse} / ({sst} > 0)")
+    pooled_mean = f"(sum by (model) ({n} * {mean}) / sum by (model) ({n}))"
+    within = f"sum by (model) ({n} * {std} ^ 2)"
+    between = f"sum by (model) ({n} * ({mean} - on (model) group_left () {pooled_mean}) ^ 2)"
+    squares = f"sum by (model) ({n} * {mean} ^ 2)"
+    sst = f"({within} + {between})"
+    guarded = f"({sst} > {ROUNDING} * {squares})"
+    return _pooling(f"lammps_stream_{stream}_r2_ratio", f"1 - {sse} / {guarded}")
 
 
 def pooled_coverage() -> str:

@@ -109,7 +109,8 @@ def test_alert_thresholds_keep_their_numbers_whole() -> None:
     )
     assert result.returncode == 0, result.stderr
     (rule,) = [d for d in yaml.safe_load_all(result.stdout) if d]
-    exprs = {r["alert"]: r["expr"] for r in rule["spec"]["groups"][0]["rules"]}
+    rules = [r for group in rule["spec"]["groups"] for r in group["rules"]]
+    exprs = {r.get("alert") or r["record"]: r["expr"] for r in rules}
     stale = exprs["LammpsStreamSnapshotsStale"]
     assert "> 1209600\n" in stale and "[1209600s]" in stale, stale
     assert ">= 2500000\n" in exprs["LammpsStreamModelR2Low"]

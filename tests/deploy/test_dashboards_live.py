@@ -221,6 +221,7 @@ def test_prometheus_loads_and_evaluates_the_alert_rules(fed: str) -> None:
     groups = api(fed, "rules")["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
     assert {r["name"] for r in rules} == {
+        "model:lammps_stream_prequential_r2_ratio:pooled",  # what the R² alerts read
         "LammpsStreamNothingLearned",
         "LammpsStreamDeadLetters",
         "LammpsStreamModelR2Low",
@@ -238,3 +239,5 @@ def test_prometheus_loads_and_evaluates_the_alert_rules(fed: str) -> None:
         fed,
         timeout=20,
     )
+    pooled = "model:lammps_stream_prequential_r2_ratio:pooled"
+    wait_for(lambda: len(instant(fed, pooled)) > 0, f"{pooled} recorded", fed, timeout=20)

@@ -1,10 +1,12 @@
 """The model-quality dashboard pools several workers' scores into the scores of all their
-runs: a real Prometheus (Debian `prometheus`) scrapes two workers' real `/metrics` exposition,
-each scoring a different share of the runs, and every quality panel's query, as the chart ships
-it, must give what one worker scoring every run would report."""
+runs: a real Prometheus (Debian `prometheus`, the chart's rules loaded) scrapes two workers'
+real `/metrics` exposition, each scoring a different share of the runs, and every quality
+panel's query as the chart ships it, and the pooled R² the alerts read, must give what one
+worker scoring every run would report."""
 
 from __future__ import annotations
 
+import math
 import random
 import shutil
 import threading
@@ -27,6 +29,8 @@ WORKER_PORTS = (19192 + PORT_OFFSET, 19193 + PORT_OFFSET)
 PROMETHEUS_PORT = 19194 + PORT_OFFSET
 # (inside the interval, test runs with one) on each worker
 COVERAGE = ((9, 10), (3, 6))
+MODELS = ("pa", "linear", "knn")
+POOLED_R2 = "model:lammps_stream_prequential_r2_ratio:pooled"
 SCORED_PANELS = {
     "Prequential MAE, by model": ("prequential", "mae"),
     "Prequential R², by model": ("prequential", "r2"),
@@ -47,6 +51,11 @@ def _runs(rng: random.Random, n: int, scale: float) -> list[tuple[float, float]]
     return pairs
 
 
+def _same_time(rng: random.Random, n: int) -> list[tuple[float, float]]:
+    """Runs that all took 5 s: no spread, so no R² (a worker's own R² has none either)."""
+    return [(5.0, rng.uniform(4.0, 6.0)) for _ in range(n)]
+
+
 def _scored(pairs: list[tuple[float, float]]) -> Scores:
     scores = Scores()
     for actual, predicted in pairs:
@@ -56,18 +65,21 @@ def _scored(pairs: list[tuple[float, float]]) -> Scores:
 
 @pytest.fixture(scope="module")
 def expected_and_workers() -> tuple[dict[tuple[str, str], Scores], list[ServiceMetrics]]:
-    """Two workers' metrics (`pa` scored on both; `linear` has no test runs on the second) and
-    the scores of all their runs together."""
+    """Two workers' metrics (`pa` scored on both; `linear` has no test runs on the second;
+    `knn`'s train runs all took one time, and it has no test runs) and the scores of all
+    their runs together."""
     rng = random.Random(7)
     runs = {
         ("pa", "prequential"): (_runs(rng, 37, 1.0), _runs(rng, 63, 4.0)),
         ("pa", "test"): (_runs(rng, 11, 2.0), _runs(rng, 5, 1.0)),
         ("linear", "prequential"): (_runs(rng, 20, 1.0), _runs(rng, 45, 3.0)),
         ("linear", "test"): (_runs(rng, 9, 1.0), []),
+        ("knn", "prequential"): (_same_time(rng, 7), _same_time(rng, 13)),
+        ("knn", "test"): ([], []),
     }
     workers = [ServiceMetrics(), ServiceMetrics()]
     for i, metrics in enumerate(workers):
-        for model in ("pa", "linear"):
+        for model in MODELS:
             streams = {s: _scored(runs[(model, s)][i]) for s in ("prequential", "test")}
             metrics.scores_of(model, streams)
             metrics.coverage_of(model, *COVERAGE[i])
@@ -99,15 +111,19 @@ def prometheus(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     """A real Prometheus scraping both workers every second as one job, as the chart's
-    ServiceMonitor scrapes the pods of one Deployment."""
+    ServiceMonitor scrapes the pods of one Deployment, with the chart's rules."""
     binary = shutil.which("prometheus")
     assert binary, "prometheus is not installed (.ci/run installs it with apt)"
     _, workers = expected_and_workers
     servers = [_serve(m, port) for m, port in zip(workers, WORKER_PORTS, strict=True)]
     root: Path = tmp_path_factory.mktemp("prometheus-pooled")
     targets = [f"127.0.0.1:{port}" for port in WORKER_PORTS]
+    objects = checks.render(checks.CHARTS[0], checks.CHARTS[0] / "values.yaml")
+    (rule,) = [obj for obj in objects if obj["kind"] == "PrometheusRule"]
+    (root / "rules.yml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(root / "rules.yml")],
         "scrape_configs": [{"job_name": "lammps-stream", "static_configs": [{"targets": targets}]}],
     }
     (root / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -125,8 +141,11 @@ def prometheus(
     url = f"http://127.0.0.1:{PROMETHEUS_PORT}"
     try:
         wait_for(
-            lambda: value(url, "count(lammps_stream_prequential_scored_records)") == 4,
-            "both workers' scores scraped",
+            lambda: (
+                value(url, "count(lammps_stream_prequential_scored_records)") == 6
+                and value(url, f"count({POOLED_R2})") == 2
+            ),
+            "both workers' scores scraped and the pooled R² recorded",
             url,
         )
         yield url
@@ -157,8 +176,17 @@ def test_each_quality_panel_gives_the_scores_of_every_run(
     expected, _ = expected_and_workers
     stream, score = SCORED_PANELS[title]
     shown = _by_model(prometheus, _panels()[title])
-    want = {model: getattr(expected[(model, stream)], score) for model in ("pa", "linear")}
-    assert shown == pytest.approx(want, rel=1e-9)
+    want = {model: getattr(expected[(model, stream)], score) for model in MODELS}
+    assert shown == pytest.approx({m: v for m, v in want.items() if not math.isnan(v)}, rel=1e-9)
+
+
+def test_the_alerts_read_the_same_pooled_r2(
+    prometheus: str,
+    expected_and_workers: tuple[dict[tuple[str, str], Scores], list[ServiceMetrics]],
+) -> None:
+    expected, _ = expected_and_workers
+    want = {m: expected[(m, "prequential")].r2 for m in ("pa", "linear")}
+    assert _by_model(prometheus, POOLED_R2) == pytest.approx(want, rel=1e-9)
 
 
 def test_a_workers_own_score_is_not_what_the_panel_shows(
@@ -180,4 +208,4 @@ def test_the_coverage_panel_pools_the_test_runs_of_every_worker(prometheus: str)
     shown = _by_model(prometheus, _panels()["Interval coverage on test runs, by model"])
     inside = sum(i for i, _ in COVERAGE)
     tested = sum(t for _, t in COVERAGE)
-    assert shown == pytest.approx({"pa": inside / tested, "linear": inside / tested}, rel=1e-12)
+    assert shown == pytest.approx({m: inside / tested for m in MODELS}, rel=1e-12)

@@ -10,8 +10,10 @@ import pytest
 
 from deploy import checks
 from deploy.checks import CHARTS, CheckError, Expression
+from deploy.dashboards.build import pooled_r2
 
 CHART = CHARTS[0]
+POOLED_R2 = "model:lammps_stream_prequential_r2_ratio:pooled"
 
 
 def test_promtool_is_installed() -> None:
@@ -30,12 +32,14 @@ def test_alert_rules_pass_promtool(values: Path) -> None:
         return
     (rule,) = rules
     out = checks.promtool_check_rules(rule["spec"]["groups"])
-    assert "SUCCESS: 8 rules found" in out, out
+    assert "SUCCESS: 9 rules found" in out, out
 
 
 def test_alerts_cover_what_the_issue_asks() -> None:
     objects = checks.render(CHART, CHART / "values.yaml")
     alerts = {e.source.rsplit(" ", 1)[1]: e.expr for e in checks.rule_expressions(objects)}
+    assert alerts.pop(POOLED_R2).strip() == pooled_r2("prequential")  # what the dashboard shows
+    assert POOLED_R2 in alerts["LammpsStreamModelR2Low"]
     assert set(alerts) == {
         "LammpsStreamNothingLearned",
         "LammpsStreamDeadLetters",
