@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,6 +125,9 @@ class Outcome:
         return [step.prediction for step in self.steps]
 
 
+COMPACT_AFTER = 4096  # offsets left behind before RecentIds drops them from its array
+
+
 class RecentIds:
     """The run_ids of the last ``size`` offsets of a partition, to skip a run published
     twice. The window is counted in offsets, not in ids, so that a worker that rebuilds it
@@ -133,22 +137,34 @@ class RecentIds:
     >>> ids = RecentIds(size=3)
     >>> [ids.add(run_id, offset) for offset, run_id in enumerate(["a", "b", "a", "c", "a"])]
     [True, True, False, True, True]
+
+    The offsets are kept as machine integers beside the ids (an ``array``, read from
+    ``head``), not as a tuple and an int object per id: ~5 MiB for a full window of 100,000
+    ids instead of ~13.
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.order: deque[tuple[int, str]] = deque()
+        self.ids: deque[str] = deque()
+        self.offsets = array("q")  # the offset of each id in ``ids``, from ``head`` on
+        self.head = 0
         self.members: set[str] = set()
 
     def add(self, run_id: str, offset: int) -> bool:
         """Remember ``run_id`` found at ``offset``; False if it was already among those of
         the last ``size`` offsets."""
-        while self.order and self.order[0][0] <= offset - self.size:
-            self.members.discard(self.order.popleft()[1])
+        offsets, oldest = self.offsets, offset - self.size
+        while self.head < len(offsets) and offsets[self.head] <= oldest:
+            self.members.discard(self.ids.popleft())
+            self.head += 1
+        if self.head > COMPACT_AFTER and 2 * self.head > len(offsets):
+            del offsets[: self.head]  # amortised: at most as many moves as ids left since
+            self.head = 0
         if run_id in self.members:
             return False
         if self.size:
-            self.order.append((offset, run_id))
+            offsets.append(offset)
+            self.ids.append(run_id)
             self.members.add(run_id)
         return True
 
