@@ -4,6 +4,7 @@ returns once the port answers), ask its HTTP API, wait for what it scrapes."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 import urllib.parse
@@ -11,6 +12,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from deploy import checks
 from lammps_stream.broker import port_open
 
 
@@ -65,3 +69,26 @@ def value(url: str, expr: str) -> float:
     """The first sample of ``expr`` now, 0 when it has none."""
     result = instant(url, expr)
     return float(result[0]["value"][1]) if result else 0.0
+
+
+def start_prometheus(root: Path, config: dict[str, Any], port: int) -> subprocess.Popen[bytes]:
+    """Debian's Prometheus on ``port`` with ``config``, its files under ``root``."""
+    binary = shutil.which("prometheus")
+    assert binary, "prometheus is not installed (.ci/run installs it with apt)"
+    (root / "prometheus.yml").write_text(yaml.safe_dump(config))
+    command = [
+        binary,
+        f"--config.file={root / 'prometheus.yml'}",
+        f"--storage.tsdb.path={root / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    return start_process(command, port, "prometheus", root / "prometheus.log")
+
+
+def chart_rules(path: Path) -> Path:
+    """The chart's PrometheusRule written to ``path`` as a plain rules file, as
+    docs/kubernetes.md shows."""
+    objects = checks.render(checks.CHARTS[0], checks.CHARTS[0] / "values.yaml")
+    (rule,) = [obj for obj in objects if obj["kind"] == "PrometheusRule"]
+    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}, sort_keys=False))
+    return path

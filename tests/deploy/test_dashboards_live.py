@@ -22,8 +22,10 @@ from lammps_stream.schemas import encode, example_run_record, new_id, now
 from tests.conftest import PORT_OFFSET
 from tests.deploy.live_prometheus import (
     api,
+    chart_rules,
     instant,
     start_process,
+    start_prometheus,
     stop_process,
     targets_up,
     value,
@@ -61,11 +63,7 @@ def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def alert_rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The chart's PrometheusRule as a plain rules file, as docs/kubernetes.md shows."""
-    objects = checks.render(checks.CHARTS[0], checks.CHARTS[0] / "values.yaml")
-    (rule,) = [obj for obj in objects if obj["kind"] == "PrometheusRule"]
-    path = tmp_path_factory.mktemp("rules") / "rules.yml"
-    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}, sort_keys=False))
-    return path
+    return chart_rules(tmp_path_factory.mktemp("rules") / "rules.yml")
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +71,6 @@ def prometheus(
     stack: Config, pushgateway: str, alert_rules: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A real Prometheus from deploy/prometheus/prometheus.yml, pointed at the test stack."""
-    binary = shutil.which("prometheus")
-    assert binary, "prometheus is not installed (.ci/run installs it with apt)"
     root = tmp_path_factory.mktemp("prometheus")
     config = yaml.safe_load((checks.ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
@@ -86,18 +82,7 @@ def prometheus(
     assert {job["job_name"] for job in config["scrape_configs"]} == set(targets)
     for job in config["scrape_configs"]:
         job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
-    (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-    proc = start_process(
-        [
-            binary,
-            f"--config.file={root / 'prometheus.yml'}",
-            f"--storage.tsdb.path={root / 'data'}",
-            f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}",
-        ],
-        PROMETHEUS_PORT,
-        "prometheus",
-        root / "prometheus.log",
-    )
+    proc = start_prometheus(root, config, PROMETHEUS_PORT)
     url = f"http://127.0.0.1:{PROMETHEUS_PORT}"
     try:
         wait_for(lambda: targets_up(url) == set(targets), "both scrape targets up", url)

@@ -8,20 +8,25 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import yaml
 
 from deploy import checks
 from lammps_stream.scoring import Scores
 from model_service.metrics import CONTENT_TYPE, ServiceMetrics
 from tests.conftest import PORT_OFFSET
-from tests.deploy.live_prometheus import instant, start_process, stop_process, value, wait_for
+from tests.deploy.live_prometheus import (
+    chart_rules,
+    instant,
+    start_prometheus,
+    stop_process,
+    value,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -112,32 +117,16 @@ def prometheus(
 ) -> Iterator[str]:
     """A real Prometheus scraping both workers every second as one job, as the chart's
     ServiceMonitor scrapes the pods of one Deployment, with the chart's rules."""
-    binary = shutil.which("prometheus")
-    assert binary, "prometheus is not installed (.ci/run installs it with apt)"
     _, workers = expected_and_workers
     servers = [_serve(m, port) for m, port in zip(workers, WORKER_PORTS, strict=True)]
     root: Path = tmp_path_factory.mktemp("prometheus-pooled")
     targets = [f"127.0.0.1:{port}" for port in WORKER_PORTS]
-    objects = checks.render(checks.CHARTS[0], checks.CHARTS[0] / "values.yaml")
-    (rule,) = [obj for obj in objects if obj["kind"] == "PrometheusRule"]
-    (root / "rules.yml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(root / "rules.yml")],
+        "rule_files": [str(chart_rules(root / "rules.yml"))],
         "scrape_configs": [{"job_name": "lammps-stream", "static_configs": [{"targets": targets}]}],
     }
-    (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-    proc = start_process(
-        [
-            binary,
-            f"--config.file={root / 'prometheus.yml'}",
-            f"--storage.tsdb.path={root / 'data'}",
-            f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}",
-        ],
-        PROMETHEUS_PORT,
-        "prometheus",
-        root / "prometheus.log",
-    )
+    proc = start_prometheus(root, config, PROMETHEUS_PORT)
     url = f"http://127.0.0.1:{PROMETHEUS_PORT}"
     try:
         wait_for(
@@ -184,9 +173,16 @@ def test_the_alerts_read_the_same_pooled_r2(
     prometheus: str,
     expected_and_workers: tuple[dict[tuple[str, str], Scores], list[ServiceMetrics]],
 ) -> None:
+    """The rule is evaluated every second on what has been scraped so far: it may first have
+    seen one worker only, so wait for an evaluation after both were scraped."""
     expected, _ = expected_and_workers
     want = {m: expected[(m, "prequential")].r2 for m in ("pa", "linear")}
-    assert _by_model(prometheus, POOLED_R2) == pytest.approx(want, rel=1e-9)
+    wait_for(
+        lambda: _by_model(prometheus, POOLED_R2) == pytest.approx(want, rel=1e-9),
+        f"{POOLED_R2} to read the R² of every run: {want}",
+        prometheus,
+        timeout=10,
+    )
 
 
 def test_a_workers_own_score_is_not_what_the_panel_shows(

@@ -163,3 +163,22 @@ def test_rolling_scores_forget_old_errors() -> None:
     state = learner.state["bayes_linear"]
     assert state.prequential_recent.scores().n == 10
     assert state.prequential_recent.scores().mae < state.prequential.mae
+
+
+def test_the_run_id_window_forgets_by_offset_and_stays_small() -> None:
+    """A run_id comes back as a duplicate within ``size`` offsets and as new after; the window
+    never holds more than ``size`` ids, nor its array of offsets much more than twice that."""
+    from model_service.learner import COMPACT_AFTER, RecentIds
+
+    ids = RecentIds(size=1000)
+    offset = 0
+    for i in range(20 * COMPACT_AFTER):
+        offset += 1 + i % 3  # gaps: dead letters and duplicates hold no id
+        assert ids.add(f"run-{i}", offset)
+        if i >= 10:
+            back = i - 10  # 10 runs back: at most 30 offsets, inside the window
+            assert not ids.add(f"run-{back}", offset)
+        assert len(ids.ids) <= 1000 and len(ids.members) == len(ids.ids)
+        assert len(ids.offsets) - ids.head == len(ids.ids)
+        assert len(ids.offsets) <= 2 * max(1000, COMPACT_AFTER) + 1
+    assert ids.add("run-0", offset)  # long out of the window: new again
