@@ -180,7 +180,7 @@ def _add_learning(w: Wiring) -> None:
     """``lammps.runs`` in, in batches; each batch's predictions, due snapshots and due
     suggestions out."""
     service, config = w.service, w.config
-    topic = config.kafka.topics.predictions
+    predictions = config.kafka.topics.predictions
 
     @w.app.agent(w.app.topic(config.kafka.topics.runs, **RAW), name="learn")
     async def learn(stream: Any) -> None:
@@ -197,7 +197,9 @@ def _add_learning(w: Wiring) -> None:
                     result = await _handle(w, event.message)
                     if result is not None:
                         handled.append(result)
-                await publish_batch(w.app.producer, topic, service, handled, w.publish_failures)
+                await publish_batch(
+                    w.app.producer, predictions, service, handled, w.publish_failures
+                )
                 partitions = sorted({p for p, _, _ in handled})
                 w.snapshots.soon(service.due_snapshots(partitions, spread=True))
             for partition in sorted({p for p, _, o in handled if o.kind == "learned"}):
@@ -295,15 +297,15 @@ def _add_rebalancing(w: Wiring) -> None:
     """Partitions given: their shards rebuilt from snapshots and a replay. Taken away: their
     shards snapshotted first, so the next owner resumes where they stood. Stopping: every
     shard snapshotted."""
-    app, service = w.app, w.service
+    app, service, runs = w.app, w.service, w.config.kafka.topics.runs
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-        await _take_over(w, {tp.partition for tp in assigned if tp.topic == _runs(w)})
+        await _take_over(w, {tp.partition for tp in assigned if tp.topic == runs})
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-        gone = sorted({tp.partition for tp in revoked if tp.topic == _runs(w)})
+        gone = sorted({tp.partition for tp in revoked if tp.topic == runs})
         gone = [p for p in gone if p in service.shards.by_partition]
         if gone:
             await w.snapshots.publish(service.due_snapshots(gone, force=True))
@@ -318,10 +320,6 @@ def _add_rebalancing(w: Wiring) -> None:
             task.cancel()
         service.close()
         await w.snapshots.publish(service.due_snapshots(force=True))
-
-
-def _runs(w: Wiring) -> str:
-    return w.config.kafka.topics.runs
 
 
 async def _take_over(w: Wiring, wanted: set[int]) -> None:
