@@ -31,6 +31,8 @@ from lammps_stream.errors import ConfigError
 
 ENV_PREFIX = "LAMMPS_STREAM_"
 CONFIG_ENV = "LAMMPS_STREAM_CONFIG"
+# set by run-one for its ranks, not a setting: where a rank that aborts the job says why
+ABORT_FILE_ENV = "LAMMPS_STREAM_ABORT_FILE"
 DEFAULT_FILE = "lammps-stream.yaml"
 TIME_LIMIT_FORMATS = "minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"  # as sbatch reads
 
@@ -509,7 +511,7 @@ def _env_settings(env: typing.Mapping[str, str]) -> dict[str, str]:
     by_env = {ENV_PREFIX + key.replace(".", "_").upper(): key for key in _known_keys()}
     settings = {}
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+        if not name.startswith(ENV_PREFIX) or name in (CONFIG_ENV, ABORT_FILE_ENV):
             continue
         if name not in by_env:
             close = difflib.get_close_matches(name, list(by_env), n=1, cutoff=0.85)

@@ -29,10 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lammps_stream.config import Config, child_env, write_config
+from lammps_stream.config import ABORT_FILE_ENV, Config, child_env, write_config
 from lammps_stream.errors import TerminatedError
 from lammps_stream.schemas import now
 from producers.decks import resolve_deck
+from producers.handoff import read_whole, write_whole
 from producers.mpi import launch_env, mpiexec
 from producers.publisher import Delivery, Publisher
 from producers.records import failed_record, run_record
@@ -113,12 +114,8 @@ def write_report(
     """
 
     def report(summary: dict[str, Any]) -> None:
-        partial = path.with_suffix(".partial")
-        try:
-            partial.write_text(json.dumps(summary))
-            partial.replace(path)
-        except OSError:  # rank 0 on another node than the launcher: stdout still tells it
-            pass
+        with contextlib.suppress(OSError):  # rank 0 on another node: stdout still tells it
+            write_whole(path, summary)
         then(summary)
 
     return report
@@ -126,10 +123,7 @@ def write_report(
 
 def read_report(path: Path) -> dict[str, Any] | None:
     """The summary rank 0 wrote to ``path``, or None if it wrote none."""
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
+    return read_whole(path)
 
 
 def _take_report(path: Path) -> RunReport | None:
@@ -245,53 +239,60 @@ def launch(config: Config, plan: RunPlan, config_file: Path | None = None) -> Ru
     timeout = config.producer.timeout_seconds
     submitted_at = now()
     report_file = config_file.parent / f"report-{plan.run_id}.json"
-    report_file.unlink(missing_ok=True)
+    abort_file = config_file.parent / f"abort-{plan.run_id}.json"
+    for stale in (report_file, abort_file):
+        stale.unlink(missing_ok=True)
     args = [*run_one_args(plan, submitted_at), "--report-file", str(report_file)]
     command = mpi_command(config, int(plan.params["ranks"]), args)
     env = child_env(config_file, launch_env(int(plan.params.get("threads", 1))))
-    proc = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        text=True,
-        start_new_session=True,
-    )
-    stop = functools.partial(_stopped, config, plan, proc, report_file, submitted_at)
-    with _terminable():  # around the stopping too: a second SIGTERM must not cut it short
-        try:
-            out, err = proc.communicate(timeout=timeout + KILL_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            return stop(
-                "Timeout", f"run exceeded {timeout:.0f} s and did not stop; its ranks were killed"
-            )
-        except _Terminated:
-            return _ask_to_stop(proc, report_file) or stop(
-                TERMINATED,
-                "the launcher was sent SIGTERM (scancel, or the job's time limit); its ranks "
-                f"did not stop within {STOP_GRACE_SECONDS:.0f} s and were killed",
-            )
-        except KeyboardInterrupt:  # Ctrl-C: the ranks, in a session of their own, never see it
-            if _ask_to_stop(proc, report_file) is None:
-                stop(
-                    TERMINATED,
-                    f"interrupted (Ctrl-C); its ranks did not stop within "
-                    f"{STOP_GRACE_SECONDS:.0f} s and were killed",
+    env[ABORT_FILE_ENV] = str(abort_file)
+    try:
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+            start_new_session=True,
+        )
+        stop = functools.partial(_stopped, config, plan, proc, report_file, submitted_at)
+        with _terminable():  # around the stopping too: a second SIGTERM must not cut it short
+            try:
+                out, err = proc.communicate(timeout=timeout + KILL_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                return stop(
+                    "Timeout",
+                    f"run exceeded {timeout:.0f} s and did not stop; its ranks were killed",
                 )
-            raise
-    reported = _take_report(report_file)
-    if reported is not None:
-        return reported
-    summary = _last_json_line(out)
-    if summary is not None:
-        return RunReport(**summary)
-    aborted = parse_abort(err)
-    if aborted is not None:
-        message = f"{aborted['type']}: {aborted['message']}"
-        return _report_failure(config, plan, submitted_at, "MPIAbort", message)
-    message = (err.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
-    return _report_failure(config, plan, submitted_at, "LaunchFailed", message)
+            except _Terminated:
+                return _ask_to_stop(proc, report_file) or stop(
+                    TERMINATED,
+                    "the launcher was sent SIGTERM (scancel, or the job's time limit); its ranks "
+                    f"did not stop within {STOP_GRACE_SECONDS:.0f} s and were killed",
+                )
+            except KeyboardInterrupt:  # Ctrl-C: the ranks, in a session of their own, never see it
+                if _ask_to_stop(proc, report_file) is None:
+                    stop(
+                        TERMINATED,
+                        f"interrupted (Ctrl-C); its ranks did not stop within "
+                        f"{STOP_GRACE_SECONDS:.0f} s and were killed",
+                    )
+                raise
+        reported = _take_report(report_file)
+        if reported is not None:
+            return reported
+        summary = _last_json_line(out)
+        if summary is not None:
+            return RunReport(**summary)
+        aborted = read_whole(abort_file) or parse_abort(err)
+        if aborted is not None:
+            message = f"{aborted['type']}: {aborted['message']}"
+            return _report_failure(config, plan, submitted_at, "MPIAbort", message)
+        message = (err.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        return _report_failure(config, plan, submitted_at, "LaunchFailed", message)
+    finally:  # read above only when no rank reported: never left behind
+        abort_file.unlink(missing_ok=True)
 
 
 def produce(

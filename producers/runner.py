@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lammps_stream.config import ABORT_FILE_ENV
 from lammps_stream.schemas import BREAKDOWN_SECTIONS, now
 from producers.decks import Deck
+from producers.handoff import write_whole
 from producers.stop_signals import StopRequest, run_script
 
 _LOOP = re.compile(r"^Loop time of ([0-9.eE+-]+) on", re.MULTILINE)
@@ -225,7 +227,14 @@ ABORT_MARKER = "LAMMPS_STREAM_RUN_ERROR "
 
 
 def abort_job(comm: Any, error: dict[str, str]) -> None:
-    """Tell the launcher why (one marked stderr line), then abort every rank of the job."""
+    """Tell the launcher why, then abort every rank of the job: one marked stderr line, and,
+    when the launcher named one (``LAMMPS_STREAM_ABORT_FILE``), the same error in that file.
+    mpiexec may tear its stderr forwarding down before it passes the line on; the file is
+    there before the abort starts."""
+    path = os.environ.get(ABORT_FILE_ENV)
+    if path:
+        with contextlib.suppress(OSError):  # the stderr line still goes
+            write_whole(Path(path), error)
     sys.stderr.write(ABORT_MARKER + json.dumps(error) + "\n")
     sys.stderr.flush()
     comm.Abort(1)
