@@ -14,7 +14,14 @@ import math
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 
 from lammps_stream.schemas import FAILURE_TYPES, failure_type
 from lammps_stream.scoring import Scores
@@ -53,6 +60,10 @@ STREAMS = {
 }
 
 __all__ = ["CONTENT_TYPE", "ServiceMetrics"]
+
+# No ``*_created`` series beside each counter and histogram: nothing reads them (``rate`` and
+# ``increase`` find resets themselves), and they doubled the series a worker exposes.
+disable_created_metrics()
 
 
 class ServiceMetrics:

@@ -27,6 +27,16 @@ def test_series_are_named_with_units_and_a_model_label() -> None:
         assert name.startswith("lammps_stream_")
 
 
+def test_counters_and_histograms_come_without_created_series() -> None:
+    m = ServiceMetrics()
+    m.model_step("linear", 1e-4, 2e-4)
+    m.record("learned")
+    text = m.exposition().decode()
+    assert 'lammps_stream_records_total{outcome="learned"} 1.0' in text
+    assert "lammps_stream_learn_seconds_count" in text
+    assert "_created" not in text
+
+
 def test_a_models_error_count_starts_at_0_and_goes_with_the_model() -> None:
     m = ServiceMetrics()
     m.track("knn")
