@@ -15,7 +15,8 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	@command -v python3 >/dev/null || { echo "python3 not found: install Python 3.11+"; exit 2; }
-	test -x $(PY) || python3 -m venv $(VENV)
+	@bash .ci/system-deps.sh venv
+	$(PY) -m pip --version >/dev/null 2>&1 || python3 -m venv --clear $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[all]'
 	@touch $@
@@ -66,7 +67,7 @@ MAX_CORE_SECONDS ?=
 TARGET_MAPE ?= 0.10
 SAMPLER ?= suggest
 .PHONY: campaign
-campaign: install
+campaign: install system-demo
 	$(CLI) stack up
 ifdef MAX_CORE_SECONDS
 	-$(CLI) campaign --space docs/examples/campaign.yaml --sampler $(SAMPLER) --seed 1 \

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # What `make demo` and `make test` need from outside Python, installed when missing:
+#   bash .ci/system-deps.sh venv   # what makes .venv/ (Debian's python3-venv: venv and pip)
 #   bash .ci/system-deps.sh demo   # java 17+, Maven (the local Kafka), openssl (its TLS)
 #   bash .ci/system-deps.sh test   # the same, plus Prometheus, the Pushgateway, a single-node
 #                                  # Slurm (.ci/slurm.sh up) and helm (.ci/helm.sh)
@@ -9,10 +10,12 @@ cd "$(dirname "$0")/.."
 what="${1:-demo}"
 
 missing=()
-command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
-command -v mvn >/dev/null || missing+=(maven)
-command -v openssl >/dev/null || missing+=(openssl)   # the stack's TLS certificates
 python3 -c "import ensurepip, venv" 2>/dev/null || missing+=(python3-venv)
+if [[ "$what" != venv ]]; then
+  command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null || missing+=(maven)
+  command -v openssl >/dev/null || missing+=(openssl)   # the stack's TLS certificates
+fi
 if [[ "$what" == test ]]; then
   command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
   command -v prometheus >/dev/null || missing+=(prometheus)
