@@ -14,11 +14,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from consumers.service_api import ServiceApi
 from lammps_stream.broker import ensure_topics, make_producer
 from lammps_stream.config import Config, TopicsConfig, load_config, write_config
 from lammps_stream.errors import BrokerUnavailableError, LammpsStreamError
 from lammps_stream.schemas import encode
+from lammps_stream.service_api import ServiceApi
 
 
 class MissingClientError(LammpsStreamError):

@@ -43,10 +43,10 @@ from benchmarks.harness import (
     machine,
     publish,
 )
-from consumers.service_api import ServiceApi
 from lammps_stream.config import Config
 from lammps_stream.errors import BrokerUnavailableError, UsageError
 from lammps_stream.schemas import encode, new_id
+from lammps_stream.service_api import ServiceApi
 
 DATA = Path(__file__).resolve().parents[1] / "docs" / "data" / "campaign-runs.jsonl"
 WARM_UP = 200  # records every Kafka path handles untimed first (connections, first fetches)

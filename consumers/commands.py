@@ -24,8 +24,7 @@ from consumers.reader import (
     table_row,
     to_json_line,
 )
-from consumers.service_api import ServiceApi
-from lammps_stream.config import Config, run_seconds_within
+from lammps_stream.config import Config, run_seconds_within, yaml_problem
 from lammps_stream.console import console as make_console
 from lammps_stream.console import table as make_table
 from lammps_stream.errors import (
@@ -35,6 +34,7 @@ from lammps_stream.errors import (
     UsageError,
 )
 from lammps_stream.schemas import validate_params
+from lammps_stream.service_api import ServiceApi
 
 LIVE_ROWS = 20
 COLUMNS = ("run", "split", "params", "model", "predicted s", "actual s", "error s")
@@ -127,6 +127,7 @@ def evaluate(config: Config, args: argparse.Namespace) -> int:
     from consumers.evaluate import evaluate as score
     from consumers.output import writable_dir
 
+    out = writable_dir(Path(args.out)) if args.out else None  # before the topic is read
     result = score(load_predictions(config, split=args.split, model=args.model), args.split)
     if args.model and result.table.get(args.model, {}).get("n", 0) == 0:
         raise NoDataError(f"no {args.split} predictions for model {args.model} yet")
@@ -134,8 +135,7 @@ def evaluate(config: Config, args: argparse.Namespace) -> int:
         print(result.to_json())
     else:
         print(result.to_markdown(), end="")
-    if args.out:
-        out = writable_dir(Path(args.out))
+    if out is not None:
         (out / "evaluation.md").write_text(result.to_markdown())
         (out / "evaluation.json").write_text(result.to_json() + "\n")
     return 0
@@ -282,7 +282,7 @@ def walltime_flags(answer: dict[str, Any], timeout_seconds: float | None = None)
     >>> print(walltime_flags({"recommended": "m", "predictions": [{"model": "m",
     ...     "predicted_wall_seconds": 900.0, "interval": {"high": 1000.0}}]}, 900))
     sbatch --time=00:19:00   flux --time-limit=19m   # upper bound 1000 s (model m)
-    and --set producer.timeout_seconds=1000: runs are stopped at 900 s
+    and runs stop at 900 s; raise it: lammps-stream --set producer.timeout_seconds=1000 submit ...
     """
     limit = walltime_limit(answer, timeout_seconds)
     high = limit["upper_bound_seconds"]
@@ -295,9 +295,9 @@ def walltime_flags(answer: dict[str, Any], timeout_seconds: float | None = None)
         f"flux --time-limit={limit['flux_time_limit']}   # {basis} (model {limit['model']})"
     )
     if limit["timeout_seconds_needed"] is not None:
-        flags += (
-            f"\nand --set producer.timeout_seconds={limit['timeout_seconds_needed']}: runs are "
-            f"stopped at {timeout_seconds:.0f} s"
+        flags += (  # a global option: before the command
+            f"\nand runs stop at {timeout_seconds:.0f} s; raise it: lammps-stream --set "
+            f"producer.timeout_seconds={limit['timeout_seconds_needed']} submit ..."
         )
     return flags
 
@@ -346,12 +346,16 @@ def model_spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.spec:
         try:
-            spec = yaml.safe_load(Path(args.spec).read_text())
+            spec = yaml.safe_load(Path(args.spec).read_text(encoding="utf-8"))
         except OSError as err:
             raise UsageError(f"models add: cannot read --spec {args.spec}: {err}") from None
+        except UnicodeDecodeError:
+            raise UsageError(
+                f"models add: --spec {args.spec} is not UTF-8 text; save the YAML file as UTF-8"
+            ) from None
         except yaml.YAMLError as err:
             raise UsageError(
-                f"models add: --spec {args.spec} is not valid YAML ({_yaml_problem(err)})"
+                f"models add: --spec {args.spec} is not valid YAML ({yaml_problem(err)})"
             ) from None
         if not isinstance(spec, dict):
             raise UsageError(f"models add: {args.spec} must hold one mapping (name, class, ...)")
@@ -391,25 +395,10 @@ def _param(pair: str) -> tuple[str, Any]:
         return key, yaml.safe_load(value)
     except yaml.YAMLError as err:
         raise UsageError(
-            f"models add: --param {key}: cannot read {value!r} ({_yaml_problem(err)}); "
+            f"models add: --param {key}: cannot read {value!r} ({yaml_problem(err)}); "
             "write a number, "
             "a word, a list like [1, 2] or quoted text"
         ) from None
-
-
-def _yaml_problem(err: Exception) -> str:
-    """What PyYAML found wrong, on one line (its own message spans several).
-
-    >>> import yaml
-    >>> try:
-    ...     yaml.safe_load("model: pa\\nparams: [1, 2 z: 3")
-    ... except yaml.YAMLError as err:
-    ...     print(_yaml_problem(err))
-    expected ',' or ']', but got '<stream end>' at line 2
-    """
-    problem = getattr(err, "problem", None) or err.__class__.__name__
-    mark = getattr(err, "problem_mark", None)
-    return f"{problem} at line {mark.line + 1}" if mark is not None else problem
 
 
 def _one_name(args: argparse.Namespace) -> str:

@@ -9,12 +9,15 @@ each pod itself, or that hold credentials (which come from Secrets only), or tha
 local stack reads: the schema refuses them.
 
     python -m deploy.values_schema          # rewrite values.schema.json's config section
+    python -m deploy.values_schema --help   # say so, and change nothing
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
+import sys
 import typing
 from pathlib import Path
 from typing import Any
@@ -210,10 +213,22 @@ def schema_text() -> str:
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line: no options but ``--help``."""
+    return argparse.ArgumentParser(
+        prog="python -m deploy.values_schema",
+        description="Rewrite the config section of charts/lammps-stream/values.schema.json "
+        "from the settings in lammps_stream/config.py (the rest of the file is kept).",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite values.schema.json's config section; ``--help`` only says how."""
+    parser().parse_args(argv)
     SCHEMA_FILE.write_text(schema_text())
     print(f"wrote {SCHEMA_FILE}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -145,7 +145,9 @@ def apply(config: Config, role: str, user: str) -> list[Grant]:
     from kafka.errors import KafkaError
 
     if not user.strip():
-        raise UsageError("name the user to grant to, e.g. `lammps-stream acls client alice`")
+        raise UsageError(
+            f"name the user to grant to, e.g. `lammps-stream acls {role} alice --apply`"
+        )
     wanted = grants(config, role)
     acls = [
         ACL(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -29,6 +30,55 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+    def parse_args(
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        """As argparse's, but a global option given after the command is shown before it."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            words = list(sys.argv[1:] if args is None else args)
+            moved, rest = self._global_options_in(extras)
+            if not moved:
+                self.error(f"unrecognized arguments: {' '.join(extras)}")
+            self.exit(2, f"{self.prog}: {misplaced_hint(self.prog, words, moved, rest)}\n")
+        return parsed
+
+    def _global_options_in(self, extras: list[str]) -> tuple[list[list[str]], list[str]]:
+        """Split unrecognized ``extras`` into this parser's own options, each with its value
+        (``["--set", "k=v"]``, ``["--set=k=v"]``), and the rest."""
+        moved: list[list[str]] = []
+        rest: list[str] = []
+        words = iter(extras)
+        for word in words:
+            flag, inline, _ = word.partition("=")
+            action = self._option_string_actions.get(flag)
+            if action is None or isinstance(action, argparse._HelpAction):
+                rest.append(word)
+            elif action.nargs == 0 or inline:
+                moved.append([word])
+            else:
+                moved.append([word, next(words, str(action.metavar or "VALUE"))])
+        return moved, rest
+
+
+def misplaced_hint(prog: str, argv: list[str], moved: list[list[str]], rest: list[str]) -> str:
+    """The one line for global options given after the command: which go before it, and the
+    command line with them moved there.
+
+    >>> misplaced_hint("lammps-stream", ["predictions", "--set", "a=1"], [["--set", "a=1"]], [])
+    '--set goes before the command: lammps-stream --set a=1 predictions'
+    """
+    words = list(argv)
+    for word in reversed([w for option in moved for w in option]):
+        if word in words:  # the last one: a misplaced option comes after the command
+            del words[len(words) - 1 - words[::-1].index(word)]
+    flags = list(dict.fromkeys(option[0].partition("=")[0] for option in moved))
+    names = flags[0] if len(flags) == 1 else f"{', '.join(flags[:-1])} and {flags[-1]}"
+    verb = "goes" if len(flags) == 1 else "go"
+    fixed = shlex.join([prog, *(w for option in moved for w in option), *words])
+    unknown = f"unrecognized arguments: {' '.join(rest)}; " if rest else ""
+    return f"{unknown}{names} {verb} before the command: {fixed}"
 
 
 def whole_number(minimum: int) -> Callable[[str], int]:
@@ -259,8 +309,14 @@ def _add_producer_commands(sub: argparse._SubParsersAction[Parser]) -> None:
     submit = sub.add_parser("submit", help="submit runs as a Slurm job array or Flux jobs")
     submit.add_argument("scheduler", choices=["slurm", "flux"])
     _add_plan_flags(submit)
-    submit.add_argument("--wait", action="store_true", help="wait for every task (Slurm)")
-    submit.add_argument("--print", action="store_true", help="show the script, do not submit")
+    submit.add_argument(
+        "--wait", action="store_true", help="Slurm only: follow the array until every task ends"
+    )
+    submit.add_argument(
+        "--print",
+        action="store_true",
+        help="write the job directory and show its script, do not submit",
+    )
     submit.add_argument("--image", help="Singularity/Apptainer image the tasks run inside")
     submit.add_argument("--partition", help="Slurm partition")
     submit.add_argument(
@@ -419,7 +475,68 @@ def _add_plan_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the planned runs only")
 
 
-def resolve(handler: str | Callable[[Config, argparse.Namespace], int]) -> Any:
+# the Python modules of setup.cfg's extras_require, and the extras that install them
+MODULE_EXTRAS: dict[str, tuple[str, ...]] = {
+    "scipy": ("producer",),
+    "lammps": ("producer",),
+    "mpi4py": ("producer",),
+    "prometheus_client": ("producer", "service"),
+    "faust": ("service",),
+    "aiokafka": ("service",),
+    "river": ("service",),
+    "matplotlib": ("consumers",),
+    "confluent_kafka": ("bench",),
+}
+PACKAGE_EXTRAS = {"producers": "producer", "model_service": "service", "consumers": "consumers"}
+# modules every install has: this project's own and its install_requires
+INSTALLED_MODULES = {"lammps_stream", "producers", "model_service", "consumers"}
+INSTALLED_MODULES |= {"yaml", "kafka", "rich", "orjson"}
+
+
+def missing_module(command: str, name: str | None, package: str) -> UsageError:
+    """The one-line error for module ``name`` not installed, which ``command`` (run by a
+    handler of ``package``) needs, with the way to install it.
+
+    >>> str(missing_module("plot", "matplotlib.pyplot", "consumers"))
+    "plot needs matplotlib, which is not installed: pip install 'lammps-stream-ml[consumers]'"
+    """
+    module = (name or "").partition(".")[0]
+    if not module:
+        return UsageError(
+            f"{command} needs a Python module that is not installed: reinstall lammps-stream-ml"
+        )
+    hint = _install_hint(module, package)
+    return UsageError(f"{command} needs {module}, which is not installed: {hint}")
+
+
+def _install_hint(module: str, package: str) -> str:
+    """How to install ``module`` for a command whose handler is in ``package``: the extra
+    that lists it, preferring the command's own; for a module no extra lists, the command's
+    extra (it is likely one of that extra's dependencies), else the module itself.
+
+    >>> _install_hint("prometheus_client", "model_service")
+    "pip install 'lammps-stream-ml[service]'"
+    >>> _install_hint("yaml", "consumers"), _install_hint("pyarrow", "lammps_stream")
+    ('reinstall lammps-stream-ml', 'install it, e.g. pip install pyarrow')
+    """
+    if module in INSTALLED_MODULES:
+        return "reinstall lammps-stream-ml"
+    own = PACKAGE_EXTRAS.get(package)
+    extras = MODULE_EXTRAS.get(module) or ((own,) if own else ())
+    if not extras:
+        return f"install it, e.g. pip install {module}"
+    return f"pip install 'lammps-stream-ml[{own if own in extras else extras[0]}]'"
+
+
+def _package(handler: str | Callable[[Config, argparse.Namespace], int]) -> str:
+    """The top-level package whose code a handler runs."""
+    module = handler if isinstance(handler, str) else handler.__module__
+    return module.partition(":")[0].partition(".")[0]
+
+
+def resolve(
+    handler: str | Callable[[Config, argparse.Namespace], int], command: str = "this command"
+) -> Any:
     """A command's handler; ``"module:function"`` is imported only when the command runs,
     so that each component's dependencies are needed only by its own commands."""
     if callable(handler):
@@ -428,9 +545,17 @@ def resolve(handler: str | Callable[[Config, argparse.Namespace], int]) -> Any:
     try:
         return getattr(importlib.import_module(module), name)
     except ImportError as exc:
-        extra = {"producers": "producer", "model_service": "service"}.get(module.split(".")[0])
-        hint = f"pip install 'lammps-stream-ml[{extra}]'" if extra else "reinstall lammps-stream-ml"
-        raise UsageError(f"this command needs {exc.name}, which is not installed: {hint}") from None
+        raise missing_module(command, exc.name, _package(handler)) from None
+
+
+def run_command(config: Config, args: argparse.Namespace) -> int:
+    """Run ``args.handler``; a module it imports only now (faust, matplotlib, scipy) and that
+    is not installed ends with :func:`missing_module`'s one line, not a traceback."""
+    handler = resolve(args.handler, args.command)
+    try:
+        return handler(config, args)
+    except ModuleNotFoundError as exc:
+        raise missing_module(args.command, exc.name, _package(args.handler)) from None
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -457,7 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.limit = 20
     try:
         config = load_config(args.config, overrides=overrides_from(args))
-        return resolve(args.handler)(config, args)
+        return run_command(config, args)
     except LammpsStreamError as err:
         print(f"lammps-stream: {err}", file=sys.stderr)
         return err.exit_code

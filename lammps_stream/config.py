@@ -487,6 +487,29 @@ def _existing(path: Path, source: str) -> Path:
     return path
 
 
+def yaml_problem(err: Exception) -> str:
+    """What PyYAML found wrong, on one line (its own message spans several).
+
+    >>> try:
+    ...     yaml.safe_load("model: pa\\nparams: [1, 2 z: 3")
+    ... except yaml.YAMLError as err:
+    ...     print(yaml_problem(err))
+    expected ',' or ']', but got '<stream end>' at line 2
+    >>> try:
+    ...     yaml.safe_load("x: 1\\x07")
+    ... except yaml.YAMLError as err:
+    ...     print(yaml_problem(err))
+    special characters are not allowed at character 4
+    """
+    problem = getattr(err, "problem", None) or getattr(err, "reason", None)
+    problem = problem or err.__class__.__name__
+    mark = getattr(err, "problem_mark", None)
+    if mark is not None:
+        return f"{problem} at line {mark.line + 1}"
+    position = getattr(err, "position", None)  # a ReaderError: a character YAML refuses
+    return f"{problem} at character {position}" if position is not None else problem
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
@@ -495,11 +518,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text; save the YAML file as UTF-8") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(
-            f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})"
-        ) from None
+        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

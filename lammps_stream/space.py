@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from lammps_stream.config import yaml_problem
 from lammps_stream.errors import UsageError
 
 INT_DIMENSIONS = ("x", "y", "z", "steps", "ranks", "threads")
@@ -128,11 +129,15 @@ class ParameterSpace:
         """Read a space from YAML: one mapping, or ``spaces: [mapping, ...]`` for a set."""
         file = Path(path).expanduser()
         try:
-            data = yaml.safe_load(file.read_text())
+            data = yaml.safe_load(file.read_text(encoding="utf-8"))
         except OSError as exc:
             raise UsageError(f"--space {file}: cannot read it ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise UsageError(
+                f"--space {file}: not UTF-8 text; save the YAML file as UTF-8"
+            ) from None
         except yaml.YAMLError as exc:
-            raise UsageError(f"--space {file}: not valid YAML ({exc})") from None
+            raise UsageError(f"--space {file}: not valid YAML ({yaml_problem(exc)})") from None
         if not isinstance(data, dict):
             raise UsageError(f"--space {file}: expected a mapping (decks:, x:, y:, ...)")
         if "spaces" in data:

@@ -118,6 +118,25 @@ def with_stack_key(config: Config, say: Callable[[str], None]) -> Config:
     )
 
 
+def check_http_port(config: Config) -> None:
+    """Refuse to start when something already answers on the worker's web port (a second
+    ``serve`` on one host, beside the stack's): Faust would fail to bind it with a traceback.
+
+    >>> from lammps_stream.config import load_config
+    >>> check_http_port(load_config(path=None, env={}, overrides={"service.http_port": "1"}))
+    """
+    from lammps_stream.broker import port_open
+    from lammps_stream.errors import ConfigError
+
+    host, port = config.service.http_host, config.service.http_port
+    if port_open(host, port):
+        other = port + 1 if port < 65535 else port - 1
+        raise ConfigError(
+            f"service.http_port {port} on {host} is in use (another worker?): "
+            f"choose another: lammps-stream --set service.http_port={other} serve"
+        )
+
+
 def serve(config: Config, args: Any = None) -> int:
     """``lammps-stream serve``: start the worker; return when it is stopped (SIGTERM, Ctrl-C)."""
     import faust
@@ -129,7 +148,9 @@ def serve(config: Config, args: Any = None) -> int:
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    check_http_port(config)  # at once, not after waiting for the broker
     wait_for_topics(config, missing_topics, say)
+    check_http_port(config)  # and again: the port may have been taken meanwhile
     config = with_stack_key(config, say)
     expand(config.stack.state_dir).mkdir(parents=True, exist_ok=True)  # Faust's datadir lives here
     sys.setswitchinterval(GIL_SWITCH_SECONDS)

@@ -33,14 +33,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lammps_stream.config import Config
 from lammps_stream.console import console as _console
-from lammps_stream.errors import BrokerUnavailableError, UsageError
+from lammps_stream.errors import UsageError
+from lammps_stream.service_api import ServiceApi
 
 CHUNK = 50  # random and LHS plans are drawn this many at a time
 POLL_SECONDS = 0.5
@@ -98,36 +97,17 @@ def held_out_mape(
     return min(scored) if scored else (None, None)
 
 
-def _request(config: Config, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``GET`` (or ``POST`` ``body``) a JSON answer from the service, with its bearer token
-    when one is configured."""
-    url = f"{config.service.url}{path}"
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
-    request.add_header("Content-Type", "application/json")
-    token = getattr(config.service, "api_token", "")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        raise BrokerUnavailableError(
-            f"model service at {config.service.url} is not answering {path} ({err}); the "
-            "campaign needs it: start it with `lammps-stream stack up`"
-        ) from None
-
-
 def models_answer(config: Config) -> dict[str, Any]:
     """``GET /models``."""
-    return _request(config, "/models")
+    return ServiceApi(config, timeout=30).get("/models")
 
 
 def predict_all(config: Config, params: list[dict[str, Any]]) -> list[dict[str, float]]:
     """Every model's prediction now, for each parameter set (``POST /predict``)."""
+    api = ServiceApi(config, timeout=30)
     out = []
     for p in params:
-        answer = _request(config, "/predict", {"params": p})
+        answer = api.post("/predict", {"params": p})
         out.append({a["model"]: float(a["predicted_wall_seconds"]) for a in answer["predictions"]})
     return out
 

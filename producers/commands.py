@@ -255,6 +255,11 @@ def submit(config: Config, args: argparse.Namespace) -> int:
     ``--print``, and with ``--wait`` follow a Slurm array to its end."""
     from producers import submit as submission
 
+    if args.wait and args.scheduler == "flux":
+        raise UsageError(
+            "submit flux: --wait follows a Slurm array only; submit without it, then wait for "
+            "the Flux batch job with `flux job attach JOBID` (or watch it with `flux jobs`)"
+        )
     sampler = args.sampler or config.producer.sampler
     if args.count is None and sampler != "grid":
         raise UsageError(f"submit {args.scheduler}: give --count N (how many runs)")

@@ -46,6 +46,30 @@ def test_models_add_spec_that_is_not_yaml_is_one_line(tmp_path: Path) -> None:
     )
 
 
+def test_models_add_spec_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "spec.yaml"
+    bad.write_bytes("name: tree  # Bäume\nclass: river.tree.X\n".encode("latin-1"))
+    with pytest.raises(UsageError) as caught:
+        commands.model_spec_from_args(_add(spec=str(bad)))
+    assert str(caught.value) == (
+        f"models add: --spec {bad} is not UTF-8 text; save the YAML file as UTF-8"
+    )
+
+
+def test_evaluate_into_an_unwritable_directory_is_refused_before_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("read the topic before checking --out")
+
+    monkeypatch.setattr(commands, "load_predictions", never)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    args = argparse.Namespace(out=str(blocker / "sub"), split="test", model=None, json=False)
+    with pytest.raises(UsageError, match=r"--out .*: cannot write there"):
+        commands.evaluate(load_config(path=None, env={}), args)
+
+
 def test_history_into_a_directory_is_refused_before_reading(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -126,3 +150,27 @@ def test_predict_warns_on_stderr_about_runs_unlike_those_learned(
     out, err = capsys.readouterr()
     assert err == "warning: no model has learned a run of deck 'rhodo' (learned: lj)\n"
     assert out.endswith("# upper bound 130 s (model m)\n")  # the flags line still last
+
+
+def test_predict_walltime_says_where_to_raise_the_run_timeout(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bound is above producer.timeout_seconds: the line shows --set before the command,
+    where the parser takes it."""
+    import shlex
+
+    from lammps_stream.cli import build_parser
+
+    monkeypatch.setattr(commands, "ServiceApi", _FakeApi)
+    monkeypatch.setattr(commands, "_print_answer", lambda answer: None)
+    config = load_config(path=None, env={}, overrides={"producer.timeout_seconds": 100})
+    args = argparse.Namespace(params=["deck=lj"], json=False, walltime=True)
+    assert commands.predict(config, args) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == (
+        "and runs stop at 100 s; raise it: "
+        "lammps-stream --set producer.timeout_seconds=130 submit ..."
+    )
+    words = shlex.split(last.partition("raise it: ")[2].replace("...", "slurm --count 1"))
+    parsed = build_parser().parse_args(words[1:])
+    assert parsed.set == [("producer.timeout_seconds", "130")]

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from consumers.service_api import ServiceApi
 from lammps_stream.config import dump_config
 from lammps_stream.errors import UsageError
+from lammps_stream.service_api import ServiceApi
 from tests.conftest import PORT_OFFSET
 from tests.integration.workers import (
     Worker,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from consumers.service_api import ServiceApi
 from lammps_stream.broker import port_open
 from lammps_stream.config import dump_config, load_config
+from lammps_stream.service_api import ServiceApi
 from tests.conftest import PORT_OFFSET
 from tests.integration.conftest import learned_runs
 from tests.integration.workers import Worker

@@ -73,8 +73,14 @@ def test_an_unknown_role_is_refused_with_the_choices() -> None:
 
 
 def test_applying_needs_a_user() -> None:
-    with pytest.raises(UsageError, match="name the user"):
+    """The command the hint gives grants: it names the user and keeps --apply."""
+    with pytest.raises(UsageError) as caught:
         access.apply(_config(), "client", " ")
+    assert str(caught.value) == (
+        "name the user to grant to, e.g. `lammps-stream acls client alice --apply`"
+    )
+    with pytest.raises(UsageError, match="`lammps-stream acls reader alice --apply`"):
+        access.apply(_config(), "reader", "")
 
 
 @pytest.mark.parametrize(

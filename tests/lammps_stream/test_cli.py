@@ -124,3 +124,178 @@ def test_unwritable_demo_output(tmp_path: Path) -> None:
     blocker.write_text("")
     line = one_line_error(run("demo", "--out", str(blocker / "sub")))
     assert "--out" in line and "cannot write there" in line
+
+
+# -- in process: what main() prints ------------------------------------------------------
+
+
+@pytest.fixture
+def clean_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``main()`` run here, away from the user's lammps-stream.yaml and LAMMPS_STREAM_*."""
+    for name in list(os.environ):
+        if name.startswith("LAMMPS_STREAM_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _main_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The one line ``main(argv)`` writes on stderr, exiting 2 (returned or by argparse)."""
+    from lammps_stream.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as stop:
+        code = stop.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err.strip()
+
+
+def _raising(name: str | None):
+    def handler(config: object, args: object) -> int:
+        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("argv", "handler", "name", "expected"),
+    [
+        (
+            ["plot", "--out", "figs"],
+            "consumers.commands.plot",
+            "matplotlib.pyplot",
+            "plot needs matplotlib, which is not installed: "
+            "pip install 'lammps-stream-ml[consumers]'",
+        ),
+        (
+            ["report", "--out", "rep"],
+            "consumers.commands.report",
+            "matplotlib",
+            "report needs matplotlib, which is not installed: "
+            "pip install 'lammps-stream-ml[consumers]'",
+        ),
+        (
+            ["serve"],
+            "model_service.worker.serve",
+            "faust",
+            "serve needs faust, which is not installed: pip install 'lammps-stream-ml[service]'",
+        ),
+        (
+            ["serve"],
+            "model_service.worker.serve",
+            "prometheus_client",
+            "serve needs prometheus_client, which is not installed: "
+            "pip install 'lammps-stream-ml[service]'",
+        ),
+        (
+            ["demo"],
+            "lammps_stream.cli.cmd_demo",
+            "notinstalled",
+            "demo needs notinstalled, which is not installed: install it, e.g. pip install "
+            "notinstalled",
+        ),
+        (
+            ["report", "--out", "rep"],
+            "consumers.commands.report",
+            None,
+            "report needs a Python module that is not installed: reinstall lammps-stream-ml",
+        ),
+    ],
+)
+def test_a_module_missing_while_a_command_runs_is_one_line(
+    clean_cli: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    handler: str,
+    name: str | None,
+    expected: str,
+) -> None:
+    monkeypatch.setattr(handler, _raising(name))
+    assert _main_line(argv, capsys) == f"lammps-stream: {expected}"
+
+
+def test_a_sampler_without_scipy_says_to_install_the_producer_extra(
+    clean_cli: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    for module in ("scipy", "scipy.stats"):  # `from scipy.stats import qmc` now fails
+        monkeypatch.setitem(sys.modules, module, None)
+    line = _main_line(["produce", "--count", "2", "--sampler", "lhs", "--dry-run"], capsys)
+    assert line == (
+        "lammps-stream: produce needs scipy, which is not installed: "
+        "pip install 'lammps-stream-ml[producer]'"
+    )
+
+
+def test_every_optional_module_maps_to_the_setup_cfg_extra_that_installs_it() -> None:
+    """``MODULE_EXTRAS`` against setup.cfg: each extra it names lists the module's
+    distribution, and every runtime extra's distribution that has a module is mapped."""
+    import configparser
+    import re
+
+    from lammps_stream.cli import MODULE_EXTRAS
+
+    setup = configparser.RawConfigParser()
+    setup.read(Path(__file__).parents[2] / "setup.cfg")
+    extras = {
+        extra: {re.split(r"[<>=!~ ;\[]", line.strip())[0] for line in text.split("\n") if line}
+        for extra, text in setup["options.extras_require"].items()
+    }
+    distributions = {"faust": "faust-streaming"}  # else the module's name, _ as -
+    for module, named in MODULE_EXTRAS.items():
+        dist = distributions.get(module, module.replace("_", "-"))
+        for extra in named:
+            assert dist in extras[extra], (module, extra)
+    mapped = {distributions.get(m, m.replace("_", "-")) for m in MODULE_EXTRAS}
+    no_module = {"mpich"}  # its mpiexec only
+    for extra in ("producer", "service", "consumers", "bench"):
+        assert extras[extra] - no_module <= mapped, extra
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["predictions", "--set", "kafka.partitions=6"],
+            "--set goes before the command: lammps-stream --set kafka.partitions=6 predictions",
+        ),
+        (
+            ["evaluate", "--json", "--bootstrap", "h:9092", "--config=my conf.yaml"],
+            "--bootstrap and --config go before the command: "
+            "lammps-stream --bootstrap h:9092 '--config=my conf.yaml' evaluate --json",
+        ),
+        (
+            ["predict", "deck=lj", "--set", "a.b=1", "--set", "c.d=2"],
+            "--set goes before the command: lammps-stream --set a.b=1 --set c.d=2 predict deck=lj",
+        ),
+        (
+            ["predictions", "--set"],
+            "--set goes before the command: lammps-stream --set KEY=VALUE predictions",
+        ),
+        (
+            ["predictions", "--bogus", "--set", "a.b=1"],
+            "unrecognized arguments: --bogus; --set goes before the command: "
+            "lammps-stream --set a.b=1 predictions --bogus",
+        ),
+        (
+            ["predictions", "--bogus"],
+            "unrecognized arguments: --bogus (see `lammps-stream --help`)",
+        ),
+    ],
+)
+def test_a_global_option_after_the_command_is_shown_before_it(
+    capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+) -> None:
+    import shlex
+
+    from lammps_stream.cli import build_parser
+
+    assert _main_line(argv, capsys) == f"lammps-stream: {expected}"
+    fixed = expected.partition("before the command: ")[2]
+    if fixed and "--bogus" not in fixed:  # the command line shown is one that parses
+        assert build_parser().parse_args(shlex.split(fixed)[1:]).command == argv[0]

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
 from lammps_stream.config import load_config
-from lammps_stream.errors import AccessDeniedError, BrokerUnavailableError
+from lammps_stream.errors import AccessDeniedError, BrokerUnavailableError, ConfigError
 from lammps_stream.stack import stack_snapshot_key
-from model_service.worker import wait_for_topics, with_stack_key
+from model_service.worker import check_http_port, wait_for_topics, with_stack_key
 
 
 def test_a_worker_beside_the_stack_signs_with_the_stack_key(tmp_path: Path) -> None:
@@ -94,3 +95,18 @@ def test_a_worker_with_its_broker_and_topics_says_nothing() -> None:
     lines: list[str] = []
     wait_for_topics(None, _answers([]), lines.append, sleep=lambda _: None)
     assert lines == []
+
+
+def test_a_second_worker_on_a_taken_web_port_is_told_which_port_to_choose() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = load_config(path=None, env={}, overrides={"service.http_port": str(port)})
+        with pytest.raises(ConfigError) as caught:
+            check_http_port(config)
+    assert str(caught.value) == (
+        f"service.http_port {port} on 127.0.0.1 is in use (another worker?): "
+        f"choose another: lammps-stream --set service.http_port={port + 1} serve"
+    )
+    check_http_port(config)  # free again: no complaint

@@ -1,9 +1,16 @@
-"""How ``run-one`` and ``produce`` report a run on the terminal."""
+"""How ``run-one`` and ``produce`` report a run on the terminal, and ``submit``'s refusals."""
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
+import pytest
 from rich.console import Console
 
+from lammps_stream.config import load_config
+from lammps_stream.errors import UsageError
+from producers import commands
 from producers.commands import print_run
 
 PARAMS = {"deck": "lj", "x": 2, "y": 1, "z": 1, "steps": 100, "ranks": 2}
@@ -42,3 +49,23 @@ def test_a_sent_failed_run_shows_its_error() -> None:
         "error": "RunError: boom",
     }
     assert _printed(summary) == "✗ 01234567 lj 2×1×1 steps=100 np=2: RunError: boom → sent"
+
+
+def test_submit_flux_with_wait_is_refused_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("planned runs before refusing --wait")
+
+    monkeypatch.setattr(commands, "plan_from_args", never)
+    config = load_config(path=None, env={}, overrides={"producer.jobs_dir": str(tmp_path)})
+    args = argparse.Namespace(
+        scheduler="flux", wait=True, count=2, sampler="random", dry_run=False, print=False
+    )
+    with pytest.raises(UsageError) as caught:
+        commands.submit(config, args)
+    assert str(caught.value) == (
+        "submit flux: --wait follows a Slurm array only; submit without it, then wait for the "
+        "Flux batch job with `flux job attach JOBID` (or watch it with `flux jobs`)"
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -1,5 +1,6 @@
-"""The model service's HTTP API as the command line uses it: JSON in and out, the bearer
-token from ``service.api_token``, and one-line errors.
+"""The model service's HTTP API as its clients use it (the consumers' commands, the
+campaign's questions, the benchmarks): JSON in and out, the bearer token from
+``service.api_token``, and one-line errors.
 
 >>> from lammps_stream.config import load_config
 >>> api = ServiceApi(load_config(path=None, env={}, overrides={"service.api_token": "t0k"}))
@@ -62,10 +63,18 @@ class ServiceApi:
 
 
 def _refusal(method: str, path: str, err: urllib.error.HTTPError) -> str:
+    """What the service's refusal means, in one line.
+
+    >>> import io
+    >>> body = io.BytesIO(b'{"error": "no runs partition here", "code": "no_shard"}')
+    >>> _refusal("POST", "/predict", urllib.error.HTTPError("u", 503, "Unavailable", {}, body))
+    'POST /predict: the service refused (503): no runs partition here'
+    """
     try:
-        message = json.loads(err.read()).get("error", err.reason)
+        answer = json.loads(err.read())
     except ValueError:
-        message = err.reason
+        answer = None
+    message = answer.get("error", err.reason) if isinstance(answer, dict) else err.reason
     if err.code == 401:
         return (
             f"{method} {path}: the service wants a bearer token; set service.api_token "
