@@ -45,8 +45,9 @@ class NoDataError(LammpsStreamError):
 
 
 class TerminatedError(LammpsStreamError):
-    """A launcher was sent SIGTERM (``scancel``, a job's time limit): its run was published as
-    failed and no further run was started."""
+    """A launcher was sent SIGTERM (``scancel``, a job's time limit): its run was published
+    (as failed, unless it had already finished or was being stopped at its timeout) and no
+    further run was started."""
 
     exit_code = 143  # 128 + SIGTERM, what a shell reports for a process SIGTERM ended
 

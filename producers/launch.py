@@ -7,7 +7,9 @@ limit; a Ctrl-C) is published as a ``failed`` RunRecord by ``produce`` itself, s
 silent, and its ranks, in a process group of their own, are killed with it. Sent SIGTERM or
 Ctrl-C, the launcher first passes SIGTERM on to the ranks, which stop LAMMPS at one step and
 report the run themselves (:mod:`producers.stop_signals`); it kills only what is left
-``STOP_GRACE_SECONDS`` later.
+``STOP_GRACE_SECONDS`` later. Whenever during a launch a SIGTERM comes, ``produce`` starts no
+further run, and the run keeps the record of what became of it: ``ok`` if it had finished
+(rank 0 was publishing it), ``Timeout`` if it was being stopped at its timeout.
 Rank 0 reports to a file as well as on its output (:func:`write_report`), so a run that
 reported and then aborted is not published twice when mpiexec drops its last output lines
 while it tears the job down.
@@ -16,6 +18,7 @@ while it tears the job down.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -53,11 +56,9 @@ class RunReport:
     wall_seconds: float | None
     error: str = ""
     delivery_reason: str = ""  # why a record was spooled, not sent
-
-    @property
-    def terminated(self) -> bool:
-        """Whether the launcher was sent SIGTERM during the run (nothing more should start)."""
-        return self.error.startswith(f"{TERMINATED}:")
+    # SIGTERM stopped the run, or reached its launcher during it (nothing more should start);
+    # whatever its status: a run that had finished when it came is ok all the same
+    terminated: bool = False
 
 
 TERMINATED = "Terminated"
@@ -71,29 +72,63 @@ STOP_GRACE_SECONDS = 10.0
 
 
 class _Terminated(Exception):
-    """SIGTERM reached the launcher while its run was going."""
+    """SIGTERM reached the launcher while it waited for its ranks."""
+
+
+class _StopRequest:
+    """Whether SIGTERM reached the launcher (``received``). Only while it waits for the ranks
+    (:meth:`waiting`) does the first one raise :class:`_Terminated`, to stop them; anywhere
+    else (killing ranks, publishing a record) it is only noted, so that the record goes out
+    whole, and ``produce`` stops after it. Any later SIGTERM (scancel, then the time limit)
+    is ignored: the run is being stopped already.
+
+    >>> request = _StopRequest()
+    >>> request.caught(signal.SIGTERM, None)  # publishing, say: noted
+    >>> request.received
+    True
+    >>> with request.waiting():
+    ...     pass
+    Traceback (most recent call last):
+    ...
+    producers.launch._Terminated
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+        self._waiting = False
+
+    def caught(self, signum: int, frame: Any) -> None:
+        if self.received:
+            return
+        self.received = True
+        if self._waiting:
+            self._waiting = False
+            raise _Terminated
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Within the block, the first SIGTERM raises :class:`_Terminated`, as does entering
+        it after one came (while the ranks were being started)."""
+        if self.received:
+            raise _Terminated
+        self._waiting = True
+        try:
+            yield
+        finally:
+            self._waiting = False
 
 
 @contextlib.contextmanager
-def _terminable() -> Iterator[None]:
-    """Within the block, the first SIGTERM raises :class:`_Terminated` instead of ending the
-    process, and any later one is ignored: the run is being stopped already, and a second
-    SIGTERM (scancel, then the time limit) must not end the launcher before it has reported
-    the run (in the main thread only: elsewhere Python cannot take signals)."""
+def _terminable() -> Iterator[_StopRequest]:
+    """Within the block, SIGTERM does not end the process but goes to a :class:`_StopRequest`
+    (in the main thread only: elsewhere Python cannot take signals, and nothing is caught)."""
+    request = _StopRequest()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield request
         return
-    received = False
-
-    def stop(signum: int, frame: Any) -> None:
-        nonlocal received
-        if not received:
-            received = True
-            raise _Terminated
-
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = signal.signal(signal.SIGTERM, request.caught)
     try:
-        yield
+        yield request
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -230,13 +265,14 @@ def launch(config: Config, plan: RunPlan, config_file: Path | None = None) -> Ru
     """Run ``plan`` under mpiexec; publish a failed record if it dies without reporting.
 
     The ranks read ``producer.timeout_seconds`` from the same configuration and stop the run
-    there themselves; the launcher kills them only ``KILL_GRACE_SECONDS`` later."""
+    there themselves; the launcher kills them only ``KILL_GRACE_SECONDS`` later. The report is
+    ``terminated`` if a SIGTERM reached the launcher at any time in between (or the ranks were
+    stopped by one), whatever the run's status."""
     if config_file is None:
         with tempfile.TemporaryDirectory(prefix="lammps-stream-") as tmp:
             config_file = Path(tmp) / "config.yaml"
             write_config(config, config_file)
             return launch(config, plan, config_file)
-    timeout = config.producer.timeout_seconds
     submitted_at = now()
     report_file = config_file.parent / f"report-{plan.run_id}.json"
     abort_file = config_file.parent / f"abort-{plan.run_id}.json"
@@ -246,60 +282,82 @@ def launch(config: Config, plan: RunPlan, config_file: Path | None = None) -> Ru
     command = mpi_command(config, int(plan.params["ranks"]), args)
     env = child_env(config_file, launch_env(int(plan.params.get("threads", 1))))
     env[ABORT_FILE_ENV] = str(abort_file)
+    # from before the ranks start to after their record is out: a SIGTERM meanwhile stops
+    # them if they are still going, and otherwise lets the record go out whole
+    with _terminable() as request:
+        try:
+            proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                text=True,
+                start_new_session=True,
+            )
+            report = _watch(config, plan, proc, request, report_file, abort_file, submitted_at)
+        finally:  # read in _watch only when no rank reported: never left behind
+            abort_file.unlink(missing_ok=True)
+    if request.received or report.error.startswith(f"{TERMINATED}:"):
+        return dataclasses.replace(report, terminated=True)
+    return report
+
+
+def _watch(
+    config: Config,
+    plan: RunPlan,
+    proc: subprocess.Popen,
+    request: _StopRequest,
+    report_file: Path,
+    abort_file: Path,
+    submitted_at: str,
+) -> RunReport:
+    """Wait for ``proc``'s ranks to end, stopping them at the timeout, on SIGTERM or Ctrl-C;
+    their report, or the failure published for them."""
+    timeout = config.producer.timeout_seconds
+    stop = functools.partial(_stopped, config, plan, proc, report_file, submitted_at)
     try:
-        proc = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            text=True,
-            start_new_session=True,
+        with request.waiting():
+            out, err = proc.communicate(timeout=timeout + KILL_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:  # a SIGTERM now leaves it Timeout, the reason it stops
+        return stop(
+            "Timeout",
+            f"run exceeded {timeout:.0f} s and did not stop; its ranks were killed",
         )
-        stop = functools.partial(_stopped, config, plan, proc, report_file, submitted_at)
-        with _terminable():  # around the stopping too: a second SIGTERM must not cut it short
-            try:
-                out, err = proc.communicate(timeout=timeout + KILL_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                return stop(
-                    "Timeout",
-                    f"run exceeded {timeout:.0f} s and did not stop; its ranks were killed",
-                )
-            except _Terminated:
-                return _ask_to_stop(proc, report_file) or stop(
-                    TERMINATED,
-                    "the launcher was sent SIGTERM (scancel, or the job's time limit); its ranks "
-                    f"did not stop within {STOP_GRACE_SECONDS:.0f} s and were killed",
-                )
-            except KeyboardInterrupt:  # Ctrl-C: the ranks, in a session of their own, never see it
-                if _ask_to_stop(proc, report_file) is None:
-                    stop(
-                        TERMINATED,
-                        f"interrupted (Ctrl-C); its ranks did not stop within "
-                        f"{STOP_GRACE_SECONDS:.0f} s and were killed",
-                    )
-                raise
-        reported = _take_report(report_file)
-        if reported is not None:
-            return reported
-        summary = _last_json_line(out)
-        if summary is not None:
-            return RunReport(**summary)
-        aborted = read_whole(abort_file) or parse_abort(err)
-        if aborted is not None:
-            message = f"{aborted['type']}: {aborted['message']}"
-            return _report_failure(config, plan, submitted_at, "MPIAbort", message)
-        message = (err.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
-        return _report_failure(config, plan, submitted_at, "LaunchFailed", message)
-    finally:  # read above only when no rank reported: never left behind
-        abort_file.unlink(missing_ok=True)
+    except _Terminated:
+        return _ask_to_stop(proc, report_file) or stop(
+            TERMINATED,
+            "the launcher was sent SIGTERM (scancel, or the job's time limit); its ranks "
+            f"did not stop within {STOP_GRACE_SECONDS:.0f} s and were killed",
+        )
+    except KeyboardInterrupt:  # Ctrl-C: the ranks, in a session of their own, never see it
+        if _ask_to_stop(proc, report_file) is None:
+            stop(
+                TERMINATED,
+                f"interrupted (Ctrl-C); its ranks did not stop within "
+                f"{STOP_GRACE_SECONDS:.0f} s and were killed",
+            )
+        raise
+    reported = _take_report(report_file)
+    if reported is not None:
+        return reported
+    summary = _last_json_line(out)
+    if summary is not None:
+        return RunReport(**summary)
+    aborted = read_whole(abort_file) or parse_abort(err)
+    if aborted is not None:
+        message = f"{aborted['type']}: {aborted['message']}"
+        return _report_failure(config, plan, submitted_at, "MPIAbort", message)
+    message = (err.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+    return _report_failure(config, plan, submitted_at, "LaunchFailed", message)
 
 
 def produce(
     config: Config, plans: list[RunPlan], on_done: Callable[[RunReport], None] = lambda r: None
 ) -> list[RunReport]:
     """Launch ``plans`` one after another; call ``on_done`` after each. A SIGTERM stops the
-    run going (published as failed), starts no more and raises :class:`TerminatedError`."""
+    run going (published as failed, unless it had finished or was being stopped at its
+    timeout: ok, or Timeout), starts no more and raises :class:`TerminatedError`."""
     reports = []
     with tempfile.TemporaryDirectory(prefix="lammps-stream-") as tmp:
         config_file = Path(tmp) / "config.yaml"
@@ -314,15 +372,18 @@ def produce(
 
 
 def terminated(report: RunReport, not_started: int = 0) -> TerminatedError:
-    """What to tell the user when SIGTERM stopped ``report``'s run.
+    """What to tell the user when SIGTERM stopped ``report``'s run (or came as it ended).
 
     >>> report = RunReport("0f8f9a2b-...", "train", {}, "failed", "sent", None, "Terminated: x")
     >>> print(terminated(report, not_started=2))
     stopped by SIGTERM: run 0f8f9a2b published as failed (sent); 2 planned run(s) not started
+    >>> print(terminated(dataclasses.replace(report, status="ok", delivery="spooled")))
+    stopped by SIGTERM: run 0f8f9a2b published as ok (spooled)
     """
     rest = f"; {not_started} planned run(s) not started" if not_started else ""
     return TerminatedError(
-        f"stopped by SIGTERM: run {report.run_id[:8]} published as failed ({report.delivery}){rest}"
+        f"stopped by SIGTERM: run {report.run_id[:8]} published as {report.status} "
+        f"({report.delivery}){rest}"
     )
 
 

@@ -69,3 +69,27 @@ def test_submit_flux_with_wait_is_refused_before_anything_is_written(
         "Flux batch job with `flux job attach JOBID` (or watch it with `flux jobs`)"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_run_one_whose_launcher_was_sent_sigterm_as_the_run_ended_ok_exits_143(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run finished ok, but scancel came meanwhile: it is reported ok, and run-one
+    still ends as stopped by SIGTERM (exit 143), so that a job's script starts no more."""
+    import json
+
+    from lammps_stream.errors import TerminatedError
+    from producers import launch, mpi
+    from producers.launch import RunReport
+    from producers.sampling import RunPlan
+
+    plan = RunPlan(dict(PARAMS))
+    report = RunReport(plan.run_id, "train", PARAMS, "ok", "sent", 1.5, terminated=True)
+    monkeypatch.setattr(mpi, "inside_mpi_launch", lambda: False)
+    monkeypatch.setattr(commands, "_run_one_plan", lambda config, args: plan)
+    monkeypatch.setattr(launch, "launch", lambda config, plan: report)
+    with pytest.raises(TerminatedError) as caught:
+        commands.run_one(load_config(path=None, env={}), argparse.Namespace(json=True))
+    assert caught.value.exit_code == 143
+    assert str(caught.value) == f"stopped by SIGTERM: run {plan.run_id[:8]} published as ok (sent)"
+    assert json.loads(capsys.readouterr().out)["status"] == "ok"

@@ -1,11 +1,19 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from producers.launch import read_report, write_report
+from lammps_stream.config import Config, load_config
+from lammps_stream.errors import TerminatedError
+from producers import launch as launcher
+from producers.launch import RunReport, read_report, write_report
+from producers.sampling import RunPlan
 
 
 def test_rank_0_reports_to_the_file_then_to_its_output(tmp_path: Path) -> None:
@@ -36,12 +44,6 @@ def test_an_abort_reaches_the_launcher_through_its_file_when_stderr_is_lost(
 ) -> None:
     """A rank aborts, and mpiexec passes nothing on: the launcher still publishes the run as
     failed with the rank's own reason, and leaves no file behind."""
-    import sys
-
-    from lammps_stream.config import load_config
-    from producers import launch as launcher
-    from producers.sampling import RunPlan
-
     rank = (
         "import os, sys\n"
         "from pathlib import Path\n"
@@ -51,17 +53,171 @@ def test_an_abort_reaches_the_launcher_through_its_file_when_stderr_is_lost(
         "sys.exit(1)\n"
     )
     monkeypatch.setattr(launcher, "mpi_command", lambda *a: [sys.executable, "-c", rank])
-    failures = []
-
-    def report_failure(*args: object) -> str:
-        *_, error_type, message = args
-        failures.append((error_type, message))
-        return "published"
-
-    monkeypatch.setattr(launcher, "_report_failure", report_failure)
+    failures = _failures_published(monkeypatch)
     config_file = tmp_path / "config.yaml"
     config_file.write_text("")
-    plan = RunPlan({"deck": "lj", "x": 1, "y": 1, "z": 1, "ranks": 2, "steps": 10})
-    assert launcher.launch(load_config(path=None, env={}), plan, config_file) == "published"
+    report = launcher.launch(load_config(path=None, env={}), _plan(0), config_file)
+    assert (report.status, report.error) == ("failed", "MPIAbort: E: boom on 1")
     assert failures == [("MPIAbort", "E: boom on 1")]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
+
+
+# What a SIGTERM to the launcher (scancel, a job's time limit) does when it lands at a bad
+# moment. The "ranks" are one Python process; a SIGTERM that launch leaves to the process's
+# own handler would end pytest, so these tests put one in that fails the test instead.
+
+
+class _StraySigterm(Exception):
+    """SIGTERM reached the process outside launch's own handling."""
+
+
+@pytest.fixture
+def stray_sigterm_fails() -> Iterator[None]:
+    def stray(signum: int, frame: object) -> None:
+        raise _StraySigterm
+
+    previous = signal.signal(signal.SIGTERM, stray)
+    try:
+        yield
+        assert signal.getsignal(signal.SIGTERM) is stray  # launch put it back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _plan(number: int) -> RunPlan:
+    return RunPlan({"deck": "lj", "x": 1, "y": 1, "z": 1, "ranks": 2, "steps": 10 + number})
+
+
+def _summary(plan: RunPlan, status: str, error: str = "") -> dict[str, object]:
+    return {
+        "run_id": plan.run_id,
+        "split": plan.split,
+        "params": plan.params,
+        "status": status,
+        "delivery": "sent",
+        "wall_seconds": 1.5 if status == "ok" else None,
+        "error": error,
+        "delivery_reason": "",
+    }
+
+
+def _ranks(monkeypatch: pytest.MonkeyPatch, script: str) -> list[list[str]]:
+    """Launch ``script`` (given the report file's path) in place of mpiexec and its ranks;
+    the run-one arguments of each launch."""
+    launched = []
+
+    def command(config: object, np: int, args: list[str]) -> list[str]:
+        launched.append(args)
+        return [sys.executable, "-c", script, args[args.index("--report-file") + 1]]
+
+    monkeypatch.setattr(launcher, "mpi_command", command)
+    monkeypatch.setattr(launcher, "STOP_GRACE_SECONDS", 5.0)
+    return launched
+
+
+def _failures_published(
+    monkeypatch: pytest.MonkeyPatch, sigterm_while_publishing: bool = False
+) -> list[tuple[str, str]]:
+    """The failures launch publishes itself, in place of Kafka; with a SIGTERM to this
+    process (the launcher) in the middle of each publish if asked."""
+    published = []
+
+    def report_failure(
+        config: object, plan: RunPlan, submitted_at: str, error_type: str, message: str
+    ) -> RunReport:
+        if sigterm_while_publishing:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled before kill returns
+        published.append((error_type, message))  # not cut short by it
+        return RunReport(**_summary(plan, "failed", f"{error_type}: {message}"))
+
+    monkeypatch.setattr(launcher, "_report_failure", report_failure)
+    return published
+
+
+def _produce(config: Config, plans: list[RunPlan]) -> tuple[list[RunReport], str]:
+    done: list[RunReport] = []
+    with pytest.raises(TerminatedError) as caught:
+        launcher.produce(config, plans, on_done=done.append)
+    return done, str(caught.value)
+
+
+def test_a_sigterm_as_rank_0_publishes_an_ok_run_keeps_it_ok_and_starts_no_more(
+    monkeypatch: pytest.MonkeyPatch, stray_sigterm_fails: None
+) -> None:
+    """The ranks have finished; rank 0 is publishing the ok record when scancel reaches the
+    launcher. The launcher passes SIGTERM on, rank 0 reports the run ok all the same: it is
+    published ok, once, and produce starts no further run (under Slurm it would be killed
+    unreported)."""
+    plans = [_plan(1), _plan(2)]
+    summary = json.dumps(_summary(plans[0], "ok"))
+    rank_0 = (
+        "import json, os, signal, sys, time\n"
+        "from pathlib import Path\n"
+        "from producers.handoff import write_whole\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)  # past LAMMPS: publishing\n"
+        "os.kill(os.getppid(), signal.SIGTERM)  # scancel, to the launcher\n"
+        "time.sleep(0.3)\n"
+        f"write_whole(Path(sys.argv[1]), json.loads({summary!r}))\n"
+    )
+    launched = _ranks(monkeypatch, rank_0)
+    failures = _failures_published(monkeypatch)
+    done, message = _produce(load_config(path=None, env={}), plans)
+    assert len(launched) == 1 and failures == []
+    assert [(r.run_id, r.status, r.error, r.terminated) for r in done] == [
+        (plans[0].run_id, "ok", "", True)
+    ]
+    assert message == (
+        f"stopped by SIGTERM: run {plans[0].run_id[:8]} published as ok (sent); "
+        "1 planned run(s) not started"
+    )
+
+
+def test_a_sigterm_while_a_run_is_stopped_at_its_timeout_still_publishes_it(
+    monkeypatch: pytest.MonkeyPatch, stray_sigterm_fails: None
+) -> None:
+    """The ranks hung past the timeout and the launcher is killing them and publishing the
+    run as Timeout when the first SIGTERM arrives: the Timeout record is published whole, no
+    traceback, and produce starts no more."""
+    monkeypatch.setattr(launcher, "KILL_GRACE_SECONDS", 0.0)
+    plans = [_plan(1), _plan(2)]
+    launched = _ranks(monkeypatch, "import time; time.sleep(60)")
+    failures = _failures_published(monkeypatch, sigterm_while_publishing=True)
+    config = load_config(path=None, env={}, overrides={"producer.timeout_seconds": 1})
+    done, message = _produce(config, plans)
+    assert len(launched) == 1
+    assert failures == [
+        ("Timeout", "run exceeded 1 s and did not stop; its ranks were killed"),
+    ]
+    assert [(r.status, r.error.split(":")[0], r.terminated) for r in done] == [
+        ("failed", "Timeout", True)
+    ]
+    assert message == (
+        f"stopped by SIGTERM: run {plans[0].run_id[:8]} published as failed (sent); "
+        "1 planned run(s) not started"
+    )
+
+
+def test_a_sigterm_while_the_launcher_publishes_ranks_that_died_is_taken_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stray_sigterm_fails: None
+) -> None:
+    """The ranks died unreported; SIGTERM arrives as the launcher publishes that: the record
+    goes out whole, and the launch says it was terminated."""
+    _ranks(monkeypatch, "import sys; sys.exit('boom')")
+    failures = _failures_published(monkeypatch, sigterm_while_publishing=True)
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("")
+    report = launcher.launch(load_config(path=None, env={}), _plan(1), config_file)
+    assert failures == [("LaunchFailed", "boom")]
+    assert (report.status, report.terminated) == ("failed", True)
+
+
+def test_a_run_without_sigterm_is_not_terminated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stray_sigterm_fails: None
+) -> None:
+    _ranks(monkeypatch, "import sys; sys.exit('boom')")
+    failures = _failures_published(monkeypatch)
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("")
+    report = launcher.launch(load_config(path=None, env={}), _plan(1), config_file)
+    assert failures == [("LaunchFailed", "boom")]
+    assert (report.status, report.terminated) == ("failed", False)
