@@ -58,6 +58,12 @@ SIZE_LIMITS = {
     "threads": 4096,
 }
 MAX_WALL_SECONDS = 10**8
+# Deeper than this a JSON text is refused (``malformed_json``), whichever reader reads it:
+# records are 3 levels deep, and both readers recurse (orjson to 1024 levels, the standard
+# library until Python's recursion limit), so what one reads the other might not, nor any
+# encoder write back.
+MAX_JSON_DEPTH = 64
+_SAFE_INT = 2**1023  # an integer smaller in magnitude fits a double
 
 
 def failure_type(record: dict[str, Any]) -> str:
@@ -109,7 +115,7 @@ def is_uuid(value: str) -> bool:
     return True
 
 
-def encode(record: dict[str, Any]) -> bytes:
+def encode(record: Any) -> bytes:
     """Compact UTF-8 JSON (text left unescaped); NaN and infinity are refused.
 
     >>> encode({"a": 1, "b": None})
@@ -140,9 +146,35 @@ def encode(record: dict[str, Any]) -> bytes:
     return text
 
 
+def encode_or_refuse(record: Any) -> bytes:
+    """:func:`encode`, or :class:`InvalidRecordError` for a record no JSON can hold: a
+    programming or input error, never to be taken for a broker outage.
+
+    >>> encode_or_refuse({"a": 1})
+    b'{"a":1}'
+    >>> encode_or_refuse({"a": float("inf")})
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.InvalidRecordError: cannot be written as JSON: Out of range float ...
+    """
+    try:
+        return encode(record)
+    except Exception as exc:  # ValueError, TypeError, RecursionError: which is the record's
+        text = str(exc)
+        if isinstance(exc, ValueError) and text.startswith("Out of range float"):
+            code = "not_finite"
+        elif isinstance(exc, TypeError):
+            code = "wrong_type"
+        else:
+            code = "bad_value"
+        raise InvalidRecordError(code, f"cannot be written as JSON: {text}") from None
+
+
 def decode_json(raw: bytes) -> Any:
     """Bytes to JSON, or :class:`InvalidRecordError` (``not_utf8``, ``malformed_json``,
-    ``not_finite``).
+    ``not_finite``). A number no double holds (``1e400``, an integer of 400 digits) is
+    ``not_finite``, as a ``NaN`` literal; a text nested deeper than :data:`MAX_JSON_DEPTH`
+    is ``malformed_json``: whatever this returns, :func:`encode` writes back.
 
     orjson reads valid JSON (a quarter of the standard library's time); whatever it refuses
     goes through the standard library's parser, which says precisely what is wrong and
@@ -156,12 +188,22 @@ def decode_json(raw: bytes) -> Any:
     Traceback (most recent call last):
     ...
     lammps_stream.errors.InvalidRecordError: JSON constant NaN is not allowed
+    >>> decode_json(b'{"x": 1e400}')
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.InvalidRecordError: JSON number 1e400 is not finite (beyond a double's ...
+    >>> decode_json(b"[" * 100 + b"]" * 100)
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.InvalidRecordError: not valid JSON: nested more than 64 levels deep
     """
     try:
-        return orjson.loads(raw)
+        value = orjson.loads(raw)
     except (orjson.JSONDecodeError, TypeError):
-        pass
-    return _decode_json_precisely(raw)
+        value = _decode_json_precisely(raw)
+    if _may_be_deep(raw) and _deeper_than(value, MAX_JSON_DEPTH):
+        raise _too_deep()
+    return value
 
 
 def _decode_json_precisely(raw: bytes) -> Any:
@@ -171,11 +213,89 @@ def _decode_json_precisely(raw: bytes) -> Any:
     except (UnicodeDecodeError, AttributeError):
         raise InvalidRecordError("not_utf8", "record is not UTF-8 text") from None
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(
+            text,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            parse_int=_finite_int,
+        )
     except InvalidRecordError:
         raise
     except ValueError as exc:
         raise InvalidRecordError("malformed_json", f"not valid JSON: {exc}") from None
+    except RecursionError:  # far deeper than MAX_JSON_DEPTH
+        raise _too_deep() from None
+
+
+def _finite_float(text: str) -> float:
+    """A JSON float literal as the standard parser reads it, refused where it reads
+    infinity (``1e400``), as orjson refuses it."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise _beyond_a_double(text)
+    return value
+
+
+def _finite_int(text: str) -> int:
+    """A JSON integer literal, refused beyond a double's range (orjson refuses it too, and
+    every reader of a number takes it as a float)."""
+    if len(text) > 309 + text.startswith("-") or not _fits_double(value := int(text)):
+        raise _beyond_a_double(text)
+    return value
+
+
+def _beyond_a_double(text: str) -> InvalidRecordError:
+    if len(text) > 24:
+        text = f"{text[:10]}…{text[-4:]} ({len(text.lstrip('-'))} digits)"
+    return InvalidRecordError(
+        "not_finite", f"JSON number {text} is not finite (beyond a double's range)"
+    )
+
+
+def _fits_double(value: int) -> bool:
+    """Whether a double holds ``value`` (rounded): ``float(value)`` is finite.
+
+    >>> _fits_double(2**1023), _fits_double(2**1024), _fits_double(-(10**400))
+    (True, False, False)
+    """
+    if value.bit_length() <= 1023:
+        return True
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
+def _may_be_deep(raw: Any) -> bool:
+    """Whether ``raw`` has more than :data:`MAX_JSON_DEPTH` brackets (a JSON text needs one
+    per level), counted without parsing; anything but bytes may be."""
+    if isinstance(raw, (bytes, bytearray)):
+        return raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH
+    return True
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether the JSON value nests more than ``limit`` arrays and objects (no recursion).
+
+    >>> _deeper_than([[1]], 2), _deeper_than([[1]], 1), _deeper_than({"a": 1}, 0)
+    (False, True, True)
+    """
+    pending = [(value, 1)] if isinstance(value, dict | list) else []
+    while pending:
+        node, depth = pending.pop()
+        if depth > limit:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                pending.append((child, depth + 1))
+    return False
+
+
+def _too_deep() -> InvalidRecordError:
+    return InvalidRecordError(
+        "malformed_json", f"not valid JSON: nested more than {MAX_JSON_DEPTH} levels deep"
+    )
 
 
 def decode_run_record(raw: bytes) -> dict[str, Any]:
@@ -214,14 +334,21 @@ def validate_run_record(record: Any) -> dict[str, Any]:
 
 
 def validate_params(params: Any, prefix: str = "params.") -> dict[str, Any]:
-    """Check a run's parameters: a deck and positive whole sizes.
+    """Check a run's parameters: a deck and positive whole sizes; every number in them,
+    extra ones and nested ones (``vars``) too, finite as a double (a prediction carries
+    them all, and no JSON holds infinity).
 
     >>> validate_params({"deck": "lj", "x": 1, "y": 1, "z": 1, "steps": 10, "ranks": 1,
     ...                  "threads": 1})["deck"]
     'lj'
+    >>> validate_params({"deck": "lj", "vars": {"t": [0.5, float("inf")]}})
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.InvalidRecordError: params.vars.t[1]: must be finite, got inf
     """
     if not isinstance(params, dict):
         raise InvalidRecordError("wrong_type", f"{prefix.rstrip('.')}: must be an object")
+    _finite_numbers(params, prefix.rstrip("."))
     _text(params, "deck", prefix)
     for name in SIZE_PARAMS:
         value = params.get(name)
@@ -235,6 +362,34 @@ def validate_params(params: Any, prefix: str = "params.") -> dict[str, Any]:
                 "absurd_size", f"{prefix}{name}: {value} is beyond {SIZE_LIMITS[name]}"
             )
     return params
+
+
+def _finite_numbers(value: dict[str, Any] | list[Any], where: str) -> None:
+    """Refuse (``not_finite``) any number in ``value``, however deeply nested, that is not
+    finite as a double: NaN, infinity, an integer beyond a double's range. No recursion."""
+    pending = [(where, value)]
+    while pending:
+        where, node = pending.pop()
+        for key, child in node.items() if isinstance(node, dict) else enumerate(node):
+            kind = type(child)
+            if kind is str or (kind is int and -_SAFE_INT < child < _SAFE_INT):
+                continue  # the common case, quickly
+            if isinstance(child, float):
+                if not math.isfinite(child):
+                    raise _not_finite(_path(where, key, node), f"{child}")
+            elif isinstance(child, int):
+                if not _fits_double(child):
+                    raise _not_finite(_path(where, key, node), "an integer beyond a double's range")
+            elif isinstance(child, dict | list):
+                pending.append((_path(where, key, node), child))
+
+
+def _path(where: str, key: Any, node: Any) -> str:
+    return f"{where}.{key}" if isinstance(node, dict) else f"{where}[{key}]"
+
+
+def _not_finite(where: str, got: str) -> InvalidRecordError:
+    return InvalidRecordError("not_finite", f"{where}: must be finite, got {got}")
 
 
 def _validate_result(result: dict[str, Any]) -> None:
@@ -469,8 +624,10 @@ def _number(
     value = obj.get(name)
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise _field_error(obj, name, prefix, "a number")
+    if isinstance(value, int) and not _fits_double(value):
+        raise _not_finite(f"{prefix}{name}", "an integer beyond a double's range")
     if not math.isfinite(value):
-        raise InvalidRecordError("not_finite", f"{prefix}{name}: must be finite, got {value}")
+        raise _not_finite(f"{prefix}{name}", f"{value}")
     if minimum is not None and value < minimum:
         raise InvalidRecordError("bad_value", f"{prefix}{name}: must be >= {minimum}, got {value}")
     return float(value)

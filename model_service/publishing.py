@@ -4,7 +4,9 @@ it ever stops the learning agent (:mod:`model_service.app`).
 
 A send the producer refuses is lost, counted by topic and logged
 (:mod:`~model_service.deliveries`); a model that raised on a run is counted and said once a
-minute while it goes on raising, while the other models' predictions go out.
+minute while it goes on raising, while the other models' predictions go out. A run whose
+predictions cannot be written as JSON loses those alone, counted and said as the batch's
+failures are; the rest of the batch goes out.
 
     await publish_batch(app.producer, "lammps.predictions", service, handled, failures)
 """
@@ -36,14 +38,18 @@ async def publish_batch(
     failures: FailureSpell,
 ) -> None:
     """:func:`send_predictions`, never raising: the batch's runs are learned by now, and an
-    error here (none is known: sends and refusals are counted inside) must not crash the
-    learning agent. The batch's predictions then count as lost, and the error is logged with
-    its traceback."""
+    error here (none is known: sends, refusals and runs whose predictions cannot be encoded
+    are counted inside) must not crash the learning agent. The batch's predictions then count
+    as lost, and the error is logged with its traceback (``failures`` says it when it begins,
+    then at most once a minute, and once it has stayed away a minute)."""
     try:
-        await send_predictions(producer, topic, service, handled)
+        await send_predictions(producer, topic, service, handled, failures)
     except Exception as exc:
         service.deliveries.never_sent("predictions", sum(len(o.steps) for *_, o in handled))
         log_failure(failures, exc, "the batch's runs are learned, their predictions lost")
+        return
+    if failures.quiet_for(failures.window) and (line := failures.worked()) is not None:
+        log.info(line)
 
 
 async def send_predictions(
@@ -51,12 +57,15 @@ async def send_predictions(
     topic: str,
     service: ModelService,
     handled: list[tuple[int, dict[str, Any], Outcome]],
+    failures: FailureSpell | None = None,
 ) -> None:
     """Count each handled record's outcome and send its predictions keyed by run_id, grouped
     by partition. Sends are appended to the producer's batches without waiting for delivery
     (a failed delivery is counted and logged: :mod:`~model_service.deliveries`), so a batch of
-    runs leaves in one produce request per partition."""
+    runs leaves in one produce request per partition. A run whose predictions cannot be
+    encoded loses them alone: counted as never sent, and said through ``failures``."""
     metrics = service.metrics
+    failures = failures or FailureSpell("publishing a batch's predictions")
     outgoing: dict[int | None, list[tuple[bytes, bytes]]] = {}
     finished = []
     for _, record, outcome in handled:
@@ -67,10 +76,7 @@ async def send_predictions(
             _model_errors(service, record, outcome)
         if not outcome.steps:
             continue
-        key = record["run_id"].encode()
-        messages = outgoing.setdefault(_partition_of(producer, topic, key), [])
         for step in outcome.steps:
-            messages.append((key, encode(step.prediction)))
             metrics.model_step(step.model, step.predict_seconds, step.learn_seconds)
             if step.drifted:
                 metrics.drifts.labels(model=step.model).inc()
@@ -80,6 +86,19 @@ async def send_predictions(
                     step.model,
                     record["run_id"],
                 )
+        try:  # this run's alone: one that cannot be written never costs the batch
+            values = [encode(step.prediction) for step in outcome.steps]
+        except Exception as exc:
+            service.deliveries.never_sent("predictions", len(outcome.steps))
+            consequence = (
+                f"run {record['run_id']}: its {len(outcome.steps)} prediction(s) lost (the run "
+                "is learned); the batch's other predictions go out"
+            )
+            log_failure(failures, exc, consequence)
+            continue
+        key = record["run_id"].encode()
+        messages = outgoing.setdefault(_partition_of(producer, topic, key), [])
+        messages.extend((key, value) for value in values)
         finished.append(record["times"]["finished_at"])
     for partition, messages in outgoing.items():
         try:

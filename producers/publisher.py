@@ -7,6 +7,11 @@ the service skips a run_id it has already seen, so a replay after a lost acknowl
 duplicates nothing either. A spool that cannot be written is the one case left: the record
 is then printed to stderr as a JSON line for ``produce --replay`` and :class:`SpoolError`
 says so.
+
+A record no JSON can hold (NaN or infinity where validation does not look, an object JSON has
+no type for) is neither a run to spool nor a broker outage: :meth:`Publisher.publish` refuses
+it with :class:`~lammps_stream.errors.InvalidRecordError` before sending anything, and such a
+record found in the spool is set aside (``.unreadable-*``), never replayed again and again.
 """
 
 from __future__ import annotations
@@ -18,8 +23,13 @@ from typing import Any
 
 from lammps_stream.broker import access_denied, make_producer
 from lammps_stream.config import Config, expand
-from lammps_stream.errors import BrokerUnavailableError, ConfigError, SpoolError
-from lammps_stream.schemas import encode, validate_run_record
+from lammps_stream.errors import (
+    BrokerUnavailableError,
+    ConfigError,
+    InvalidRecordError,
+    SpoolError,
+)
+from lammps_stream.schemas import encode, encode_or_refuse, validate_run_record
 from producers.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -48,8 +58,10 @@ class Publisher:
 
     def publish(self, record: dict[str, Any]) -> Delivery:
         """Validate and send ``record`` (replaying the spool first); spool it if the broker
-        is unreachable."""
+        is unreachable. :class:`InvalidRecordError`, before anything is sent, for a record
+        that breaks its schema or that no JSON can hold."""
         validate_run_record(record)
+        _encoded(record)
         try:
             self.flush_spool()
         except (BrokerUnavailableError, ConfigError) as exc:  # ConfigError: a TLS file missing
@@ -68,6 +80,12 @@ class Publisher:
         for path, record in self.spool.pending():
             claimed = self.spool.claim(path)
             if claimed is None:  # another process is replaying it
+                continue
+            try:
+                _encoded(record)
+            except InvalidRecordError as err:  # it would stop every replay from here on
+                kept = self.spool.set_aside(claimed)
+                log.error("spool: %s; set aside as %s, not replayed", err, kept)
                 continue
             try:
                 sent.append(self._send(record))
@@ -103,7 +121,8 @@ class Publisher:
         try:
             producer = self._producer or make_producer(self.config)
             self._producer = producer
-            future = producer.send(self.topic, key=record["run_id"].encode(), value=encode(record))
+            value = _encoded(record)
+            future = producer.send(self.topic, key=record["run_id"].encode(), value=value)
             meta = future.get(timeout=timeout * 3)
         except KafkaError as exc:
             self.close()
@@ -115,3 +134,20 @@ class Publisher:
                 f"({exc.__class__.__name__})"
             ) from None
         return Delivery(record["run_id"], "sent", meta.partition, meta.offset)
+
+
+def _encoded(record: dict[str, Any]) -> bytes:
+    """``record`` as JSON, or :class:`InvalidRecordError` naming its run: no JSON holds it.
+
+    >>> _encoded({"run_id": "r1", "wall": float("nan")})
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.InvalidRecordError: run r1: cannot be written as JSON: ... spooled
+    """
+    try:
+        return encode_or_refuse(record)
+    except InvalidRecordError as err:
+        run = record.get("run_id") if isinstance(record, dict) else None
+        raise InvalidRecordError(
+            err.code, f"run {run}: {err.message}; it is neither sent nor spooled"
+        ) from None

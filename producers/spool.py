@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lammps_stream.schemas import encode
+from lammps_stream.schemas import encode_or_refuse
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +55,15 @@ class Spool:
 
     def put(self, record: dict[str, Any]) -> Path:
         """Write ``record`` atomically; return its file. Raises ``OSError`` when the
-        directory cannot be written."""
+        directory cannot be written, :class:`~lammps_stream.errors.InvalidRecordError`
+        (nothing written) when no JSON can hold the record."""
+        value = encode_or_refuse(record)
         self.directory.mkdir(parents=True, exist_ok=True)
         final = self.directory / _record_name(record)
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(encode(record))
+                handle.write(value)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, final)
@@ -103,6 +105,13 @@ class Spool:
         """The claimed record was not sent: put it back for the next replay."""
         with contextlib.suppress(FileNotFoundError):
             os.rename(claimed, self.directory / _unclaimed_name(claimed.name))
+
+    def set_aside(self, claimed: Path) -> Path:
+        """The claimed record can never be sent (no JSON holds it): kept as
+        ``.unreadable-<file>`` for a look, never replayed; returns where it went."""
+        kept = self.directory / f".unreadable-{_unclaimed_name(claimed.name)}"
+        os.rename(claimed, kept)
+        return kept
 
     def __len__(self) -> int:
         return sum(1 for _ in self.pending())

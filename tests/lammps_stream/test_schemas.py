@@ -9,6 +9,7 @@ import pytest
 
 from lammps_stream.errors import InvalidRecordError
 from lammps_stream.schemas import (
+    decode_json,
     decode_run_record,
     encode,
     example_prediction,
@@ -146,3 +147,91 @@ def test_a_record_with_a_lone_surrogate_decodes_and_encodes_again() -> None:
     record = decode_run_record(raw)
     assert record["params"]["deck"] == "lj\ud800"
     assert decode_run_record(encode(record)) == record
+
+
+def _with(raw_value: bytes, where: bytes = b'"wall_seconds":2.1') -> bytes:
+    """The example record's JSON with ``where`` replaced by ``raw_value``."""
+    raw = encode(example_run_record())
+    assert where in raw
+    return raw.replace(where, raw_value)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _with(b'"wall_seconds":1' + b"0" * 400),  # an integer no double holds
+        _with(b'"wall_seconds":-1' + b"0" * 400),
+        _with(b'"wall_seconds":1e400'),  # a float literal that reads as infinity
+        _with(b'"threads":1,"temp":1e400', b'"threads":1'),  # an extra parameter
+        _with(b'"threads":1,"vars":{"t":[1,{"u":-1e999}]}', b'"threads":1'),  # nested deep
+        _with(b'"threads":1,"vars":{"t":1' + b"0" * 400 + b"}", b'"threads":1'),
+        _with(b'"job_id":1e400', b'"job_id":null'),  # beyond params: still not read
+    ],
+)
+def test_a_number_beyond_a_double_is_refused_as_not_finite(raw: bytes) -> None:
+    with pytest.raises(InvalidRecordError) as refused:
+        decode_run_record(raw)
+    assert refused.value.code == "not_finite"
+    assert "finite" in refused.value.message
+
+
+def test_an_integer_beyond_a_double_built_in_python_is_refused_as_not_finite() -> None:
+    with pytest.raises(InvalidRecordError, match="beyond a double's range") as refused:
+        validate_run_record(_broken("result.wall_seconds", 10**400))
+    assert refused.value.code == "not_finite"
+    with pytest.raises(InvalidRecordError, match="beyond a double's range"):
+        validate_prediction(example_prediction(predicted_wall_seconds=-(10**400)))
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        (math.inf, "params.temp"),
+        (-math.inf, "params.vars.t"),
+        (math.nan, "params.vars.t[1].u"),
+        (10**400, "params.vars.t[1].u"),
+    ],
+    ids=["inf", "-inf", "nan", "10**400"],
+)
+def test_a_non_finite_parameter_anywhere_in_params_is_refused(value: object, where: str) -> None:
+    record = example_run_record()
+    if where == "params.temp":
+        record["params"]["temp"] = value
+    elif where == "params.vars.t":
+        record["params"]["vars"] = {"t": value}
+    else:
+        record["params"]["vars"] = {"t": [1, {"u": value}]}
+    with pytest.raises(InvalidRecordError) as refused:
+        validate_run_record(record)
+    assert refused.value.code == "not_finite"
+    assert refused.value.message.startswith(f"{where}: must be finite")
+
+
+def test_finite_extra_parameters_are_kept() -> None:
+    record = example_run_record()
+    record["params"]["vars"] = {"t": 1.5, "n": 10**18, "list": [1, "a", None, True, {"b": 2.0}]}
+    assert decode_run_record(encode(record)) == record
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 400_000,  # ~400 KB of brackets: beyond both readers' recursion
+        b"[" * 400_000 + b"]" * 400_000,
+        b"[" * 1000 + b"]" * 1000,  # read by orjson, yet no encoder writes it back
+        _with(b'"threads":1,"vars":{"t":' + b"[" * 70 + b"]" * 70 + b"}", b'"threads":1'),
+        # read by the standard library (orjson refuses the lone surrogate): refused alike
+        _with(b'"wall_seconds":2.1,"x":' + b"[" * 70 + b'"\\ud800"' + b"]" * 70),
+    ],
+)
+def test_json_nested_too_deeply_is_malformed(raw: bytes) -> None:
+    with pytest.raises(InvalidRecordError, match="nested more than 64 levels deep") as refused:
+        decode_run_record(raw)
+    assert refused.value.code == "malformed_json"
+
+
+def test_json_nested_up_to_the_limit_is_read() -> None:
+    deep = b"[" * 63 + b"1" + b"]" * 63
+    assert decode_json(b'{"a":' + deep + b"}")["a"][0][0]  # 64 levels with the object
+    many = b"[" + b",".join([b"[1]"] * 500) + b"]"  # many brackets, shallow
+    assert len(decode_json(many)) == 500

@@ -253,3 +253,56 @@ def test_an_unforeseen_error_publishing_counts_the_batch_lost_and_never_raises(
     assert len(said) == 1 and said[0].exc_info is not None  # once, with its traceback
     assert "ValueError('a bug')" in said[0].getMessage()
     assert not [r for r in caplog.records if "Is the broker up" in r.getMessage()]
+
+
+def test_a_run_whose_predictions_cannot_be_encoded_loses_only_its_own(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A prediction carries its run's params: infinity there (which validation now refuses)
+    once made encode raise and publish_batch drop the predictions of the whole batch."""
+    worker = service()
+    spell = FailureSpell("publishing a batch's predictions")
+    producer = FakeProducer()
+
+    def batch() -> list[tuple[int, dict[str, Any], Any]]:
+        handled = handled_records(3)
+        handled[1][1]["params"]["vars"] = {"t": float("inf")}  # the steps share the dict
+        return handled
+
+    async def two_batches() -> None:
+        for _ in range(2):
+            await publish_batch(producer, "predictions", worker, batch(), spell)
+        await asyncio.sleep(0)
+
+    with caplog.at_level(logging.ERROR, logger="lammps_stream.service"):
+        asyncio.run(two_batches())
+    sent = [json.loads(m["value"])["run_id"] for m in producer.sent]
+    assert sorted(set(sent)) == ["run-0", "run-2"] and len(sent) == 8  # 2 models × 2 runs × 2
+    exposed = worker.metrics.exposition()
+    assert b'lammps_stream_undelivered_messages_total{topic="predictions"} 4.0' in exposed
+    assert b'lammps_stream_records_total{outcome="learned"} 6.0' in exposed
+    said = [r for r in caplog.records if "publishing a batch's predictions" in r.getMessage()]
+    assert len(said) == 1 and said[0].exc_info is not None  # once, with its traceback
+    assert "run run-1: its 2 prediction(s) lost" in said[0].getMessage()
+    assert "Out of range float values" in said[0].getMessage()
+
+
+def test_a_batch_published_a_minute_after_the_last_failure_says_it_works_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    worker = service()
+    clock = iter([0.0, 30.0, 100.0, 100.0]).__next__  # failed, quiet?, quiet?, worked
+    spell = FailureSpell("publishing a batch's predictions", clock=clock)
+
+    async def batches() -> None:
+        await publish_batch(Unforeseen(), "predictions", worker, handled_records(1), spell)
+        await publish_batch(FakeProducer(), "predictions", worker, handled_records(1), spell)
+        await publish_batch(FakeProducer(), "predictions", worker, handled_records(1), spell)
+
+    with caplog.at_level(logging.INFO, logger="lammps_stream.service"):
+        asyncio.run(batches())
+    said = [r.getMessage() for r in caplog.records if "predictions" in r.getMessage()]
+    assert said[0].startswith("publishing a batch's predictions failed: ValueError")
+    assert said[1:] == [
+        "publishing a batch's predictions works again, after 100 s and 1 failed try"
+    ]

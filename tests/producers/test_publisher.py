@@ -110,6 +110,56 @@ def test_invalid_record_is_refused_before_sending(publisher) -> None:
     assert broker.sent == []
 
 
+@pytest.mark.parametrize("up", [True, False])
+def test_a_record_with_infinity_in_its_params_is_refused_neither_sent_nor_spooled(
+    publisher, up: bool
+) -> None:
+    pub, broker = publisher
+    broker.up = up
+    record = example_run_record(run_id=new_id())
+    record["params"]["vars"] = {"t": float("inf")}  # e.g. --var t=1e400, read as a float
+    with pytest.raises(InvalidRecordError, match=r"params\.vars\.t: must be finite") as refused:
+        pub.publish(record)
+    assert refused.value.code == "not_finite"
+    assert broker.sent == [] and len(pub.spool) == 0
+
+
+@pytest.mark.parametrize("up", [True, False])
+def test_a_record_no_json_can_hold_is_refused_with_one_clear_error(publisher, up: bool) -> None:
+    """Not a broker outage: one error before anything is sent or spooled (the spool once
+    raised a bare ValueError, and `produce --replay` stopped there)."""
+    pub, broker = publisher
+    broker.up = up
+    record = example_run_record(run_id=new_id())
+    record["env"]["load"] = float("nan")  # beyond what validation looks at
+    with pytest.raises(InvalidRecordError) as refused:
+        pub.publish(record)
+    assert refused.value.code == "not_finite"
+    said = str(refused.value)
+    assert said.startswith(f"run {record['run_id']}: cannot be written as JSON: Out of range")
+    assert said.endswith("; it is neither sent nor spooled")
+    assert broker.sent == [] and len(pub.spool) == 0 and not list(pub.spool.directory.iterdir())
+
+
+def test_a_spooled_record_no_json_can_hold_is_set_aside_and_the_rest_replayed(
+    publisher, caplog: pytest.LogCaptureFixture
+) -> None:
+    pub, broker = publisher
+    first = example_run_record(run_id=new_id())
+    pub.publish(first)  # spooled: the broker is down
+    bad = pub.spool.directory / "bad-ok.json"  # written by an older version, or by hand
+    bad.write_text('{"run_id": "bad", "status": "ok", "result": {"wall_seconds": NaN}}')
+    broker.up = True
+    second = example_run_record(run_id=new_id())
+    with caplog.at_level("ERROR", logger="producers.publisher"):
+        assert pub.publish(second).status == "sent"
+    assert broker.sent == [first["run_id"], second["run_id"]]
+    assert len(pub.spool) == 0 and pub.flush_spool() == []
+    assert [p.name for p in pub.spool.directory.iterdir()] == [".unreadable-bad-ok.json"]
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert "run bad: cannot be written as JSON" in said and ".unreadable-bad-ok.json" in said
+
+
 def test_an_unreachable_pushgateway_never_fails_a_run() -> None:
     from producers.pushgateway import push_run
 
@@ -145,3 +195,49 @@ def test_a_missing_tls_file_spools_the_run_and_says_why(tmp_path: Path) -> None:
     delivery = Publisher(config).publish(example_run_record(run_id=new_id()))
     assert delivery.status == "spooled"
     assert delivery.reason.startswith(f"kafka.ssl_cafile: {tmp_path / 'missing-ca.crt'} does not")
+
+
+def test_produce_replay_reports_each_unusable_line_and_sends_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`produce --replay` once stopped midway: its lines decoded (infinity, a number no double
+    holds), then the publisher raised a bare ValueError. Each is now an invalid line, reported
+    with its reason code and skipped, as a line that is not JSON always was."""
+    from rich.console import Console
+
+    from lammps_stream.schemas import encode
+    from producers import commands
+
+    good = [example_run_record(run_id=new_id()) for _ in range(2)]
+    raw = encode(example_run_record(run_id=new_id()))
+    lines = [
+        encode(good[0]),
+        raw.replace(b'"threads":1', b'"threads":1,"vars":{"t":1e400}'),
+        raw.replace(b'"wall_seconds":2.1', b'"wall_seconds":1' + b"0" * 400),
+        b"[" * 400_000,
+        encode(good[1]),
+    ]
+    recorded = tmp_path / "runs.jsonl"
+    recorded.write_bytes(b"\n".join(lines) + b"\n")
+    published: list[str] = []
+
+    class Sending:
+        def __init__(self, config) -> None: ...
+
+        def publish(self, record: dict) -> Delivery:
+            published.append(record["run_id"])
+            return Delivery(record["run_id"], "sent", 0, len(published))
+
+        def close(self) -> None: ...
+
+    out = Console(width=300, record=True, color_system=None)
+    monkeypatch.setattr("producers.publisher.Publisher", Sending)
+    monkeypatch.setattr(commands, "_console", lambda: out)
+    config = load_config(path=None, env={}, overrides={"producer.spool_dir": str(tmp_path)})
+    assert commands.replay(config, str(recorded)) == 1
+    assert published == [r["run_id"] for r in good]
+    said = out.export_text()
+    assert "line 2: JSON number 1e400 is not finite (beyond a double's range) (not_finite)" in said
+    assert "line 3: JSON number 1000000000…0000 (401 digits) is not finite" in said
+    assert "line 4: not valid JSON: nested more than 64 levels deep (malformed_json)" in said
+    assert "replayed 2 record(s)" in said and "skipped 3" in said

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from lammps_stream.errors import InvalidRecordError
 from lammps_stream.schemas import encode, example_run_record, new_id
 from producers.spool import Spool
 
@@ -112,3 +113,23 @@ def test_a_write_whose_process_died_is_finished_or_set_aside(tmp_path: Path) -> 
         ".unreadable-b2.json",
         f"{record['run_id']}-ok.json",
     ]
+
+
+def test_a_record_no_json_can_hold_is_refused_and_leaves_no_file(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    record = example_run_record(run_id=new_id())
+    record["params"]["vars"] = {"t": float("inf")}
+    with pytest.raises(InvalidRecordError, match="cannot be written as JSON") as refused:
+        spool.put(record)
+    assert refused.value.code == "not_finite"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_record_set_aside_is_kept_but_never_replayed(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    path = spool.put(example_run_record(run_id=new_id()))
+    claimed = spool.claim(path)
+    assert claimed is not None
+    kept = spool.set_aside(claimed)
+    assert kept.name == f".unreadable-{path.name}" and kept.exists()
+    assert len(spool) == 0 and [p.name for p in tmp_path.iterdir()] == [kept.name]
