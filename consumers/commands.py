@@ -34,9 +34,11 @@ from lammps_stream.errors import (
     UsageError,
 )
 from lammps_stream.schemas import validate_params
-from lammps_stream.service_api import ServiceApi
+from lammps_stream.service_api import ServiceApi, ServiceRefusedError, ServiceTimeoutError
 
 LIVE_ROWS = 20
+# POST /models warm-starts the new model over the whole runs topic before it answers
+ADD_TIMEOUT_SECONDS = 600.0
 COLUMNS = ("run", "split", "params", "model", "predicted s", "actual s", "error s")
 
 
@@ -320,17 +322,43 @@ def models(config: Config, args: argparse.Namespace) -> int:
     """``models list|add|remove``: the running service's models, their counts and scores."""
     api = ServiceApi(config)
     if args.action == "add":
-        added = api.post("/models", model_spec_from_args(args))
-        print(
-            f"added {added['name']} ({added['spec']['class']}), warm-started on "
-            f"{added['learned']} runs replayed from the runs topic"
-        )
-        return 0
+        return _add_model(config, model_spec_from_args(args))
     if args.action == "remove":
         api.delete(f"/models/{_one_name(args)}")
         print(f"removed {_one_name(args)}; its snapshots are tombstoned on the models topic")
         return 0
     return _list_models(api, args.json)
+
+
+def _add_model(config: Config, spec: dict[str, Any]) -> int:
+    """``POST /models``: it answers once the model is warm-started over the whole runs
+    topic, which takes minutes on a long one; a spinner shows meanwhile."""
+    from rich.markup import escape
+
+    name = spec.get("name") or "the model"
+    api = ServiceApi(config, timeout=ADD_TIMEOUT_SECONDS)
+    try:
+        with make_console().status(f"warm-starting {escape(str(name))} over the runs topic…"):
+            added = api.post("/models", spec)
+    except ServiceTimeoutError:
+        raise ServiceTimeoutError(
+            f"models add: no answer from the model service at {api.base} within "
+            f"{api.timeout:g} s; it may still be warm-starting {name} over the runs topic: "
+            "see `lammps-stream models list` before adding it again"
+        ) from None
+    except ServiceRefusedError as err:
+        if err.status != 409:
+            raise
+        raise UsageError(
+            f"models add: the service already has a model named {name} (or is still adding "
+            f"it); see `lammps-stream models list`, or `lammps-stream models remove {name}` "
+            "first to replace it"
+        ) from None
+    print(
+        f"added {added['name']} ({added['spec']['class']}), warm-started on "
+        f"{added['learned']} runs replayed from the runs topic"
+    )
+    return 0
 
 
 def model_spec_from_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -28,6 +28,8 @@ from lammps_stream.schemas import decode_json, validate_prediction, validate_sna
 
 log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # Kafka's timestamps start here
+MIN_STALL_SECONDS = 30.0  # see stall_seconds
+POLL_MS = 500
 
 
 def read_predictions(
@@ -57,9 +59,29 @@ def read_predictions(
 
 
 def read_snapshots(config: Config) -> list[dict[str, Any]]:
-    """Every ModelSnapshot now on the models topic, oldest first (model bytes left unread)."""
-    found = read_records(config, config.kafka.topics.models, validate_snapshot)
+    """Every ModelSnapshot of the models now on the models topic, oldest first (model bytes
+    left unread). A tombstone (``models remove``) takes its model away: the snapshots of it
+    published before the tombstone are left out, as compaction will delete them; those
+    published after it (the model added again) are kept."""
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for key, record in _read(config, config.kafka.topics.models, validate_snapshot):
+        if record is None:
+            if key:
+                by_model.pop(model_of(key), None)
+            continue
+        by_model.setdefault(record["model"], []).append(record)
+    found = [s for snapshots in by_model.values() for s in snapshots]
     return sorted(found, key=lambda s: s["created_at"])
+
+
+def model_of(key: bytes) -> str:
+    """The model a models-topic key (``model/partition``) is about.
+
+    >>> model_of(b"hoeffding/3"), model_of(b"pa")
+    ('hoeffding', 'pa')
+    """
+    text = key.decode("utf-8", "replace")
+    return text.rpartition("/")[0] or text
 
 
 def read_records(
@@ -73,23 +95,73 @@ def read_records(
     since: datetime | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield the records of ``topic`` that ``validate`` accepts; the others are skipped and
-    counted in one warning when reading ends (:class:`Skipped`). A broker that stops answering
-    midway is a one-line :class:`BrokerUnavailableError`."""
+    counted in one warning when reading ends (:class:`Skipped`), tombstones (no value)
+    silently. A broker that stops answering midway, or (without ``follow``) a read that
+    makes no progress for :func:`stall_seconds`, is a one-line
+    :class:`BrokerUnavailableError`."""
+    found = _read(
+        config,
+        topic,
+        validate,
+        from_beginning=from_beginning,
+        follow=follow,
+        idle_timeout=idle_timeout,
+        since=since,
+    )
+    for _key, record in found:
+        if record is not None:
+            yield record
+
+
+def _read(
+    config: Config,
+    topic: str,
+    validate: Callable[[Any], dict[str, Any]],
+    *,
+    from_beginning: bool = True,
+    follow: bool = False,
+    idle_timeout: float | None = None,
+    since: datetime | None = None,
+) -> Iterator[tuple[bytes | None, dict[str, Any] | None]]:
+    """:func:`read_records` with each record's key, and ``(key, None)`` for a tombstone."""
     from kafka.errors import KafkaError
 
     consumer = make_consumer(config)
     skipped = Skipped(topic)
     try:
         assigned = _assign(consumer, config, topic, from_beginning=from_beginning, since=since)
-        for raw in _values(consumer, assigned, follow=follow, idle_timeout=idle_timeout):
-            record = skipped.check(raw, validate)
+        messages = _messages(
+            consumer,
+            assigned,
+            follow=follow,
+            idle_timeout=idle_timeout,
+            stall=stall_seconds(config),
+        )
+        for message in messages:
+            if message.value is None:  # a tombstone: a key removed, not a broken record
+                yield message.key, None
+                continue
+            record = skipped.check(message.value, validate)
             if record is not None:
-                yield record
+                yield message.key, record
     except KafkaError as exc:
         raise _broker_error(config, topic, exc) from None
+    except _Stalled as stalled:
+        raise _stall_error(config, topic, stalled) from None
     finally:
         consumer.close()
         skipped.report()
+
+
+def stall_seconds(config: Config) -> float:
+    """How long a read up to the end offsets waits for progress before it takes the broker
+    for gone: ``kafka.request_timeout_seconds``, and at least :data:`MIN_STALL_SECONDS`.
+
+    >>> from lammps_stream.config import load_config
+    >>> stall_seconds(load_config(path=None, env={}))
+    30.0
+    """
+    return max(MIN_STALL_SECONDS, config.kafka.request_timeout_seconds)
 
 
 class Skipped:
@@ -108,13 +180,26 @@ class Skipped:
         self.first = ""
 
     def check(self, raw: bytes, validate: Callable[[Any], dict[str, Any]]) -> dict[str, Any] | None:
-        """The record ``raw`` holds if ``validate`` accepts it, else None (and counted)."""
+        """The record ``raw`` holds if ``validate`` accepts it, else None (and counted): a
+        record that breaks the decoder or the validator in any way is skipped too, as one
+        bad record must not stop a reader.
+
+        >>> def too_deep(value: Any) -> dict[str, Any]:
+        ...     raise RecursionError("maximum recursion depth exceeded")
+        >>> skipped = Skipped("t")
+        >>> skipped.check(b"[[[]]]", too_deep)
+        >>> skipped.first
+        'cannot be read (RecursionError: maximum recursion depth exceeded)'
+        """
         try:
             return validate(decode_json(raw))
         except InvalidRecordError as err:
-            self.count += 1
-            self.first = self.first or err.message
-            return None
+            reason = err.message
+        except Exception as err:  # the decoder's or validator's own failure
+            reason = f"cannot be read ({err.__class__.__name__}: {_short(str(err))})"
+        self.count += 1
+        self.first = self.first or reason
+        return None
 
     def summary(self) -> str:
         """One line for the skipped records, or ``""`` when there were none."""
@@ -129,6 +214,16 @@ class Skipped:
         """Log :meth:`summary` as a warning, if any record was skipped."""
         if self.count:
             log.warning("%s", self.summary())
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """``text`` on one line, cut to ``limit`` characters.
+
+    >>> _short("a\\nb" + "c" * 100, 6)
+    'a bcc…'
+    """
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _assign(
@@ -160,24 +255,80 @@ def _assign(
     return assigned
 
 
-def _values(
-    consumer: Any, assigned: list[Any], *, follow: bool, idle_timeout: float | None
-) -> Iterator[bytes]:
-    """The message values from the assigned positions on: up to the end offsets seen now, or
-    (``follow``) on until ``idle_timeout`` seconds pass without any."""
+def _messages(
+    consumer: Any,
+    assigned: list[Any],
+    *,
+    follow: bool,
+    idle_timeout: float | None,
+    stall: float,
+) -> Iterator[Any]:
+    """The messages from the assigned positions on: up to the end offsets seen now, or
+    (``follow``) on until ``idle_timeout`` seconds pass without any. Up to the end offsets,
+    :class:`_Stalled` when ``stall`` seconds pass with neither a message nor a position
+    moved: kafka-python's ``poll`` returns nothing, without raising, once the broker is
+    gone."""
     end = consumer.end_offsets(assigned)
-    last_data = time.monotonic()
+    last_data = last_progress = time.monotonic()
+    read = 0
+    seen: list[int | None] = []
     while True:
-        if not follow and all(consumer.position(tp) >= end[tp] for tp in assigned):
-            return
-        batch = consumer.poll(timeout_ms=500)
+        if not follow:
+            at = [consumer.position(tp, timeout_ms=POLL_MS) for tp in assigned]
+            if all(p is not None and p >= end[tp] for p, tp in zip(at, assigned, strict=True)):
+                return
+            now = time.monotonic()
+            if at != seen:
+                seen, last_progress = at, now
+            elif now - last_progress > stall:
+                raise _Stalled(read, _left(at, [end[tp] for tp in assigned]), stall)
+        batch = consumer.poll(timeout_ms=POLL_MS)
         if batch:
-            last_data = time.monotonic()
+            last_data = last_progress = time.monotonic()
         elif idle_timeout is not None and time.monotonic() - last_data > idle_timeout:
             return
         for records in batch.values():
             for message in records:
-                yield message.value
+                read += 1
+                yield message
+
+
+def _left(positions: list[int | None], ends: list[int]) -> int | None:
+    """How many offsets lie between ``positions`` and ``ends``; None if a position is
+    unknown.
+
+    >>> _left([3, 10], [5, 10]), _left([3, None], [5, 10])
+    (2, None)
+    """
+    if None in positions:
+        return None
+    return sum(max(0, e - p) for p, e in zip(positions, ends, strict=True) if p is not None)
+
+
+class _Stalled(Exception):
+    """A read up to the end offsets that stopped moving: ``read`` messages so far,
+    ``left`` still before the end offsets (None when a position is unknown)."""
+
+    def __init__(self, read: int, left: int | None, seconds: float) -> None:
+        super().__init__(read, left, seconds)
+        self.read, self.left, self.seconds = read, left, seconds
+
+
+def _stall_error(config: Config, topic: str, stalled: _Stalled) -> BrokerUnavailableError:
+    """A stalled read (:class:`_Stalled`) in one line.
+
+    >>> from lammps_stream.config import load_config
+    >>> print(_stall_error(load_config(path=None, env={}), "t", _Stalled(120, 380, 30.0)))
+    Kafka broker at 127.0.0.1:9092 stopped answering while t was read (nothing for 30 s after \
+120 records, 380 more to read); check it with `lammps-stream stack status` and try again
+    """
+    more = "" if stalled.left is None else f", {stalled.left} more to read"
+    plural = "" if stalled.read == 1 else "s"
+    return BrokerUnavailableError(
+        f"Kafka broker at {config.kafka.bootstrap} stopped answering while {topic} was read "
+        f"(nothing for {stalled.seconds:g} s after {stalled.read} record{plural}{more}); "
+        "check it with `lammps-stream stack status` and try again"
+    )
 
 
 def _broker_error(config: Config, topic: str, exc: Exception) -> BrokerUnavailableError:

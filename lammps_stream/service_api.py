@@ -19,8 +19,23 @@ from lammps_stream.config import Config
 from lammps_stream.errors import BrokerUnavailableError, UsageError
 
 
+class ServiceRefusedError(UsageError):
+    """The service answered with an HTTP error: ``status``, its reason ``code`` (``exists``,
+    ``bad_spec``, ...; ``""`` when it gave none) and its ``detail`` line."""
+
+    def __init__(self, message: str, status: int, code: str = "", detail: str = "") -> None:
+        super().__init__(message)
+        self.status, self.code, self.detail = status, code, detail
+
+
+class ServiceTimeoutError(BrokerUnavailableError):
+    """The service took the request but did not answer within the timeout: it may still be
+    working on it."""
+
+
 class ServiceApi:
-    """``GET``/``POST``/``DELETE`` against the worker's web port."""
+    """``GET``/``POST``/``DELETE`` against the worker's web port; ``timeout`` seconds for
+    each answer (a request that takes longer is a :class:`ServiceTimeoutError`)."""
 
     def __init__(self, config: Config, timeout: float = 10.0) -> None:
         self.base = config.service.url
@@ -54,7 +69,12 @@ class ServiceApi:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as err:
-            raise UsageError(_refusal(method, path, err)) from None
+            raise _refusal(method, path, err) from None
+        except TimeoutError:  # sent, and no answer in time (a connection never made: URLError)
+            raise ServiceTimeoutError(
+                f"model service at {self.base} did not answer {method} {path} within "
+                f"{self.timeout:g} s; check it with `lammps-stream stack status`"
+            ) from None
         except (urllib.error.URLError, OSError, ValueError) as err:
             raise BrokerUnavailableError(
                 f"model service at {self.base} is not answering ({err}); "
@@ -62,22 +82,28 @@ class ServiceApi:
             ) from None
 
 
-def _refusal(method: str, path: str, err: urllib.error.HTTPError) -> str:
+def _refusal(method: str, path: str, err: urllib.error.HTTPError) -> ServiceRefusedError:
     """What the service's refusal means, in one line.
 
     >>> import io
     >>> body = io.BytesIO(b'{"error": "no runs partition here", "code": "no_shard"}')
-    >>> _refusal("POST", "/predict", urllib.error.HTTPError("u", 503, "Unavailable", {}, body))
-    'POST /predict: the service refused (503): no runs partition here'
+    >>> refused = _refusal("POST", "/predict", urllib.error.HTTPError("u", 503, "No", {}, body))
+    >>> str(refused), refused.status, refused.code
+    ('POST /predict: the service refused (503): no runs partition here', 503, 'no_shard')
     """
     try:
         answer = json.loads(err.read())
     except ValueError:
         answer = None
-    message = answer.get("error", err.reason) if isinstance(answer, dict) else err.reason
+    if not isinstance(answer, dict):
+        answer = {}
+    detail = " ".join(str(answer.get("error", err.reason)).split())
+    code = str(answer.get("code", ""))
     if err.code == 401:
-        return (
+        message = (
             f"{method} {path}: the service wants a bearer token; set service.api_token "
             "(LAMMPS_STREAM_SERVICE_API_TOKEN) to the worker's token"
         )
-    return f"{method} {path}: the service refused ({err.code}): {message}"
+    else:
+        message = f"{method} {path}: the service refused ({err.code}): {detail}"
+    return ServiceRefusedError(message, err.code, code, detail)

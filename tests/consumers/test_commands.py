@@ -9,7 +9,8 @@ import pytest
 
 from consumers import commands
 from lammps_stream.config import load_config
-from lammps_stream.errors import UsageError
+from lammps_stream.errors import BrokerUnavailableError, UsageError
+from tests.lammps_stream.test_service_api import fake_service
 
 
 def _add(*params: str, spec: str | None = None) -> argparse.Namespace:
@@ -53,6 +54,62 @@ def test_models_add_spec_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
         commands.model_spec_from_args(_add(spec=str(bad)))
     assert str(caught.value) == (
         f"models add: --spec {bad} is not UTF-8 text; save the YAML file as UTF-8"
+    )
+
+
+def test_models_add_waits_for_the_warm_start_and_says_what_it_learned(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """POST /models answers once the model is warm-started: longer than other requests."""
+    assert commands.ADD_TIMEOUT_SECONDS >= 600
+    monkeypatch.setattr(commands, "ADD_TIMEOUT_SECONDS", 5.0)
+    added = {"name": "tree", "spec": {"class": "river.tree.X"}, "learned": 40, "replayed": 40}
+    with fake_service(status=201, body=added, delay=0.3) as config:
+        assert commands.models(config, _add()) == 0
+    assert capsys.readouterr().out == (
+        "added tree (river.tree.X), warm-started on 40 runs replayed from the runs topic\n"
+    )
+
+
+def test_models_add_that_times_out_says_it_may_still_be_adding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(commands, "ADD_TIMEOUT_SECONDS", 0.2)
+    with (
+        fake_service(status=201, delay=5) as config,
+        pytest.raises(BrokerUnavailableError) as caught,
+    ):
+        commands.models(config, _add())
+    assert str(caught.value) == (
+        f"models add: no answer from the model service at {config.service.url} within 0.2 s; "
+        "it may still be warm-starting tree over the runs topic: see `lammps-stream models "
+        "list` before adding it again"
+    )
+
+
+def test_models_add_of_a_model_there_is_one_line() -> None:
+    answer = {"error": "model 'tree' exists; remove it first", "code": "exists"}
+    with (
+        fake_service(status=409, body=answer) as config,
+        pytest.raises(UsageError) as caught,
+    ):
+        commands.models(config, _add())
+    assert str(caught.value) == (
+        "models add: the service already has a model named tree (or is still adding it); "
+        "see `lammps-stream models list`, or `lammps-stream models remove tree` first to "
+        "replace it"
+    )
+
+
+def test_models_add_refused_otherwise_says_why() -> None:
+    answer = {"error": "class os.system is not allowed", "code": "bad_spec"}
+    with (
+        fake_service(status=400, body=answer) as config,
+        pytest.raises(UsageError) as caught,
+    ):
+        commands.models(config, _add())
+    assert str(caught.value) == (
+        "POST /models: the service refused (400): class os.system is not allowed"
     )
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
+import time
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -15,7 +17,7 @@ from consumers.history import history_rows
 from consumers.reader import once_each, table_row, to_json_line
 from lammps_stream.config import Config, load_config
 from lammps_stream.errors import BrokerUnavailableError, UsageError
-from lammps_stream.schemas import encode, example_prediction
+from lammps_stream.schemas import encode, example_prediction, validate_prediction
 
 
 def test_row_shows_run_split_model_and_error() -> None:
@@ -48,10 +50,17 @@ def test_json_line_is_the_record() -> None:
 
 class FakeConsumer:
     """What :func:`read_records` asks of a kafka-python consumer: one partition holding
-    ``values``; ``fails`` names the call that times out, as with a broker gone midway."""
+    ``values`` (under ``keys``, if given); ``fails`` names the call that times out, as with
+    a broker gone midway."""
 
-    def __init__(self, values: list[bytes], fails: str = "") -> None:
+    def __init__(
+        self,
+        values: list[bytes | None],
+        fails: str = "",
+        keys: list[bytes | None] | None = None,
+    ) -> None:
         self.values, self.fails, self.at, self.closed = values, fails, 0, False
+        self.keys = keys or [None] * len(values)
 
     def _maybe_fail(self, call: str) -> None:
         if call == self.fails:
@@ -77,17 +86,37 @@ class FakeConsumer:
         self._maybe_fail("end_offsets")
         return {tp: len(self.values) for tp in partitions}
 
-    def position(self, tp: TopicPartition) -> int:
+    def position(self, tp: TopicPartition, timeout_ms: int | None = None) -> int:
         return self.at
 
     def poll(self, timeout_ms: int) -> dict:
         self._maybe_fail("poll")
-        batch = [SimpleNamespace(value=v) for v in self.values[self.at :]]
+        batch = [
+            SimpleNamespace(key=k, value=v)
+            for k, v in zip(self.keys[self.at :], self.values[self.at :], strict=True)
+        ]
         self.at = len(self.values)
         return {self.tp: batch}
 
     def close(self) -> None:
         self.closed = True
+
+
+class GoneConsumer(FakeConsumer):
+    """A consumer whose broker went away after ``served`` of its records: ``poll`` returns
+    nothing from then on, without raising, as kafka-python's does."""
+
+    def __init__(self, values: list[bytes], served: int) -> None:
+        super().__init__(values)
+        self.served = served
+
+    def poll(self, timeout_ms: int) -> dict:
+        if self.at >= self.served:
+            time.sleep(timeout_ms / 1000 / 50)
+            return {}
+        batch = [SimpleNamespace(key=None, value=v) for v in self.values[self.at : self.served]]
+        self.at = self.served
+        return {self.tp: batch}
 
 
 def _config() -> Config:
@@ -134,6 +163,125 @@ def test_a_broker_gone_while_reading_is_one_line(
         "(KafkaTimeoutError); check it with `lammps-stream stack status` and try again"
     )
     assert consumer.closed
+
+
+def test_a_read_that_stalls_is_one_line_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --follow, a broker gone midway (poll returns {} for ever) ends the read."""
+    values = [encode(example_prediction(run_id=f"run{i}")) for i in range(5)]
+    consumer = GoneConsumer(values, served=2)
+    monkeypatch.setattr(reader, "make_consumer", lambda config: consumer)
+    monkeypatch.setattr(reader, "MIN_STALL_SECONDS", 0.3)
+    config = load_config(path=None, env={}, overrides={"kafka.request_timeout_seconds": 0.1})
+    done: list[BaseException | list] = []
+
+    def read() -> None:
+        try:
+            done.append(list(reader.read_predictions(config)))
+        except BaseException as err:
+            done.append(err)
+
+    worker = threading.Thread(target=read, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert done, "the read hung"
+    (caught,) = done
+    assert isinstance(caught, BrokerUnavailableError)
+    assert str(caught) == (
+        "Kafka broker at 127.0.0.1:9092 stopped answering while lammps.predictions was read "
+        "(nothing for 0.3 s after 2 records, 3 more to read); check it with "
+        "`lammps-stream stack status` and try again"
+    )
+    assert consumer.closed
+
+
+def test_the_stall_deadline_follows_the_request_timeout() -> None:
+    assert reader.stall_seconds(_config()) == 30.0
+    slow = load_config(path=None, env={}, overrides={"kafka.request_timeout_seconds": 120})
+    assert reader.stall_seconds(slow) == 120.0
+
+
+def test_tombstones_are_no_invalid_records(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = example_prediction()
+    consumer = FakeConsumer([None, encode(good), None])
+    monkeypatch.setattr(reader, "make_consumer", lambda config: consumer)
+    with caplog.at_level(logging.WARNING, logger="consumers.reader"):
+        assert list(reader.read_predictions(_config())) == [good]
+    assert caplog.messages == []
+
+
+def _snapshot(model: str, created_at: str) -> dict:
+    return {
+        "schema": "lammps-stream.model_snapshot/1",
+        "model": model,
+        "created_at": created_at,
+    }
+
+
+def test_a_removed_model_has_no_snapshots(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``models remove`` tombstones the model's keys: its older snapshots, still on the
+    topic until compaction, are not listed; a model added again after it is, from then on."""
+    records = [
+        (b"pa/0", _snapshot("pa", "2026-01-01T00:00:01Z")),
+        (b"tree/0", _snapshot("tree", "2026-01-01T00:00:02Z")),
+        (b"tree/1", _snapshot("tree", "2026-01-01T00:00:03Z")),
+        (b"knn/0", _snapshot("knn", "2026-01-01T00:00:04Z")),
+        (b"tree/0", None),  # models remove tree, by the worker owning partition 0
+        (b"knn/0", None),  # models remove knn ...
+        (b"knn/0", _snapshot("knn", "2026-01-01T00:00:06Z")),  # ... and models add knn
+        (b"pa/0", _snapshot("pa", "2026-01-01T00:00:07Z")),
+    ]
+    consumer = FakeConsumer(
+        [None if r is None else encode(r) for _, r in records], keys=[k for k, _ in records]
+    )
+    monkeypatch.setattr(reader, "make_consumer", lambda config: consumer)
+    monkeypatch.setattr(reader, "validate_snapshot", lambda value: value)
+    with caplog.at_level(logging.WARNING, logger="consumers.reader"):
+        found = reader.read_snapshots(_config())
+    assert [(s["model"], s["created_at"][-3:-1]) for s in found] == [
+        ("pa", "01"),
+        ("knn", "06"),
+        ("pa", "07"),
+    ]
+    assert caplog.messages == []
+
+
+def test_a_record_that_breaks_the_decoder_is_skipped_not_fatal(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = example_prediction()
+    deep = b"[" * 100_000 + b"]" * 100_000
+    huge = json.dumps(example_prediction(predicted_wall_seconds=10**400)).encode()
+    consumer = FakeConsumer([deep, encode(good), huge])
+    monkeypatch.setattr(reader, "make_consumer", lambda config: consumer)
+    with caplog.at_level(logging.WARNING, logger="consumers.reader"):
+        assert list(reader.read_predictions(_config())) == [good]
+    (message,) = caplog.messages
+    assert message.startswith("skipped 2 invalid records on lammps.predictions (the first: ")
+    assert "\n" not in message
+
+
+def test_a_validator_that_fails_in_its_own_way_skips_the_record(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def overflowing(value: object) -> dict:
+        if value == [1]:
+            raise OverflowError("int too large to convert to float")
+        return validate_prediction(value)
+
+    good = example_prediction()
+    consumer = FakeConsumer([b"[1]", encode(good)])
+    monkeypatch.setattr(reader, "make_consumer", lambda config: consumer)
+    with caplog.at_level(logging.WARNING, logger="consumers.reader"):
+        found = list(reader.read_records(_config(), "t", overflowing))
+    assert found == [good]
+    assert caplog.messages == [
+        "skipped 1 invalid record on t "
+        "(the first: cannot be read (OverflowError: int too large to convert to float))"
+    ]
 
 
 @pytest.mark.parametrize(
