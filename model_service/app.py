@@ -58,6 +58,12 @@ MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024
 PRODUCE_BATCH_BYTES = 512 * 1024
 # Fetch a backlog of runs in 8 MiB bites (~13,000 runs), not Faust's 1 MiB.
 FETCH_BYTES = 8 * 1024 * 1024
+# How long a PredictRequest waits for the shards being restored (at the start, at a
+# rebalance) before it goes to the dead letters unanswered.
+RESTORE_WAIT_SECONDS = 60.0
+# How long the shutdown waits for a round of other workers' model changes to end before it
+# leaves the models-topic reader, which the round may be using in a thread, open.
+SHUTDOWN_SYNC_WAIT_SECONDS = 10.0
 
 
 RAW = {"key_serializer": "raw", "value_serializer": "raw"}
@@ -141,28 +147,59 @@ class Wiring:
     sync_failures: FailureSpell = field(
         default_factory=lambda: FailureSpell("reading other workers' model changes")
     )
+    # the round of other workers' model changes under way, if one is (:func:`_sync_round`)
+    syncing: asyncio.Future[None] | None = None
 
 
 def _add_answering(w: Wiring) -> None:
     """``lammps.requests`` in, every model's prediction out on ``lammps.predictions``; a
-    question that cannot be read goes to the dead letter topic."""
-    service, dlq = w.service, w.dlq
+    question that cannot be read or answered goes to the dead letter topic
+    (:func:`_answer_request`)."""
 
     @w.app.agent(w.app.topic(w.config.kafka.topics.requests, **RAW), name="answer")
     async def answer_requests(stream: Any) -> None:
         async for event in stream.events():
-            message = event.message
-            value = _raw(message)
-            try:
-                request = validate_request(decode_json(value))
-            except InvalidRecordError as err:
-                await send_dead_letter(dlq, service, message, value, err.code, err.message)
-                continue
-            try:
-                await _answer(w, request["params"], request["request_id"], message.partition)
-            except Exception as exc:  # a question must not stop the answers to the next ones
-                log.exception("request at offset %s could not be answered", message.offset)
-                await send_dead_letter(dlq, service, message, value, "processing_error", repr(exc))
+            await _answer_request(w, event.message)
+
+
+async def _answer_request(w: Wiring, message: Any) -> None:
+    """One PredictRequest answered by every model on ``lammps.predictions``, once the shards
+    being restored (at the start, at a rebalance) are, for at most ``RESTORE_WAIT_SECONDS``.
+    Never raises, and never drops a request silently: one that cannot be read goes to the
+    dead letter topic with its reason code, one that cannot be answered (a standby, holding
+    no runs partition; shards still being restored after the wait; the worker stopping; no
+    model answering; any error) with ``processing_error`` and why: a question must not stop the
+    answers to the next ones."""
+    service, value = w.service, _raw(message)
+    try:
+        request = validate_request(decode_json(value))
+        ready = await service.restored(
+            RESTORE_WAIT_SECONDS, giving_up=lambda: bool(w.app.should_stop)
+        )
+        shards = service.shards.by_partition
+        if ready and not shards:
+            reason = (
+                "this worker learns no runs partition (a standby: the group has more workers "
+                "than kafka.runs_partitions); the request was not answered"
+            )
+        elif not ready and message.partition not in shards:
+            reason = (
+                "the worker is stopping before its shards were restored"
+                if w.app.should_stop
+                else f"the worker's shards were still being restored after "
+                f"{RESTORE_WAIT_SECONDS:g} s"
+            )
+        elif await _answer(w, request["params"], request["request_id"], message.partition):
+            return
+        else:
+            reason = "no model could answer (each raised: see the worker's log)"
+    except InvalidRecordError as err:
+        await send_dead_letter(w.dlq, service, message, value, err.code, err.message)
+        return
+    except Exception as exc:
+        log.exception("request at offset %s could not be answered", message.offset)
+        reason = repr(exc)
+    await send_dead_letter(w.dlq, service, message, value, "processing_error", reason)
 
 
 async def _answer(
@@ -253,12 +290,24 @@ async def _publish_suggestions(w: Wiring, scoring: Callable[[], list[dict[str, A
         records = []
     finally:
         service.schedule.end(time.monotonic())
-    for record in records:
-        await w.suggested.send(record["suggestion_id"].encode(), encode(record))
-    if records:
-        service.metrics.suggestions.inc(len(records))
-        best = records[0]["score"]
-        log.info("published %d suggestions (best score %.3g)", len(records), best)
+    sent: list[dict[str, Any]] = []
+    refused = 0
+    try:
+        for record in records:
+            try:
+                key, value = record["suggestion_id"].encode(), encode(record)
+            except ValueError:  # NaN or infinity: suggestions.py leaves none, but be sure
+                refused += 1
+                continue
+            await w.suggested.send(key, value)
+            sent.append(record)
+    except Exception:
+        log.exception("suggestions: this batch could not be published")
+    if refused:
+        log.error("suggestions: %d suggestion(s) could not be encoded: left out", refused)
+    if sent:
+        service.metrics.suggestions.inc(len(sent))
+        log.info("published %d suggestions (best score %.3g)", len(sent), sent[0]["score"])
 
 
 def _add_upkeep(w: Wiring) -> None:
@@ -290,7 +339,7 @@ def _add_upkeep(w: Wiring) -> None:
             await w.app.sleep(SYNC_SECONDS)  # returns early when the worker stops
             if w.app.should_stop:
                 return
-            await model_admin.sync_models(service, w.snapshots, w.sync_failures)
+            await _sync_round(w)
 
 
 def _add_rebalancing(w: Wiring) -> None:
@@ -316,10 +365,39 @@ def _add_rebalancing(w: Wiring) -> None:
 
     @app.on_before_shutdown.connect
     async def on_shutdown(sender: Any, **kwargs: Any) -> None:
-        for task in list(service.background):
-            task.cancel()
-        service.close()
-        await w.snapshots.publish(service.due_snapshots(force=True))
+        await _shut_down(w)
+
+
+async def _sync_round(w: Wiring) -> None:
+    """One round of other workers' model changes, kept in ``w.syncing`` until it ends: its
+    read of the models topic goes on in a thread even when the task awaiting it is cancelled,
+    and the shutdown must not close the reader under it (:func:`_shut_down`)."""
+    w.syncing = asyncio.ensure_future(
+        model_admin.sync_models(w.service, w.snapshots, w.sync_failures)
+    )
+    await asyncio.shield(w.syncing)
+
+
+async def _shut_down(w: Wiring) -> None:
+    """Before the worker stops: background work cancelled, the round of model changes under
+    way (if any) awaited for at most ``SHUTDOWN_SYNC_WAIT_SECONDS``, the scoring process and
+    the models-topic reader closed (the reader left open if the round has not ended: it may be
+    reading in a thread, and kafka-python consumers are not thread-safe), and every shard
+    snapshotted."""
+    service = w.service
+    for task in list(service.background):
+        task.cancel()
+    syncing = w.syncing
+    if syncing is not None and not syncing.done():
+        await asyncio.wait([syncing], timeout=SHUTDOWN_SYNC_WAIT_SECONDS)
+        if not syncing.done():
+            log.warning(
+                "a round of other workers' model changes still runs after %g s: the "
+                "models-topic reader is left open for the process's end to close",
+                SHUTDOWN_SYNC_WAIT_SECONDS,
+            )
+    service.close(changes=syncing is None or syncing.done())
+    await w.snapshots.publish(service.due_snapshots(force=True))
 
 
 async def _take_over(w: Wiring, wanted: set[int]) -> None:

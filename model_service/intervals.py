@@ -81,6 +81,30 @@ class ConformalInterval:
             oldest = self.scores.popleft()
             del self.ordered[bisect.bisect_left(self.ordered, oldest)]
 
+    def retarget(self, coverage: float) -> None:
+        """Aim at ``coverage`` from now on (``service.interval_coverage`` changed since this
+        band was pickled). The scores it learned are kept, so the band is at once the new
+        quantile of the same errors; α_t starts again from ``1 - coverage``, since the
+        correction ACI learned was for the old level (carried over, a correction that had
+        narrowed a 90 % band would leave a 99 % one short); what it covered is counted
+        afresh, against the new target. Nothing moves when ``coverage`` is the current one.
+
+        >>> band = ConformalInterval(coverage=0.5)
+        >>> for actual in [10.5, 9.0, 11.0, 10.2, 9.5, 10.8, 12.0, 8.0]:
+        ...     band.update(actual, 10.0)
+        >>> narrow = band.bounds(10.0)
+        >>> band.retarget(0.99)
+        >>> band.coverage, round(band.alpha, 2), band.observed_coverage
+        (0.99, 0.01, None)
+        >>> band.bounds(10.0)[1] > narrow[1]
+        True
+        """
+        if coverage == self.coverage:
+            return
+        self.coverage = coverage
+        self.alpha = 1.0 - coverage
+        self.seen = self.hits = 0
+
     @property
     def observed_coverage(self) -> float | None:
         """Share of calibrated train runs the band covered before learning them."""

@@ -183,20 +183,56 @@ class Learner:
         self.coverage = coverage
         self.rolling_window = rolling_window
         self.state: dict[str, ModelState] = {}
+        # restored models brought to this shard's coverage and rolling window, by name: what
+        # changed (said once, when the shard is taken: :meth:`Shards.put`)
+        self.conformed: dict[str, str] = {}
         self.recent = RecentIds(dedup_window)
         self.seen = Seen()  # what the shard's runs learned were like: shared by its models
         for item in models:
             self.add(item if isinstance(item, ModelSpec) else model_spec(item))
 
     def add(self, spec: ModelSpec, state: ModelState | None = None) -> ModelState:
-        """Add a model: a fresh one at position 0, or a restored ``state``."""
-        state = state or ModelState(
-            spec, build_model(spec), ConformalInterval(self.coverage), self.rolling_window
-        )
+        """Add a model: a fresh one at position 0, or a restored ``state``, brought to this
+        shard's coverage and rolling window (:meth:`conform`)."""
+        if state is None:
+            state = ModelState(
+                spec, build_model(spec), ConformalInterval(self.coverage), self.rolling_window
+            )
+        else:
+            self.conform(state)
         self.seen.merge(getattr(state, "seen", None))  # snapshots before it have none
         state.seen = self.seen
         self.state[spec.name] = state
         return state
+
+    def conform(self, state: ModelState) -> None:
+        """Bring a restored ``state`` to this shard's settings, which are the configuration's
+        (``service.interval_coverage``, ``service.rolling_window``): a snapshot keeps those it
+        was taken under. Its interval aims at the configured coverage from now on, its scores
+        kept (:meth:`~model_service.intervals.ConformalInterval.retarget`); its rolling
+        scores keep their latest pairs, up to the configured window. What changed is noted in
+        :attr:`conformed`.
+
+        >>> old = Learner(["pa"], coverage=0.9, rolling_window=100)
+        >>> new = Learner([], coverage=0.99, rolling_window=50)
+        >>> new.add(old.state["pa"].spec, old.state["pa"]).interval.coverage
+        0.99
+        >>> new.conformed
+        {'pa': 'interval coverage 0.9 -> 0.99, rolling window 100 -> 50'}
+        """
+        changes = []
+        if state.interval.coverage != self.coverage:
+            changes.append(f"interval coverage {state.interval.coverage:g} -> {self.coverage:g}")
+            state.interval.retarget(self.coverage)
+        if state.rolling_window != self.rolling_window:
+            changes.append(f"rolling window {state.rolling_window} -> {self.rolling_window}")
+            state.rolling_window = self.rolling_window
+            for recent in (state.prequential_recent, state.test_recent):
+                recent.size = self.rolling_window
+                while len(recent.pairs) > recent.size:
+                    recent.pairs.popleft()
+        if changes:
+            self.conformed[state.name] = ", ".join(changes)
 
     def remove(self, name: str) -> None:
         """Drop model ``name``, if this shard has it."""

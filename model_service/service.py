@@ -122,6 +122,31 @@ class ModelService:
         taken away stays unrebuilt until it comes back, and does not count)."""
         return any(not self.rebuilt[p].is_set() for p in self.assignment if p in self.rebuilt)
 
+    async def restored(
+        self, within: float, giving_up: Callable[[], bool] = lambda: False, every: float = 0.05
+    ) -> bool:
+        """Wait, at most ``within`` seconds and until ``giving_up()``, for the worker to have
+        taken its first assignment with no shard of its current one being rebuilt; whether it
+        has. Shards are rebuilt at the start and at every rebalance (aiokafka revokes every
+        partition: their shards are dropped and rebuilt), and Faust may hand a stream its
+        records before they are (:meth:`shard`).
+
+        >>> from lammps_stream.config import load_config
+        >>> service = ModelService(load_config(path=None, env={}))
+        >>> asyncio.run(service.restored(within=0.01))  # no assignment yet
+        False
+        >>> service.assigned = True
+        >>> asyncio.run(service.restored(within=0.01))
+        True
+        """
+        deadline = time.monotonic() + within
+        while not self.assigned or self.restoring():
+            left = deadline - time.monotonic()
+            if left <= 0 or giving_up():
+                return False
+            await asyncio.sleep(min(every, left))
+        return True
+
     async def shard(self, partition: int) -> Learner | None:
         """The shard of ``partition``, once it is rebuilt (Faust may resume the stream
         before the assignment handler has finished restoring it); None once the partition
@@ -236,10 +261,12 @@ class ModelService:
         suggestions off."""
         return await self.scoring.run(scoring)
 
-    def close(self) -> None:
-        """Stop the scoring process, if it was started, and the models-topic reader."""
+    def close(self, *, changes: bool = True) -> None:
+        """Stop the scoring process, if it was started, and (``changes``) the models-topic
+        reader: not while a read may still be using it in a thread (a kafka-python consumer
+        is not thread-safe; the process is ending, and its sockets with it)."""
         self.scoring.close()
-        if self.changes is not None:
+        if changes and self.changes is not None:
             self.changes.close()
 
     def in_background(self, work: Coroutine[Any, Any, None]) -> None:

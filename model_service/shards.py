@@ -65,6 +65,12 @@ class Shards:
         )
 
     def put(self, partition: int, learner: Learner) -> None:
+        """Take ``learner`` as shard ``partition``; restored models it brought to the
+        configuration (:meth:`Learner.conform`) are said in one line."""
+        if learner.conformed:
+            changed = ", ".join(f"{name} ({what})" for name, what in learner.conformed.items())
+            log.info("partition %s: restored models take the configuration: %s", partition, changed)
+            learner.conformed.clear()
         self.by_partition[partition] = learner
 
     def drop(self, partition: int) -> Learner | None:
@@ -97,6 +103,9 @@ class Shards:
             if not learners:
                 continue
             weights = [max(1, lr.state[name].learned) for lr in learners]
+            # the coverage the bounds are at (every restored model is brought to the
+            # configured one; were two shards' to differ, the blend is said at the lower)
+            coverage = min(lr.state[name].interval.coverage for lr in learners)
             try:
                 answers = [lr.predict_one(name, params) for lr in learners]
             except Exception as exc:  # one model's failure is its own: the others answer
@@ -112,7 +121,7 @@ class Shards:
                     "interval": {
                         "low": _blend([a[1] for a in answers], weights),
                         "high": _blend([a[2] for a in answers], weights),
-                        "coverage": self.coverage,
+                        "coverage": coverage,
                     },
                     "actual_wall_seconds": None,
                     "split": None,

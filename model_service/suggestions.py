@@ -148,7 +148,9 @@ def rank_candidates(
     *,
     alpha: float = DEFAULT_ALPHA,
 ) -> list[Scored]:
-    """Every distinct candidate scored, best first (ties: the cheaper first)."""
+    """Every distinct candidate scored, best first (ties: the cheaper first); one whose
+    score is not finite (a diverged model's) is left out: it would sort anywhere, and no
+    record can carry it."""
     seen: set[str] = set()
     scored = []
     for params in candidates:
@@ -156,7 +158,9 @@ def rank_candidates(
         if key in seen:
             continue
         seen.add(key)
-        scored.append(score_params(committee, params, alpha=alpha))
+        candidate = score_params(committee, params, alpha=alpha)
+        if _finite(candidate):
+            scored.append(candidate)
     scored.sort(key=lambda s: (-s.score, s.predicted_core_seconds))
     return scored
 
@@ -189,7 +193,8 @@ def choose(
             fantasy, (s.params for s in ranked[1:] if _key(s.params) != taken), alpha=alpha
         )
     # the fantasy's scores are of a committee that has learned guesses: report the real ones
-    return [score_params(committee, s.params, alpha=alpha) for s in chosen]
+    real = [score_params(committee, s.params, alpha=alpha) for s in chosen]
+    return [s for s in real if _finite(s)]
 
 
 def suggestion_records(
@@ -290,7 +295,8 @@ def candidates_for(
 
 def log_variance(model: Any, x: dict[str, float], predicted: float | None = None) -> float | None:
     """What ``model`` itself says it does not know at ``x``, as a variance of log wall time;
-    None for a model that cannot say (a single tree, SGD, nearest neighbours).
+    None for a model that cannot say (a single tree, SGD, nearest neighbours), nor for one
+    whose answer is not finite (a diverged posterior: ``max(nan, 0.0)`` is NaN).
 
     - a Bayesian linear regression learning log wall time: ``σ² − 1/β``, its posterior
       predictive variance without the noise it expects on every run;
@@ -318,18 +324,26 @@ def log_variance(model: Any, x: dict[str, float], predicted: float | None = None
     if isinstance(inner, linear_model.BayesianLinearRegression):
         dist = inner.predict_one(x, with_dist=True)
         variance = max(float(dist.sigma) ** 2 - 1.0 / float(inner.beta), 0.0)
-        if log_target:
-            return variance
-        mean = _seconds(predicted if predicted is not None else float(dist.mu))
-        return variance / (mean * mean)
+        if not log_target:
+            mean = _seconds(predicted if predicted is not None else float(dist.mu))
+            variance /= mean * mean
+        return variance if math.isfinite(variance) else None
     if isinstance(inner, base.Ensemble) and len(inner) > 1:
         values = []
         for member in inner:
             value = member.predict_one(x)
             values.append(float(value) if log_target else math.log(_seconds(value)))
-        values = [min(max(v, math.log(MIN_SECONDS)), math.log(MAX_SECONDS)) for v in values]
-        return statistics.pvariance(values)
+        values = [
+            min(max(v, math.log(MIN_SECONDS)), math.log(MAX_SECONDS))
+            for v in values
+            if not math.isnan(v)  # a diverged member says nothing
+        ]
+        return statistics.pvariance(values) if len(values) > 1 else None
     return None
+
+
+def _finite(scored: Scored) -> bool:
+    return math.isfinite(scored.score) and math.isfinite(scored.uncertainty)
 
 
 def _is_log_target(model: Any) -> bool:

@@ -28,6 +28,9 @@ from model_service.snapshot_writer import SnapshotWriter
 from model_service.zoo import model_spec
 
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
+# How long POST /predict waits for shards being restored before it answers 503 no_shard (the
+# CLI's requests wait 10 s for an answer).
+RESTORE_WAIT_SECONDS = 5.0
 
 
 def _lag(app: faust.App, service: ModelService) -> dict[int, int]:
@@ -201,6 +204,8 @@ def _add_predict_view(app: faust.App, service: ModelService, answer: Answer) -> 
                     {"error": f"body is not valid JSON ({err})", "code": "malformed_json"},
                     status=400,
                 )
+            if not shards.by_partition:  # restoring (at the start, at a rebalance)?
+                await service.restored(RESTORE_WAIT_SECONDS)
             if not shards.by_partition:
                 return self.json(
                     {

@@ -3,6 +3,8 @@ from __future__ import annotations
 import math
 import random
 
+import pytest
+
 from model_service.intervals import ConformalInterval
 
 
@@ -47,3 +49,18 @@ def test_only_the_last_500_scores_count() -> None:
     assert band.ordered == sorted(band.scores)
     low, high = band.bounds(10.0)
     assert low > 9.4 and high < 10.6
+
+
+def test_a_new_target_keeps_the_scores_and_restarts_the_adaptation() -> None:
+    rng = random.Random(3)
+    band = ConformalInterval(coverage=0.9)
+    for _ in range(200):
+        band.update(100.0 * math.exp(rng.gauss(0.0, 0.2)), 100.0)
+    scores, (low, high) = list(band.ordered), band.bounds(100.0)
+    band.retarget(0.99)
+    assert band.coverage == 0.99 and band.alpha == pytest.approx(0.01)
+    assert band.ordered == scores and band.observed_coverage is None  # counted afresh
+    wide_low, wide_high = band.bounds(100.0)
+    assert wide_low < low and wide_high > high
+    band.retarget(0.99)  # the same target again: nothing moves
+    assert band.bounds(100.0) == (wide_low, wide_high)

@@ -182,3 +182,38 @@ def test_the_run_id_window_forgets_by_offset_and_stays_small() -> None:
         assert len(ids.offsets) - ids.head == len(ids.ids)
         assert len(ids.offsets) <= 2 * max(1000, COMPACT_AFTER) + 1
     assert ids.add("run-0", offset)  # long out of the window: new again
+
+
+def test_a_restored_model_takes_the_configured_coverage_and_rolling_window() -> None:
+    import copy
+    import random
+
+    rng = random.Random(5)
+    old = Learner(["linear"], coverage=0.9, rolling_window=100)
+    for offset in range(120):
+        x = rng.randint(1, 4)
+        old.handle(_record(x, 0.5 * x * math.exp(rng.gauss(0.0, 0.3))), offset)
+    snapshot = copy.deepcopy(old.state["linear"])  # as a snapshot would bring it back
+    _, low, high = old.predict_one("linear", _record(2, 1.0)["params"])
+
+    new = Learner([], coverage=0.99, rolling_window=10)
+    state = new.add(snapshot.spec, snapshot)
+    assert state.interval.coverage == 0.99 and state.learned == 120
+    assert state.prequential_recent.size == state.test_recent.size == 10
+    assert len(state.prequential_recent.pairs) == 10
+    assert new.conformed == {"linear": "interval coverage 0.9 -> 0.99, rolling window 100 -> 10"}
+    _, wide_low, wide_high = new.predict_one("linear", _record(2, 1.0)["params"])
+    assert wide_low < low and wide_high > high  # the 99 % band, not the 90 % one
+    outcome = new.handle(_record(2, 1.0, split="test"), 120)
+    assert outcome.predictions[0]["interval"]["coverage"] == 0.99
+
+
+def test_a_restored_model_as_configured_is_left_as_it_was() -> None:
+    old = Learner(["pa"], coverage=0.9)
+    for offset in range(10):
+        old.handle(_record(2, 1.0 + offset / 10), offset)
+    state = old.state["pa"]
+    alpha = state.interval.alpha
+    new = Learner([], coverage=0.9)
+    new.add(state.spec, state)
+    assert state.interval.alpha == alpha and new.conformed == {}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 from lammps_stream.schemas import example_run_record, new_id
@@ -87,3 +88,46 @@ def test_what_a_shard_has_seen_survives_a_snapshot_and_restore() -> None:
     restored.add(model_spec("pa"), load_state(record, key=b"k"))
     assert restored.seen.decks == learner.seen.decks == {PARAMS["deck"]}
     assert restored.state["pa"].seen is restored.seen  # shared: what it learns next counts
+
+
+def test_a_shard_restored_under_a_new_coverage_answers_at_it(caplog) -> None:
+    import logging
+    import random
+
+    from model_service.snapshots import load_state, snapshot_record
+
+    rng = random.Random(11)
+    before = Shards([model_spec("linear")], coverage=0.9)
+    before.put(0, before.fresh())
+    for offset in range(150):
+        before.handle(0, _record(2.0 * math.exp(rng.gauss(0.0, 0.3))), offset)
+    (old,) = before.predict(PARAMS, request_id="r0")
+    state = before.by_partition[0].state["linear"]
+    record = snapshot_record(state, partition=0, runs_topic="runs", key=b"k")
+
+    after = Shards([model_spec("linear")], coverage=0.99)  # service.interval_coverage raised
+    learner = after.fresh()  # as recovery.rebuild_shard restores it
+    learner.add(model_spec("linear"), load_state(record, key=b"k"))
+    with caplog.at_level(logging.INFO, logger="lammps_stream.service"):
+        after.put(0, learner)
+    (new,) = after.predict(PARAMS, request_id="r1")
+    assert old["interval"]["coverage"] == 0.9 and new["interval"]["coverage"] == 0.99
+    assert new["interval"]["low"] < old["interval"]["low"]
+    assert new["interval"]["high"] > old["interval"]["high"]
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [
+        "partition 0: restored models take the configuration: "
+        "linear (interval coverage 0.9 -> 0.99)"
+    ]
+    caplog.clear()
+    after.put(0, learner)  # said once
+    assert caplog.records == []
+
+
+def test_an_answer_is_labelled_with_the_coverage_its_interval_has() -> None:
+    shards = Shards([model_spec("pa")], coverage=0.99)
+    learner = shards.fresh()
+    learner.state["pa"].interval.coverage = 0.8  # a state the configuration never reached
+    shards.put(0, learner)
+    (answer,) = shards.predict(PARAMS, request_id="r")
+    assert answer["interval"]["coverage"] == 0.8

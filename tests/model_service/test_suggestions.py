@@ -175,3 +175,48 @@ def test_a_large_space_is_sampled_not_enumerated() -> None:
     assert 40 <= len(drawn) <= 50
     assert drawn == candidate_params(space, 50, seed=3)
     assert all(p["steps"] == 100 for p in drawn)  # the deck's count, as the service guesses it
+
+
+def _diverged(model):
+    """``model`` (bayes_log) as a diverged posterior leaves it: its noise precision NaN."""
+    inner = model.regressor
+    *_, blr = inner.steps.values()
+    blr.beta = float("nan")
+    return model
+
+
+def test_a_diverged_posterior_says_nothing_rather_than_nan() -> None:
+    committee = trained(LJ_RUNS)
+    x = features(params(x=2))
+    assert log_variance(_diverged(committee["bayes_log"]), x) is None
+    scored = score_params(committee, params("eam", x=2))
+    assert math.isfinite(scored.score) and math.isfinite(scored.uncertainty)
+
+
+def test_suggestions_from_a_committee_gone_nan_are_finite_records() -> None:
+    from lammps_stream.schemas import encode
+
+    committee = {"bayes_log": _diverged(trained(LJ_RUNS)["bayes_log"])}
+    records = suggest(committee, [params(d, x=x) for d in ("lj", "eam") for x in (1, 2)], 2)
+    assert records  # the model that cannot say how unsure it is still predicts: score 0
+    for record in records:
+        assert math.isfinite(record["score"]) and math.isfinite(record["uncertainty"])
+        encode(record)
+
+
+def test_candidates_scored_non_finite_are_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    import model_service.suggestions as suggestions
+
+    real = suggestions.score_params
+
+    def some_nan(committee, p, *, alpha=0.1):
+        s = real(committee, p, alpha=alpha)
+        if p["deck"] == "eam":
+            return suggestions.Scored(**{**s.__dict__, "score": math.nan, "uncertainty": math.nan})
+        return s
+
+    monkeypatch.setattr(suggestions, "score_params", some_nan)
+    committee = trained(LJ_RUNS)
+    candidates = [params(d, x=x) for d in ("lj", "eam") for x in (1, 2)]
+    assert {s.params["deck"] for s in rank_candidates(committee, candidates)} == {"lj"}
+    assert {s.params["deck"] for s in choose(committee, candidates, 3)} == {"lj"}

@@ -1,0 +1,287 @@
+"""The Faust app's handlers without Kafka: answering PredictRequests while shards are restored
+and on a standby, suggestions that cannot be encoded, and the shutdown's models-topic reader
+(the agents themselves run against a real broker in the integration tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from lammps_stream.config import load_config
+from lammps_stream.schemas import REQUEST_SCHEMA, example_run_record
+from model_service import app as app_module
+from model_service.app import Wiring, _answer_request, _publish_suggestions, _shut_down, _sync_round
+from model_service.service import ModelService
+
+PARAMS = {"deck": "lj", "x": 2, "y": 1, "z": 1, "steps": 100, "ranks": 2, "threads": 1}
+
+
+class Topic:
+    """Stands in for an Outgoing topic: what was sent, decoded."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes | None, dict[str, Any]]] = []
+
+    async def send(self, key: bytes | None, value: bytes, on_delivered: Any = None) -> None:
+        self.sent.append((key, json.loads(value)))
+
+
+class Snapshots:
+    def __init__(self) -> None:
+        self.published: list[Any] = []
+
+    async def publish(self, taken: list[Any]) -> None:
+        self.published.extend(taken)
+
+
+def wiring(models: tuple[str, ...] = ("linear", "pa")) -> Wiring:
+    config = load_config(path=None, env={}, overrides={"service.models": list(models)})
+    return Wiring(
+        app=SimpleNamespace(should_stop=False),
+        config=config,
+        service=ModelService(config),
+        predictions=Topic(),  # type: ignore[arg-type]
+        dlq=Topic(),  # type: ignore[arg-type]
+        suggested=Topic(),  # type: ignore[arg-type]
+        snapshots=Snapshots(),  # type: ignore[arg-type]
+    )
+
+
+def request(request_id: str = "q1", offset: int = 0, partition: int = 0, **changes: Any) -> Any:
+    body = {"schema": REQUEST_SCHEMA, "request_id": request_id, "params": PARAMS} | changes
+    return SimpleNamespace(
+        topic="lammps.requests",
+        partition=partition,
+        offset=offset,
+        key=request_id.encode(),
+        value=json.dumps(body).encode(),
+    )
+
+
+def holding(w: Wiring, *partitions: int) -> None:
+    """``w``'s worker assigned ``partitions``, their shards restored."""
+    w.service.assignment = set(partitions)
+    for partition in partitions:
+        w.service.rebuilding(partition)
+        w.service.adopt(partition, w.service.shards.fresh())
+    w.service.assigned = True
+
+
+def reasons(w: Wiring) -> list[tuple[str, str]]:
+    return [(letter["reason"]["code"], letter["reason"]["message"]) for _, letter in w.dlq.sent]
+
+
+def test_a_request_is_answered_by_every_model() -> None:
+    w = wiring()
+    holding(w, 0)
+    asyncio.run(_answer_request(w, request()))
+    assert [(k, p["model"]) for k, p in w.predictions.sent] == [(b"q1", "linear"), (b"q1", "pa")]
+    assert w.dlq.sent == []
+    w.service.close()
+
+
+def test_a_request_during_a_restore_waits_for_the_shards_and_is_answered() -> None:
+    w = wiring()
+
+    async def main() -> None:
+        w.service.assignment = {0}  # the first assignment: shard 0 being rebuilt
+        w.service.rebuilding(0)
+        answering = asyncio.ensure_future(_answer_request(w, request()))
+        await asyncio.sleep(0.2)
+        assert not answering.done() and w.predictions.sent == w.dlq.sent == []
+        w.service.adopt(0, w.service.shards.fresh())
+        w.service.assigned = True
+        await asyncio.wait_for(answering, 2.0)
+
+    asyncio.run(main())
+    assert len(w.predictions.sent) == 2 and w.dlq.sent == []
+    w.service.close()
+
+
+def test_a_request_during_a_rebalance_waits_for_the_rebuilt_shard() -> None:
+    w = wiring()
+    holding(w, 0)
+
+    async def main() -> None:
+        w.service.shards.drop(0)  # revoked (aiokafka revokes everything), to come back
+        w.service.rebuilding(0)
+        answering = asyncio.ensure_future(_answer_request(w, request()))
+        await asyncio.sleep(0.2)
+        assert not answering.done()
+        w.service.adopt(0, w.service.shards.fresh())
+        await asyncio.wait_for(answering, 2.0)
+
+    asyncio.run(main())
+    assert len(w.predictions.sent) == 2 and w.dlq.sent == []
+    w.service.close()
+
+
+def test_a_request_to_a_standby_is_a_dead_letter_not_lost() -> None:
+    w = wiring()
+    holding(w)  # assigned, and given no runs partition
+    asyncio.run(_answer_request(w, request()))
+    assert w.predictions.sent == []
+    ((code, message),) = reasons(w)
+    assert code == "processing_error" and "learns no runs partition" in message
+    w.service.close()
+
+
+def test_a_request_still_unanswerable_after_the_wait_is_a_dead_letter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(app_module, "RESTORE_WAIT_SECONDS", 0.2)
+    w = wiring()
+    w.service.assignment = {0}
+    w.service.rebuilding(0)  # and never rebuilt
+    started = time.monotonic()
+    asyncio.run(_answer_request(w, request()))
+    assert 0.15 < time.monotonic() - started < 2.0
+    ((code, message),) = reasons(w)
+    assert code == "processing_error" and "still being restored after 0.2 s" in message
+    w.service.close()
+
+
+def test_a_request_waiting_when_the_worker_stops_is_a_dead_letter_at_once() -> None:
+    w = wiring()
+    w.service.assignment = {0}
+    w.service.rebuilding(0)
+    w.app.should_stop = True
+    started = time.monotonic()
+    asyncio.run(_answer_request(w, request()))
+    assert time.monotonic() - started < 1.0
+    ((code, message),) = reasons(w)
+    assert code == "processing_error" and "stopping" in message
+    w.service.close()
+
+
+def test_a_bad_request_goes_to_the_dead_letters_with_its_code() -> None:
+    w = wiring()
+    holding(w, 0)
+    asyncio.run(_answer_request(w, request(params={"deck": "lj"})))
+    assert [code for code, _ in reasons(w)] == ["missing_field"]
+    w.service.close()
+
+
+def test_a_request_whose_handling_raises_is_a_dead_letter_and_the_next_is_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    w = wiring()
+    holding(w, 0)
+    real = app_module.validate_request
+
+    def fails_once(record: Any) -> Any:
+        if record["request_id"] == "q1":
+            raise TypeError("a bug")
+        return real(record)
+
+    monkeypatch.setattr(app_module, "validate_request", fails_once)
+
+    async def main() -> None:
+        await _answer_request(w, request("q1", offset=0))
+        await _answer_request(w, request("q2", offset=1))
+
+    asyncio.run(main())
+    assert reasons(w) == [("processing_error", "TypeError('a bug')")]
+    assert {k for k, _ in w.predictions.sent} == {b"q2"}
+    w.service.close()
+
+
+def test_a_request_no_model_could_answer_is_a_dead_letter() -> None:
+    w = wiring(models=("linear",))
+    holding(w, 0)
+    w.service.shards.by_partition[0].state["linear"].model = None  # predict_one raises
+    asyncio.run(_answer_request(w, request()))
+    assert w.predictions.sent == []
+    ((code, message),) = reasons(w)
+    assert code == "processing_error" and "no model could answer" in message
+    w.service.close()
+
+
+def test_suggestions_that_cannot_be_encoded_are_left_out_and_say_so(caplog: Any) -> None:
+    w = wiring()
+    good = {"suggestion_id": "s1", "score": 0.5, "params": PARAMS}
+    bad = {"suggestion_id": "s2", "score": math.nan, "params": PARAMS}
+
+    async def scored(scoring: Any) -> list[dict[str, Any]]:
+        return [bad, good]
+
+    w.service.score = scored  # type: ignore[method-assign]
+    w.service.schedule.busy = True
+    asyncio.run(_publish_suggestions(w, lambda: []))  # must not raise
+    assert [k for k, _ in w.suggested.sent] == [b"s1"]
+    assert not w.service.schedule.busy
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "1 suggestion(s) could not be encoded" in said
+    w.service.close()
+
+
+class SlowChanges:
+    """A models-topic reader whose read takes a while, and which says whether it was closed
+    while a read was under way (kafka-python consumers are not thread-safe)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.reading = threading.Event()
+        self.closed_while_reading: bool | None = None
+
+    def read(self, known: set[str]) -> list[Any]:
+        self.reading.set()
+        time.sleep(self.seconds)
+        self.reading.clear()
+        return []
+
+    def close(self) -> None:
+        self.closed_while_reading = self.reading.is_set()
+
+
+def test_shutdown_waits_for_a_models_topic_read_before_closing_the_reader() -> None:
+    w = wiring()
+    holding(w, 0)
+    changes = SlowChanges(0.3)
+    w.service.changes = changes  # type: ignore[assignment]
+
+    async def main() -> None:
+        round_ = asyncio.ensure_future(_sync_round(w))
+        while not changes.reading.is_set():
+            await asyncio.sleep(0.01)
+        round_.cancel()  # as Faust cancels its tasks: the read in its thread goes on
+        await _shut_down(w)
+
+    asyncio.run(main())
+    assert changes.closed_while_reading is False
+
+
+def test_a_read_outlasting_the_shutdown_wait_leaves_the_reader_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(app_module, "SHUTDOWN_SYNC_WAIT_SECONDS", 0.1)
+    w = wiring()
+    holding(w, 0)
+    changes = SlowChanges(0.5)
+    w.service.changes = changes  # type: ignore[assignment]
+
+    async def main() -> None:
+        round_ = asyncio.ensure_future(_sync_round(w))
+        while not changes.reading.is_set():
+            await asyncio.sleep(0.01)
+        await _shut_down(w)
+        await asyncio.sleep(0.6)  # the read ends on its own
+        await round_
+
+    asyncio.run(main())
+    assert changes.closed_while_reading is None  # never closed under the read
+
+
+def test_shutdown_snapshots_every_shard() -> None:
+    w = wiring(models=("linear",))
+    holding(w, 0)
+    w.service.shards.handle(0, example_run_record(), 0)
+    asyncio.run(_shut_down(w))
+    assert [c.model for c in w.snapshots.published] == ["linear"]
