@@ -245,9 +245,20 @@ def rebuild_shard(
     learner = shards.fresh()
     restored = snapshots.for_partition(partition)
     snapshotted: dict[str, SnapshotMark] = {}
+    topic = config.kafka.topics.runs
+    high = end_offset(config, topic, partition)
     for name in list(learner.state):
         record = restored.get(name)
         if record is None:
+            continue
+        foreign = foreign_snapshot(record, topic, partition, high)
+        if foreign:
+            log.warning(
+                "snapshot of %s/%s %s: the model learns again from offset 0",
+                name,
+                partition,
+                foreign,
+            )
             continue
         if record.get("spec") != learner.state[name].spec.as_dict():
             log.warning(
@@ -272,8 +283,17 @@ def rebuild_shard(
         learner.add(learner.state[name].spec, state)
         taken_at = parse_time(record["created_at"]).timestamp()
         snapshotted[name] = SnapshotMark(state.position, taken_at)
-    topic = config.kafka.topics.runs
     committed = committed_offset(config, config.service.app_id, topic, partition)
+    if committed is not None and committed > high:
+        log.warning(
+            "the group's commit on %s[%s] (%d) is beyond its end (%d): the topic was recreated? "
+            "its runs are learned and predicted from its start",
+            topic,
+            partition,
+            committed,
+            high,
+        )
+        committed = None
     plan = replay_plan(
         [s.position for s in learner.state.values()], committed, config.service.dedup_window
     )
@@ -291,6 +311,44 @@ def rebuild_shard(
         time.monotonic() - started,
     )
     return RebuiltShard(learner, snapshotted)
+
+
+def foreign_snapshot(record: dict[str, Any], topic: str, partition: int, high: int) -> str:
+    """Why a snapshot cannot stand for ``topic[partition]``, which ends at offset ``high``
+    (``""`` when it can): taken of another runs topic (``kafka.topics.runs`` changed), or at an
+    offset beyond the partition's end (the topic was deleted and made again: its offsets start
+    again from 0, and the snapshot's runs are not these).
+
+    >>> record = {"offsets": {"lammps.runs": {"0": 500}}}
+    >>> foreign_snapshot(record, "lammps.runs", 0, 800)
+    ''
+    >>> foreign_snapshot(record, "lammps.runs", 0, 12)
+    'reflects lammps.runs[0] up to offset 500, beyond its end (12): the topic was recreated?'
+    >>> foreign_snapshot(record, "runs.v2", 0, 800)
+    'was taken of another runs topic (lammps.runs), not runs.v2'
+    """
+    offsets = record.get("offsets") or {}
+    if topic not in offsets:
+        return f"was taken of another runs topic ({', '.join(offsets) or 'none'}), not {topic}"
+    position = int(offsets[topic].get(str(partition), 0))
+    if position > high:
+        return (
+            f"reflects {topic}[{partition}] up to offset {position}, beyond its end ({high}): "
+            "the topic was recreated?"
+        )
+    return ""
+
+
+def end_offset(config: Config, topic: str, partition: int) -> int:
+    """The offset after the last record of ``topic[partition]`` now."""
+    from kafka import TopicPartition
+
+    tp = TopicPartition(topic, partition)
+    consumer = make_consumer(config, enable_auto_commit=False)
+    try:
+        return int(consumer.end_offsets([tp])[tp])
+    finally:
+        consumer.close()
 
 
 def warm_start(config: Config, learner: Learner, partition: int, end: int) -> int:
@@ -311,21 +369,31 @@ def _replay(
     config: Config, learner: Learner, partition: int, start: int, learn_from: int, end: int
 ) -> int:
     """Feed ``learner`` the runs of ``partition`` in ``[start, end)``: those before
-    ``learn_from`` only rebuild its run_id window, the rest are handled; records that do not
-    decode are skipped. Returns how many were handled."""
+    ``learn_from`` only rebuild its run_id window, the rest are handled. A record is skipped
+    exactly when the live path (``model_service.app._handle``) sent it to the dead letter
+    topic: one that does not decode, or whose decoding or handling raised anything at all.
+    Returns how many were handled."""
     handled = 0
     topic = config.kafka.topics.runs
     for message in _read_partition_range(config, topic, partition, start, end):
         try:
             record = decode_run_record(message.value or b"")
+            if message.offset < learn_from:
+                learner.remember(record, message.offset)
+            else:
+                learner.handle(record, message.offset)
+                handled += 1
         except InvalidRecordError:
             learner.skip(message.offset)
-            continue
-        if message.offset < learn_from:
-            learner.remember(record, message.offset)
-        else:
-            learner.handle(record, message.offset)
-            handled += 1
+        except Exception as exc:  # the live path's processing_error: never a crash-loop here
+            learner.skip(message.offset)
+            log.error(
+                "partition %s offset %s: %r; skipped, as the live path did (a processing_error "
+                "dead letter)",
+                partition,
+                message.offset,
+                exc,
+            )
     return handled
 
 

@@ -42,6 +42,7 @@ def topic(monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(recovery, "_read_partition_range", read)
     monkeypatch.setattr(recovery, "committed_offset", lambda *a: state["committed"])
+    monkeypatch.setattr(recovery, "end_offset", lambda *a: len(state["runs"]))
     monkeypatch.setattr(recovery, "replay_plan", spy)
     return state
 
@@ -107,6 +108,32 @@ def test_a_signed_snapshot_that_no_longer_loads_relearns_from_the_topic(
     assert found.learner.state["pa"].learned == 30
 
 
+def test_snapshots_and_a_commit_beyond_a_recreated_topics_end_are_not_trusted(topic) -> None:
+    config = load_config(path=None, env={})
+    shards = Shards([model_spec("pa")], coverage=0.9)
+    before = shards.fresh()
+    for offset, record in enumerate(topic["runs"][:20]):
+        before.handle(record, offset)
+    snapshots = _snapshots(before)
+    topic["runs"] = [example_run_record(run_id=new_id()) for _ in range(12)]  # made again
+    topic["committed"] = 30  # the group's commit on the old topic
+    found = recovery.rebuild_shard(config, shards, snapshots, KEY, 0)
+    assert found.snapshotted == {}  # the snapshot at 20 is not of these runs
+    assert topic["plan"].learn_from == 0 and topic["plan"].end == 0  # nothing skipped as seen
+    assert found.learner.state["pa"].learned == 0  # the live stream learns and predicts them
+    assert found.learner.handle(topic["runs"][0], 0).kind == "learned"
+
+
+def test_a_snapshot_of_another_runs_topic_is_not_trusted(topic) -> None:
+    config = load_config(path=None, env={}, overrides={"kafka.topics.runs": "runs.v2"})
+    shards = Shards([model_spec("pa")], coverage=0.9)
+    before = shards.fresh()
+    for offset, record in enumerate(topic["runs"][:20]):
+        before.handle(record, offset)
+    found = recovery.rebuild_shard(config, shards, _snapshots(before), KEY, 0)
+    assert found.snapshotted == {} and found.learner.state["pa"].learned == 30
+
+
 def test_a_restored_run_id_window_decides_as_the_live_one_did(
     topic, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -141,6 +168,62 @@ def test_a_restored_run_id_window_decides_as_the_live_one_did(
     rebuilt = recovery.rebuild_shard(config, shards, _snapshots(restored_from), KEY, 0).learner
     assert rebuilt.position == 6
     assert rebuilt.handle(a, 6).kind == live_kind == "learned"  # a fell out of both windows
+
+
+def _poison_topic(topic, monkeypatch: pytest.MonkeyPatch, poison: list[bytes]) -> list[bytes]:
+    """The runs partition: 3 good runs, then ``poison``, then 3 good runs; all committed."""
+    from lammps_stream.schemas import encode
+
+    good = [encode(example_run_record(run_id=new_id())) for _ in range(6)]
+    values = good[:3] + poison + good[3:]
+
+    def read(config, topic_name, partition, start, end):
+        for offset in range(start, min(end, len(values))):
+            yield Message(offset, values[offset])
+
+    monkeypatch.setattr(recovery, "_read_partition_range", read)
+    topic["committed"] = len(values)
+    return values
+
+
+def test_records_the_live_path_dead_letters_are_skipped_by_a_replay(
+    topic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A number no double holds and JSON nested 400,000 deep once crashed every rebuild."""
+    from lammps_stream.schemas import encode
+
+    raw = encode(example_run_record(run_id=new_id()))
+    huge = raw.replace(b'"wall_seconds":2.1', b'"wall_seconds":1' + b"0" * 400)
+    values = _poison_topic(topic, monkeypatch, [huge, b"[" * 400_000, b"{"])
+    config = load_config(path=None, env={})
+    shards = Shards([model_spec("pa")], coverage=0.9)
+    rebuilt = recovery.rebuild_shard(config, shards, recovery.Snapshots({}), KEY, 0).learner
+    assert rebuilt.state["pa"].learned == 6 and rebuilt.position == len(values)
+
+
+def test_a_replay_skips_a_record_whatever_its_handling_raises(
+    topic, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As the live path does (its _handle dead-letters any exception as processing_error):
+    an error no one foresaw skips the record, and the shard is rebuilt all the same."""
+    values = _poison_topic(topic, monkeypatch, [b"decoder bug", b"learner bug"])
+    decode = recovery.decode_run_record
+
+    def buggy_decode(raw: bytes):
+        if raw == b"decoder bug":
+            raise RecursionError("maximum recursion depth exceeded")
+        if raw == b"learner bug":
+            return {"status": "ok", "run_id": new_id(), "split": "train"}  # no params: KeyError
+        return decode(raw)
+
+    monkeypatch.setattr(recovery, "decode_run_record", buggy_decode)
+    config = load_config(path=None, env={})
+    shards = Shards([model_spec("pa")], coverage=0.9)
+    with caplog.at_level("ERROR", logger="lammps_stream.service"):
+        found = recovery.rebuild_shard(config, shards, recovery.Snapshots({}), KEY, 0)
+    assert found.learner.state["pa"].learned == 6 and found.learner.position == len(values)
+    said = [r.getMessage() for r in caplog.records if "processing_error" in r.getMessage()]
+    assert len(said) == 2 and "RecursionError" in said[0] and "KeyError" in said[1]
 
 
 class SlowTopic:
