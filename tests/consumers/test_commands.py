@@ -10,7 +10,7 @@ import pytest
 from consumers import commands
 from lammps_stream.config import load_config
 from lammps_stream.errors import BrokerUnavailableError, UsageError
-from tests.lammps_stream.test_service_api import fake_service
+from tests.fake_service import fake_service
 
 
 def _add(*params: str, spec: str | None = None) -> argparse.Namespace:

@@ -6,13 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import socket
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from lammps_stream.config import Config, load_config
+from lammps_stream.config import load_config
 from lammps_stream.errors import BrokerUnavailableError, UsageError
 from producers.campaign import (
     CampaignState,
@@ -23,6 +20,7 @@ from producers.campaign import (
     predict_all,
     progress_console,
 )
+from tests.fake_service import fake_service
 
 
 def test_with_json_only_the_outcome_reaches_stdout(capsys) -> None:
@@ -47,69 +45,28 @@ def test_without_json_the_verdict_is_on_stdout(capsys) -> None:
     assert "target met" in capsys.readouterr().out
 
 
-class _Worker(BaseHTTPRequestHandler):
-    """A standby worker that wants a bearer token, answering as model_service/views.py does."""
-
-    token = "t0k"
-
-    def do_GET(self) -> None:
-        self._answer(200, {"models": [{"name": "pa", "learned": 3}]})
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self._answer(503, {"error": "this worker learns no runs partition yet", "code": "no_shard"})
-
-    def _answer(self, status: int, body: dict) -> None:
-        if self.headers.get("Authorization") != f"Bearer {self.token}":
-            status, body = 401, {"error": "missing or wrong bearer token", "code": "unauthorized"}
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def worker_port() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Worker)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def _config(port: int, token: str = "") -> Config:
-    return load_config(
-        path=None,
-        env={},
-        overrides={"service.http_port": str(port), "service.api_token": token},
-    )
-
-
-def test_a_missing_token_is_said_so_not_that_the_service_is_down(worker_port: int) -> None:
-    with pytest.raises(UsageError) as caught:
-        models_answer(_config(worker_port))
+def test_a_missing_token_is_said_so_not_that_the_service_is_down() -> None:
+    answer = {"error": "missing or wrong bearer token", "code": "unauthorized"}
+    with fake_service(status=401, body=answer) as config, pytest.raises(UsageError) as caught:
+        models_answer(config)
     assert str(caught.value) == (
         "GET /models: the service wants a bearer token; set service.api_token "
         "(LAMMPS_STREAM_SERVICE_API_TOKEN) to the worker's token"
     )
 
 
-def test_a_standby_worker_is_said_so_not_that_the_service_is_down(worker_port: int) -> None:
-    config = _config(worker_port, token="t0k")
-    assert counts(models_answer(config)) == 3
-    with pytest.raises(UsageError) as caught:
+def test_a_standby_worker_is_said_so_not_that_the_service_is_down() -> None:
+    answer = {"error": "this worker learns no runs partition yet", "code": "no_shard"}
+    with fake_service(status=503, body=answer) as config, pytest.raises(UsageError) as caught:
         predict_all(config, [{"x": 1}])
     assert str(caught.value) == (
         "POST /predict: the service refused (503): this worker learns no runs partition yet"
     )
+
+
+def test_the_models_answer_is_read_through_the_service_api() -> None:
+    with fake_service(body={"models": [{"name": "pa", "learned": 3}]}) as config:
+        assert counts(models_answer(config)) == 3
 
 
 def test_a_service_not_answering_is_told_to_start() -> None:
@@ -117,7 +74,7 @@ def test_a_service_not_answering_is_told_to_start() -> None:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]  # closed again below: nothing listens there
     with pytest.raises(BrokerUnavailableError) as caught:
-        models_answer(_config(port))
+        models_answer(load_config(path=None, env={}, overrides={"service.http_port": port}))
     message = str(caught.value)
     assert message.startswith(f"model service at http://127.0.0.1:{port} is not answering")
     assert message.endswith("start it with `lammps-stream stack up`")
