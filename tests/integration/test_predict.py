@@ -115,7 +115,7 @@ def test_requests_on_the_topic_are_answered_on_predictions(stack, learned) -> No
             "/predict",
             b'{"params": {"deck": "lj", "x": 2, "y": 1, "z": 1, "steps": 100, "ranks": 2,'
             b' "note": NaN}}',
-            "malformed_json",
+            "not_finite",  # as a NaN literal is on the runs topic
         ),
         ("/models", b"[1, 2]", "bad_spec"),
         (
