@@ -217,16 +217,24 @@ def publish(config: Config, record: dict[str, Any]) -> Delivery:
     return delivery
 
 
-def mpi_command(config: Config, np: int, run_one_args: list[str]) -> list[str]:
+def mpi_command(config: Config, np: int, run_one_args: list[str], threads: int = 1) -> list[str]:
     """``mpiexec -n np <python> -m lammps_stream run-one ...`` (or ``srun --mpi=pmi2``).
+
+    ``srun`` is given ``--cpus-per-task`` for a run of more than one thread a rank: since
+    Slurm 22.05 it no longer takes it from the job's allocation, and would give each rank a
+    single CPU.
 
     >>> from lammps_stream.config import load_config
     >>> cfg = load_config(path=None, env={}, overrides={"producer.launcher": "srun"})
     >>> mpi_command(cfg, 4, ["--json"])[:3]
     ['srun', '--mpi=pmi2', '--ntasks=4']
+    >>> mpi_command(cfg, 4, ["--json"], threads=2)[:4]
+    ['srun', '--mpi=pmi2', '--ntasks=4', '--cpus-per-task=2']
     """
     if config.producer.launcher == "srun":
         launcher = ["srun", "--mpi=pmi2", f"--ntasks={np}"]
+        if threads > 1:
+            launcher.append(f"--cpus-per-task={threads}")
     else:
         launcher = [mpiexec(config.producer.mpiexec), "-n", str(np)]
     return [*launcher, sys.executable, "-m", "lammps_stream", "run-one", *run_one_args]
@@ -279,8 +287,9 @@ def launch(config: Config, plan: RunPlan, config_file: Path | None = None) -> Ru
     for stale in (report_file, abort_file):
         stale.unlink(missing_ok=True)
     args = [*run_one_args(plan, submitted_at), "--report-file", str(report_file)]
-    command = mpi_command(config, int(plan.params["ranks"]), args)
-    env = child_env(config_file, launch_env(int(plan.params.get("threads", 1))))
+    threads = int(plan.params.get("threads", 1))
+    command = mpi_command(config, int(plan.params["ranks"]), args, threads)
+    env = child_env(config_file, launch_env(threads))
     env[ABORT_FILE_ENV] = str(abort_file)
     # from before the ranks start to after their record is out: a SIGTERM meanwhile stops
     # them if they are still going, and otherwise lets the record go out whole

@@ -85,6 +85,20 @@ def task_command(config: Config, plan_file: Path, index: str, scheduler: str) ->
     return " ".join(shlex.quote(part) for part in run_one) + f" {index}"
 
 
+def flux_submissions(plans: list[RunPlan]) -> str:
+    """The Flux script's ``submit_run INDEX RANKS THREADS`` lines, one per planned run: each
+    run is its own job, of the ranks and threads its line of the plan asks for.
+
+    >>> print(flux_submissions([RunPlan({"ranks": 2}), RunPlan({"ranks": 4, "threads": 2})]))
+    submit_run 0 2 1
+    submit_run 1 4 2
+    """
+    return "\n".join(
+        f"submit_run {index} {int(plan.params['ranks'])} {int(plan.params.get('threads', 1))}"
+        for index, plan in enumerate(plans)
+    )
+
+
 def write_job(config: Config, plans: list[RunPlan], scheduler: str) -> JobFiles:
     """Write the plan, the configuration and the script of a submission."""
     if not plans:
@@ -104,9 +118,10 @@ def write_job(config: Config, plans: list[RunPlan], scheduler: str) -> JobFiles:
         "job_name": "lammps-stream",
         "ranks": max(int(plan.params["ranks"]) for plan in plans),
         "threads": max(int(plan.params.get("threads", 1)) for plan in plans),
-        "job_dir": directory,
-        "config_file": config_file,
-        "plan_file": plan,
+        # quoted for the shell, which sbatch's reading of #SBATCH lines follows
+        "job_dir": shlex.quote(str(directory)),
+        "config_file": shlex.quote(str(config_file)),
+        "plan_file": shlex.quote(str(plan)),
     }
     if scheduler == "slurm":
         script = directory / "job.sbatch"
@@ -122,13 +137,14 @@ def write_job(config: Config, plans: list[RunPlan], scheduler: str) -> JobFiles:
         )
     else:
         script = directory / "job.flux.sh"
-        command = task_command(config, plan, "{cc}", "flux")
+        command = task_command(config, plan, '"$1"', "flux")
         text = render(
             "flux.sh",
             **fields,
-            script=script,
+            script=shlex.quote(str(script)),
             command=command,
             time_limit_minutes=time_limit_minutes(p.time_limit),
+            submissions=flux_submissions(plans),
         )
     script.write_text(text)
     script.chmod(0o755)

@@ -59,6 +59,27 @@ def test_srun_starts_the_ranks_when_asked(stack, cli, slurm, tmp_path: Path) -> 
     assert record["env"]["scheduler"] == "slurm"
 
 
+def test_srun_gives_a_threaded_run_its_cpus(stack, cli, slurm, tmp_path: Path) -> None:
+    """``srun --cpus-per-task=2`` inside a task of ``--cpus-per-task=2``: the step fits."""
+    settings = ("--set", "producer.launcher=srun", "--set", "producer.threads=2")
+    _submit(cli, tmp_path, "--count", "1", "--np", "1", "--wait", settings=settings)
+    record = _record_of_the_only_run(stack, tmp_path)
+    assert record["status"] == "ok", record.get("error")
+    assert (record["params"]["ranks"], record["params"]["threads"]) == (1, 2)
+
+
+def test_a_job_directory_with_a_space(stack, cli, slurm, tmp_path: Path) -> None:
+    """The task reads its configuration, and Slurm writes its output, under a path with a
+    space (``#SBATCH --output='...'``, ``export LAMMPS_STREAM_CONFIG='...'``)."""
+    jobs = tmp_path / "my jobs"
+    _submit(cli, jobs, "--count", "1", "--np", "1", "--wait")
+    record = _record_of_the_only_run(stack, jobs)
+    assert record["status"] == "ok", record.get("error")
+    (job_dir,) = jobs.iterdir()
+    (output,) = job_dir.glob("slurm-*_0.out")
+    assert record["run_id"][:8] in output.read_text()
+
+
 def test_a_cancelled_task_publishes_its_run_as_failed(stack, cli, slurm, tmp_path: Path) -> None:
     """``scancel`` (as the job's time limit does) sends the task SIGTERM: its ``run-one``
     passes it on to the ranks, which stop LAMMPS, and rank 0 publishes the run as failed with

@@ -106,7 +106,7 @@ def _ranks(monkeypatch: pytest.MonkeyPatch, script: str) -> list[list[str]]:
     the run-one arguments of each launch."""
     launched = []
 
-    def command(config: object, np: int, args: list[str]) -> list[str]:
+    def command(config: object, np: int, args: list[str], threads: int = 1) -> list[str]:
         launched.append(args)
         return [sys.executable, "-c", script, args[args.index("--report-file") + 1]]
 
@@ -221,3 +221,38 @@ def test_a_run_without_sigterm_is_not_terminated(
     report = launcher.launch(load_config(path=None, env={}), _plan(1), config_file)
     assert failures == [("LaunchFailed", "boom")]
     assert (report.status, report.terminated) == ("failed", False)
+
+
+def test_srun_gives_each_rank_the_cpus_of_its_threads() -> None:
+    """Since Slurm 22.05 srun does not take ``--cpus-per-task`` from the allocation: a run of
+    2 threads a rank must ask for its 2 CPUs, or each rank gets one."""
+    config = load_config(path=None, env={}, overrides={"producer.launcher": "srun"})
+    command = launcher.mpi_command(config, 4, ["--json"], threads=2)
+    assert command[:4] == ["srun", "--mpi=pmi2", "--ntasks=4", "--cpus-per-task=2"]
+    assert command[4:] == [sys.executable, "-m", "lammps_stream", "run-one", "--json"]
+    single = launcher.mpi_command(config, 4, ["--json"])
+    assert single[:4] == ["srun", "--mpi=pmi2", "--ntasks=4", sys.executable]
+
+
+def test_mpiexec_is_given_no_cpus_per_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(launcher, "mpiexec", lambda configured: "/bin/mpiexec")
+    command = launcher.mpi_command(load_config(path=None, env={}), 2, ["--json"], threads=3)
+    assert command[:4] == ["/bin/mpiexec", "-n", "2", sys.executable]
+
+
+def test_a_launch_passes_its_runs_ranks_and_threads_to_the_launcher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given = []
+
+    def command(config: object, np: int, args: list[str], threads: int = 1) -> list[str]:
+        given.append((np, threads))
+        return [sys.executable, "-c", "import sys; sys.exit(1)"]
+
+    monkeypatch.setattr(launcher, "mpi_command", command)
+    _failures_published(monkeypatch)
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("")
+    plan = RunPlan({"deck": "lj", "x": 1, "y": 1, "z": 1, "steps": 10, "ranks": 3, "threads": 2})
+    launcher.launch(load_config(path=None, env={}), plan, config_file)
+    assert given == [(3, 2)]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -44,17 +45,91 @@ def test_slurm_task_inside_an_image(tmp_path: Path) -> None:
     assert "--nodes" not in bare  # on the host, mpiexec starts ranks on every node given
 
 
-def test_flux_script_submits_one_job_per_run(tmp_path: Path) -> None:
-    job = submit.write_job(_config(tmp_path, **{"producer.time_limit": "01:30:00"}), PLANS, "flux")
-    text = job.script.read_text()
-    # flux submit's own options (--nslots/--cores-per-slot are flux batch's), and waitable
-    # jobs, the only ones `flux job wait --all` waits for
-    assert "flux submit --flags=waitable --cc=0-2 --ntasks=4 --cores-per-task=1" in text
-    assert "--time-limit=90m" in text
-    assert f"--output={job.directory}/flux-{{cc}}.out" in text
-    assert f"run-one --plan {job.plan} --index {{cc}}" in text
-    assert "flux job wait --all" in text
+PLANS_OF_THREADS = [
+    RunPlan({"deck": "lj", "x": 1, "y": 1, "z": 1, "steps": 100, "ranks": r, "threads": t})
+    for r, t in ((2, 1), (4, 2), (1, 3))
+]
+
+# flux: records each call's arguments, one per line, and the settings the job would get
+FAKE_FLUX = """#!/bin/bash
+{
+  echo "call OMP_NUM_THREADS=$OMP_NUM_THREADS LAMMPS_STREAM_CONFIG=$LAMMPS_STREAM_CONFIG"
+  for arg in "$@"; do echo "arg $arg"; done
+} >> "$FAKE_CALLS"
+"""
+
+
+def _flux_calls(job: submit.JobFiles, tmp_path: Path) -> list[tuple[str, list[str]]]:
+    """Run the Flux script with a stand-in ``flux``: each call's environment line and
+    arguments."""
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir()
+    (bin_dir / "flux").write_text(FAKE_FLUX)
+    (bin_dir / "flux").chmod(0o755)
+    calls = tmp_path / "calls"
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "FAKE_CALLS": str(calls),
+    }
+    subprocess.run(["bash", str(job.script)], env=env, check=True)
+    parsed: list[tuple[str, list[str]]] = []
+    for line in calls.read_text().splitlines():
+        if line.startswith("call "):
+            parsed.append((line[len("call ") :], []))
+        else:
+            parsed[-1][1].append(line[len("arg ") :])
+    return parsed
+
+
+def test_flux_script_submits_each_run_on_its_own_ranks(tmp_path: Path) -> None:
+    """One ``flux submit`` per line of the plan, with that line's ranks and threads: the run
+    reports (``comm.Get_size()``) the ranks the sampler planned, not the plan's largest."""
+    config = _config(tmp_path / "jobs", **{"producer.time_limit": "01:30:00"})
+    job = submit.write_job(config, PLANS_OF_THREADS, "flux")
     assert subprocess.run(["bash", "-n", str(job.script)], check=False).returncode == 0
+    *submits, wait = _flux_calls(job, tmp_path)
+    assert wait[1] == ["job", "wait", "--all"]
+    for index, ((settings, args), plan) in enumerate(zip(submits, PLANS_OF_THREADS, strict=True)):
+        ranks, threads = plan.params["ranks"], plan.params["threads"]
+        assert settings == f"OMP_NUM_THREADS={threads} LAMMPS_STREAM_CONFIG={job.config}"
+        # flux submit's own options, and waitable jobs, the only ones `flux job wait --all`
+        # waits for
+        assert args[:4] == [
+            "submit",
+            "--flags=waitable",
+            f"--ntasks={ranks}",
+            f"--cores-per-task={threads}",
+        ]
+        assert "--time-limit=90m" in args
+        assert f"--output={job.directory}/flux-{index}.out" in args
+        assert args[-5:] == ["run-one", "--plan", str(job.plan), "--index", str(index)]
+    assert "--cc" not in job.script.read_text()
+
+
+def test_job_scripts_take_a_directory_with_a_space(tmp_path: Path) -> None:
+    jobs = tmp_path / "my jobs #1"
+    config = _config(jobs)
+    slurm = submit.write_job(config, PLANS, "slurm")
+    text = slurm.script.read_text()
+    assert subprocess.run(["bash", "-n", str(slurm.script)], check=False).returncode == 0
+    exports = "\n".join(line for line in text.splitlines() if line.startswith("export "))
+    shown = subprocess.run(
+        ["bash", "-c", f'{exports}\nprintf %s "$LAMMPS_STREAM_CONFIG"'],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert (shown.stdout, shown.stderr) == (str(slurm.config), "")
+    # sbatch reads a directive's value as the shell does its words: quotes, then no split
+    (output,) = [line for line in text.splitlines() if line.startswith("#SBATCH --output")]
+    assert shlex.split(output[len("#SBATCH ") :]) == [f"--output={slurm.directory}/slurm-%A_%a.out"]
+    flux = submit.write_job(config, PLANS, "flux")
+    assert subprocess.run(["bash", "-n", str(flux.script)], check=False).returncode == 0
+    calls = _flux_calls(flux, tmp_path)
+    for index, (settings, args) in enumerate(calls[:-1]):
+        assert settings.endswith(f"LAMMPS_STREAM_CONFIG={flux.config}")
+        assert f"--output={flux.directory}/flux-{index}.out" in args
+        assert args[-4:] == ["--plan", str(flux.plan), "--index", str(index)]
 
 
 @pytest.mark.parametrize(
