@@ -81,22 +81,28 @@ def misplaced_hint(prog: str, argv: list[str], moved: list[list[str]], rest: lis
     return f"{unknown}{names} {verb} before the command: {fixed}"
 
 
-def whole_number(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= ``minimum``, refused with a one-line reason.
+def whole_number(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum`` (and <= ``maximum``), refused with a
+    one-line reason.
 
     >>> whole_number(1)("3")
     3
+    >>> seed_number("-1")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be between 0 and 4294967295, got -1
     """
+    wanted = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"expected a whole number >= {minimum}, got {text!r}"
+                f"expected a whole number {wanted}, got {text!r}"
             ) from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {value}")
         return value
 
     return parse
@@ -104,6 +110,9 @@ def whole_number(minimum: int) -> Callable[[str], int]:
 
 positive_int = whole_number(1)
 non_negative_int = whole_number(0)
+# a sampler's seed, the same range for every command and sampler: scipy's lhs and sobol
+# refuse a negative one, numpy's legacy generator one above 2**32 - 1
+seed_number = whole_number(0, 2**32 - 1)
 
 
 def positive_float(text: str) -> float:
@@ -425,7 +434,7 @@ def _add_workflow_commands(sub: argparse._SubParsersAction[Parser]) -> None:
     campaign.add_argument("--space", metavar="FILE", help="parameter space YAML")
     campaign.add_argument("--deck", help="only this deck")
     campaign.add_argument("--np", type=positive_int, help="MPI ranks per run")
-    campaign.add_argument("--seed", type=int, help="seed of the samplers")
+    campaign.add_argument("--seed", type=seed_number, help="seed of the samplers")
     campaign.add_argument(
         "--test-runs",
         type=positive_int,
@@ -446,7 +455,7 @@ def _add_workflow_commands(sub: argparse._SubParsersAction[Parser]) -> None:
     demo.add_argument("--runs", type=non_negative_int, default=24)
     demo.add_argument("--test-runs", type=positive_int, default=8)
     demo.add_argument("--np", type=positive_int, default=2)
-    demo.add_argument("--seed", type=int, default=2026)
+    demo.add_argument("--seed", type=seed_number, default=2026)
     demo.add_argument("--out", default="results/demo")
     demo.add_argument("--keep", action="store_true", help="leave the stack running")
     demo.set_defaults(handler=cmd_demo)
@@ -463,7 +472,7 @@ def _add_plan_flags(parser: argparse.ArgumentParser) -> None:
     """The flags ``produce`` and ``submit`` share to plan runs."""
     parser.add_argument("--count", type=non_negative_int, help="how many runs")
     parser.add_argument("--np", type=positive_int, help="MPI ranks per run")
-    parser.add_argument("--seed", type=int, help="seed of the sampler")
+    parser.add_argument("--seed", type=seed_number, help="seed of the sampler")
     parser.add_argument("--deck", help="lj, eam, chain, chute, rhodo, or a path")
     parser.add_argument("--split", choices=["train", "test"], default="train")
     parser.add_argument("--space", metavar="FILE", help="parameter space YAML (see docs/hpc.md)")

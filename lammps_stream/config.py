@@ -16,7 +16,9 @@ name upper-cased with dots turned into underscores (``LAMMPS_STREAM_KAFKA_BOOTST
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
+import json
 import os
 import types
 import typing
@@ -512,7 +514,14 @@ def yaml_problem(err: Exception) -> str:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+        loader = _Loader(path.read_text(encoding="utf-8"))
+        try:
+            node = loader.get_single_node()
+            data = None if node is None else loader.construct_document(node)
+            if isinstance(node, yaml.MappingNode):
+                _check_text_as_typed(path, loader, node, Config, "")
+        finally:
+            loader.dispose()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
@@ -524,6 +533,81 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections (kafka:, service:, ...)")
     return data
+
+
+def _text_kind(kind: Any) -> str:
+    """``"str"`` for a setting read as text, ``"list"`` for a list of texts, else ``""``."""
+    if isinstance(kind, types.UnionType):
+        kind = typing.get_args(kind)[0]
+    if kind is str:
+        return "str"
+    if typing.get_origin(kind) is list and typing.get_args(kind) == (str,):
+        return "list"
+    return ""
+
+
+def _check_text_as_typed(path: Path, loader: _Loader, node: Any, cls: type, prefix: str) -> None:
+    """Refuse a text setting that YAML reads as something else and would change: unquoted,
+    ``0123`` is the number 83 and ``yes`` is true, so a password would differ from the one
+    typed. A number that reads back as written (a time limit of ``45``) is taken as text.
+    Only the file: the environment and ``--set`` are text already (:class:`_Text`)."""
+    loader.flatten_mapping(node)  # `<<: *defaults` merges, as the constructor did
+    hints = typing.get_type_hints(cls)
+    for key_node, value_node in node.value:
+        name = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+        if name not in hints:  # unknown keys are _build's to name
+            continue
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            if isinstance(value_node, yaml.MappingNode):
+                _check_text_as_typed(path, loader, value_node, kind, f"{prefix}{name}.")
+        elif _text_kind(kind) == "str":
+            _check_text_scalar(path, loader, value_node, f"{prefix}{name}", f"{name}: ")
+        elif _text_kind(kind) == "list" and isinstance(value_node, yaml.SequenceNode):
+            for i, item in enumerate(value_node.value):
+                _check_text_scalar(path, loader, item, f"{prefix}{name}[{i}]", "")
+
+
+def _check_text_scalar(path: Path, loader: _Loader, node: Any, key: str, lead: str) -> None:
+    """:class:`ConfigError` for a scalar at a text ``key`` that YAML reads as no text: true or
+    false, a date, nothing, or a number that does not read back as typed (``0123``: 83).
+    ``lead`` starts the fix shown (``sasl_password: ``; nothing for a list's item).
+
+    >>> path = Path("c.yaml")
+    >>> node = yaml.compose("0123", Loader=_Loader)
+    >>> _check_text_scalar(path, _Loader(""), node, "kafka.sasl_password", "sasl_password: ")
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.ConfigError: kafka.sasl_password in c.yaml: a number (83) where text ...
+    """
+    if not isinstance(node, yaml.ScalarNode):  # a list or mapping: _coerce refuses it
+        return
+    value = loader.construct_object(node, deep=True)
+    if isinstance(value, str):
+        return
+    if isinstance(value, int | float) and not isinstance(value, bool) and str(value) == node.value:
+        return  # reads back as typed
+    where = f"{key} in {path}"
+    if value is None:
+        fix = (
+            f'write {lead}"" to leave it empty, or the text in quotes'
+            if lead
+            else "give the text in quotes, or drop the empty entry"
+        )
+        raise ConfigError(f"{where}: nothing where text is wanted; {fix}")
+    if isinstance(value, bool):
+        what = "true or false"
+    elif isinstance(value, int | float):
+        what = "a number"
+    elif isinstance(value, datetime.date):
+        what = "a date"
+    else:  # what an explicit tag makes, e.g. !!binary
+        what = f"a {type(value).__name__}"
+    shown = value.isoformat() if isinstance(value, datetime.date) else value
+    raise ConfigError(
+        f"{where}: {what} ({shown}) where text is wanted; "
+        f"quote it: {lead}{json.dumps(node.value, ensure_ascii=False)}"
+    )
 
 
 def _env_settings(env: typing.Mapping[str, str]) -> dict[str, str]:

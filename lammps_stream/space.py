@@ -146,10 +146,16 @@ class ParameterSpace:
                 raise UsageError(
                     f"--space {file}: `spaces:` must be the only key, a non-empty list"
                 )
+            for i, member in enumerate(members):
+                if not isinstance(member, dict):
+                    what = "empty" if member is None else f"{member!r}, not a space"
+                    raise UsageError(
+                        f"--space {file}: spaces[{i}] is {what}; write each entry of spaces: "
+                        "as a mapping, e.g. - {decks: [lj], x: [1, 4], steps: 100}"
+                    )
             return SpaceSet(
                 tuple(
-                    cls.from_mapping(m if isinstance(m, dict) else {}, source=f"{file} spaces[{i}]")
-                    for i, m in enumerate(members)
+                    cls.from_mapping(m, source=f"{file} spaces[{i}]") for i, m in enumerate(members)
                 )
             )
         return cls.from_mapping(data, source=str(file))

@@ -111,20 +111,17 @@ def print_run(console: Any, summary: dict[str, Any]) -> None:
 
 
 def produce(config: Config, args: argparse.Namespace) -> int:
-    """``produce``: flush the spool, replay a recorded file, or plan and launch runs here."""
-    from producers.publisher import Publisher
-
+    """``produce``: flush the spool, replay a recorded file, or plan and launch runs here;
+    ``--flush`` goes first when given with either. ``--dry-run`` sends and launches nothing:
+    it says how many records are spooled, lists the recorded ones, or prints the plan."""
+    if args.replay:
+        _refuse_plan_flags(args)
     if args.flush:
-        publisher = Publisher(config)
-        try:
-            sent = publisher.flush_spool()
-        finally:
-            publisher.close()
-        _console().print(f"flushed {len(sent)} spooled record(s) to {config.kafka.topics.runs}")
-        if args.count is None:
+        flush(config, dry_run=args.dry_run)
+        if args.count is None and not args.replay:
             return 0
     if args.replay:
-        return replay(config, args.replay)
+        return replay(config, args.replay, dry_run=args.dry_run)
     sampler = args.sampler or config.producer.sampler
     if args.count is None and sampler != "grid":
         raise UsageError("produce: give --count N (how many runs), or --flush to replay the spool")
@@ -136,29 +133,70 @@ def produce(config: Config, args: argparse.Namespace) -> int:
     return 0 if all(r.status == "ok" for r in reports) else 1
 
 
-def replay(config: Config, path: str) -> int:
-    """Publish recorded RunRecords (JSON lines) again, as they are: a recorded campaign
-    can be streamed through a fresh service. Invalid lines are reported and skipped."""
-    from lammps_stream.errors import InvalidRecordError
-    from lammps_stream.schemas import decode_run_record
+# the flags that plan new runs, which a replay of recorded ones has no use for
+PLAN_FLAGS = ("count", "np", "seed", "deck", "space", "sampler")
+
+
+def _refuse_plan_flags(args: argparse.Namespace) -> None:
+    """:class:`UsageError` for ``--replay`` given with flags that plan runs: it plans none.
+
+    >>> args = argparse.Namespace(replay="runs.jsonl", count=3, seed=None, sampler="lhs")
+    >>> _refuse_plan_flags(args)
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.UsageError: produce: --replay sends the runs recorded in runs.jsonl ...
+    """
+    given = [f"--{name}" for name in PLAN_FLAGS if getattr(args, name, None) is not None]
+    if getattr(args, "split", None) not in (None, "train"):  # a record keeps its own split
+        given.append("--split")
+    if not given:
+        return
+    flags = given[0] if len(given) == 1 else f"{', '.join(given[:-1])} and {given[-1]}"
+    raise UsageError(
+        f"produce: --replay sends the runs recorded in {args.replay} and plans none; "
+        f"drop {flags} (plan new runs with another `produce --count N`)"
+    )
+
+
+def flush(config: Config, dry_run: bool = False) -> None:
+    """Send the records spooled while the broker was unreachable; with ``dry_run``, only
+    say how many there are."""
+    topic = config.kafka.topics.runs
+    if dry_run:
+        from lammps_stream.config import expand
+        from producers.spool import Spool
+
+        count = len(Spool(expand(config.producer.spool_dir)))
+        said = f"would flush {count} spooled record(s) to {topic} (dry run: nothing sent)"
+        _console().print(said)
+        return
     from producers.publisher import Publisher
 
+    publisher = Publisher(config)
     try:
-        lines = Path(path).read_bytes().splitlines()
-    except OSError as exc:
-        raise UsageError(f"--replay {path}: cannot read it ({exc.strerror})") from None
+        sent = publisher.flush_spool()
+    finally:
+        publisher.close()
+    _console().print(f"flushed {len(sent)} spooled record(s) to {topic}")
+
+
+def replay(config: Config, path: str, dry_run: bool = False) -> int:
+    """Publish recorded RunRecords (JSON lines) again, as they are: a recorded campaign
+    can be streamed through a fresh service. Invalid lines are reported and skipped. With
+    ``dry_run``, list the records it would send, and send none."""
+    lines = _recorded_lines(path)
+    if dry_run:
+        return _preview_replay(config, path, lines)
+    from producers.publisher import Publisher
+
     publisher = Publisher(config)
     went: dict[str, int] = {"sent": 0, "spooled": 0}
     skipped = 0
     reason = ""
     try:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = decode_run_record(line)
-            except InvalidRecordError as err:
-                _console().print(f"[red]line {number}: {err} ({err.code}); skipped[/red]")
+        for number, line in lines:
+            record = _recorded_record(number, line)
+            if record is None:
                 skipped += 1
                 continue
             delivery = publisher.publish(record)
@@ -176,6 +214,48 @@ def replay(config: Config, path: str) -> int:
             "`lammps-stream produce --flush` sends them once the broker is back[/yellow]"
         )
     return 1 if skipped or went["spooled"] else 0
+
+
+def _recorded_lines(path: str) -> list[tuple[int, bytes]]:
+    """The non-blank lines of a recorded file, numbered from 1; read before anything is
+    sent, so that a file that cannot be read is refused at once."""
+    try:
+        lines = Path(path).read_bytes().splitlines()
+    except OSError as exc:
+        raise UsageError(f"--replay {path}: cannot read it ({exc.strerror})") from None
+    return [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+
+
+def _recorded_record(number: int, line: bytes) -> dict[str, Any] | None:
+    """Line ``number`` as a RunRecord; None, saying why, if it is not one."""
+    from lammps_stream.errors import InvalidRecordError
+    from lammps_stream.schemas import decode_run_record
+
+    try:
+        return decode_run_record(line)
+    except InvalidRecordError as err:
+        _console().print(f"[red]line {number}: {err} ({err.code}); skipped[/red]")
+        return None
+
+
+def _preview_replay(config: Config, path: str, lines: list[tuple[int, bytes]]) -> int:
+    """``--replay FILE --dry-run``: the records as a table, and how many would be sent."""
+    records = [(n, r) for n, line in lines if (r := _recorded_record(n, line)) is not None]
+    skipped = len(lines) - len(records)
+    title = f"{len(records)} recorded runs (dry run: nothing sent)"
+    sizes = ("x", "y", "z", "steps", "ranks", "threads")
+    table = _table("line", "run", "split", "status", "deck", *sizes, title=title)
+    for number, record in records:
+        p = record["params"]
+        first = [str(number), record["run_id"][:8], record["split"], record["status"]]
+        table.add_row(*first, *(str(p.get(k, "")) for k in ("deck", *sizes)))
+    console = _console()
+    console.print(table)
+    console.print(
+        f"would replay {len(records)} record(s) from {path} to {config.kafka.topics.runs}"
+        + (f"; skipped {skipped}" if skipped else "")
+    )
+    return 1 if skipped else 0
 
 
 def plan_from_args(config: Config, args: argparse.Namespace, sampler: str) -> list[Any]:

@@ -30,6 +30,7 @@ from lammps_stream.schemas import new_id
 from producers.space import ParameterSpace, SpaceSet
 
 SAMPLERS = ("random", "lhs", "sobol", "grid")
+SEED_MAX = 2**32 - 1  # the command line's --seed: 0 to SEED_MAX (lammps_stream.cli.seed_number)
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,13 @@ class RunPlan:
 
 
 def unit_points(sampler: str, count: int, dimensions: int, seed: int | None) -> list[list[float]]:
-    """``count`` points in the unit cube ``[0, 1)^dimensions``."""
+    """``count`` points in the unit cube ``[0, 1)^dimensions``.
+
+    ``seed`` is >= 0 (scipy refuses a negative one); above :data:`SEED_MAX` is fine here, for
+    the seeds a set of spaces or a campaign derives from ``--seed``.
+    """
+    if seed is not None and seed < 0:
+        raise UsageError(f"--seed: must be between 0 and {SEED_MAX}, got {seed}")
     if sampler == "random":
         rng = random.Random(seed)
         return [[rng.random() for _ in range(dimensions)] for _ in range(count)]

@@ -299,3 +299,51 @@ def test_a_global_option_after_the_command_is_shown_before_it(
     fixed = expected.partition("before the command: ")[2]
     if fixed and "--bogus" not in fixed:  # the command line shown is one that parses
         assert build_parser().parse_args(shlex.split(fixed)[1:]).command == argv[0]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["produce", "--count", "2", "--sampler", "lhs", "--dry-run"],
+        ["produce", "--count", "2", "--sampler", "sobol", "--dry-run"],
+        ["submit", "slurm", "--count", "2", "--sampler", "lhs", "--dry-run"],
+        ["campaign", "--max-core-seconds", "10", "--sampler", "lhs"],
+        ["demo"],
+    ],
+)
+@pytest.mark.parametrize(
+    ("seed", "problem"),
+    [
+        ("-1", "must be between 0 and 4294967295, got -1"),
+        ("4294967296", "must be between 0 and 4294967295, got 4294967296"),
+        ("x1", "expected a whole number between 0 and 4294967295, got 'x1'"),
+    ],
+)
+def test_a_seed_the_samplers_cannot_take_is_one_line_for_every_command(
+    capsys: pytest.CaptureFixture[str], argv: list[str], seed: str, problem: str
+) -> None:
+    """lhs and sobol take seeds 0 to 2**32 - 1 (scipy: a traceback for -1); every command
+    with --seed takes that range, whatever its sampler. Parsed only: a seed that got through
+    would start the command (demo: the local stack)."""
+    from lammps_stream.cli import build_parser
+
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args([*argv, f"--seed={seed}"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    prog = f"lammps-stream {argv[0]}"
+    assert err == f"{prog}: argument --seed: {problem} (see `{prog} --help`)\n"
+
+
+@pytest.mark.parametrize("seed", ["0", "4294967295"])
+def test_the_seeds_at_either_end_of_the_range_are_taken(seed: str) -> None:
+    from lammps_stream.cli import build_parser
+
+    parser = build_parser()
+    for argv in (
+        ["produce", "--count", "1"],
+        ["submit", "slurm", "--count", "1"],
+        ["campaign", "--max-core-seconds", "10"],
+        ["demo"],
+    ):
+        assert parser.parse_args([*argv, "--seed", seed]).seed == int(seed)

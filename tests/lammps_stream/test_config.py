@@ -316,3 +316,100 @@ def test_values_from_the_environment_in_yaml_block_form_or_with_blanks_around_th
     )
     odd = load_config(path=None, env={"LAMMPS_STREAM_SERVICE_MODELS": "linear,@x"})
     assert "- '@x'" in dump_config(odd)  # plain text all the way: it can be written back
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "kafka:\n  sasl_password: 0123\n",
+            "kafka.sasl_password in {path}: a number (83) where text is wanted; "
+            'quote it: sasl_password: "0123"',
+        ),
+        (
+            "service:\n  api_token: 0x1F\n",
+            "service.api_token in {path}: a number (31) where text is wanted; "
+            'quote it: api_token: "0x1F"',
+        ),
+        (
+            "service:\n  snapshot_key: 1.50\n",
+            "service.snapshot_key in {path}: a number (1.5) where text is wanted; "
+            'quote it: snapshot_key: "1.50"',
+        ),
+        (
+            "service:\n  instance_id: 1_000\n",
+            "service.instance_id in {path}: a number (1000) where text is wanted; "
+            'quote it: instance_id: "1_000"',
+        ),
+        (
+            "kafka:\n  version: 4.10\n",
+            "kafka.version in {path}: a number (4.1) where text is wanted; "
+            'quote it: version: "4.10"',
+        ),
+        (
+            "kafka:\n  sasl_username: yes\n",
+            "kafka.sasl_username in {path}: true or false (True) where text is wanted; "
+            'quote it: sasl_username: "yes"',
+        ),
+        (
+            "producer:\n  partition: 2026-01-01\n",
+            "producer.partition in {path}: a date (2026-01-01) where text is wanted; "
+            'quote it: partition: "2026-01-01"',
+        ),
+        (
+            "service:\n  suggest_committee: [bayes_log, 007]\n",
+            "service.suggest_committee[1] in {path}: a number (7) where text is wanted; "
+            'quote it: "007"',
+        ),
+        (
+            "kafka:\n  topics:\n    dlq: 0777\n",
+            "kafka.topics.dlq in {path}: a number (511) where text is wanted; "
+            'quote it: dlq: "0777"',
+        ),
+        (
+            "kafka:\n  ssl_cafile:\n",
+            "kafka.ssl_cafile in {path}: nothing where text is wanted; "
+            'write ssl_cafile: "" to leave it empty, or the text in quotes',
+        ),
+    ],
+)
+def test_a_text_setting_that_yaml_reads_as_something_else_is_refused(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """YAML 1.1 reads an unquoted 0123 as 83: a secret that changed silently would fail
+    only at the broker's login, so the file is refused, saying how to quote it."""
+    path = tmp_path / "lammps-stream.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert str(info.value) == message.format(path=path)
+
+
+def test_a_number_in_a_text_setting_that_reads_back_as_written_is_taken(tmp_path: Path) -> None:
+    """A time limit in minutes, a partition or an instance id given as a plain number is
+    the text that was typed: nothing changes, so nothing is refused."""
+    path = tmp_path / "lammps-stream.yaml"
+    path.write_text(
+        "kafka:\n  version: 3.9\n  sasl_password: '0123'\n"
+        'service:\n  instance_id: 3\n  api_token: "0x1F"\n'
+        "producer:\n  time_limit: 45\n  partition: 7\n"
+    )
+    cfg = load_config(path, env={})
+    assert (cfg.kafka.version, cfg.kafka.sasl_password) == ("3.9", "0123")
+    assert (cfg.service.instance_id, cfg.service.api_token) == ("3", "0x1F")
+    assert (cfg.producer.time_limit, cfg.producer.partition) == ("45", "7")
+
+
+def test_secrets_that_look_like_numbers_survive_a_written_config(tmp_path: Path) -> None:
+    from lammps_stream.config import write_config
+
+    env = {
+        "LAMMPS_STREAM_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "LAMMPS_STREAM_KAFKA_SASL_USERNAME": "007",
+        "LAMMPS_STREAM_KAFKA_SASL_PASSWORD": "0123",
+        "LAMMPS_STREAM_SERVICE_API_TOKEN": "1_000",
+        "LAMMPS_STREAM_SERVICE_SNAPSHOT_KEY": "1.50",
+    }
+    cfg = load_config(path=None, env=env)
+    path = write_config(cfg, tmp_path / "lammps-stream.yaml")
+    assert load_config(path, env={}) == cfg

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from rich.console import Console
@@ -93,3 +94,102 @@ def test_run_one_whose_launcher_was_sent_sigterm_as_the_run_ended_ok_exits_143(
     assert caught.value.exit_code == 143
     assert str(caught.value) == f"stopped by SIGTERM: run {plan.run_id[:8]} published as ok (sent)"
     assert json.loads(capsys.readouterr().out)["status"] == "ok"
+
+
+# -- produce: --flush, --replay and --dry-run together -----------------------------------------
+
+
+class _Publisher:
+    """Stands in for the publisher: records what it was asked to do, in order."""
+
+    calls: ClassVar[list[str]] = []
+
+    def __init__(self, config) -> None: ...
+
+    def flush_spool(self) -> list:
+        self.calls.append("flush")
+        return []
+
+    def publish(self, record: dict):
+        from producers.publisher import Delivery
+
+        self.calls.append(f"publish {record['run_id']}")
+        return Delivery(record["run_id"], "sent", 0, 0)
+
+    def close(self) -> None: ...
+
+
+def _produce_args() -> argparse.Namespace:
+    flags = dict.fromkeys(("count", "np", "seed", "deck", "space", "sampler", "replay"))
+    return argparse.Namespace(**(flags | {"split": "train", "dry_run": False, "flush": False}))
+
+
+@pytest.fixture
+def recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A recorded file of two runs and a bad line, a fake publisher, and the console's text."""
+    import json
+
+    from rich.console import Console
+
+    from lammps_stream.schemas import example_run_record, new_id
+
+    records = [example_run_record(run_id=new_id()), example_run_record(run_id=new_id())]
+    path = tmp_path / "runs.jsonl"
+    path.write_text(json.dumps(records[0]) + "\nnot json\n\n" + json.dumps(records[1]) + "\n")
+    out = Console(width=300, record=True, color_system=None)
+    monkeypatch.setattr(_Publisher, "calls", [])
+    monkeypatch.setattr("producers.publisher.Publisher", _Publisher)
+    monkeypatch.setattr(commands, "_console", lambda: out)
+    config = load_config(path=None, env={}, overrides={"producer.spool_dir": str(tmp_path)})
+    return config, path, [r["run_id"] for r in records], out
+
+
+def test_produce_flush_then_replay_does_both(recorded) -> None:
+    config, path, ids, out = recorded
+    args = _produce_args()
+    args.flush, args.replay = True, str(path)
+    assert commands.produce(config, args) == 1  # the bad line was skipped
+    assert _Publisher.calls == ["flush", f"publish {ids[0]}", f"publish {ids[1]}"]
+    said = out.export_text()
+    assert "flushed 0 spooled record(s) to lammps.runs" in said
+    assert f"replayed 2 record(s) from {path} to lammps.runs; skipped 1" in said
+
+
+def test_produce_replay_dry_run_lists_the_records_and_sends_nothing(recorded) -> None:
+    config, path, ids, out = recorded
+    args = _produce_args()
+    args.flush, args.replay, args.dry_run = True, str(path), True
+    assert commands.produce(config, args) == 1
+    assert _Publisher.calls == []
+    said = out.export_text()
+    assert "would flush 0 spooled record(s) to lammps.runs (dry run: nothing sent)" in said
+    assert "line 2: not valid JSON" in said and "skipped" in said
+    assert "2 recorded runs (dry run: nothing sent)" in said
+    assert ids[0][:8] in said and ids[1][:8] in said
+    assert f"would replay 2 record(s) from {path} to lammps.runs; skipped 1" in said
+
+
+@pytest.mark.parametrize(
+    ("given", "flags"),
+    [
+        ({"count": 3}, "--count"),
+        ({"count": 3, "seed": 1}, "--count and --seed"),
+        ({"sampler": "lhs", "deck": "eam", "np": 2}, "--np, --deck and --sampler"),
+        ({"split": "test"}, "--split"),
+    ],
+)
+def test_produce_replay_with_flags_that_plan_runs_is_refused_before_anything_is_sent(
+    recorded, given: dict, flags: str
+) -> None:
+    config, path, _, _ = recorded
+    args = _produce_args()
+    args.flush, args.replay = True, str(path)
+    for name, value in given.items():
+        setattr(args, name, value)
+    with pytest.raises(UsageError) as caught:
+        commands.produce(config, args)
+    assert str(caught.value) == (
+        f"produce: --replay sends the runs recorded in {path} and plans none; drop {flags} "
+        "(plan new runs with another `produce --count N`)"
+    )
+    assert _Publisher.calls == []

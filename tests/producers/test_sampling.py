@@ -112,3 +112,20 @@ def test_a_plan_line_that_is_not_a_planned_run_is_one_clear_error(tmp_path: Path
         read_plan(plan, 1)
     with pytest.raises(UsageError, match="line 3 is not a planned run"):
         read_plan(plan, 2)
+
+
+@pytest.mark.parametrize("sampler", ["random", "lhs", "sobol", "grid"])
+def test_every_sampler_takes_the_seeds_the_command_line_takes(tmp_path: Path, sampler: str) -> None:
+    """0 to 2**32 - 1, and above it where a set of spaces adds a member's index."""
+    path = tmp_path / "set.yaml"
+    path.write_text("spaces:\n  - {decks: [lj], x: [1, 3]}\n  - {decks: [eam], x: [1, 2]}\n")
+    for space in (SPACE, ParameterSpace.from_file(path)):
+        for seed in (0, 2**32 - 1):
+            assert len(plan_runs(space, 4, sampler=sampler, seed=seed)) == 4
+
+
+@pytest.mark.parametrize("sampler", ["random", "lhs", "sobol"])
+def test_a_negative_seed_is_one_line_not_a_traceback(sampler: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        plan_runs(SPACE, 4, sampler=sampler, seed=-1)
+    assert str(caught.value) == "--seed: must be between 0 and 4294967295, got -1"
