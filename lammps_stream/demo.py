@@ -1,8 +1,9 @@
 """``lammps-stream demo``: the whole pipeline, end to end, on the local stack.
 
-Starts Kafka and the service, launches training runs then test runs of real LAMMPS
-under mpiexec, waits until every run has a prediction from every model, and writes
-``predictions.jsonl`` (as consumed from the topic) and ``accuracy.json`` (test split).
+Starts Kafka and the service (those not running yet), launches training runs then test runs
+of real LAMMPS under mpiexec, waits until every run has a prediction from every model, and
+writes ``predictions.jsonl`` (as consumed from the topic) and ``accuracy.json`` (test split).
+At the end it stops what it started (unless ``--keep``), never a stack that was already up.
 """
 
 from __future__ import annotations
@@ -67,7 +68,12 @@ def run_demo(
         if keep:
             console.print("stack left running (KEEP=1); stop it with `lammps-stream stack down`")
         else:
-            stack.down()
+            stack.down(only=stack.started)  # what the demo started, not a stack already up
+            if stack.already_running:
+                console.print(
+                    "left running what was running before the demo: "
+                    + ", ".join(stack.already_running)
+                )
 
 
 def collect(

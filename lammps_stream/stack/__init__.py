@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import secrets
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from lammps_stream.broker import (
 from lammps_stream.config import Config, child_env, expand, write_config
 from lammps_stream.errors import StackError
 from lammps_stream.signatures import SNAPSHOT_KEY_FILE
-from lammps_stream.stack import kafka, tls
+from lammps_stream.stack import kafka, scram, tls
 from lammps_stream.stack.processes import ManagedProcess
 
 
@@ -76,15 +77,63 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
+def absolute_paths(config: Config) -> Config:
+    """``config`` with its files and directories as absolute paths (``~`` and variables
+    expanded, a relative path taken from the current directory): the stack's service runs in
+    ``stack.state_dir`` and reads its configuration from there, so a relative path would name
+    another file. ``producer.deck`` is made absolute only when it is a path (has a ``/``).
+
+    >>> from lammps_stream.config import load_config
+    >>> config = load_config(path=None, env={}, overrides={"stack.state_dir": "./st"})
+    >>> absolute_paths(config).stack.state_dir == os.path.join(os.getcwd(), "st")
+    True
+    >>> absolute_paths(config).producer.deck, absolute_paths(config).kafka.ssl_cafile
+    ('lj', '')
+    """
+
+    def absolute(value: str) -> str:
+        return os.path.abspath(expand(value)) if value else value
+
+    k, p, s = config.kafka, config.producer, config.stack
+    deck = absolute(p.deck) if os.sep in p.deck or p.deck.startswith("~") else p.deck
+    return dataclasses.replace(
+        config,
+        kafka=dataclasses.replace(
+            k,
+            ssl_cafile=absolute(k.ssl_cafile),
+            ssl_certfile=absolute(k.ssl_certfile),
+            ssl_keyfile=absolute(k.ssl_keyfile),
+        ),
+        producer=dataclasses.replace(
+            p,
+            deck=deck,
+            space=absolute(p.space),
+            spool_dir=absolute(p.spool_dir),
+            jobs_dir=absolute(p.jobs_dir),
+        ),
+        stack=dataclasses.replace(
+            s, state_dir=absolute(s.state_dir), cache_dir=absolute(s.cache_dir)
+        ),
+    )
+
+
 class LocalStack:
-    """Start, stop and inspect the local Kafka broker and model service."""
+    """Start, stop and inspect the local Kafka broker and model service.
+
+    Every path of its configuration is made absolute once, here (:func:`absolute_paths`).
+    After :meth:`up`, :attr:`started` names the parts it started and :attr:`already_running`
+    those it found running (``demo`` stops the former only).
+    """
 
     def __init__(self, config: Config, say: Callable[[str], None] = lambda _msg: None) -> None:
-        self.config = config
+        self.config = absolute_paths(config)
         self.say = say
-        self.state_dir = expand(config.stack.state_dir)
+        self.state_dir = Path(self.config.stack.state_dir)
         self.kafka_dir = self.state_dir / "kafka"
         self.properties = self.kafka_dir / "server.properties"
+        self.scram_login = self.kafka_dir / scram.LOGIN_FILE
+        self.started: list[str] = []
+        self.already_running: list[str] = []
         self.broker = ManagedProcess("kafka", self.state_dir, marker=str(self.properties))
         self.service = ManagedProcess(
             "service", self.state_dir, marker=f"serve --stack-state {self.state_dir}"
@@ -102,6 +151,7 @@ class LocalStack:
                 "local stack is one broker: set it to 1 here (more copies need a cluster of "
                 "that many brokers, e.g. the Helm chart's)"
             )
+        self.started, self.already_running = [], []
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._start_broker()
         created = ensure_topics(self.config)
@@ -116,12 +166,14 @@ class LocalStack:
     def _start_broker(self) -> None:
         if self.broker.pid() is not None:
             self.say(f"kafka already running (pid {self.broker.pid()})")
+            self.already_running.append(self.broker.name)
             return
-        host, port = self._broker_address()
-        for p in (port, self.config.kafka.controller_port):
-            if port_open(host, p):
+        k = self.config.kafka
+        for address in (":".join(map(str, self._broker_address())), self._controller_address()):
+            host, _, port = address.rpartition(":")
+            if port_open(host, int(port)):
                 raise StackError(
-                    f"port {host}:{p} is already in use by another program; stop it or "
+                    f"port {address} is already in use by another program; stop it or "
                     "choose other ports with kafka.bootstrap / kafka.controller_port"
                 )
         self.say(
@@ -130,15 +182,42 @@ class LocalStack:
         kafka.kafka_libs(self.config)
         data_dir = self.kafka_dir / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
-        if self.config.kafka.tls:
+        if k.tls:
             self._issue_broker_certificate()
-        self.properties.write_text(kafka.server_properties(self.config, data_dir))
-        self.properties.chmod(0o600)  # it may hold the SCRAM password and the TLS key
-        kafka.format_storage(self.config, self.properties, data_dir)
+        # private from the start: it may hold the SCRAM password and the TLS key
+        kafka.write_private(self.properties, kafka.server_properties(self.config, data_dir))
+        if kafka.format_storage(self.config, self.properties, data_dir):
+            if k.sasl:  # formatted with the SCRAM login (StorageTool --add-scram)
+                scram.record_login(self.config, self.scram_login)
+            else:  # a login noted for storage that is gone
+                self.scram_login.unlink(missing_ok=True)
         logs = self.state_dir / "logs"
         self.broker.start(kafka.broker_command(self.config, self.properties, logs))
-        self.say(f"starting kafka on {self.config.kafka.bootstrap}")
+        self.started.append(self.broker.name)
+        self.say(f"starting kafka on {k.bootstrap}")
+        if k.sasl and not scram.login_recorded(self.config, self.scram_login):
+            self._set_scram_login(logs / "server.log")
         self._wait(self.broker, lambda: broker_healthy(self.config), logs / "server.log")
+
+    def _set_scram_login(self, log: Path) -> None:
+        """Give the running broker the SCRAM login of ``kafka.sasl_*``: its storage was
+        formatted without it (SASL turned on later) or with another password, user or
+        mechanism, so every login would be refused."""
+        k = self.config.kafka
+        address = self._controller_address()
+        self.say(
+            f"kafka: setting the SCRAM login {k.sasl_username!r} ({k.sasl_mechanism}) through "
+            f"the controller on {address}: the broker's storage was formatted without it "
+            "(SASL turned on later, or kafka.sasl_* changed)"
+        )
+        host, _, port = address.rpartition(":")
+        self._wait(self.broker, lambda: port_open(host, int(port)), log)
+        try:
+            scram.set_login(self.config, timeout=self.config.stack.start_timeout_seconds)
+        except StackError:
+            self.broker.stop()
+            raise
+        scram.record_login(self.config, self.scram_login)
 
     def _issue_broker_certificate(self) -> None:
         """A fresh broker certificate from the stack's CA (made once), and where that CA is."""
@@ -168,6 +247,7 @@ class LocalStack:
     def _start_service(self) -> None:
         if self.service.pid() is not None:
             self.say(f"service already running (pid {self.service.pid()})")
+            self.already_running.append(self.service.name)
             return
         cfg = self.config.service
         if port_open(cfg.http_host, cfg.http_port):
@@ -189,6 +269,7 @@ class LocalStack:
             str(self.state_dir),
         ]
         self.service.start(command, env=env, cwd=self.state_dir)
+        self.started.append(self.service.name)
         self.say(f"starting model service on {cfg.url}")
         self._wait(self.service, lambda: http_ok(f"{cfg.url}/readyz"), self.service.log_file)
 
@@ -210,10 +291,12 @@ class LocalStack:
         )
 
     # -- down -----------------------------------------------------------------------------
-    def down(self) -> list[str]:
-        """Stop the service, then the broker; return the names of what was stopped."""
-        stopped = [part.name for part in (self.service, self.broker) if part.stop()]
-        return stopped
+    def down(self, only: Iterable[str] | None = None) -> list[str]:
+        """Stop the service, then the broker (only those named in ``only``, when given, e.g.
+        :attr:`started`); return the names of what was stopped."""
+        names = None if only is None else set(only)
+        parts = [p for p in (self.service, self.broker) if names is None or p.name in names]
+        return [part.name for part in parts if part.stop()]
 
     # -- status ---------------------------------------------------------------------------
     def status(self) -> list[PartStatus]:
@@ -250,6 +333,9 @@ class LocalStack:
             return "answers metadata requests"
         ca = k.ssl_cafile or stack_cafile(self.config)
         return f"answers metadata requests over {k.security_protocol}; CA {ca}"
+
+    def _controller_address(self) -> str:
+        return kafka.controller_address(self.config)
 
     def _broker_address(self) -> tuple[str, int]:
         host, _, port = self.config.kafka.bootstrap.split(",")[0].rpartition(":")

@@ -10,6 +10,7 @@ The jars are resolved by Maven from the small ``pom.xml`` beside this module int
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from importlib import resources
@@ -33,6 +34,7 @@ CONSOLE_TOOLS = {
 }
 BROKER_MAIN = "kafka.Kafka"
 STORAGE_MAIN = "kafka.tools.StorageTool"
+CONTROLLER_HOST = "127.0.0.1"  # the controller listener: this host only (see server_properties)
 
 
 def resource_path(name: str) -> Path:
@@ -110,13 +112,25 @@ def tool_command(config: Config, tool: str, args: list[str]) -> list[str]:
         raise StackError(
             f"unknown Kafka tool {tool!r}; choose one of {', '.join(sorted(CONSOLE_TOOLS))}"
         )
-    if tool != "storage" and "--bootstrap-server" not in args:
-        args = ["--bootstrap-server", config.kafka.bootstrap, *args]
-    if tool != "storage" and (config.kafka.sasl or config.kafka.tls):
-        flag = CLIENT_CONFIG_FLAGS.get(tool, "--command-config")
-        if flag not in args:
-            args = [*args, flag, str(client_properties(config))]
+    # --bootstrap-controller: the local stack's controller listener is PLAINTEXT, so neither
+    # the broker's address nor the client login (SASL, TLS) is added.
+    if tool != "storage" and not _given(args, "--bootstrap-controller"):
+        if not _given(args, "--bootstrap-server"):
+            args = ["--bootstrap-server", config.kafka.bootstrap, *args]
+        if config.kafka.sasl or config.kafka.tls:
+            flag = CLIENT_CONFIG_FLAGS.get(tool, "--command-config")
+            if not _given(args, flag):
+                args = [*args, flag, str(client_properties(config))]
     return java_command(config, CONSOLE_TOOLS[tool], args, "log4j2-tools.xml", "-Xmx256m")
+
+
+def _given(args: list[str], flag: str) -> bool:
+    """Whether ``flag`` is among ``args``, as ``flag VALUE`` or ``flag=VALUE``.
+
+    >>> [_given(args, "--bootstrap-server") for args in (["--bootstrap-server=h:1"], ["-x"])]
+    [True, False]
+    """
+    return any(arg == flag or arg.startswith(flag + "=") for arg in args)
 
 
 CLIENT_CONFIG_FLAGS = {
@@ -131,9 +145,16 @@ def client_properties(config: Config) -> Path:
     certificate and key (mutual TLS) are inlined as PEM."""
     path = expand(config.stack.state_dir) / "client.properties"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.chmod(0o600)
-    path.write_text(_properties(client_settings(config)))
+    return write_private(path, _properties(client_settings(config)))
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path``, readable by its owner only from the moment it exists (a
+    file that was there before is made so too, before it is written). Returns ``path``."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
     return path
 
 
@@ -201,22 +222,48 @@ def _pem_blocks(text: str, label: str) -> list[str]:
 
 
 def _properties(lines: dict[str, str]) -> str:
-    r"""A Java properties file; a backslash or newline (PEM) in a value escaped.
+    r"""A Java properties file; a backslash or newline (PEM) in a value escaped, and any
+    character outside printable ASCII written as ``\uXXXX`` (Java reads these files as
+    ISO-8859-1: a UTF-8 password would reach Kafka garbled).
 
     >>> _properties({"a": "x", "pem": "-----BEGIN-----\nAB\n-----END-----"})
     'a=x\npem=-----BEGIN-----\\nAB\\n-----END-----\n'
+    >>> print(_properties({"password": "pä\\ss 🙂"}), end="")
+    password=p\u00e4\\ss \ud83d\ude42
     """
 
     def escape(value: str) -> str:
-        return value.replace("\\", "\\\\").replace("\n", "\\n")
+        out = []
+        for char in value.replace("\\", "\\\\").replace("\n", "\\n"):
+            if " " <= char <= "~":
+                out.append(char)
+            else:
+                units = char.encode("utf-16-be")
+                out += [f"\\u{units[i]:02x}{units[i + 1]:02x}" for i in range(0, len(units), 2)]
+        return "".join(out)
 
     return "".join(f"{key}={escape(value)}\n" for key, value in lines.items())
 
 
+def controller_address(config: Config) -> str:
+    """Where the local stack's controller listens: ``127.0.0.1:<kafka.controller_port>``,
+    whatever the bootstrap host. Its listener is PLAINTEXT, and with ``stack.authorizer`` its
+    unauthenticated principal is a super user: only programs on this host reach it (the
+    broker, ``stack up``, ``lammps-stream kafka ... --bootstrap-controller``).
+
+    >>> from lammps_stream.config import load_config
+    >>> elsewhere = {"kafka.bootstrap": "10.0.0.5:9092"}
+    >>> controller_address(load_config(path=None, env={}, overrides=elsewhere))
+    '127.0.0.1:9093'
+    """
+    return f"{CONTROLLER_HOST}:{config.kafka.controller_port}"
+
+
 def server_properties(config: Config, data_dir: Path) -> str:
-    """The broker's ``server.properties``: combined broker+controller, one node."""
+    """The broker's ``server.properties``: combined broker+controller, one node; the client
+    listener on the bootstrap address, the controller's on loopback (:func:`controller_address`)."""
     host, _, port = config.kafka.bootstrap.split(",")[0].rpartition(":")
-    controller = f"{host}:{config.kafka.controller_port}"
+    controller = controller_address(config)
     lines = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -262,7 +309,8 @@ def _authorizer(config: Config) -> dict[str, str]:
     """ACLs checked on every request (``stack.authorizer``): the stack's own login
     (``kafka.sasl_username``) is the super user that creates topics and grants the others'
     ACLs (``lammps-stream acls``). ANONYMOUS is the broker itself on the controller listener,
-    which stays PLAINTEXT and binds the bootstrap host's address only."""
+    which stays PLAINTEXT and binds the loopback address only: anyone with a shell on this host
+    can reach it as that super user."""
     k = config.kafka
     if not k.sasl:
         raise ConfigError(
@@ -314,10 +362,11 @@ def _tls_listener(config: Config) -> dict[str, str]:
     }
 
 
-def format_storage(config: Config, properties: Path, data_dir: Path) -> None:
-    """Format KRaft storage once; a formatted directory is left as it is."""
+def format_storage(config: Config, properties: Path, data_dir: Path) -> bool:
+    """Format KRaft storage once; a formatted directory is left as it is. True if it formatted
+    (with the SCRAM login of ``kafka.sasl_*`` when SASL is on)."""
     if (data_dir / "meta.properties").is_file():
-        return
+        return False
     cluster_id = _storage_tool(config, ["random-uuid"]).strip()
     args = ["format", "--standalone", "-t", cluster_id, "-c", str(properties)]
     k = config.kafka
@@ -327,6 +376,7 @@ def format_storage(config: Config, properties: Path, data_dir: Path) -> None:
             f"{k.sasl_mechanism}=[name={k.sasl_username},password={k.sasl_password}]",
         ]
     _storage_tool(config, args)
+    return True
 
 
 def _storage_tool(config: Config, args: list[str]) -> str:
