@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import json
+import re
+import time
+from pathlib import Path
 
 import pytest
 
-from lammps_stream.schemas import new_id
+from lammps_stream.schemas import encode, new_id
+from model_service.recovery import committed_offset
+from tests.conftest import PORT_OFFSET
 from tests.integration.conftest import learned_runs, read_topic, send_raw
+from tests.integration.workers import (
+    Worker,
+    distinct_train,
+    isolated_config,
+    publish,
+    stream_of_runs,
+    wait_learned,
+)
+
+PORT = 16165 + PORT_OFFSET
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +154,52 @@ def test_bodies_the_service_cannot_use_are_refused_with_400(stack, learned, path
     assert json.loads(refused.value.read())["code"] == code
     with urllib.request.urlopen(stack.service.url + "/models", timeout=10) as answer:
         assert "bad" not in {m["name"] for m in json.loads(answer.read())["models"]}
+
+
+def test_requests_waiting_when_a_worker_starts_are_answered_once_its_shards_are_restored(
+    stack, tmp_path: Path
+) -> None:
+    """Requests already on the topic when a worker starts reach it while it rebuilds its
+    shard (a replay of 3,000 runs here); each is answered by every model, none is dropped
+    (they were committed unanswered when no shard was there yet)."""
+    config = isolated_config(
+        stack,
+        tmp_path,
+        "early-requests",
+        http_port=PORT,
+        models=["pa"],
+        snapshot_every=10**6,  # no snapshot: a restart replays every run up to the commit
+        snapshot_seconds=3600,
+    )
+    runs = stream_of_runs(3000, seed=5)
+    publish(config, runs)
+    worker = Worker(config, tmp_path, "early-0")
+    try:
+        worker.wait_ready()
+        wanted = distinct_train(runs)
+        assert wait_learned([worker], wanted) == {"pa": wanted}
+        group, topic = config.service.app_id, config.kafka.topics.runs
+        deadline = time.monotonic() + 60
+        while committed_offset(config, group, topic, 0) != len(runs):
+            assert time.monotonic() < deadline, "the worker never committed its runs"
+            time.sleep(0.5)
+    finally:
+        worker.kill()  # no final snapshot either
+    ids = [new_id() for _ in range(5)]
+    for request_id in ids:
+        params = {"deck": "lj", "x": 2, "y": 1, "z": 1, "steps": 100, "ranks": 1}
+        request = {"schema": "lammps-stream.request/1", "request_id": request_id, "params": params}
+        send_raw(config, config.kafka.topics.requests, encode(request), request_id.encode())
+    worker = Worker(config, tmp_path, "early-1")
+    try:
+        answers = read_topic(
+            config,
+            config.kafka.topics.predictions,
+            lambda rs: {r.get("request_id") for r in rs} >= set(ids),
+            timeout=120,
+        )
+        assert sorted(r["request_id"] for r in answers if r.get("request_id")) == sorted(ids)
+        replayed = re.search(r"replayed offsets 0-\d+ \((\d+) records\)", worker.log.read_text())
+        assert replayed and int(replayed[1]) > 2000  # it had a shard to rebuild first
+    finally:
+        worker.stop()
