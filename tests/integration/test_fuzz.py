@@ -15,10 +15,9 @@ from hypothesis import strategies as st
 from lammps_stream.broker import make_producer
 from lammps_stream.config import Config
 from lammps_stream.schemas import encode, example_run_record, new_id
-from model_service.recovery import committed_offset
 from tests.conftest import PORT_OFFSET
 from tests.integration.conftest import read_topic
-from tests.integration.workers import Worker, isolated_config, wait_learned
+from tests.integration.workers import Worker, isolated_config, wait_committed, wait_learned
 from tests.lammps_stream.test_schema_properties import json_values
 
 PORT = 16160 + PORT_OFFSET
@@ -91,10 +90,6 @@ def _breakers() -> list[tuple[bytes, str]]:
     ]
 
 
-def _committed(config: Config) -> int | None:
-    return committed_offset(config, config.service.app_id, config.kafka.topics.runs, 0)
-
-
 def test_records_that_broke_the_decoders_are_dead_letters_and_survive_a_restart(
     stack: Config, tmp_path: Path
 ) -> None:
@@ -116,10 +111,7 @@ def test_records_that_broke_the_decoders_are_dead_letters_and_survive_a_restart(
     try:
         worker.wait_ready()
         assert wait_learned([worker], len(valid)) == {"pa": len(valid)}
-        deadline = time.monotonic() + 60
-        while (_committed(config) or 0) < len(stream) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert _committed(config) == len(stream)
+        wait_committed(config, len(stream))
     finally:
         worker.kill()  # no final snapshot: the next start replays every record, junk too
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
 
 from lammps_stream.schemas import encode, new_id
-from model_service.recovery import committed_offset
 from tests.conftest import PORT_OFFSET
 from tests.integration.conftest import learned_runs, read_topic, send_raw
 from tests.integration.workers import (
@@ -19,6 +17,7 @@ from tests.integration.workers import (
     isolated_config,
     publish,
     stream_of_runs,
+    wait_committed,
     wait_learned,
 )
 
@@ -178,11 +177,7 @@ def test_requests_waiting_when_a_worker_starts_are_answered_once_its_shards_are_
         worker.wait_ready()
         wanted = distinct_train(runs)
         assert wait_learned([worker], wanted) == {"pa": wanted}
-        group, topic = config.service.app_id, config.kafka.topics.runs
-        deadline = time.monotonic() + 60
-        while committed_offset(config, group, topic, 0) != len(runs):
-            assert time.monotonic() < deadline, "the worker never committed its runs"
-            time.sleep(0.5)
+        wait_committed(config, len(runs))
     finally:
         worker.kill()  # no final snapshot either
     ids = [new_id() for _ in range(5)]

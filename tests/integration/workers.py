@@ -4,10 +4,13 @@ the benchmarks)."""
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 from benchmarks.harness import Worker, isolated_config, publish, wait_learned
+from lammps_stream.config import Config
 from lammps_stream.schemas import example_run_record, new_id
+from model_service.recovery import committed_offset
 
 __all__ = [
     "Worker",
@@ -15,6 +18,7 @@ __all__ = [
     "isolated_config",
     "publish",
     "stream_of_runs",
+    "wait_committed",
     "wait_learned",
 ]
 
@@ -41,3 +45,13 @@ def stream_of_runs(n: int, seed: int) -> list[dict[str, Any]]:
 
 def distinct_train(records: list[dict[str, Any]]) -> int:
     return len({r["run_id"] for r in records if r["split"] == "train"})
+
+
+def wait_committed(config: Config, offset: int, timeout: float = 60.0) -> None:
+    """Wait until the worker's group has committed ``offset`` on runs partition 0 (so that a
+    worker killed now replays up to there on its restart)."""
+    group, topic = config.service.app_id, config.kafka.topics.runs
+    deadline = time.monotonic() + timeout
+    while (committed := committed_offset(config, group, topic, 0)) != offset:
+        assert time.monotonic() < deadline, f"the group committed {committed}, not {offset}"
+        time.sleep(0.5)
