@@ -122,6 +122,8 @@ def write_job(config: Config, plans: list[RunPlan], scheduler: str) -> JobFiles:
         "job_dir": shlex.quote(str(directory)),
         "config_file": shlex.quote(str(config_file)),
         "plan_file": shlex.quote(str(plan)),
+        # Slurm reads % in --output as a placeholder (%A, %a, %j...): %% is a literal one
+        "output_dir": shlex.quote(str(directory).replace("%", "%%")),
     }
     if scheduler == "slurm":
         script = directory / "job.sbatch"

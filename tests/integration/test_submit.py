@@ -70,8 +70,8 @@ def test_srun_gives_a_threaded_run_its_cpus(stack, cli, slurm, tmp_path: Path) -
 
 def test_a_job_directory_with_a_space(stack, cli, slurm, tmp_path: Path) -> None:
     """The task reads its configuration, and Slurm writes its output, under a path with a
-    space (``#SBATCH --output='...'``, ``export LAMMPS_STREAM_CONFIG='...'``)."""
-    jobs = tmp_path / "my jobs"
+    space and a ``%`` (``#SBATCH --output='...%%x...'``, ``export LAMMPS_STREAM_CONFIG='...'``)."""
+    jobs = tmp_path / "my jobs 100%x"
     _submit(cli, jobs, "--count", "1", "--np", "1", "--wait")
     record = _record_of_the_only_run(stack, jobs)
     assert record["status"] == "ok", record.get("error")

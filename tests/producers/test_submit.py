@@ -106,6 +106,16 @@ def test_flux_script_submits_each_run_on_its_own_ranks(tmp_path: Path) -> None:
     assert "--cc" not in job.script.read_text()
 
 
+def test_a_percent_sign_in_the_job_directory_is_no_slurm_placeholder(tmp_path: Path) -> None:
+    """``%x`` in ``--output`` would be the job's name: the directory's own ``%`` is doubled
+    there (Slurm's literal ``%``) and nowhere else."""
+    slurm = submit.write_job(_config(tmp_path / "100%x"), PLANS, "slurm")
+    text = slurm.script.read_text()
+    (output,) = [line for line in text.splitlines() if line.startswith("#SBATCH --output")]
+    assert output == f"#SBATCH --output={tmp_path}/100%%x/{slurm.directory.name}/slurm-%A_%a.out"
+    assert f"LAMMPS_STREAM_CONFIG={slurm.config}" in text
+
+
 def test_job_scripts_take_a_directory_with_a_space(tmp_path: Path) -> None:
     jobs = tmp_path / "my jobs #1"
     config = _config(jobs)
