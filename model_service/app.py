@@ -60,7 +60,7 @@ PRODUCE_BATCH_BYTES = 512 * 1024
 FETCH_BYTES = 8 * 1024 * 1024
 # How long a PredictRequest waits for the shards being restored (at the start, at a
 # rebalance) before it goes to the dead letters unanswered.
-RESTORE_WAIT_SECONDS = 60.0
+REQUEST_RESTORE_WAIT_SECONDS = 60.0
 # How long the shutdown waits for a round of other workers' model changes to end before it
 # leaves the models-topic reader, which the round may be using in a thread, open.
 SHUTDOWN_SYNC_WAIT_SECONDS = 10.0
@@ -164,7 +164,7 @@ def _add_answering(w: Wiring) -> None:
 
 async def _answer_request(w: Wiring, message: Any) -> None:
     """One PredictRequest answered by every model on ``lammps.predictions``, once the shards
-    being restored (at the start, at a rebalance) are, for at most ``RESTORE_WAIT_SECONDS``.
+    being restored (at the start, at a rebalance) are, for at most ``REQUEST_RESTORE_WAIT_SECONDS``.
     Never raises, and never drops a request silently: one that cannot be read goes to the
     dead letter topic with its reason code, one that cannot be answered (a standby, holding
     no runs partition; shards still being restored after the wait; the worker stopping; no
@@ -174,7 +174,7 @@ async def _answer_request(w: Wiring, message: Any) -> None:
     try:
         request = validate_request(decode_json(value))
         ready = await service.restored(
-            RESTORE_WAIT_SECONDS, giving_up=lambda: bool(w.app.should_stop)
+            REQUEST_RESTORE_WAIT_SECONDS, giving_up=lambda: bool(w.app.should_stop)
         )
         shards = service.shards.by_partition
         if ready and not shards:
@@ -187,7 +187,7 @@ async def _answer_request(w: Wiring, message: Any) -> None:
                 "the worker is stopping before its shards were restored"
                 if w.app.should_stop
                 else f"the worker's shards were still being restored after "
-                f"{RESTORE_WAIT_SECONDS:g} s"
+                f"{REQUEST_RESTORE_WAIT_SECONDS:g} s"
             )
         elif await _answer(w, request["params"], request["request_id"], message.partition):
             return

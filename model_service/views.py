@@ -30,7 +30,7 @@ from model_service.zoo import model_spec
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
 # How long POST /predict waits for shards being restored before it answers 503 no_shard (the
 # CLI's requests wait 10 s for an answer).
-RESTORE_WAIT_SECONDS = 5.0
+PREDICT_RESTORE_WAIT_SECONDS = 5.0
 
 
 def _lag(app: faust.App, service: ModelService) -> dict[int, int]:
@@ -205,7 +205,7 @@ def _add_predict_view(app: faust.App, service: ModelService, answer: Answer) -> 
                     status=400,
                 )
             if not shards.by_partition:  # restoring (at the start, at a rebalance)?
-                await service.restored(RESTORE_WAIT_SECONDS)
+                await service.restored(PREDICT_RESTORE_WAIT_SECONDS)
             if not shards.by_partition:
                 return self.json(
                     {

@@ -136,7 +136,7 @@ def test_a_request_to_a_standby_is_a_dead_letter_not_lost() -> None:
 def test_a_request_still_unanswerable_after_the_wait_is_a_dead_letter(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(app_module, "RESTORE_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(app_module, "REQUEST_RESTORE_WAIT_SECONDS", 0.2)
     w = wiring()
     w.service.assignment = {0}
     w.service.rebuilding(0)  # and never rebuilt
