@@ -240,6 +240,52 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class CpuWindow:
+    """CPU seconds (user + system, every thread) that this process and others spend between
+    :meth:`start` and :meth:`stop`, per record: what a path costs beyond its wall-clock rate,
+    and what the broker spends on its behalf. ``None`` stands for this process.
+
+    >>> import os
+    >>> window = CpuWindow({"own": None, "also_own": os.getpid()})
+    >>> window.start(); _ = sum(i * i for i in range(300_000)); window.stop()
+    >>> sorted(window.ms_per_record(1000))
+    ['also_own', 'own']
+    >>> window.ms_per_record(1000)["own"] >= 0
+    True
+    """
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = {name: os.getpid() if pid is None else pid for name, pid in pids.items()}
+        self.pids = {name: pid for name, pid in self.pids.items() if pid is not None}
+        self.started: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def watch(self, name: str, pid: int) -> None:
+        """Count process ``pid`` too, as ``name`` (before :meth:`start`)."""
+        self.pids[name] = pid
+
+    def _now(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def start(self) -> None:
+        self.started = self._now()
+
+    def stop(self) -> None:
+        self.used = {name: t - self.started[name] for name, t in self._now().items()}
+
+    def ms_per_record(self, records: int) -> dict[str, float]:
+        """Milliseconds of CPU per record for each process, over the window."""
+        return {name: round(1000 * t / records, 4) for name, t in self.used.items()}
+
+
+def broker_pid(config: Config) -> int | None:
+    """The pid of the local stack's broker that ``config`` names (None if it is not ours or
+    not running)."""
+    from lammps_stream.stack import LocalStack
+
+    return LocalStack(config).broker.pid()
+
+
 def machine() -> str:
     """One line naming the machine a result was measured on."""
     import platform

@@ -35,8 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import (
+    CpuWindow,
     Worker,
     broker,
+    broker_pid,
     cpu_reference_ms,
     isolated_config,
     librdkafka,
@@ -58,18 +60,24 @@ def records(n: int) -> list[dict[str, Any]]:
     return [dict(base[i % len(base)], run_id=new_id(), split="train") for i in range(n)]
 
 
-def in_process(batch: list[dict[str, Any]], models: list[str]) -> float:
+def in_process(
+    batch: list[dict[str, Any]], models: list[str], window: CpuWindow | None = None
+) -> float:
     """The ``WARM_UP`` records learned untimed (as every Kafka path learns them before its
-    clock starts), then records per second over the batch."""
+    clock starts), then records per second over the batch (``window`` open while the clock
+    runs)."""
+    window = window or CpuWindow({})
     from model_service.learner import Learner
 
     learner = Learner(models, 0.9)
     for offset, record in enumerate(records(WARM_UP)):
         learner.handle(record, offset)
+    window.start()
     started = time.perf_counter()
     for offset, record in enumerate(batch, start=WARM_UP):
         learner.handle(record, offset)
     elapsed = time.perf_counter() - started
+    window.stop()
     check_learned("in_process", [learner], WARM_UP + len(batch))
     return len(batch) / elapsed
 
@@ -96,16 +104,22 @@ def check_learned(path: str, learners: Iterable[Any], wanted: int) -> None:
         )
 
 
-def hand_written_loop(config: Config, batch: list[dict[str, Any]], models: list[str]) -> float:
+def hand_written_loop(
+    config: Config,
+    batch: list[dict[str, Any]],
+    models: list[str],
+    window: CpuWindow | None = None,
+) -> float:
     """Consume the runs topic from the start (the worker's warm-up, then the batch), learn,
     send every prediction keyed by run_id (as the worker does); records per second over the
-    batch."""
+    batch (``window`` open while the clock runs)."""
     from kafka import TopicPartition
 
     from lammps_stream.broker import make_consumer, make_producer
     from lammps_stream.schemas import decode_run_record
     from model_service.learner import Learner
 
+    window = window or CpuWindow({})
     learners: defaultdict[int, Learner] = defaultdict(lambda: Learner(models, 0.9))
     consumer = make_consumer(config)
     producer = make_producer(config)
@@ -126,19 +140,28 @@ def hand_written_loop(config: Config, batch: list[dict[str, Any]], models: list[
                 seen += 1
                 if seen == WARM_UP:  # the same warm-up as the worker's, untimed
                     producer.flush()
+                    window.start()
                     started = time.perf_counter()
     producer.flush()
     elapsed = time.perf_counter() - started
+    window.stop()
     consumer.close()
     producer.close()
     check_learned("hand_written_loop", learners.values(), WARM_UP + len(batch))
     return len(batch) / elapsed
 
 
-def lean_loop(config: Config, batch: list[dict[str, Any]], models: list[str]) -> float:
+def lean_loop(
+    config: Config,
+    batch: list[dict[str, Any]],
+    models: list[str],
+    window: CpuWindow | None = None,
+) -> float:
     """Read the runs topic from the start with librdkafka (the warm-up, then the batch),
     decode, learn, produce every prediction; records per second over the batch, the producer
-    flushed (``acks=all``) before the clock stops."""
+    flushed (``acks=all``) before the clock stops (``window`` open while it runs: this
+    process's CPU includes librdkafka's threads)."""
+    window = window or CpuWindow({})
     from lammps_stream.schemas import decode_run_record
     from model_service.learner import Learner
 
@@ -172,10 +195,12 @@ def lean_loop(config: Config, batch: list[dict[str, Any]], models: list[str]) ->
                 seen += 1
                 if seen == WARM_UP:
                     producer.flush()
+                    window.start()
                     started = time.perf_counter()
             producer.poll(0)  # delivery reports, so the producer's queue never fills
         producer.flush()
         elapsed = time.perf_counter() - started
+        window.stop()
     finally:
         consumer.close()
     check_learned("lean_loop", learners.values(), WARM_UP + len(batch))
@@ -183,15 +208,22 @@ def lean_loop(config: Config, batch: list[dict[str, Any]], models: list[str]) ->
 
 
 def worker(
-    config: Config, root: Path, label: str, batch: list[dict[str, Any]]
+    config: Config,
+    root: Path,
+    label: str,
+    batch: list[dict[str, Any]],
+    window: CpuWindow | None = None,
 ) -> tuple[float, int]:
     """The warm-up records and the batch published first; then the worker starts on that
     backlog (as the hand-written loop finds it) and is timed by :func:`time_learning`,
     ``GET /models/{name}`` polled every 50 ms from the process's start; (records per second,
-    the learned count the clock started at)."""
+    the learned count the clock started at). ``window`` watches the worker's process as
+    ``own`` while the clock runs."""
     publish(config, records(WARM_UP) + batch)
     total = WARM_UP + len(batch)
     process = Worker(config, root, label)
+    window = window or CpuWindow({})
+    window.watch("own", process.process.pid)
     try:
         api = ServiceApi(config)
         name = config.service.model_names[-1]  # every model learns every train record
@@ -204,7 +236,7 @@ def worker(
 
         try:
             rate, first = time_learning(
-                learned, total, alive=lambda: process.process.poll() is None
+                learned, total, alive=lambda: process.process.poll() is None, window=window
             )
         except (RuntimeError, TimeoutError) as err:
             raise RuntimeError(f"{err}; see {process.log}") from err
@@ -226,6 +258,7 @@ def time_learning(
     every: float = 0.05,
     timeout: float = 600.0,
     alive: Callable[[], bool] = lambda: True,
+    window: CpuWindow | None = None,
     clock: Callable[[], float] = time.perf_counter,
     sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[float, int]:
@@ -234,7 +267,7 @@ def time_learning(
     finds ``total``; (records per second in between, the count it started at). Polling starts
     with the process, so the start is the first poll past the warm-up, not a readiness check
     later (the worker learns in batches, so the count it is first seen at can still be above
-    ``warm_up``).
+    ``warm_up``). ``window`` is open from the clock's start to its stop.
 
     >>> readings = iter([None, 0, 150, 500, 2000, 5200])
     >>> ticks = iter(range(100))
@@ -247,6 +280,7 @@ def time_learning(
     ValueError: the worker learned all 5200 records before the first poll that saw it past 200...
     """
     deadline = time.monotonic() + timeout
+    window = window or CpuWindow({})
     started = first = None
     while time.monotonic() < deadline:
         if not alive():
@@ -262,7 +296,9 @@ def time_learning(
                         "more records"
                     )
                 started, first = now, count
+                window.start()
             elif count >= total:
+                window.stop()
                 return (total - first) / (now - started), first
         sleep(every)
     raise TimeoutError(f"worker: {total} records not learned within {timeout} s")
@@ -280,6 +316,7 @@ def django_river_ml(batch: list[dict[str, Any]], models: list[str], quick: bool)
 
 LINEAR = ["linear", "bayes_linear", "pa"]
 PATHS = ("in_process", "worker", "hand_written_loop", "lean_loop", "django_river_ml")
+CPU_PATHS = ("in_process", "worker", "hand_written_loop", "lean_loop")
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -297,6 +334,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="lammps-stream-bench-") as tmp:
         root = Path(tmp)
         with broker(root, port=28092) as base:
+            broker_process = broker_pid(base)
             for i, (label, models) in enumerate(model_sets.items()):
                 rounds = []
                 for r in range(repeats):
@@ -304,7 +342,9 @@ def run(quick: bool = False) -> dict[str, Any]:
                     config = isolated_config(
                         base, root, name, http_port=26566 + i, models=models, log_level="warning"
                     )
-                    rounds.append(one_round(config, root, name, batch, models, quick, r))
+                    rounds.append(
+                        one_round(config, root, name, batch, models, quick, r, broker_process)
+                    )
                 results[label] = summary(models, rounds)
     return {
         "benchmark": "throughput",
@@ -328,25 +368,37 @@ def one_round(
     models: list[str],
     quick: bool,
     round_number: int = 0,
+    broker: int | None = None,
 ) -> dict[str, Any]:
     """The five paths one after the other, the ceiling and django-river-ml on both sides of
     the worker (each averaged), so that a change in the machine's speed while the worker runs
     moves them alike; the hand-written and lean loops after them, in turn first (the
     hand-written loop in even rounds, the lean loop in odd ones); with the CPU reference
-    reading (:func:`~benchmarks.harness.cpu_reference_ms`) taken before each path."""
+    reading (:func:`~benchmarks.harness.cpu_reference_ms`) taken before each path, and the
+    CPU each Kafka path and the ceiling spend per record while timed, their own (the worker's
+    process, or this one's with its threads) and the broker's (process ``broker``)."""
+    windows = {path: CpuWindow({"own": None, "broker": broker}) for path in CPU_PATHS}
+    windows["worker"] = CpuWindow({"broker": broker})  # and its process, once it starts
+    after_window = CpuWindow({"own": None, "broker": broker})
     speed = {"django_river_ml": cpu_reference_ms()}
     prototype_before = django_river_ml(batch, models, quick)
     speed["in_process"] = cpu_reference_ms()
-    before = in_process(batch, models)
+    before = in_process(batch, models, windows["in_process"])
     speed["worker"] = cpu_reference_ms()
-    service, worker_from = worker(config, root, name, batch)
-    after = in_process(batch, models)
+    service, worker_from = worker(config, root, name, batch, windows["worker"])
+    after = in_process(batch, models, after_window)
     loops = {"hand_written_loop": hand_written_loop, "lean_loop": lean_loop}
     rates = {}
     for path in sorted(loops, reverse=bool(round_number % 2)):
         speed[path] = cpu_reference_ms()
-        rates[path] = loops[path](config, batch, models)
+        rates[path] = loops[path](config, batch, models, windows[path])
     speed["django_river_ml_after"] = cpu_reference_ms()
+    cpu = {path: w.ms_per_record(len(batch)) for path, w in windows.items()}
+    cpu["worker"] = windows["worker"].ms_per_record(WARM_UP + len(batch) - worker_from)
+    ceiling_after = after_window.ms_per_record(len(batch))
+    cpu["in_process"] = {
+        k: round((v + ceiling_after[k]) / 2, 4) for k, v in cpu["in_process"].items()
+    }
     prototype = django_river_ml(batch, models, quick)
     return {
         "in_process": (before + after) / 2,
@@ -358,6 +410,7 @@ def one_round(
         "django_details": prototype
         | {"records_per_second_before_the_worker": prototype_before.get("records_per_second")},
         "cpu_reference_ms": speed,
+        "cpu_ms_per_record": cpu,
     }
 
 
@@ -414,8 +467,32 @@ def summary(models: list[str], rounds: list[dict[str, Any]]) -> dict[str, Any]:
                 "worker_vs_ceiling": round(r["worker"] / r["in_process"], 3),
                 "worker_timed_from": r.get("worker_timed_from"),
                 "cpu_reference_ms": r.get("cpu_reference_ms"),
+                "cpu_ms_per_record": r.get("cpu_ms_per_record"),
             }
             for r in rounds
         ],
+        "cpu_ms_per_record": _median_cpu(rounds),
         "django_river_ml": rounds[-1]["django_details"],
+    }
+
+
+def _median_cpu(rounds: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Each path's median CPU milliseconds per record over ``rounds``, by process.
+
+    >>> _median_cpu([{"cpu_ms_per_record": {"worker": {"own": o, "broker": 0.1}}}
+    ...              for o in (0.3, 0.2, 0.25)])
+    {'worker': {'own': 0.25, 'broker': 0.1}}
+    >>> _median_cpu([{}])
+    {}
+    """
+    from statistics import median
+
+    readings: dict[str, dict[str, list[float]]] = {}
+    for r in rounds:
+        for path, by_process in (r.get("cpu_ms_per_record") or {}).items():
+            for process, ms in by_process.items():
+                readings.setdefault(path, {}).setdefault(process, []).append(ms)
+    return {
+        path: {process: round(median(ms), 4) for process, ms in by_process.items()}
+        for path, by_process in readings.items()
     }
