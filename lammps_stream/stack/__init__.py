@@ -186,29 +186,32 @@ class LocalStack:
             self._issue_broker_certificate()
         # private from the start: it may hold the SCRAM password and the TLS key
         kafka.write_private(self.properties, kafka.server_properties(self.config, data_dir))
-        if kafka.format_storage(self.config, self.properties, data_dir):
-            if k.sasl:  # formatted with the SCRAM login (StorageTool --add-scram)
-                scram.record_login(self.config, self.scram_login)
-            else:  # a login noted for storage that is gone
-                self.scram_login.unlink(missing_ok=True)
+        formatted = kafka.format_storage(self.config, self.properties, data_dir)
+        if formatted:  # new storage: no login yet, whatever an old record says
+            self.scram_login.unlink(missing_ok=True)
         logs = self.state_dir / "logs"
         self.broker.start(kafka.broker_command(self.config, self.properties, logs))
         self.started.append(self.broker.name)
         self.say(f"starting kafka on {k.bootstrap}")
         if k.sasl and not scram.login_recorded(self.config, self.scram_login):
-            self._set_scram_login(logs / "server.log")
+            self._set_scram_login(logs / "server.log", new_storage=formatted)
         self._wait(self.broker, lambda: broker_healthy(self.config), logs / "server.log")
 
-    def _set_scram_login(self, log: Path) -> None:
-        """Give the running broker the SCRAM login of ``kafka.sasl_*``: its storage was
-        formatted without it (SASL turned on later) or with another password, user or
-        mechanism, so every login would be refused."""
+    def _set_scram_login(self, log: Path, *, new_storage: bool = False) -> None:
+        """Give the running broker the SCRAM login of ``kafka.sasl_*``: its storage is new,
+        was formatted before SASL was turned on, or holds another password, user or mechanism,
+        so every login would be refused."""
         k = self.config.kafka
         address = self._controller_address()
+        why = (
+            "new storage"
+            if new_storage
+            else "the broker's storage has no such login: SASL turned on later, or kafka.sasl_* "
+            "changed"
+        )
         self.say(
             f"kafka: setting the SCRAM login {k.sasl_username!r} ({k.sasl_mechanism}) through "
-            f"the controller on {address}: the broker's storage was formatted without it "
-            "(SASL turned on later, or kafka.sasl_* changed)"
+            f"the controller on {address} ({why})"
         )
         host, _, port = address.rpartition(":")
         self._wait(self.broker, lambda: port_open(host, int(port)), log)

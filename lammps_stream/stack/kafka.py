@@ -363,19 +363,14 @@ def _tls_listener(config: Config) -> dict[str, str]:
 
 
 def format_storage(config: Config, properties: Path, data_dir: Path) -> bool:
-    """Format KRaft storage once; a formatted directory is left as it is. True if it formatted
-    (with the SCRAM login of ``kafka.sasl_*`` when SASL is on)."""
+    """Format KRaft storage once; a formatted directory is left as it is. True if it formatted.
+    No SCRAM login goes in here (StorageTool's ``--add-scram`` would put the password on a
+    command line anyone on the host can read): ``stack up`` sets it in the running broker
+    (:mod:`lammps_stream.stack.scram`)."""
     if (data_dir / "meta.properties").is_file():
         return False
     cluster_id = _storage_tool(config, ["random-uuid"]).strip()
-    args = ["format", "--standalone", "-t", cluster_id, "-c", str(properties)]
-    k = config.kafka
-    if k.sasl:  # the SCRAM login the broker and its clients use, stored in the metadata log
-        args += [
-            "--add-scram",
-            f"{k.sasl_mechanism}=[name={k.sasl_username},password={k.sasl_password}]",
-        ]
-    _storage_tool(config, args)
+    _storage_tool(config, ["format", "--standalone", "-t", cluster_id, "-c", str(properties)])
     return True
 
 

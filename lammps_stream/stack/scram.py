@@ -1,11 +1,12 @@
 """The SCRAM login of the local broker (``kafka.sasl_*``), kept in step with its storage.
 
-``StorageTool format --add-scram`` stores the login when the storage is formatted; storage
-formatted before SASL was turned on, or for another user, password or mechanism, would refuse
-every login. ``stack up`` then sets the configured login in the running broker through its
-controller listener (PLAINTEXT, 127.0.0.1 only), with one AlterUserScramCredentials request
-(Kafka's own Admin client refuses that request on a controller connection, so it is sent
-here, on a plain socket). A salted hash of the login the broker has is kept in
+New storage has no login, and storage formatted before SASL was turned on, or for another
+user, password or mechanism, would refuse every login. ``stack up`` sets the configured login
+in the running broker through its controller listener (PLAINTEXT, 127.0.0.1 only), with one
+AlterUserScramCredentials request (Kafka's own Admin client refuses that request on a
+controller connection, so it is sent here, on a plain socket), before any client logs in. The
+storage is never formatted with StorageTool's ``--add-scram``, which would show the password
+to anyone listing the host's processes. A salted hash of the login the broker has is kept in
 ``<state_dir>/kafka/scram-login`` so that this happens only when the login changed.
 
 >>> MECHANISMS["SCRAM-SHA-512"]

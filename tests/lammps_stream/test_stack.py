@@ -347,9 +347,11 @@ def test_a_scram_login_kafka_refuses_to_set_stops_the_broker(
     assert not (tmp_path / "state" / "kafka" / "scram-login").exists()
 
 
-def test_formatting_records_the_scram_login_and_forgets_one_of_an_earlier_storage(
+def test_new_storage_gets_its_scram_login_off_the_command_line_and_forgets_an_old_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline
 ) -> None:
+    """The password never reaches StorageTool's command line (``ps`` shows it to every user):
+    the login is set in the running broker; a record of a login of wiped storage is dropped."""
     from lammps_stream.stack import LocalStack, kafka, scram
 
     formats: list[list[str]] = []
@@ -361,17 +363,21 @@ def test_formatting_records_the_scram_login_and_forgets_one_of_an_earlier_storag
         return "cluster-id\n"
 
     monkeypatch.setattr(kafka, "_storage_tool", storage_tool)
-    monkeypatch.setattr(scram, "set_login", lambda config, timeout: pytest.fail("not needed"))
-    stack = _faked(LocalStack(_sasl_config(tmp_path)))
+    calls: list[str] = []
+    monkeypatch.setattr(scram, "set_login", lambda config, timeout: calls.append("set"))
+    messages: list[str] = []
+    stack = _faked(LocalStack(_sasl_config(tmp_path), say=messages.append))
     stack._start_broker()
-    assert "--add-scram" in formats[-1]
+    assert formats[-1][0] == "format" and not any("pw-1" in a for a in formats[-1])
+    assert "--add-scram" not in formats[-1]
+    assert calls == ["set"] and any("(new storage)" in m for m in messages)
     record = tmp_path / "state" / "kafka" / "scram-login"
     assert scram.login_recorded(stack.config, record)
     # the data directory wiped and formatted again without SASL: the record goes with it
     (tmp_path / "state" / "kafka" / "data" / "meta.properties").unlink()
     plain = load_config(path=None, env={}, overrides={"stack.state_dir": str(tmp_path / "state")})
     _faked(LocalStack(plain))._start_broker()
-    assert "--add-scram" not in formats[-1] and not record.exists()
+    assert formats[-1][0] == "format" and not record.exists() and calls == ["set"]
 
 
 # -- 4. `lammps-stream kafka TOOL`: one bootstrap flag --------------------------------------------
