@@ -167,6 +167,7 @@ class LocalStack:
         if self.broker.pid() is not None:
             self.say(f"kafka already running (pid {self.broker.pid()})")
             self.already_running.append(self.broker.name)
+            self._warn_if_reconfigured()
             return
         k = self.config.kafka
         for address in (":".join(map(str, self._broker_address())), self._controller_address()):
@@ -197,10 +198,28 @@ class LocalStack:
             self._set_scram_login(logs / "server.log", new_storage=formatted)
         self._wait(self.broker, lambda: broker_healthy(self.config), logs / "server.log")
 
+    def _warn_if_reconfigured(self) -> None:
+        """Say so when the running broker was started with other settings than the
+        configuration now gives it (a new password, TLS or SASL turned on...): a running
+        broker keeps its own until it is restarted."""
+        try:
+            written = self.properties.read_text()
+            wanted = kafka.server_properties(self.config, self.kafka_dir / "data")
+        except OSError:  # e.g. TLS turned on: no certificate issued yet
+            written, wanted = "", "?"
+        changed = kafka.changed_settings(written, wanted)
+        if changed:
+            self.say(
+                "warning: the running kafka was started with other settings than the "
+                f"configuration's ({', '.join(changed) if written else 'server.properties'}): "
+                "they apply after `lammps-stream stack down` and `lammps-stream stack up`"
+            )
+
     def _set_scram_login(self, log: Path, *, new_storage: bool = False) -> None:
         """Give the running broker the SCRAM login of ``kafka.sasl_*``: its storage is new,
         was formatted before SASL was turned on, or holds another password, user or mechanism,
-        so every login would be refused."""
+        so every login would be refused. A login recorded for another user or mechanism is
+        removed from the broker."""
         k = self.config.kafka
         address = self._controller_address()
         why = (
@@ -216,7 +235,11 @@ class LocalStack:
         host, _, port = address.rpartition(":")
         self._wait(self.broker, lambda: port_open(host, int(port)), log)
         try:
-            scram.set_login(self.config, timeout=self.config.stack.start_timeout_seconds)
+            scram.set_login(
+                self.config,
+                timeout=self.config.stack.start_timeout_seconds,
+                retire=None if new_storage else scram.recorded_login(self.scram_login),
+            )
         except StackError:
             self.broker.stop()
             raise

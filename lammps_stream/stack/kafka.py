@@ -221,6 +221,22 @@ def _pem_blocks(text: str, label: str) -> list[str]:
     return blocks
 
 
+def changed_settings(written: str, wanted: str) -> list[str]:
+    r"""The keys whose values differ between two ``server.properties`` texts (values are not
+    shown: they may hold a password).
+
+    >>> changed_settings("a=1\nb=2\nd=5\n", "a=1\nb=3\nc=4\n")
+    ['b', 'c', 'd']
+    """
+
+    def parse(text: str) -> dict[str, str]:
+        pairs = (line.partition("=") for line in text.splitlines() if "=" in line)
+        return {key: value for key, _, value in pairs}
+
+    old, new = parse(written), parse(wanted)
+    return sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
+
+
 def _properties(lines: dict[str, str]) -> str:
     r"""A Java properties file; a backslash or newline (PEM) in a value escaped, and any
     character outside printable ASCII written as ``\uXXXX`` (Java reads these files as

@@ -4,10 +4,12 @@ New storage has no login, and storage formatted before SASL was turned on, or fo
 user, password or mechanism, would refuse every login. ``stack up`` sets the configured login
 in the running broker through its controller listener (PLAINTEXT, 127.0.0.1 only), with one
 AlterUserScramCredentials request (Kafka's own Admin client refuses that request on a
-controller connection, so it is sent here, on a plain socket), before any client logs in. The
-storage is never formatted with StorageTool's ``--add-scram``, which would show the password
-to anyone listing the host's processes. A salted hash of the login the broker has is kept in
-``<state_dir>/kafka/scram-login`` so that this happens only when the login changed.
+controller connection, so it is sent here, on a plain socket), before any client logs in; a
+login the broker was given before for another user or mechanism is then removed, so that it
+no longer logs in. The storage is never formatted with StorageTool's ``--add-scram``, which
+would show the password to anyone listing the host's processes. A salted hash of the login
+the broker has is kept in ``<state_dir>/kafka/scram-login`` so that this happens only when
+the login changed.
 
 >>> MECHANISMS["SCRAM-SHA-512"]
 (2, 'sha512')
@@ -34,6 +36,7 @@ ITERATIONS = 4096  # Kafka's default, and the least it accepts
 API_KEY = 51  # AlterUserScramCredentials, version 0 (flexible)
 CLIENT_ID = b"lammps-stream-stack"
 RETRIABLE = {7: "REQUEST_TIMED_OUT", 41: "NOT_CONTROLLER"}  # a controller still starting
+RESOURCE_NOT_FOUND = 91  # removing a credential the broker does not have
 
 
 # -- the record of the login the broker has -------------------------------------------------------
@@ -58,6 +61,21 @@ def record_login(config: Config, path: Path) -> None:
     write_private(path, json.dumps(record) + "\n")
 
 
+def recorded_login(path: Path) -> tuple[str, str] | None:
+    """The (mechanism, username) :func:`record_login` noted, or None.
+
+    >>> import tempfile
+    >>> recorded_login(Path(tempfile.mkdtemp()) / "none") is None
+    True
+    """
+    try:
+        record = json.loads(path.read_text())
+        login = (str(record["mechanism"]), str(record["username"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return login if login[0] in MECHANISMS else None
+
+
 def login_recorded(config: Config, path: Path) -> bool:
     """Whether :func:`record_login` noted exactly the login of ``kafka.sasl_*``."""
     try:
@@ -69,31 +87,53 @@ def login_recorded(config: Config, path: Path) -> bool:
 
 
 # -- setting it through the controller -----------------------------------------------------------
-def set_login(config: Config, timeout: float = 60.0) -> None:
+def set_login(config: Config, timeout: float = 60.0, retire: tuple[str, str] | None = None) -> None:
     """Create or replace the SCRAM credential of ``kafka.sasl_username`` in the running
-    broker's metadata, through the controller listener; retried while the controller is
-    starting, for up to ``timeout`` seconds. :class:`StackError` when it is refused."""
+    broker's metadata, through the controller listener; then remove ``retire``, the
+    (mechanism, username) of a login given to the broker before, if it is another one. Each
+    request is retried while the controller is starting, for up to ``timeout`` seconds.
+    :class:`StackError` when one is refused."""
     k = config.kafka
     code, hash_name = MECHANISMS[k.sasl_mechanism]
     salt = secrets.token_bytes(32)
     salted = hashlib.pbkdf2_hmac(hash_name, k.sasl_password.encode(), salt, ITERATIONS)
     request = upsert_request(k.sasl_username, code, ITERATIONS, salt, salted)
     deadline = time.monotonic() + timeout
+    _apply(
+        config, request, deadline, f"set the SCRAM login {k.sasl_username!r} ({k.sasl_mechanism})"
+    )
+    if retire is None or retire == (k.sasl_mechanism, k.sasl_username):
+        return
+    mechanism, user = retire
+    _apply(
+        config,
+        deletion_request(user, MECHANISMS[mechanism][0]),
+        deadline,
+        f"remove the earlier SCRAM login {user!r} ({mechanism})",
+        absent_is_fine=True,
+    )
+
+
+def _apply(
+    config: Config, request: bytes, deadline: float, what: str, absent_is_fine: bool = False
+) -> None:
+    """Send ``request`` to the controller until it is applied, refused, or ``deadline``
+    passes (:class:`StackError` saying it could not ``what``)."""
     while True:
         try:
             error = _exchange(config.kafka.controller_port, request)
         except (OSError, ValueError) as err:  # not listening yet, or cut off
             error = (-1, f"{type(err).__name__}: {err}")
-        if error is None:
+        if error is None or (absent_is_fine and error[0] == RESOURCE_NOT_FOUND):
             return
         if (error[0] in RETRIABLE or error[0] == -1) and time.monotonic() < deadline:
             time.sleep(0.5)
             continue
         number, message = error
-        what = RETRIABLE.get(number, f"error {number}") if number >= 0 else "no answer"
+        name = RETRIABLE.get(number, f"error {number}") if number >= 0 else "no answer"
         raise StackError(
-            f"could not set the SCRAM login {k.sasl_username!r} ({k.sasl_mechanism}) through "
-            f"the controller on {controller_address(config)}: {what}: {message or '-'}"
+            f"could not {what} through the controller on {controller_address(config)}: "
+            f"{name}: {message or '-'}"
         )
 
 
@@ -139,7 +179,6 @@ def upsert_request(
     user: str, mechanism: int, iterations: int, salt: bytes, salted_password: bytes
 ) -> bytes:
     """A size-prefixed AlterUserScramCredentials v0 request upserting one credential."""
-    header = struct.pack(">hhih", API_KEY, 0, 1, len(CLIENT_ID)) + CLIENT_ID + b"\0"
     upsertion = (
         _compact(user.encode())
         + struct.pack(">bi", mechanism, iterations)
@@ -147,7 +186,17 @@ def upsert_request(
         + _compact(salted_password)
         + b"\0"  # no tagged fields
     )
-    body = _uvarint(1) + _uvarint(2) + upsertion + b"\0"  # no deletions, one upsertion
+    return _request(_uvarint(1) + _uvarint(2) + upsertion + b"\0")  # no deletions, one upsertion
+
+
+def deletion_request(user: str, mechanism: int) -> bytes:
+    """A size-prefixed AlterUserScramCredentials v0 request removing one credential."""
+    deletion = _compact(user.encode()) + struct.pack(">b", mechanism) + b"\0"
+    return _request(_uvarint(2) + deletion + _uvarint(1) + b"\0")  # one deletion, no upsertions
+
+
+def _request(body: bytes) -> bytes:
+    header = struct.pack(">hhih", API_KEY, 0, 1, len(CLIENT_ID)) + CLIENT_ID + b"\0"
     message = header + body
     return struct.pack(">i", len(message)) + message
 

@@ -60,6 +60,7 @@ def test_up_status_twice_stale_pid_and_down(own_stack, tmp_path: Path) -> None:
 
     again = run("stack", "up")
     assert "already running" in again.stdout
+    assert "warning: the running kafka was started with other settings" not in again.stdout
     second = _status(run)
     assert {k: v["pid"] for k, v in second.items()} == {k: v["pid"] for k, v in first.items()}
 

@@ -1,6 +1,7 @@
 """A stack whose broker's storage was formatted without SASL, restarted with SCRAM logins
-required, then with another password: each start gives the broker the configured login
-(through its controller listener, on the loopback address only)."""
+required, then with another password, then another user: each start gives the broker the
+configured login (through its controller listener, on the loopback address only) and removes
+the login of another user it had before."""
 
 from __future__ import annotations
 
@@ -79,6 +80,16 @@ def test_sasl_turned_on_and_a_password_changed_after_the_first_start(tmp_path: P
         assert any("setting the SCRAM login 'alice'" in line for line in said)
         assert broker_healthy(changed)
         assert not broker_healthy(sasl)  # the old password no longer logs in
+    finally:
+        stack.down()
+
+    # another user: the new one logs in, alice no longer does
+    bob = _config(tmp_path, **SASL | {"kafka.sasl_username": "bob", "kafka.sasl_password": "b"})
+    stack, said = _up(bob)
+    try:
+        assert any("setting the SCRAM login 'bob'" in line for line in said)
+        assert broker_healthy(bob)
+        assert not broker_healthy(changed)  # alice's login was removed
     finally:
         stack.down()
 

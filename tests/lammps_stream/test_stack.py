@@ -299,6 +299,39 @@ def test_a_starting_controller_is_asked_again_and_a_refusal_is_one_line(
         set_login(_sasl_config(tmp_path, **{"kafka.controller_port": port}), timeout=1)
 
 
+def test_an_earlier_login_of_another_user_is_removed_after_the_new_one_is_set(
+    tmp_path: Path, controller
+) -> None:
+    from kafka.protocol.admin import AlterUserScramCredentialsRequest
+
+    from lammps_stream.errors import StackError
+    from lammps_stream.stack.scram import set_login
+
+    fake = controller((0, None), (91, "Attempt to delete a user credential that does not exist"))
+    config = _sasl_config(tmp_path, **{"kafka.controller_port": fake.port})
+    set_login(config, timeout=5, retire=("SCRAM-SHA-256", "bob"))  # bob already gone: fine
+    upsert, delete = (
+        AlterUserScramCredentialsRequest.decode(raw, version=0, header=True)
+        for raw in fake.requests
+    )
+    assert [u.name for u in upsert.upsertions] == ["alice"] and upsert.deletions == []
+    assert [(d.name, d.mechanism) for d in delete.deletions] == [("bob", 1)]
+    assert delete.upsertions == []
+
+    fake = controller((0, None))
+    config = _sasl_config(tmp_path, **{"kafka.controller_port": fake.port})
+    set_login(config, timeout=5, retire=("SCRAM-SHA-512", "alice"))  # the same login: kept
+    assert len(fake.requests) == 1
+
+    fake = controller((0, None), (29, "Cluster authorization failed."))
+    config = _sasl_config(tmp_path, **{"kafka.controller_port": fake.port})
+    with pytest.raises(StackError) as caught:
+        set_login(config, timeout=5, retire=("SCRAM-SHA-512", "bob"))
+    assert str(caught.value).startswith(
+        "could not remove the earlier SCRAM login 'bob' (SCRAM-SHA-512) through the controller"
+    )
+
+
 def test_a_formatted_broker_gets_a_scram_login_set_after_it_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline
 ) -> None:
@@ -307,23 +340,29 @@ def test_a_formatted_broker_gets_a_scram_login_set_after_it_once(
     data = tmp_path / "state" / "kafka" / "data"
     data.mkdir(parents=True)
     (data / "meta.properties").write_text("formatted earlier, without SASL\n")
-    calls: list[str] = []
-    monkeypatch.setattr(scram, "set_login", lambda config, timeout: calls.append("set"))
+    calls: list[Any] = []
+    monkeypatch.setattr(
+        scram, "set_login", lambda config, timeout, retire=None: calls.append(retire)
+    )
     messages: list[str] = []
 
-    def start(password: str) -> None:
-        config = _sasl_config(tmp_path, **{"kafka.sasl_password": password})
+    def start(password: str, user: str = "alice") -> None:
+        config = _sasl_config(
+            tmp_path, **{"kafka.sasl_password": password, "kafka.sasl_username": user}
+        )
         stack = _faked(LocalStack(config, say=messages.append))
         stack._start_broker()
         assert stack.broker.started and stack.started == ["kafka"]
 
     start("pw-1")
-    assert calls == ["set"]
+    assert calls == [None]  # nothing recorded before
     assert any("SCRAM login 'alice' (SCRAM-SHA-512)" in m for m in messages)
     start("pw-1")  # recorded: nothing to set
-    assert calls == ["set"]
+    assert calls == [None]
     start("pw-2")  # a new password
-    assert calls == ["set", "set"]
+    assert calls == [None, ("SCRAM-SHA-512", "alice")]
+    start("pw-2", user="bob")  # a new user: alice's login is to be removed
+    assert calls[-1] == ("SCRAM-SHA-512", "alice")
 
 
 def test_a_scram_login_kafka_refuses_to_set_stops_the_broker(
@@ -336,7 +375,7 @@ def test_a_scram_login_kafka_refuses_to_set_stops_the_broker(
     data.mkdir(parents=True)
     (data / "meta.properties").write_text("formatted earlier\n")
 
-    def refuse(config: Any, timeout: float) -> None:
+    def refuse(config: Any, timeout: float, retire: Any = None) -> None:
         raise StackError("could not set the SCRAM login 'alice'")
 
     monkeypatch.setattr(scram, "set_login", refuse)
@@ -364,7 +403,9 @@ def test_new_storage_gets_its_scram_login_off_the_command_line_and_forgets_an_ol
 
     monkeypatch.setattr(kafka, "_storage_tool", storage_tool)
     calls: list[str] = []
-    monkeypatch.setattr(scram, "set_login", lambda config, timeout: calls.append("set"))
+    monkeypatch.setattr(
+        scram, "set_login", lambda config, timeout, retire=None: calls.append("set")
+    )
     messages: list[str] = []
     stack = _faked(LocalStack(_sasl_config(tmp_path), say=messages.append))
     stack._start_broker()
@@ -378,6 +419,36 @@ def test_new_storage_gets_its_scram_login_off_the_command_line_and_forgets_an_ol
     plain = load_config(path=None, env={}, overrides={"stack.state_dir": str(tmp_path / "state")})
     _faked(LocalStack(plain))._start_broker()
     assert formats[-1][0] == "format" and not record.exists() and calls == ["set"]
+
+
+def test_a_running_broker_started_with_other_settings_is_said_to_need_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline
+) -> None:
+    from lammps_stream.stack import LocalStack, kafka
+
+    monkeypatch.setattr(kafka, "_storage_tool", lambda config, args: "cluster-id\n")
+    monkeypatch.setattr(scram_module(), "set_login", lambda config, timeout, retire=None: None)
+    _faked(LocalStack(_sasl_config(tmp_path)))._start_broker()  # writes server.properties
+
+    def up_again(config: Any) -> list[str]:
+        said: list[str] = []
+        _faked(LocalStack(config, say=said.append), broker_running=True)._start_broker()
+        return [line for line in said if line.startswith("warning:")]
+
+    assert up_again(_sasl_config(tmp_path)) == []  # the same settings: nothing to say
+    (line,) = up_again(_sasl_config(tmp_path, **{"kafka.sasl_password": "pw-2"}))
+    assert "pw-" not in line  # names the setting, never its value
+    assert "(listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config)" in line
+    assert line.endswith("apply after `lammps-stream stack down` and `lammps-stream stack up`")
+    plain = load_config(path=None, env={}, overrides={"stack.state_dir": str(tmp_path / "state")})
+    (line,) = up_again(plain)
+    assert "listeners" in line and "sasl.enabled.mechanisms" in line
+
+
+def scram_module():
+    from lammps_stream.stack import scram
+
+    return scram
 
 
 # -- 4. `lammps-stream kafka TOOL`: one bootstrap flag --------------------------------------------
@@ -459,7 +530,7 @@ def test_server_properties_are_never_readable_by_others(
     data = tmp_path / "state" / "kafka" / "data"
     data.mkdir(parents=True)
     (data / "meta.properties").write_text("formatted\n")
-    monkeypatch.setattr(scram, "set_login", lambda config, timeout: None)
+    monkeypatch.setattr(scram, "set_login", lambda config, timeout, retire=None: None)
     modes: list[int] = []
     original = Path.write_text
 
