@@ -30,8 +30,9 @@ from producers.handoff import write_whole
 from producers.stop_signals import StopRequest, run_script
 
 _LOOP = re.compile(r"^Loop time of ([0-9.eE+-]+) on", re.MULTILINE)
+# a section's row: name | min | avg | ...; the Other row has no min (LAMMPS leaves it blank)
 _SECTION = re.compile(
-    r"^(Pair|Bond|Kspace|Neigh|Comm|Output|Modify|Other)\s*\|\s*([0-9.eE+-]+)\s*\|\s*([0-9.eE+-]+)",
+    r"^(Pair|Bond|Kspace|Neigh|Comm|Output|Modify|Other)\s*\|\s*([0-9.eE+-]*)\s*\|\s*([0-9.eE+-]+)",
     re.MULTILINE,
 )
 
@@ -61,16 +62,19 @@ def parse_loop_time(log: str) -> float | None:
 
 
 def parse_breakdown(log: str) -> dict[str, float]:
-    """The average time per section of the last run's MPI task timing breakdown.
+    """The average time per section of the last run's MPI task timing breakdown (not the
+    per-thread table LAMMPS prints after it with OpenMP threads and ``timer full``).
 
     Bond and Kspace, where a deck has them, count under ``pair`` and ``other``: the
     record keeps the six sections every deck has.
 
-    >>> log = "Pair    | 0.6 | 0.64 | 0.68 | 5.1 | 75\\nNeigh   | 0.1 | 0.10 | 0.1 | 0 | 11\\n"
-    >>> parse_breakdown(log)["pair"], parse_breakdown(log)["comm"]
-    (0.64, 0.0)
+    >>> log = ("Pair    | 0.6 | 0.64 | 0.68 | 5.1 | 75\\nNeigh   | 0.1 | 0.10 | 0.1 | 0 | 11\\n"
+    ...        "Other   |            | 0.002      |            |       |  0.24\\n")
+    >>> parse_breakdown(log)["pair"], parse_breakdown(log)["comm"], parse_breakdown(log)["other"]
+    (0.64, 0.0, 0.002)
     """
     last_table = log.rsplit("MPI task timing breakdown", 1)[-1]
+    last_table = last_table.split("Thread timing breakdown", 1)[0]
     sections = dict.fromkeys(BREAKDOWN_SECTIONS, 0.0)
     for name, _min, avg in _SECTION.findall(last_table):
         key = {"bond": "pair", "kspace": "other"}.get(name.lower(), name.lower())

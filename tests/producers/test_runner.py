@@ -32,7 +32,22 @@ def test_breakdown_uses_average_times() -> None:
     assert sections["neigh"] == 0.10033
     assert sections["comm"] == 0.097194
     assert sections["modify"] == 0.012863
+    assert sections["other"] == 0.002082  # its row has no min time
     assert set(sections) == {"pair", "neigh", "comm", "output", "modify", "other"}
+
+
+def test_the_thread_table_after_the_breakdown_is_not_counted_again() -> None:
+    """With OpenMP threads and ``timer full`` LAMMPS prints a per-thread table after the MPI
+    one, with Pair and Neigh rows of its own."""
+    threads = """
+Thread timing breakdown (MPI rank 0):
+Total threaded time 0.8 / 93.1%
+Section |  min time  |  avg time  |  max time  |%varavg| %total
+---------------------------------------------------------------
+Pair    | 0.6        | 0.62       | 0.64       |   1.0 | 77.00
+Neigh   | 0.09       | 0.095      | 0.1        |   0.2 | 11.00
+"""
+    assert parse_breakdown(LOG + threads) == parse_breakdown(LOG)
 
 
 def _scheduler(monkeypatch, **env: str) -> tuple[str, str | None]:
