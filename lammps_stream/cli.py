@@ -289,14 +289,14 @@ def _add_producer_commands(sub: argparse._SubParsersAction[Parser]) -> None:
     """``run-one``, ``produce``, ``submit``: running LAMMPS and publishing its records."""
     run_one = sub.add_parser("run-one", help="run one LAMMPS deck under MPI and publish its record")
     run_one.add_argument("--deck", help="lj, eam, chain, chute, rhodo, or a path")
-    run_one.add_argument("-x", type=positive_int, default=1)
-    run_one.add_argument("-y", type=positive_int, default=1)
-    run_one.add_argument("-z", type=positive_int, default=1)
+    run_one.add_argument("-x", type=positive_int, help="replications along x (default 1)")
+    run_one.add_argument("-y", type=positive_int, help="replications along y (default 1)")
+    run_one.add_argument("-z", type=positive_int, help="replications along z (default 1)")
     run_one.add_argument("--steps", type=positive_int)
     run_one.add_argument("--np", type=positive_int, help="MPI ranks when not started by mpiexec")
     run_one.add_argument("--threads", type=positive_int)
     run_one.add_argument("--var", type=key_value, action="append", help="extra -var NAME=VALUE")
-    run_one.add_argument("--split", choices=["train", "test"], default="train")
+    run_one.add_argument("--split", choices=["train", "test"], help="default train")
     run_one.add_argument("--run-id")
     run_one.add_argument("--plan", metavar="FILE", help="a plan file written by `submit`")
     run_one.add_argument(

@@ -48,26 +48,54 @@ def run_one(config: Config, args: argparse.Namespace) -> int:
 
 
 def _run_one_plan(config: Config, args: argparse.Namespace) -> Any:
-    """The run ``run-one`` flags describe, or line ``--index`` of a ``--plan`` file."""
+    """The run ``run-one`` flags describe, or line ``--index`` of a ``--plan`` file (which
+    gives the whole run: a flag that would change it is refused, not ignored)."""
     from producers.sampling import RunPlan, read_plan
 
     if args.plan:
+        given = [flag for flag, value in _run_flags(args).items() if value is not None]
+        if given:
+            raise UsageError(
+                f"run-one: the --plan line gives the whole run; drop {', '.join(given)} "
+                "(or drop --plan and --index and describe the run with flags)"
+            )
         return read_plan(args.plan, args.index)
+    if args.index is not None:
+        raise UsageError(
+            "run-one: --index picks a line of a plan file; give it with --plan FILE (or drop it)"
+        )
     deck = args.deck or config.producer.deck
     params: dict[str, Any] = {
         "deck": deck,
-        "x": args.x,
-        "y": args.y,
-        "z": args.z,
+        "x": args.x or 1,
+        "y": args.y or 1,
+        "z": args.z or 1,
         "steps": args.steps or _default_steps(deck, config),
         "ranks": args.np or config.producer.np,
         "threads": args.threads or config.producer.threads,
     }
     if args.var:
         params["vars"] = dict(args.var)
+    split = args.split or "train"
     if args.run_id:
-        return RunPlan(params=params, split=args.split, run_id=_checked_run_id(args.run_id))
-    return RunPlan(params=params, split=args.split)
+        return RunPlan(params=params, split=split, run_id=_checked_run_id(args.run_id))
+    return RunPlan(params=params, split=split)
+
+
+def _run_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """``run-one``'s flags that describe a run, by name (None where not given)."""
+    return {
+        "--deck": args.deck,
+        "-x": args.x,
+        "-y": args.y,
+        "-z": args.z,
+        "--steps": args.steps,
+        "--np": args.np,
+        "--threads": args.threads,
+        "--var": args.var,
+        "--split": args.split,
+        "--run-id": args.run_id,
+    }
 
 
 def _checked_run_id(run_id: str) -> str:

@@ -55,6 +55,11 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
         (["produce", "--sampler", "sobol"], "give --count N"),
         (["submit", "pbs"], "invalid choice: 'pbs'"),
         (["predict", "deck=lj", "x=0"], "predict: x: must be a positive integer, got 0"),
+        (["run-one", "--index", "3"], "run-one: --index picks a line of a plan file; give it"),
+        (
+            ["run-one", "--plan", "/no/plan.jsonl", "--index", "0", "-x", "4", "--np", "2"],
+            "run-one: the --plan line gives the whole run; drop -x, --np",
+        ),
     ],
 )
 def test_usage_mistakes(args: list[str], expected: str) -> None:
