@@ -2,11 +2,12 @@
 
 The script templates beside this module (``slurm.sbatch``, ``flux.sh``) are plain
 shell with ``${name}`` fields; every submission writes its script, its plan file (one
-run per line) and its configuration into a job directory where a user can read, edit
-and resubmit them.
+run per line) and its configuration into a job directory where a user can read and edit
+them, and resubmit the script to retry the runs that failed (each line keeps its run_id:
+a run already learned is skipped by the service as a duplicate).
 
 >>> script = render("slurm.sbatch", runs="3 LAMMPS runs", last_index=2, job_name="ls",
-...                 ranks=2, threads=1, time_limit="00:10:00", job_dir="/j",
+...                 ranks=2, threads=1, time_limit="00:10:00", output_dir="/j",
 ...                 partition_line="", nodes_line="", config_file="/j/c", plan_file="/j/p",
 ...                 command="run")
 >>> "#SBATCH --array=0-2" in script
