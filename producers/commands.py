@@ -22,6 +22,7 @@ from lammps_stream.schemas import is_uuid
 def run_one(config: Config, args: argparse.Namespace) -> int:
     """``run-one``: inside an MPI launch, run on every rank; outside, launch the ranks
     (``mpiexec`` or ``srun``) and watch them, publishing a failure if they die."""
+    from producers.handoff import finished_record_file
     from producers.launch import launch, run_one_here, terminated, write_report
     from producers.mpi import inside_mpi_launch
 
@@ -33,9 +34,13 @@ def run_one(config: Config, args: argparse.Namespace) -> int:
 
     plan = _run_one_plan(config, args)
     if inside_mpi_launch():
-        if args.report_file:  # the launcher reads it, whatever mpiexec does to stdout
+        keep = None
+        if args.report_file:  # the launcher reads them, whatever mpiexec does to stdout
             report = write_report(Path(args.report_file), then=report)
-        summary = run_one_here(config, plan, submitted_at=args.submitted_at, report=report)
+            keep = finished_record_file(Path(args.report_file))
+        summary = run_one_here(
+            config, plan, submitted_at=args.submitted_at, report=report, keep=keep
+        )
         if summary is None:  # ranks other than 0 report nothing
             return 0
     else:

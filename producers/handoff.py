@@ -1,6 +1,7 @@
-"""Files the ranks leave for their launcher (``run-one``): rank 0's report, a rank's reason for
-aborting the job. mpiexec may drop the last lines of the ranks' output while it tears a job
-down; a file written before that is still there.
+"""Files the ranks leave for their launcher (``run-one``): rank 0's report, a finished run's
+RunRecord (kept before rank 0 publishes it, so that the launcher can publish it if rank 0 is
+stopped first), a rank's reason for aborting the job. mpiexec may drop the last lines of the
+ranks' output while it tears a job down; a file written before that is still there.
 
 >>> import tempfile
 >>> path = Path(tempfile.mkdtemp()) / "report.json"
@@ -33,3 +34,12 @@ def read_whole(path: Path) -> Any | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def finished_record_file(report_file: Path) -> Path:
+    """Where rank 0 keeps a finished run's RunRecord while it publishes it: beside its report.
+
+    >>> finished_record_file(Path("/jobs/report-r1.json"))
+    PosixPath('/jobs/report-r1.record.json')
+    """
+    return report_file.with_suffix(".record.json")

@@ -12,7 +12,11 @@ further run, and the run keeps the record of what became of it: ``ok`` if it had
 (rank 0 was publishing it), ``Timeout`` if it was being stopped at its timeout.
 Rank 0 reports to a file as well as on its output (:func:`write_report`), so a run that
 reported and then aborted is not published twice when mpiexec drops its last output lines
-while it tears the job down.
+while it tears the job down. Before it publishes a finished run, rank 0 keeps its RunRecord
+in a file beside the report (:func:`~producers.handoff.finished_record_file`), and a stop
+signal waits until the run is reported: if rank 0 is killed all the same (the launcher's
+grace, a SIGKILL) or cannot publish at all, the launcher publishes that record, never a
+failure in place of a run that finished.
 """
 
 from __future__ import annotations
@@ -36,12 +40,13 @@ from lammps_stream.config import ABORT_FILE_ENV, Config, child_env, write_config
 from lammps_stream.errors import TerminatedError
 from lammps_stream.schemas import now
 from producers.decks import resolve_deck
-from producers.handoff import read_whole, write_whole
+from producers.handoff import finished_record_file, read_whole, write_whole
 from producers.mpi import launch_env, mpiexec
 from producers.publisher import Delivery, Publisher
 from producers.records import failed_record, run_record
 from producers.runner import parse_abort, run_deck
 from producers.sampling import RunPlan
+from producers.stop_signals import StopRequest
 
 
 @dataclass(frozen=True)
@@ -173,9 +178,12 @@ def run_one_here(
     plan: RunPlan,
     submitted_at: str | None = None,
     report: Callable[[dict[str, Any]], None] = lambda summary: None,
+    keep: Path | None = None,
 ) -> dict[str, Any] | None:
-    """Run ``plan`` on every rank of this MPI job; rank 0 publishes, reports and returns a
-    summary. After an error that hit only some ranks, rank 0 aborts the job once reported."""
+    """Run ``plan`` on every rank of this MPI job; rank 0 keeps the record in ``keep`` (for
+    its launcher), publishes, reports and returns a summary, a SIGTERM, SIGALRM or Ctrl-C
+    meanwhile taking effect only once it has reported. After an error that hit only some
+    ranks, rank 0 aborts the job once reported."""
     deck = resolve_deck(str(plan.params["deck"]))
     timeout = config.producer.timeout_seconds
     outcome = run_deck(deck, plan.params | {"deck": deck.name}, timeout=timeout)
@@ -183,8 +191,14 @@ def run_one_here(
         return None
     try:
         record = run_record(plan.run_id, plan.split, outcome, submitted_at)
-        summary = _summary(record, publish(config, record))
-        report(summary)
+        if keep is not None:
+            with contextlib.suppress(OSError):  # on another node than the launcher
+                write_whole(keep, record)
+        with StopRequest() as late:  # the run is over: a stop now waits for its record
+            summary = _summary(record, publish(config, record))
+            report(summary)
+        if late.signal_number:  # taken now, as it would have been without the wait
+            signal.raise_signal(late.signal_number)
     except BaseException as err:
         if outcome.must_abort:  # the other ranks wait inside LAMMPS: only an abort frees them
             print(f"lammps-stream: {err}", file=sys.stderr, flush=True)
@@ -284,7 +298,8 @@ def launch(config: Config, plan: RunPlan, config_file: Path | None = None) -> Ru
     submitted_at = now()
     report_file = config_file.parent / f"report-{plan.run_id}.json"
     abort_file = config_file.parent / f"abort-{plan.run_id}.json"
-    for stale in (report_file, abort_file):
+    handoffs = (report_file, abort_file, finished_record_file(report_file))
+    for stale in handoffs:
         stale.unlink(missing_ok=True)
     args = [*run_one_args(plan, submitted_at), "--report-file", str(report_file)]
     threads = int(plan.params.get("threads", 1))
@@ -306,7 +321,8 @@ def launch(config: Config, plan: RunPlan, config_file: Path | None = None) -> Ru
             )
             report = _watch(config, plan, proc, request, report_file, abort_file, submitted_at)
         finally:  # read in _watch only when no rank reported: never left behind
-            abort_file.unlink(missing_ok=True)
+            for handoff in handoffs[1:]:
+                handoff.unlink(missing_ok=True)
     if request.received or report.error.startswith(f"{TERMINATED}:"):
         return dataclasses.replace(report, terminated=True)
     return report
@@ -353,12 +369,12 @@ def _watch(
     summary = _last_json_line(out)
     if summary is not None:
         return RunReport(**summary)
+    unreported = functools.partial(_unreported, config, plan, report_file, submitted_at)
     aborted = read_whole(abort_file) or parse_abort(err)
     if aborted is not None:
-        message = f"{aborted['type']}: {aborted['message']}"
-        return _report_failure(config, plan, submitted_at, "MPIAbort", message)
+        return unreported("MPIAbort", f"{aborted['type']}: {aborted['message']}", err)
     message = (err.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
-    return _report_failure(config, plan, submitted_at, "LaunchFailed", message)
+    return unreported("LaunchFailed", message, err)
 
 
 def produce(
@@ -411,7 +427,48 @@ def _stopped(
     reported = _take_report(report_file)  # reported, then hung: published already
     if reported is not None:
         return reported
+    return _unreported(config, plan, report_file, submitted_at, error_type, message)
+
+
+def _unreported(
+    config: Config,
+    plan: RunPlan,
+    report_file: Path,
+    submitted_at: str,
+    error_type: str,
+    message: str,
+    stderr: str = "",
+) -> RunReport:
+    """A run rank 0 did not report: the record it kept before publishing (or printed on
+    ``stderr`` when even its spool could not be written), published here, the run having
+    finished; else the run published as failed with ``error_type``."""
+    record = read_whole(finished_record_file(report_file)) or _record_in(stderr, plan.run_id)
+    if isinstance(record, dict) and record.get("run_id") == plan.run_id:
+        return _publish_kept(config, record)
     return _report_failure(config, plan, submitted_at, error_type, message)
+
+
+def _publish_kept(config: Config, record: dict[str, Any]) -> RunReport:
+    """Publish the record rank 0 kept for a run it did not report."""
+    return RunReport(**_summary(record, publish(config, record)))
+
+
+def _record_in(stderr: str, run_id: str) -> dict[str, Any] | None:
+    """The RunRecord of ``run_id`` that rank 0 printed on ``stderr`` (its last resort when
+    neither the broker nor the spool took it), if it did.
+
+    >>> _record_in('noise\\n{"run_id": "r1", "status": "ok"}\\nSpoolError', "r1")
+    {'run_id': 'r1', 'status': 'ok'}
+    >>> _record_in('{"run_id": "r2"}', "r1") is None
+    True
+    """
+    for line in reversed(stderr.splitlines()):
+        if line.startswith("{") and run_id in line:
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict) and record.get("run_id") == run_id:
+                    return record
+    return None
 
 
 def _report_failure(

@@ -256,3 +256,115 @@ def test_a_launch_passes_its_runs_ranks_and_threads_to_the_launcher(
     plan = RunPlan({"deck": "lj", "x": 1, "y": 1, "z": 1, "steps": 10, "ranks": 3, "threads": 2})
     launcher.launch(load_config(path=None, env={}), plan, config_file)
     assert given == [(3, 2)]
+
+
+# A run that finished is never published as failed: rank 0 keeps its record for the launcher
+# before publishing it, and a stop signal waits until it has reported.
+
+
+def _kept_published(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
+    """The records rank 0 kept that the launcher publishes, in place of Kafka."""
+    published: list[dict[str, object]] = []
+
+    def publish_kept(config: object, record: dict[str, object]) -> RunReport:
+        published.append(record)
+        plan = RunPlan(dict(record["params"]), str(record["split"]), str(record["run_id"]))
+        return RunReport(**_summary(plan, str(record["status"])))
+
+    monkeypatch.setattr(launcher, "_publish_kept", publish_kept)
+    return published
+
+
+def test_rank_0_killed_while_publishing_has_its_kept_record_published_by_the_launcher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stray_sigterm_fails: None
+) -> None:
+    """The run finished; rank 0 kept its record and hangs publishing it (a slow broker) past
+    the launcher's patience: the ranks are killed, and the ok record goes out, no Timeout."""
+    monkeypatch.setattr(launcher, "KILL_GRACE_SECONDS", 0.0)
+    plan = _plan(1)
+    record = {"run_id": plan.run_id, "split": "train", "params": plan.params, "status": "ok"}
+    rank_0 = (
+        "import json, signal, sys, time\n"
+        "from pathlib import Path\n"
+        "from producers.handoff import finished_record_file, write_whole\n"
+        f"kept = json.loads({json.dumps(record)!r})\n"
+        "write_whole(finished_record_file(Path(sys.argv[1])), kept)\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "time.sleep(60)  # publishing, slowly\n"
+    )
+    _ranks(monkeypatch, rank_0)
+    failures = _failures_published(monkeypatch)
+    kept = _kept_published(monkeypatch)
+    config = load_config(path=None, env={}, overrides={"producer.timeout_seconds": 1})
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("")
+    report = launcher.launch(config, plan, config_file)
+    assert failures == [] and kept == [record]
+    assert (report.run_id, report.status) == (plan.run_id, "ok")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]  # nothing left
+
+
+def test_a_record_rank_0_could_not_spool_is_published_by_the_launcher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stray_sigterm_fails: None
+) -> None:
+    """Broker down and spool unwritable (a full disk): rank 0 prints its record on stderr as
+    its last resort and fails; the launcher publishes that record, not a LaunchFailed one
+    whose message would be the record's last line."""
+    plan = _plan(2)
+    record = {"run_id": plan.run_id, "split": "train", "params": plan.params, "status": "ok"}
+    rank_0 = (
+        "import sys\n"
+        f"print({json.dumps(record)!r}, file=sys.stderr)\n"
+        "sys.exit('SpoolError: the spool cannot be written')\n"
+    )
+    _ranks(monkeypatch, rank_0)
+    failures = _failures_published(monkeypatch)
+    kept = _kept_published(monkeypatch)
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("")
+    report = launcher.launch(load_config(path=None, env={}), plan, config_file)
+    assert failures == [] and kept == [record] and report.status == "ok"
+
+
+RANK_0_SIGNALLED_WHILE_PUBLISHING = """
+import os, signal, sys
+from pathlib import Path
+from lammps_stream.config import load_config
+from producers import launch
+from producers.launch import write_report
+from producers.publisher import Delivery
+from producers.sampling import RunPlan
+from tests.producers.test_records import ok_outcome
+
+def publish(config, record):
+    os.kill(os.getpid(), signal.SIGTERM)  # scancel, as the record goes out
+    return Delivery(record["run_id"], "sent", 0, 1)
+
+launch.run_deck = lambda deck, params, timeout=None: ok_outcome()
+launch.publish = publish
+report, keep = Path(sys.argv[1]), Path(sys.argv[2])
+plan = RunPlan({"deck": "lj", "x": 1, "y": 1, "z": 1, "steps": 100, "ranks": 2, "threads": 1})
+launch.run_one_here(load_config(path=None, env={}), plan, report=write_report(report, print),
+                    keep=keep)
+print("not reached: the SIGTERM is taken once the run is reported")
+"""
+
+
+def test_a_sigterm_to_rank_0_while_it_publishes_is_taken_once_it_has_reported(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+
+    report, keep = tmp_path / "report.json", tmp_path / "report.record.json"
+    done = subprocess.run(
+        [sys.executable, "-c", RANK_0_SIGNALLED_WHILE_PUBLISHING, str(report), str(keep)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert read_report(report)["status"] == "ok"  # reported before the signal took effect
+    assert json.loads(keep.read_text())["status"] == "ok"
+    assert "not reached" not in done.stdout

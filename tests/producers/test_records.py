@@ -7,8 +7,9 @@ from producers.runner import RunOutcome
 PARAMS = {"deck": "lj", "x": 1, "y": 1, "z": 1, "steps": 100, "ranks": 2, "threads": 1}
 
 
-def test_ok_outcome_becomes_a_valid_record() -> None:
-    outcome = RunOutcome(
+def ok_outcome() -> RunOutcome:
+    """A run that finished: what rank 0 knows of it."""
+    return RunOutcome(
         params=PARAMS,
         started_at="2026-01-01T00:00:00Z",
         finished_at="2026-01-01T00:00:02Z",
@@ -28,6 +29,10 @@ def test_ok_outcome_becomes_a_valid_record() -> None:
             "breakdown": dict.fromkeys(("pair", "neigh", "comm", "output", "modify", "other"), 0.1),
         },
     )
+
+
+def test_ok_outcome_becomes_a_valid_record() -> None:
+    outcome = ok_outcome()
     run_id = new_id()
     record = run_record(run_id, "test", outcome, submitted_at="2025-12-31T23:59:00Z")
     assert validate_run_record(record) == record
