@@ -223,7 +223,7 @@ def replay(config: Config, path: str, dry_run: bool = False) -> int:
     from producers.publisher import Publisher
 
     publisher = Publisher(config)
-    went: dict[str, int] = {"sent": 0, "spooled": 0}
+    went: dict[str, int] = {"sent": 0, "spooled": 0, "set aside": 0}
     skipped = 0
     reason = ""
     try:
@@ -246,7 +246,12 @@ def replay(config: Config, path: str, dry_run: bool = False) -> int:
             f"[yellow]{went['spooled']} record(s) spooled, not sent ({reason}): "
             "`lammps-stream produce --flush` sends them once the broker is back[/yellow]"
         )
-    return 1 if skipped or went["spooled"] else 0
+    if went["set aside"]:
+        _console().print(
+            f"[red]{went['set aside']} record(s) refused by the broker for good ({reason}): "
+            "kept in the spool as .unreadable-*, not replayed[/red]"
+        )
+    return 1 if skipped or went["spooled"] or went["set aside"] else 0
 
 
 def _recorded_lines(path: str) -> list[tuple[int, bytes]]:

@@ -9,9 +9,12 @@ is then printed to stderr as a JSON line for ``produce --replay`` and :class:`Sp
 says so.
 
 A record no JSON can hold (NaN or infinity where validation does not look, an object JSON has
-no type for) is neither a run to spool nor a broker outage: :meth:`Publisher.publish` refuses
-it with :class:`~lammps_stream.errors.InvalidRecordError` before sending anything, and such a
-record found in the spool is set aside (``.unreadable-*``), never replayed again and again.
+no type for), or one larger than a Kafka message holds (``MAX_RECORD_BYTES``), is neither a
+run to spool nor a broker outage: :meth:`Publisher.publish` refuses it with
+:class:`~lammps_stream.errors.InvalidRecordError` before sending anything. A record the broker
+refuses for good all the same (a smaller ``message.max.bytes``, an invalid topic) is set
+aside in the spool (``.unreadable-*``, kept for a look, never replayed), and so is any record
+in the spool that is not a valid RunRecord: none of them can block the replay of the others.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from lammps_stream.schemas import encode, encode_or_refuse, validate_run_record
 from producers.spool import Spool
 
 log = logging.getLogger(__name__)
+
+# a RunRecord must fit in one Kafka message as brokers take them by default (1 MiB)
+MAX_RECORD_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -58,8 +64,9 @@ class Publisher:
 
     def publish(self, record: dict[str, Any]) -> Delivery:
         """Validate and send ``record`` (replaying the spool first); spool it if the broker
-        is unreachable. :class:`InvalidRecordError`, before anything is sent, for a record
-        that breaks its schema or that no JSON can hold."""
+        is unreachable, set it aside in the spool if the broker refuses it for good.
+        :class:`InvalidRecordError`, before anything is sent, for a record that breaks its
+        schema, that no JSON can hold or that no Kafka message holds."""
         validate_run_record(record)
         _encoded(record)
         try:
@@ -72,6 +79,8 @@ class Publisher:
             return self._send(record)
         except (BrokerUnavailableError, ConfigError) as exc:
             return self._spool(record, str(exc))
+        except InvalidRecordError as exc:  # refused by the broker for good
+            return self._set_aside(record, exc.message)
 
     def flush_spool(self) -> list[Delivery]:
         """Replay spooled records, each claimed first so that processes sharing the spool
@@ -83,12 +92,12 @@ class Publisher:
                 continue
             try:
                 _encoded(record)
+                validate_run_record(record)
+                sent.append(self._send(record))
             except InvalidRecordError as err:  # it would stop every replay from here on
                 kept = self.spool.set_aside(claimed)
                 log.error("spool: %s; set aside as %s, not replayed", err, kept)
                 continue
-            try:
-                sent.append(self._send(record))
             except BaseException:
                 self.spool.release(claimed)
                 raise
@@ -114,8 +123,23 @@ class Publisher:
             ) from None
         return Delivery(record["run_id"], "spooled", spool_path=str(path), reason=reason)
 
+    def _set_aside(self, record: dict[str, Any], reason: str) -> Delivery:
+        """Keep a record the broker refuses for good in the spool, never to be replayed."""
+        try:
+            claimed = self.spool.claim(self.spool.put(record))
+            kept = self.spool.set_aside(claimed) if claimed is not None else None
+        except OSError as exc:
+            raise SpoolError(f"{reason}; and the spool cannot keep it ({exc})") from None
+        log.error("%s; set aside as %s, not replayed", reason, kept)
+        return Delivery(record["run_id"], "set aside", spool_path=str(kept), reason=reason)
+
     def _send(self, record: dict[str, Any]) -> Delivery:
-        from kafka.errors import KafkaError
+        from kafka.errors import (
+            InvalidTopicError,
+            KafkaError,
+            MessageSizeTooLargeError,
+            RecordListTooLargeError,
+        )
 
         timeout = self.config.kafka.request_timeout_seconds
         try:
@@ -124,6 +148,12 @@ class Publisher:
             value = _encoded(record)
             future = producer.send(self.topic, key=record["run_id"].encode(), value=value)
             meta = future.get(timeout=timeout * 3)
+        except (MessageSizeTooLargeError, RecordListTooLargeError, InvalidTopicError) as exc:
+            raise InvalidRecordError(
+                "refused",
+                f"run {record['run_id']}: the broker refuses it for good "
+                f"({exc.__class__.__name__}: {exc})",
+            ) from None
         except KafkaError as exc:
             self.close()
             denied = access_denied(self.config, exc, f"write to {self.topic}", "client")
@@ -144,10 +174,17 @@ def _encoded(record: dict[str, Any]) -> bytes:
     ...
     lammps_stream.errors.InvalidRecordError: run r1: cannot be written as JSON: ... spooled
     """
+    run = record.get("run_id") if isinstance(record, dict) else None
     try:
-        return encode_or_refuse(record)
+        value = encode_or_refuse(record)
     except InvalidRecordError as err:
-        run = record.get("run_id") if isinstance(record, dict) else None
         raise InvalidRecordError(
             err.code, f"run {run}: {err.message}; it is neither sent nor spooled"
         ) from None
+    if len(value) > MAX_RECORD_BYTES:
+        raise InvalidRecordError(
+            "too_large",
+            f"run {run}: {len(value):,} bytes as JSON, more than a Kafka message holds "
+            f"({MAX_RECORD_BYTES:,}); it is neither sent nor spooled",
+        )
+    return value

@@ -241,3 +241,56 @@ def test_produce_replay_reports_each_unusable_line_and_sends_the_rest(
     assert "line 3: JSON number 1000000000…0000 (401 digits) is not finite" in said
     assert "line 4: not valid JSON: nested more than 64 levels deep (malformed_json)" in said
     assert "replayed 2 record(s)" in said and "skipped 3" in said
+
+
+def test_a_record_the_broker_refuses_for_good_never_blocks_the_spool(
+    publisher, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A spooled record over the broker's message size (a broker with a smaller
+    ``message.max.bytes``), and a file in the spool that is no RunRecord: each set aside once,
+    the others replayed; a new record refused so is set aside too, not spooled."""
+    pub, broker = publisher
+    big = example_run_record(run_id=new_id())
+    first = example_run_record(run_id=new_id())
+    for record in (big, first):
+        pub.publish(record)  # spooled: the broker is down
+    (pub.spool.directory / "foreign.json").write_text('{"hello": "world"}')
+    broker.up = True
+    sent = broker.__call__
+
+    def refusing(record: dict) -> Delivery:
+        if record["run_id"] in (big["run_id"], late_big["run_id"]):
+            raise InvalidRecordError("refused", f"run {record['run_id']}: refused for good")
+        return sent(record)
+
+    late_big = example_run_record(run_id=new_id())
+    pub._send = refusing
+    with caplog.at_level("ERROR", logger="producers.publisher"):
+        assert pub.publish(example_run_record(run_id=new_id())).status == "sent"
+        delivery = pub.publish(late_big)
+    assert broker.sent[0] == first["run_id"] and len(broker.sent) == 2
+    assert (delivery.status, delivery.reason) == (
+        "set aside",
+        f"run {late_big['run_id']}: refused for good",
+    )
+    kept = sorted(p.name for p in pub.spool.directory.iterdir())
+    assert kept == sorted(
+        [
+            f".unreadable-{big['run_id']}-ok.json",
+            f".unreadable-{late_big['run_id']}-ok.json",
+            ".unreadable-foreign.json",
+        ]
+    )
+    assert len(pub.spool) == 0 and pub.flush_spool() == []
+
+
+def test_a_record_larger_than_a_kafka_message_is_refused_before_sending(publisher) -> None:
+    pub, broker = publisher
+    broker.up = True
+    record = example_run_record(run_id=new_id())
+    record["params"]["vars"] = {"blob": "x" * 1_100_000}
+    with pytest.raises(InvalidRecordError) as caught:
+        pub.publish(record)
+    assert caught.value.code == "too_large"
+    assert "more than a Kafka message holds (1,000,000)" in str(caught.value)
+    assert broker.sent == [] and not list(pub.spool.directory.iterdir())
