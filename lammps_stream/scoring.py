@@ -70,9 +70,16 @@ class Scores:
         return math.sqrt(self._m2 / self.n) if self.n else math.nan
 
     def as_dict(self) -> dict[str, float | int | None]:
-        """``{n, mae, rmse, r2, mape}`` with NaN as None (JSON has no NaN)."""
+        """``{n, mae, rmse, r2, mape}`` with NaN and infinity as None (JSON has neither): a
+        diverging model's squared error overflows, and its snapshot must still be written.
+
+        >>> s = Scores()
+        >>> s.update(1.0, 1e200)
+        >>> s.as_dict()["rmse"] is None, s.as_dict()["mae"]
+        (True, 1e+200)
+        """
         values = {"mae": self.mae, "rmse": self.rmse, "r2": self.r2, "mape": self.mape}
-        return {"n": self.n} | {k: None if math.isnan(v) else v for k, v in values.items()}
+        return {"n": self.n} | {k: v if math.isfinite(v) else None for k, v in values.items()}
 
 
 def merged(parts: list[Scores]) -> Scores:

@@ -5,7 +5,9 @@ and signing it need not. A :class:`SnapshotWriter` seals each :class:`~model_ser
 snapshots.Capture` in a thread (zlib and HMAC release the GIL) and sends it, strictly in the
 order handed over, so a later state of a model never reaches the compacted topic before an
 earlier one, and a removed model's tombstone never before its last snapshot. A snapshot counts
-as saved (``on_saved``) once the broker has acknowledged it, not when it was handed over.
+as saved (``on_saved``) once the broker has acknowledged it, not when it was handed over. A
+snapshot that cannot be sealed or sent is that snapshot's failure (``on_failed``, or said here
+once, then at most once a minute): the others go on, and nothing is raised to the caller.
 
 >>> import asyncio
 >>> from model_service.learner import Learner
@@ -36,6 +38,7 @@ from functools import partial
 from typing import Any
 
 from lammps_stream.schemas import encode
+from model_service.repeats import FailureSpell
 from model_service.snapshots import Capture, seal, snapshot_key
 
 log = logging.getLogger("lammps_stream.service")
@@ -48,11 +51,17 @@ class SnapshotWriter:
     snapshot."""
 
     def __init__(
-        self, topic: Any, key: bytes, on_saved: Callable[[Capture], None] | None = None
+        self,
+        topic: Any,
+        key: bytes,
+        on_saved: Callable[[Capture], None] | None = None,
+        on_failed: Callable[[str, int, Exception], None] | None = None,
     ) -> None:
         self.topic = topic
         self.key = key
         self.on_saved = on_saved
+        self.on_failed = on_failed  # (model, partition, error), as ModelService._snapshot_failed
+        self.failures: dict[tuple[str, int], FailureSpell] = {}  # when no on_failed is given
         self.last: asyncio.Future[None] | None = None
 
     def soon(self, taken: list[Capture]) -> None:
@@ -82,9 +91,39 @@ class SnapshotWriter:
 
     async def _send(self, taken: list[Capture]) -> None:
         for capture in taken:
-            value = await asyncio.to_thread(_sealed, capture, self.key)
-            key = snapshot_key(capture.model, capture.partition)
-            await self.topic.send(key, value, on_delivered=partial(self._saved, capture))
+            try:
+                await self._send_one(capture)
+            except Exception as exc:  # one snapshot that cannot be sealed must not stop the others
+                self._failed(capture, exc)
+            else:
+                self._worked(capture)
+
+    async def _send_one(self, capture: Capture) -> None:
+        value = await asyncio.to_thread(_sealed, capture, self.key)
+        key = snapshot_key(capture.model, capture.partition)
+        await self.topic.send(key, value, on_delivered=partial(self._saved, capture))
+
+    def _failed(self, capture: Capture, error: Exception) -> None:
+        """``capture`` was not sent: to ``on_failed``, else said when it first fails, then at
+        most once a minute while it keeps failing. It is tried again when next due."""
+        if self.on_failed is not None:
+            self.on_failed(capture.model, capture.partition, error)
+            return
+        where = (capture.model, capture.partition)
+        spell = self.failures.setdefault(where, FailureSpell(f"snapshots of {_named(capture)}"))
+        line = spell.failed(f"{type(error).__name__}: {error}")
+        if line is not None:
+            log.error(
+                "%s; snapshot not sent, the previous one stays current (a restart would replay "
+                "the runs since)",
+                line,
+            )
+
+    def _worked(self, capture: Capture) -> None:
+        spell = self.failures.pop((capture.model, capture.partition), None)
+        line = spell.worked() if spell is not None else None
+        if line is not None:
+            log.info(line)
 
     def _saved(self, capture: Capture) -> None:
         if self.on_saved is not None:
@@ -110,3 +149,7 @@ def _log_failure(task: asyncio.Future[None]) -> None:
 
 def _sealed(capture: Capture, key: bytes) -> bytes:
     return encode(seal(capture, key))
+
+
+def _named(capture: Capture) -> str:
+    return f"{capture.model}/{capture.partition}"

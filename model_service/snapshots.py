@@ -47,6 +47,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from lammps_stream.errors import InvalidRecordError
 from lammps_stream.schemas import MODEL_SCHEMA, now
 from lammps_stream.signatures import ALGORITHM, sign, signed_bytes, verified
 
@@ -100,9 +101,32 @@ def seal(taken: Capture, key: bytes) -> dict[str, Any]:
     header = taken.header | {"compression": "zlib"}
     return header | {
         "state_base64": base64.b64encode(payload).decode("ascii"),
-        "signature": sign(signed_bytes(header, payload), key),
+        "signature": sign(_signed_bytes(taken, header, payload), key),
         "signature_algorithm": ALGORITHM,
     }
+
+
+def _signed_bytes(taken: Capture, header: dict[str, Any], payload: bytes) -> bytes:
+    """What the signature covers, or :class:`InvalidRecordError` for a header strict JSON
+    cannot write (infinity or NaN in it).
+
+    >>> from dataclasses import replace
+    >>> from model_service.learner import Learner
+    >>> taken = capture(Learner(["pa"], 0.9).state["pa"], partition=0, runs_topic="lammps.runs")
+    >>> seal(replace(taken, header=taken.header | {"learned": float("inf")}), b"k")
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.InvalidRecordError: snapshot of pa/0: its header cannot be written ...
+    """
+    try:
+        return signed_bytes(header, payload)
+    except (TypeError, ValueError) as exc:
+        code = "not_finite" if str(exc).startswith("Out of range float") else "bad_value"
+        raise InvalidRecordError(
+            code,
+            f"snapshot of {taken.model}/{taken.partition}: its header cannot be written as JSON "
+            f"({exc}); look for infinity or NaN in the params of service.models[{taken.model}]",
+        ) from None
 
 
 def snapshot_record(

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import math
 import pickle
 from dataclasses import dataclass, field
@@ -204,6 +205,8 @@ def model_spec(item: str | dict[str, Any]) -> ModelSpec:
     params = item.get("params") or {}
     if not isinstance(params, dict):
         raise ConfigError(f"{where}.params: expected a mapping, got {params!r}")
+    _check_json(f"{where}.params", params)
+    _check_finite(f"{where}.params", params)
     spec = ModelSpec(
         name=name,
         cls=str(item.get("class", "")),
@@ -220,6 +223,42 @@ def model_spec(item: str | dict[str, Any]) -> ModelSpec:
     _build_value(where, {"class": spec.cls, "params": spec.params})  # fail now, not later
     _trial_run(where, spec)
     return spec
+
+
+def _check_finite(where: str, value: Any) -> None:
+    """Refuse infinity and NaN anywhere in ``value`` (a parameter, nested or in a list): every
+    snapshot carries the spec in its header, strict JSON, which holds neither.
+
+    >>> model_spec({"name": "pa2", "class": "river.linear_model.PARegressor",
+    ...             "params": {"C": float("inf")}})
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.ConfigError: service.models[pa2].params.C: inf is not a finite number; ...
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(
+            f"{where}: {value!r} is not a finite number; no snapshot could carry it (JSON "
+            "has no infinity or NaN): give a finite value, e.g. 1e9 for a very large one"
+        )
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(f"{where}.{key}", item)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_finite(f"{where}[{index}]", item)
+
+
+def _check_json(where: str, params: dict[str, Any]) -> None:
+    """Refuse params JSON cannot write (a date, a set, a structure holding itself): a
+    snapshot's header carries them, and a header that cannot be written is a snapshot that
+    cannot be taken. (Infinity and NaN: :func:`_check_finite`, which names the parameter.)"""
+    try:
+        json.dumps(params, sort_keys=True)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(
+            f"{where}: cannot be written as JSON ({err}), so no snapshot could carry them; "
+            "use numbers, strings, booleans, lists and mappings (quote a date in YAML)"
+        ) from None
 
 
 def _trial_run(where: str, spec: ModelSpec) -> None:

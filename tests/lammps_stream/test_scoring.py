@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from lammps_stream.schemas import encode
 from lammps_stream.scoring import Scores
 
 
@@ -24,3 +25,14 @@ def test_scores_match_closed_forms() -> None:
 
 def test_empty_scores_are_none_in_json() -> None:
     assert Scores().as_dict() == {"n": 0, "mae": None, "rmse": None, "r2": None, "mape": None}
+
+
+def test_scores_that_overflowed_are_none_in_json() -> None:
+    s = Scores()  # a diverging model: its squared error overflows to infinity
+    s.update(1.0, 1e200)
+    s.update(2.0, -1e200)
+    assert math.isinf(s.rmse) and math.isinf(s.r2)
+    scores = s.as_dict()
+    assert scores["rmse"] is None and scores["r2"] is None
+    assert scores["mae"] == pytest.approx(1e200)  # finite: kept
+    assert encode(scores)  # strict JSON takes it

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import math
 from collections.abc import Callable
 
 import pytest
@@ -111,3 +113,75 @@ def test_a_snapshot_the_broker_never_acknowledged_is_counted_lost_not_saved(
         topic.metrics.exposition()
     )
     assert any("never acknowledged" in r.message for r in caplog.records)
+
+
+def unsealable(position: int, model: str = "pa") -> list:
+    """A snapshot whose header strict JSON refuses (infinity in its spec)."""
+    [c] = taken(position, model)
+    spec = c.header["spec"] | {"params": {"C": math.inf}}
+    return [dataclasses.replace(c, header=c.header | {"spec": spec})]
+
+
+def test_a_snapshot_that_cannot_be_sealed_fails_alone(caplog: pytest.LogCaptureFixture) -> None:
+    topic = Topic()
+    saved: list[str] = []
+    writer = writer_to(topic, saved)
+
+    async def main() -> None:
+        await writer.publish(taken(1) + unsealable(2, "linear") + taken(3, "bayes_linear"))
+        await asyncio.sleep(0)  # the delivery callbacks
+
+    with caplog.at_level(logging.ERROR, logger="lammps_stream.service"):
+        asyncio.run(main())  # publish() does not raise
+    assert [k for k, _ in topic.sent] == [b"pa/0", b"bayes_linear/0"]
+    assert saved == ["pa", "bayes_linear"]
+    [line] = [r.message for r in caplog.records if r.levelno == logging.ERROR]
+    assert "snapshots of linear/0 failed" in line and "cannot be written as JSON" in line
+    assert "snapshot not sent" in line
+
+
+def test_a_snapshot_failing_every_time_is_said_once_then_when_it_works_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    writer = writer_to(Topic())
+
+    async def main() -> None:
+        for position in (1, 2, 3):
+            await writer.publish(unsealable(position))
+        await writer.publish(taken(4))
+
+    with caplog.at_level(logging.INFO, logger="lammps_stream.service"):
+        asyncio.run(main())
+    said = [r.message for r in caplog.records if "snapshots of pa/0" in r.message]
+    assert len(said) == 2
+    assert "failed" in said[0] and "works again" in said[1]
+
+
+def test_a_failed_snapshot_goes_to_on_failed_when_given() -> None:
+    failed: list[tuple[str, int, str]] = []
+    topic = Topic()
+    writer = SnapshotWriter(
+        topic, b"k", on_failed=lambda m, p, e: failed.append((m, p, type(e).__name__))
+    )
+
+    async def main() -> None:
+        await writer.publish(unsealable(1) + taken(2, "linear"))
+
+    asyncio.run(main())
+    assert failed == [("pa", 0, "InvalidRecordError")]
+    assert [k for k, _ in topic.sent] == [b"linear/0"]
+
+
+def test_a_diverging_model_is_still_snapshotted() -> None:
+    state = Learner(["pa"], 0.9).state["pa"]
+    state.prequential.update(1.0, 1e200)  # its squared error overflows: rmse is infinite
+    topic = Topic()
+
+    async def main() -> None:
+        await SnapshotWriter(topic, b"k").publish(
+            [capture(state, partition=0, runs_topic="lammps.runs")]
+        )
+
+    asyncio.run(main())
+    [(_, value)] = topic.sent
+    assert decode_json(value)["metrics"]["prequential"]["rmse"] is None

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import datetime
+import json
+import math
 import threading
 
 import pytest
+import yaml
 
 from lammps_stream.errors import ConfigError
 from model_service import zoo
@@ -97,3 +101,46 @@ def test_a_model_no_snapshot_could_keep_is_refused(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(zoo, "build_model", lambda spec: Locked())
     with pytest.raises(ConfigError, match=r"models\[locked\]: cannot be pickled.*TypeError"):
         model_spec({"name": "locked", "class": "river.linear_model.PARegressor"})
+
+
+PA = "river.linear_model.PARegressor"
+SGD = "river.optim.SGD"
+
+
+@pytest.mark.parametrize(
+    ("params", "where"),
+    [
+        ({"C": math.inf}, r"models\[x\]\.params\.C: inf "),
+        ({"C": -math.inf}, r"models\[x\]\.params\.C: -inf "),
+        ({"C": math.nan}, r"models\[x\]\.params\.C: nan "),
+        ({"C": 0.01, "eps": [0.1, math.inf]}, r"models\[x\]\.params\.eps\[1\]: inf "),
+    ],
+)
+def test_a_non_finite_parameter_is_refused_by_name(params: dict, where: str) -> None:
+    with pytest.raises(ConfigError, match=where + "is not a finite number"):
+        model_spec({"name": "x", "class": PA, "params": params})
+
+
+def test_a_non_finite_parameter_deep_inside_is_refused_by_name() -> None:
+    optimizer = {"class": SGD, "params": {"lr": math.inf}}
+    item = {"name": "x", "class": "river.linear_model.LinearRegression"}
+    with pytest.raises(ConfigError, match=r"params\.optimizer\.params\.lr: inf is not a finite"):
+        model_spec(item | {"params": {"optimizer": optimizer}})
+
+
+def test_infinity_in_a_posted_json_body_is_refused() -> None:
+    body = json.loads('{"name": "x", "class": "' + PA + '", "params": {"C": Infinity}}')
+    with pytest.raises(ConfigError, match=r"params\.C: inf is not a finite number"):
+        model_spec(body)
+
+
+def test_infinity_in_a_yaml_config_is_refused() -> None:
+    item = yaml.safe_load(f"{{name: x, class: {PA}, params: {{C: .inf}}}}")
+    with pytest.raises(ConfigError, match=r"params\.C: inf is not a finite number"):
+        model_spec(item)
+
+
+def test_params_no_json_can_hold_are_refused() -> None:
+    params = {"C": 0.01, "eps": datetime.date(2026, 1, 1)}  # YAML reads 2026-01-01 so
+    with pytest.raises(ConfigError, match=r"models\[x\]\.params: cannot be written as JSON"):
+        model_spec({"name": "x", "class": PA, "params": params})
