@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import sys
+import urllib.parse
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -324,7 +325,7 @@ def models(config: Config, args: argparse.Namespace) -> int:
     if args.action == "add":
         return _add_model(config, model_spec_from_args(args))
     if args.action == "remove":
-        api.delete(f"/models/{_one_name(args)}")
+        api.delete(f"/models/{urllib.parse.quote(_one_name(args), safe='')}")
         print(f"removed {_one_name(args)}; its snapshots are tombstoned on the models topic")
         return 0
     return _list_models(api, args.json)

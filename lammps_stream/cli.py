@@ -350,7 +350,7 @@ def _add_service_commands(sub: argparse._SubParsersAction[Parser]) -> None:
         "--limit",
         type=non_negative_int,
         default=None,
-        help="at most N (without --follow: the last N, default 20)",
+        help="at most N, 0 for all (without --follow: the last N, default 20)",
     )
     preds.add_argument("--from-beginning", action="store_true", help="with --follow: replay first")
     preds.add_argument(

@@ -20,6 +20,7 @@ import datetime
 import difflib
 import json
 import os
+import re
 import types
 import typing
 import urllib.parse
@@ -743,7 +744,8 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
     if isinstance(value, _Text):
         if kind is str:
             return str(value).strip()
-        value = _parse_scalar(value)
+        number = _decimal(value) if kind in (int, float) else None
+        value = _parse_scalar(value) if number is None else number
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -761,6 +763,17 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
             return str(value)
         raise ConfigError(f"{key}: expected a string, got {value!r}")
     raise ConfigError(f"{key}: unsupported setting type {kind}")  # pragma: no cover
+
+
+def _decimal(text: str) -> int | None:
+    """A whole number typed in decimal, leading zeros and all (YAML 1.1 would read ``010`` as
+    8 and ``06066`` as 3126); None for anything else.
+
+    >>> _decimal(" 06066 "), _decimal("-7"), _decimal("0x10"), _decimal("1.5")
+    (6066, -7, None, None)
+    """
+    stripped = text.strip()
+    return int(stripped, 10) if re.fullmatch(r"[+-]?[0-9]+", stripped) else None
 
 
 def _check_range(key: str, value: float, low: float, high: float) -> None:

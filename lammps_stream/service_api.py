@@ -61,7 +61,7 @@ class ServiceApi:
         return self._call("DELETE", path)
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        data = None if body is None else json.dumps(body).encode()
+        data = None if body is None else _json_body(method, path, body)
         request = urllib.request.Request(
             self.url(path), data=data, headers=self.headers(), method=method
         )
@@ -107,3 +107,21 @@ def _refusal(method: str, path: str, err: urllib.error.HTTPError) -> ServiceRefu
     else:
         message = f"{method} {path}: the service refused ({err.code}): {detail}"
     return ServiceRefusedError(message, err.code, code, detail)
+
+
+def _json_body(method: str, path: str, body: dict[str, Any]) -> bytes:
+    """``body`` as JSON, or :class:`UsageError` for a value JSON cannot hold.
+
+    >>> import datetime
+    >>> _json_body("POST", "/models", {"params": {"seed": datetime.date(2024, 1, 1)}})
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.UsageError: POST /models: a value cannot be sent as JSON ...
+    """
+    try:
+        return json.dumps(body, allow_nan=False).encode()
+    except (TypeError, ValueError) as err:
+        raise UsageError(
+            f"{method} {path}: a value cannot be sent as JSON ({err}); use numbers, text, "
+            "true/false, lists and mappings (quote a date: 'seed=\"2024-01-01\"')"
+        ) from None

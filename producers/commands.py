@@ -197,9 +197,10 @@ def flush(config: Config, dry_run: bool = False) -> None:
     topic = config.kafka.topics.runs
     if dry_run:
         from lammps_stream.config import expand
-        from producers.spool import Spool
+        from producers.spool import Spool, stale_after
 
-        count = len(Spool(expand(config.producer.spool_dir)))
+        stale = stale_after(config.kafka.request_timeout_seconds)
+        count = len(Spool(expand(config.producer.spool_dir), stale))
         said = f"would flush {count} spooled record(s) to {topic} (dry run: nothing sent)"
         _console().print(said)
         return

@@ -33,7 +33,7 @@ from lammps_stream.errors import (
     SpoolError,
 )
 from lammps_stream.schemas import encode, encode_or_refuse, validate_run_record
-from producers.spool import Spool
+from producers.spool import Spool, stale_after
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,9 @@ class Publisher:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.topic = config.kafka.topics.runs
-        self.spool = Spool(expand(config.producer.spool_dir))
+        self.spool = Spool(
+            expand(config.producer.spool_dir), stale_after(config.kafka.request_timeout_seconds)
+        )
         self._producer = None
 
     def publish(self, record: dict[str, Any]) -> Delivery:

@@ -43,7 +43,17 @@ from lammps_stream.schemas import encode_or_refuse
 log = logging.getLogger(__name__)
 
 CLAIM_PREFIX = ".sending-"
-STALE_CLAIM_SECONDS = 300.0  # a replay's send takes at most ~3 × kafka.request_timeout_seconds
+STALE_CLAIM_SECONDS = 300.0  # at least; a replay's send takes up to ~4 request timeouts
+
+
+def stale_after(request_timeout_seconds: float) -> float:
+    """How old a claim is before it counts as left by a replay that died: longer than any
+    send can take (a metadata wait, then up to 3 request timeouts for the acknowledgement).
+
+    >>> stale_after(30), stale_after(120)
+    (300.0, 600.0)
+    """
+    return max(STALE_CLAIM_SECONDS, 5.0 * request_timeout_seconds)
 
 
 class Spool:
@@ -114,7 +124,22 @@ class Spool:
         return kept
 
     def __len__(self) -> int:
-        return sum(1 for _ in self.pending())
+        """Records a replay would send now, counted without touching any (``--dry-run``):
+        those waiting, and claims and writes left stale by processes that died."""
+        if not self.directory.is_dir():
+            return 0
+        now = time.time()
+        stale_claims = [
+            p
+            for p in self.directory.glob(f"{CLAIM_PREFIX}*")
+            if now - _claimed_at(p.name) > self.stale_seconds
+        ]
+        stale_writes = []
+        for tmp in self.directory.glob(".tmp-*.json"):
+            with contextlib.suppress(OSError):
+                if now - tmp.stat().st_mtime > self.stale_seconds:
+                    stale_writes.append(tmp)
+        return len(self._files()) + len(stale_claims) + len(stale_writes)
 
     def _files(self) -> list[Path]:
         if not self.directory.is_dir():

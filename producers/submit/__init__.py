@@ -106,7 +106,13 @@ def write_job(config: Config, plans: list[RunPlan], scheduler: str) -> JobFiles:
         raise UsageError("submit: no runs planned; give --count N >= 1")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     directory = expand(config.producer.jobs_dir) / f"{stamp}-{scheduler}-{plans[0].run_id[:8]}"
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"submit: cannot make the job directory {directory} ({exc.strerror or exc}); set "
+            "producer.jobs_dir to a directory you can write (one the compute nodes see)"
+        ) from None
     plan = write_plans(directory / "plans.jsonl", plans)
     config_file = directory / "lammps-stream.yaml"
     producer = replace(config.producer, timeout_seconds=task_timeout(config))

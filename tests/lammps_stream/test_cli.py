@@ -66,6 +66,43 @@ def test_usage_mistakes(args: list[str], expected: str) -> None:
     assert expected in one_line_error(run(*args))
 
 
+def test_a_number_from_the_environment_is_read_in_decimal(tmp_path: Path) -> None:
+    """YAML 1.1 reads 06066 as octal (3126): a port typed with a leading zero is 6066."""
+    from lammps_stream.config import load_config
+
+    env = {"LAMMPS_STREAM_SERVICE_HTTP_PORT": "06066", "LAMMPS_STREAM_PRODUCER_NP": "010"}
+    config = load_config(path=None, env=env, overrides={"kafka.partitions": "03"})
+    assert (config.service.http_port, config.producer.np, config.kafka.partitions) == (6066, 10, 3)
+    assert (
+        load_config(
+            path=None, env={"LAMMPS_STREAM_KAFKA_SASL_PASSWORD": "0123"}
+        ).kafka.sasl_password
+        == "0123"
+    )
+
+
+def test_a_job_directory_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    result = run("--set", f"producer.jobs_dir={blocked}/jobs", "submit", "slurm", "--count", "1")
+    line = one_line_error(result)
+    assert "submit: cannot make the job directory" in line and "producer.jobs_dir" in line
+
+
+def test_a_model_param_json_cannot_hold_is_one_line() -> None:
+    result = run(
+        "models",
+        "add",
+        "t",
+        "--class",
+        "river.linear_model.PARegressor",
+        "--param",
+        "seed=2024-01-01",
+    )
+    line = one_line_error(result)
+    assert "POST /models: a value cannot be sent as JSON" in line
+
+
 def test_bad_environment_value() -> None:
     line = one_line_error(run("stack", "status", env={"LAMMPS_STREAM_SERVICE_HTTP_PORT": "port"}))
     assert "service.http_port: expected an integer, got 'port'" in line

@@ -133,3 +133,17 @@ def test_a_record_set_aside_is_kept_but_never_replayed(tmp_path: Path) -> None:
     kept = spool.set_aside(claimed)
     assert kept.name == f".unreadable-{path.name}" and kept.exists()
     assert len(spool) == 0 and [p.name for p in tmp_path.iterdir()] == [kept.name]
+
+
+def test_counting_the_spool_touches_nothing(tmp_path: Path) -> None:
+    """``produce --flush --dry-run`` only counts: a stale claim and a stale write are counted
+    as records a replay would send, and left exactly as they are."""
+    spool = Spool(tmp_path, stale_seconds=0.0)
+    spool.put(example_run_record(run_id=new_id()))
+    claimed = spool.claim(spool.put(example_run_record(run_id=new_id())))
+    stale_write = tmp_path / ".tmp-dead.json"
+    stale_write.write_bytes(encode(example_run_record(run_id=new_id())))
+    time.sleep(0.01)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert len(spool) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and claimed.exists()
