@@ -29,6 +29,7 @@ import asyncio
 import functools
 import gc
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -402,8 +403,9 @@ async def _shut_down(w: Wiring) -> None:
 
 async def _take_over(w: Wiring, wanted: set[int]) -> None:
     """Hold exactly the runs partitions ``wanted``: drop the others, let waiters on those
-    revoked and not given back go, and rebuild each new one's shard (latest snapshots, models
-    added on other workers, the replay up to the group's committed offset)."""
+    revoked and not given back go, and rebuild each new one's shard (latest snapshots, the
+    models the topic says were added or removed on other workers, the replay up to the
+    group's committed offset)."""
     service, config = w.service, w.config
     service.assignment = wanted
     for partition in set(service.shards.by_partition) - wanted:
@@ -417,10 +419,7 @@ async def _take_over(w: Wiring, wanted: set[int]) -> None:
         found = await asyncio.to_thread(recovery.read_snapshots, config)
         if service.changes is None:  # other workers' changes are read from here on
             service.changes = recovery.ModelChanges(config, found.end, service.key)
-        for spec in found.added_specs(service.key):
-            if spec.name not in service.shards.specs:
-                service.shards.specs[spec.name] = spec
-                service.origins[spec.name] = "added"
+        _models_found(service, found)
         for partition in new:
             rebuilt = await asyncio.to_thread(
                 recovery.rebuild_shard, config, service.shards, found, service.key, partition
@@ -430,6 +429,26 @@ async def _take_over(w: Wiring, wanted: set[int]) -> None:
     if not service.assigned:  # Faust, its clients and the restored models now exist
         freeze_long_lived_objects()
     service.assigned = True
+
+
+def _models_found(service: ModelService, found: recovery.Snapshots) -> None:
+    """Take the models the models topic says were added at run time (not one removed here, or
+    seen removed, since that snapshot or within the grace before it: it was read before the
+    removal, or is a late snapshot of a removed model); drop the added ones whose newest
+    record is a tombstone this worker has not carried out (a rebuild skips the rounds of
+    other workers' changes), unless it was written before they were added here."""
+    specs, sync = service.shards.specs, service.sync
+    for spec in found.added_specs(service.key):
+        at = found.written_at.get(spec.name, math.inf)
+        new = spec.name not in specs and spec.name not in service.adding
+        if new and sync.restorable(spec.name, at):
+            specs[spec.name] = spec
+            service.origins[spec.name] = "added"
+    for name, at in found.removed().items():
+        added = service.origins.get(name) == "added" and name in specs
+        if added and len(specs) > 1 and sync.removes(name, at):
+            model_admin.drop_model(service, name)
+            log.info("model %s removed on another worker while this one was rebuilding", name)
 
 
 def freeze_long_lived_objects() -> int:

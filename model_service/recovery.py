@@ -29,6 +29,7 @@ from lammps_stream.errors import InvalidRecordError, SnapshotSignatureError
 from lammps_stream.schemas import decode_json, decode_run_record, parse_time, validate_snapshot
 from lammps_stream.signatures import verified
 from model_service.learner import Learner
+from model_service.model_sync import Change
 from model_service.shards import Shards
 from model_service.snapshots import load_state
 from model_service.zoo import ModelSpec, model_spec
@@ -55,8 +56,9 @@ def replay_plan(positions: list[int], committed: int | None, dedup_window: int) 
 @dataclass
 class Snapshots:
     """The latest record per key on the models topic (None: removed by a tombstone), whether
-    each model's newest record, under any of its keys, is alive, and the offset after the
-    last record read (where a reader of later changes starts).
+    each model's newest record, under any of its keys, is alive, and when it was written (its
+    Kafka timestamp), and the offset after the last record read (where a reader of later
+    changes starts).
 
     >>> from model_service.learner import Learner
     >>> from model_service.snapshots import snapshot_record
@@ -74,6 +76,7 @@ class Snapshots:
     latest: dict[str, dict[str, Any] | None]
     alive: dict[str, bool] = field(default_factory=dict)
     end: int = 0
+    written_at: dict[str, float] = field(default_factory=dict)
 
     def for_partition(self, partition: int) -> dict[str, dict[str, Any]]:
         """The live snapshots of ``partition``, by model name."""
@@ -98,23 +101,35 @@ class Snapshots:
                 specs[record["model"]] = spec
         return list(specs.values())
 
+    def removed(self) -> dict[str, float]:
+        """When each model whose newest record is a tombstone was removed."""
+        return {
+            name: self.written_at.get(name, time.time())
+            for name, alive in self.alive.items()
+            if not alive
+        }
+
 
 def read_snapshots(config: Config) -> Snapshots:
-    """Read the compacted models topic to its end."""
+    """Read the compacted models topic to its end. Record CRCs are not checked (see
+    :class:`ModelChanges`): a snapshot is restored only once its signature verifies."""
     latest: dict[str, dict[str, Any] | None] = {}
     alive: dict[str, bool] = {}
+    written_at: dict[str, float] = {}
     end = 0
-    for message in _read_partition_range(config, config.kafka.topics.models, 0, 0, None):
+    models = config.kafka.topics.models
+    for message in _read_partition_range(config, models, 0, 0, None, check_crcs=False):
         end = message.offset + 1
         key = (message.key or b"").decode("utf-8", "replace")
         alive[_model_of(key)] = message.value is not None
+        written_at[_model_of(key)] = written(message)
         if message.value is None:
             latest[key] = None
             continue
         record = _snapshot_of(message)
         if record is not None:
             latest[key] = record
-    return Snapshots(latest, alive, end)
+    return Snapshots(latest, alive, end, written_at)
 
 
 class ModelChanges:
@@ -133,22 +148,30 @@ class ModelChanges:
         self.key = key
         self.consumer: Any = None
 
-    def read(self, known: set[str]) -> list[tuple[str, ModelSpec | None]]:
-        """The records since the last read, in order: ``(name, None)`` for every tombstone,
-        ``(name, spec)`` for every snapshot of a model added at run time that is not in
-        ``known``; snapshots of ``known`` models are skipped undecoded."""
-        changes: list[tuple[str, ModelSpec | None]] = []
+    def read(self, known: set[str]) -> list[Change]:
+        """The records since the last read, in order, each with its Kafka timestamp: every
+        tombstone, and every snapshot of a model added at run time that is not in ``known``
+        or was tombstoned earlier in this read (removed and added again); other snapshots of
+        ``known`` models are skipped undecoded."""
+        changes: list[Change] = []
+        tombstoned: set[str] = set()
         messages, end = self._new_messages()  # all read before any is taken: a failed
         for message in messages:  # read is read again, whole, the next time
             name = _model_of((message.key or b"").decode("utf-8", "replace"))
             if message.value is None:
-                changes.append((name, None))
-            elif name not in known and (record := _snapshot_of(message)) is not None:
-                spec = _added_spec(record, self.key)
+                tombstoned.add(name)
+                changes.append(Change(name, None, written(message)))
+            elif name not in known or name in tombstoned:
+                spec = self._spec_of(message)
                 if spec is not None:
-                    changes.append((name, spec))
+                    changes.append(Change(name, spec, written(message)))
         self.position = end
         return changes
+
+    def _spec_of(self, message: Any) -> ModelSpec | None:
+        """The spec a snapshot of a model added at run time carries (see :func:`_added_spec`)."""
+        record = _snapshot_of(message)
+        return None if record is None else _added_spec(record, self.key)
 
     def close(self) -> None:
         if self.consumer is not None:
@@ -165,6 +188,13 @@ class ModelChanges:
             self.consumer.assign([tp])
         end = self.consumer.end_offsets([tp])[tp]
         return list(_read_range(self.config, self.consumer, tp, self.position, end)), end
+
+
+def written(message: Any) -> float:
+    """When a message was written (its Kafka timestamp, seconds since the epoch); now, for
+    one without a timestamp."""
+    stamp = getattr(message, "timestamp", None)
+    return stamp / 1000 if isinstance(stamp, int | float) and stamp >= 0 else time.time()
 
 
 def _snapshot_of(message: Any) -> dict[str, Any] | None:
@@ -398,14 +428,21 @@ def _replay(
 
 
 def _read_partition_range(
-    config: Config, topic: str, partition: int, start: int, end: int | None
+    config: Config,
+    topic: str,
+    partition: int,
+    start: int,
+    end: int | None,
+    *,
+    check_crcs: bool = True,
 ) -> Iterator[Any]:
     """Messages of ``topic[partition]`` with ``start <= offset < end`` (to the current end
-    of the partition when ``end`` is None)."""
+    of the partition when ``end`` is None); ``check_crcs=False`` where something else vouches
+    for each record (kafka-python's CRC-32C is pure Python, ~0.13 s/MiB)."""
     from kafka import TopicPartition
 
     tp = TopicPartition(topic, partition)
-    consumer = make_consumer(config, enable_auto_commit=False)
+    consumer = make_consumer(config, enable_auto_commit=False, check_crcs=check_crcs)
     try:
         consumer.assign([tp])
         yield from _read_range(config, consumer, tp, start, end)

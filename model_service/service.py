@@ -165,7 +165,8 @@ class ModelService:
         moved at all once ``snapshot_seconds`` passed (or ``force``). With ``spread``, of the
         models that are merely due only the one that moved most: pickling several at once
         holds up the stream (a forest takes ~5-10 ms); one that moved twice ``snapshot_every``
-        is never held back."""
+        is never held back. A model still being added (:attr:`adding`) is not due: its add
+        publishes its first snapshots, once it is warm in every shard."""
         every = self.config.service.snapshot_every
         seconds = self.config.service.snapshot_seconds
         due: list[tuple[int, str, int]] = []
@@ -173,6 +174,8 @@ class ModelService:
             if partitions is not None and partition not in partitions:
                 continue
             for name, state in learner.state.items():
+                if name in self.adding:
+                    continue
                 key = (name, partition)
                 moved = state.position - self.snapshot_position.get(key, 0)
                 stale = time.time() - self.snapshot_at.get(key, 0.0) >= seconds

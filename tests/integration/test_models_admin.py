@@ -116,6 +116,12 @@ def _names(worker: Worker) -> list[str]:
     return [m["name"] for m in worker.models()["models"]]
 
 
+def _tree_grace(worker: Worker) -> int | None:
+    """The grace period of the worker's model ``tree``, None if it has none."""
+    trees = [m for m in worker.models()["models"] if m["name"] == "tree"]
+    return trees[0]["spec"]["params"]["grace_period"] if trees else None
+
+
 def _stop(*workers: Worker | None) -> None:
     for worker in workers:
         if worker is not None:
@@ -163,6 +169,16 @@ def test_a_model_added_or_removed_on_one_worker_reaches_the_other(stack, tmp_pat
         publish(config_a, more)
         wanted += distinct_train(more)
         # warm-started on each worker's own partition, then learning: every run once
+        assert wait_learned([a, b], wanted) == {"pa": wanted, "tree": wanted}
+
+        # removed, and added again at once: the new one is not undone by the old one's
+        # tombstones, on either worker, and reaches the other once their grace is over
+        ServiceApi(config_b).delete("/models/tree")
+        ServiceApi(config_b).post("/models", spec | {"params": {"grace_period": 60}})
+        _wait_for(lambda: _tree_grace(a) == 60, timeout=90)
+        time.sleep(12)  # two more rounds of reading the models topic on both
+        assert _names(a) == _names(b) == ["pa", "tree"]
+        assert _tree_grace(a) == _tree_grace(b) == 60
         assert wait_learned([a, b], wanted) == {"pa": wanted, "tree": wanted}
 
         ServiceApi(config_b).delete("/models/tree")

@@ -285,3 +285,109 @@ def test_shutdown_snapshots_every_shard() -> None:
     w.service.shards.handle(0, example_run_record(), 0)
     asyncio.run(_shut_down(w))
     assert [c.model for c in w.snapshots.published] == ["linear"]
+
+
+TREE = {"name": "tree", "class": "river.tree.HoeffdingTreeRegressor"}
+
+
+class ModelsTopic:
+    """``read_snapshots`` reading the records given, with their timestamps (ms); ``during``
+    runs on the event loop halfway through the read, as a request would."""
+
+    def __init__(self, records: list[tuple[bytes, bytes | None, float]]) -> None:
+        self.records = records
+        self.during: Any = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def read(self, config: Any, topic: str, partition: int, start: int, end: Any, **kw: Any):
+        for offset, (key, value, at) in enumerate(self.records):
+            if offset == 1 and self.during is not None and self.loop is not None:
+                asyncio.run_coroutine_threadsafe(self.during(), self.loop).result()
+            yield SimpleNamespace(offset=offset, key=key, value=value, timestamp=int(at * 1000))
+
+
+def taking_over(
+    w: Wiring, topic: ModelsTopic, monkeypatch: pytest.MonkeyPatch, *partitions: int
+) -> None:
+    """``_take_over`` of ``partitions`` (0 alone by default), the models topic being
+    ``topic`` (no Kafka)."""
+    from model_service import recovery
+
+    monkeypatch.setattr(recovery, "_read_partition_range", topic.read)
+    monkeypatch.setattr(
+        recovery,
+        "rebuild_shard",
+        lambda config, shards, found, key, p: recovery.RebuiltShard(shards.fresh(), {}),
+    )
+
+    async def main() -> None:
+        topic.loop = asyncio.get_running_loop()
+        await app_module._take_over(w, set(partitions or (0,)))
+
+    asyncio.run(main())
+
+
+def added_tree(w: Wiring) -> bytes:
+    """A signed snapshot of tree, added at run time on some worker."""
+    from lammps_stream.schemas import encode
+    from model_service.learner import Learner
+    from model_service.snapshots import snapshot_record
+    from model_service.zoo import model_spec
+
+    state = Learner([model_spec(TREE)], 0.9).state["tree"]
+    record = snapshot_record(
+        state, partition=0, runs_topic="lammps.runs", key=w.service.key, origin="added"
+    )
+    return encode(record)
+
+
+def test_a_model_removed_during_the_models_topic_read_is_not_taken_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from model_service.model_admin import remove_model
+    from model_service.zoo import model_spec
+
+    w = wiring()
+    holding(w, 1)
+    w.service.shards.specs["tree"] = model_spec(TREE)
+    w.service.origins["tree"] = "added"
+    w.snapshots.remove = lambda name, partitions: asyncio.sleep(0)  # type: ignore[attr-defined]
+    topic = ModelsTopic([(b"tree/0", added_tree(w), time.time() - 60), (b"pa/0", None, 0.0)])
+    topic.during = lambda: remove_model(w.service, w.snapshots, "tree")  # DELETE meanwhile
+    taking_over(w, topic, monkeypatch, 0, 1)  # keeps 1, is given 0
+    assert "tree" not in w.service.shards.specs
+    assert "tree" not in w.service.shards.by_partition[0].state
+    w.service.close()
+
+
+def test_a_model_removed_elsewhere_while_this_worker_rebuilt_is_not_rebuilt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its rounds of other workers' changes are skipped while it rebuilds: the tombstone it
+    has not carried out yet is on the models topic it reads for the rebuild."""
+    from model_service.zoo import model_spec
+
+    w = wiring()
+    w.service.shards.specs["tree"] = model_spec(TREE)
+    w.service.origins["tree"] = "added"
+    now = time.time()
+    topic = ModelsTopic([(b"tree/0", added_tree(w), now - 60), (b"tree/0", None, now - 30)])
+    taking_over(w, topic, monkeypatch)
+    assert "tree" not in w.service.shards.specs and "tree" not in w.service.origins
+    assert sorted(w.service.shards.by_partition[0].state) == ["linear", "pa"]
+    w.service.close()
+
+
+def test_a_model_added_here_after_the_tombstone_the_rebuild_reads_is_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from model_service.zoo import model_spec
+
+    w = wiring()
+    w.service.shards.specs["tree"] = model_spec(TREE)
+    w.service.origins["tree"] = "added"
+    w.service.sync.added_here("tree", at=time.time())
+    topic = ModelsTopic([(b"tree/0", None, time.time() - 30)])
+    taking_over(w, topic, monkeypatch)
+    assert "tree" in w.service.shards.by_partition[0].state
+    w.service.close()

@@ -205,3 +205,15 @@ def test_a_record_waiting_for_a_partition_given_up_is_not_learned_here() -> None
     assert asyncio.run(main()) is None
     assert not worker.restoring()
     worker.close()
+
+
+def test_a_model_being_added_is_not_snapshotted_before_its_add_ends() -> None:
+    """Warm in shard 0 while shard 1 still warms up: a snapshot now would say ``origin:
+    config`` (its origin is set at the end), and one left behind by a failed add would stay."""
+    worker, shard = trained({"service.models": ["linear"]}, 5)
+    tree = model_spec({"name": "tree", "class": "river.tree.HoeffdingTreeRegressor"})
+    worker.adding["tree"] = tree
+    shard.add(tree).position = shard.position
+    for offset in range(5, 10):
+        shard.handle(example_run_record(run_id=f"run-{offset}"), offset)
+    assert [c.model for c in worker.due_snapshots(force=True)] == ["linear"]
