@@ -389,7 +389,8 @@ def warm_start(config: Config, learner: Learner, partition: int, end: int) -> in
     the shard stood, then, without yielding to the stream, the few records it took since.
     """
     start = learner.position
-    handled = _replay(config, learner, partition, start, start, end)
+    # nothing since: no consumer made (the second step runs on the event loop)
+    handled = _replay(config, learner, partition, start, start, end) if start < end else 0
     for state in learner.state.values():
         state.position = max(state.position, end)
     return handled

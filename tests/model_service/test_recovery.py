@@ -342,3 +342,17 @@ def test_the_models_topic_says_when_each_model_was_last_written(
     monkeypatch.setattr(recovery, "_read_partition_range", lambda *a, **k: iter(records))
     found = recovery.read_snapshots(load_config(path=None, env={}))
     assert found.written_at == {"pa": 30.0, "tree": 20.0} and found.removed() == {"tree": 20.0}
+
+
+def test_a_warm_start_with_nothing_to_read_makes_no_consumer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The second step of an add runs on the event loop: when no run came since the first,
+    it must not connect to the broker (a slow one would freeze heartbeats and HTTP)."""
+    from model_service.learner import Learner
+
+    monkeypatch.setattr(recovery, "make_consumer", lambda *a, **k: pytest.fail("connected"))
+    learner = Learner(["pa"], 0.9)
+    learner.state["pa"].position = 7
+    assert recovery.warm_start(None, learner, 0, 7) == 0  # type: ignore[arg-type]
+    assert learner.state["pa"].position == 7
