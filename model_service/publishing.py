@@ -68,6 +68,8 @@ async def send_predictions(
     failures = failures or FailureSpell("publishing a batch's predictions")
     outgoing: dict[int | None, list[tuple[bytes, bytes]]] = {}
     finished = []
+    # a model removed while this batch was on its way gets no series back (forgotten on removal)
+    current = service.shards.specs.keys() | service.adding.keys()
     for _, record, outcome in handled:
         metrics.record(outcome.kind)
         if outcome.kind == "failed":
@@ -77,6 +79,8 @@ async def send_predictions(
         if not outcome.steps:
             continue
         for step in outcome.steps:
+            if step.model not in current:
+                continue
             metrics.model_step(step.model, step.predict_seconds, step.learn_seconds)
             if step.drifted:
                 metrics.drifts.labels(model=step.model).inc()

@@ -306,3 +306,18 @@ def test_a_batch_published_a_minute_after_the_last_failure_says_it_works_again(
     assert said[1:] == [
         "publishing a batch's predictions works again, after 100 s and 1 failed try"
     ]
+
+
+def test_a_model_removed_while_its_batch_was_on_its_way_gets_no_series_back() -> None:
+    """``remove_model`` forgets a model's series; a batch handled before the removal and
+    published after it must not bring them back (frozen at their last values for good)."""
+    producer = FakeProducer()
+    config = load_config(path=None, env={}, overrides={"service.models": ["linear", "pa"]})
+    worker = ModelService(config)
+    handled = handled_records(2)  # steps of both models
+    del worker.shards.specs["pa"]  # removed, as remove_model does, then its series forgotten
+    worker.metrics.forget("pa")
+    asyncio.run(send_predictions(producer, "predictions", worker, handled))
+    assert b'model="pa"' not in worker.metrics.exposition()
+    assert b'model="linear"' in worker.metrics.exposition()
+    assert len(producer.sent) == 4  # its predictions still go out: they were made
