@@ -29,7 +29,7 @@ system-test:
 
 demo: install system-demo
 	$(CLI) demo --runs $(RUNS) --test-runs $(TEST_RUNS) --np $(NP) --seed $(SEED) \
-		--out results/demo $(if $(KEEP),--keep,)
+		--out results/demo $(if $(filter 1 yes true,$(KEEP)),--keep,)
 
 test: install system-test
 	$(PY) -m pytest $(PYTEST_ARGS)

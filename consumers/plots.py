@@ -61,7 +61,7 @@ def _predicted_vs_actual(predictions: list[dict[str, Any]], path: Path) -> Path:
     low, high = min(values) * 0.7, max(values) * 1.4
     for ax, model in zip(axes.flat, models, strict=False):
         for split, style in (("train", {"c": "0.75", "s": 10}), ("test", {"c": "C3", "s": 22})):
-            pts = [p for p in known if p["model"] == model and p["split"] == split]
+            pts = [p for p in known if p["model"] == model and p.get("split") == split]
             ax.scatter(
                 [p["actual_wall_seconds"] for p in pts],
                 [max(p["predicted_wall_seconds"], low) for p in pts],

@@ -41,7 +41,8 @@ def write_report(
     summary = (
         f"{len(runs)} runs ({splits.get('train', 0)} train, {splits.get('test', 0)} test) over "
         f"{', '.join(f'{d} ({n})' for d, n in sorted(decks.items(), key=str))}; "
-        f"{len(held_out.table)} models; generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC}."
+        f"{len({p['model'] for p in predictions})} models; "
+        f"generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC}."
     )
     sections = [
         (f"Held-out accuracy ({held_out.split} split)", held_out.to_markdown()),

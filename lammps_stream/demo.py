@@ -118,12 +118,16 @@ def _report(
     elapsed: float,
 ) -> int:
     from consumers.accuracy import accuracy, best_model
+    from consumers.reader import once_each
     from consumers.report import write_report
     from lammps_stream.console import table as make_table
 
     with open(out_dir / "predictions.jsonl", "w", encoding="utf-8") as handle:
         for prediction in predictions:
             handle.write(json.dumps(prediction, separators=(",", ":")) + "\n")
+    repeats = len(predictions)
+    predictions = once_each(predictions)  # at least once: a repeat is scored once
+    repeats -= len(predictions)
     table_data = accuracy(predictions, split="test")
     (out_dir / "accuracy.json").write_text(json.dumps(table_data, indent=2) + "\n")
 
@@ -156,13 +160,12 @@ def _report(
         f"{len(predictions)} predictions for {len(ok)} runs × {len(models)} models "
         f"in {elapsed:.0f} s → {out_dir}/predictions.jsonl, {out_dir}/accuracy.json"
     )
+    if repeats:  # predictions are at least once (a worker restarted or rebalanced)
+        console.print(f"[yellow]{repeats} prediction(s) published again, counted once[/yellow]")
     if len(pairs) < expected:
         console.print(
             f"[red]only {len(pairs)} of {expected} (run, model) predictions arrived[/red]"
         )
-        return 1
-    if len(predictions) > len(pairs):
-        console.print(f"[red]{len(predictions) - len(pairs)} duplicate predictions[/red]")
         return 1
     return 1 if failed else 0
 

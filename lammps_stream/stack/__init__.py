@@ -32,7 +32,7 @@ from lammps_stream.broker import (
     stack_cafile,
 )
 from lammps_stream.config import Config, child_env, expand, write_config
-from lammps_stream.errors import StackError
+from lammps_stream.errors import LammpsStreamError, StackError
 from lammps_stream.signatures import SNAPSHOT_KEY_FILE
 from lammps_stream.stack import kafka, scram, tls
 from lammps_stream.stack.processes import ManagedProcess
@@ -61,11 +61,14 @@ def stack_snapshot_key(state_dir: Path) -> str:
     (64, True, '0o100600')
     """
     path = state_dir / SNAPSHOT_KEY_FILE
-    if not path.is_file():
+    key = path.read_text().strip() if path.is_file() else ""
+    if not key:  # none yet, or an empty file a write cut short left: a key, whole or not at all
         state_dir.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_hex(32) + "\n")
-    return path.read_text().strip()
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        kafka.write_private(partial, secrets.token_hex(32) + "\n")
+        partial.replace(path)
+        key = path.read_text().strip()
+    return key
 
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:
@@ -205,14 +208,14 @@ class LocalStack:
         try:
             written = self.properties.read_text()
             wanted = kafka.server_properties(self.config, self.kafka_dir / "data")
-        except OSError:  # e.g. TLS turned on: no certificate issued yet
-            written, wanted = "", "?"
-        changed = kafka.changed_settings(written, wanted)
+            changed = ", ".join(kafka.changed_settings(written, wanted))
+        except (OSError, LammpsStreamError):  # e.g. TLS turned on: no certificate issued yet
+            changed = "server.properties"
         if changed:
             self.say(
                 "warning: the running kafka was started with other settings than the "
-                f"configuration's ({', '.join(changed) if written else 'server.properties'}): "
-                "they apply after `lammps-stream stack down` and `lammps-stream stack up`"
+                f"configuration's ({changed}): they apply after `lammps-stream stack down` "
+                "and `lammps-stream stack up`"
             )
 
     def _set_scram_login(self, log: Path, *, new_storage: bool = False) -> None:

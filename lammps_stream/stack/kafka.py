@@ -170,8 +170,8 @@ def client_settings(config: Config) -> dict[str, str]:
         )
         lines |= {
             "sasl.mechanism": k.sasl_mechanism,
-            "sasl.jaas.config": f'{module} required username="{k.sasl_username}" '
-            f'password="{k.sasl_password}";',
+            "sasl.jaas.config": f"{module} required username={jaas_quoted(k.sasl_username)} "
+            f"password={jaas_quoted(k.sasl_password)};",
         }
     if k.tls:
         files = k.tls_files()
@@ -339,6 +339,16 @@ def _authorizer(config: Config) -> dict[str, str]:
     }
 
 
+def jaas_quoted(value: str) -> str:
+    r"""``value`` as a quoted JAAS option value: Kafka reads it with Java's StreamTokenizer,
+    where a ``"`` would end it and a ``\`` start an escape.
+
+    >>> print(jaas_quoted('p"w\\x'))
+    "p\"w\\x"
+    """
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _sasl_listener(config: Config) -> dict[str, str]:
     """SCRAM logins on the client listener (SASL_PLAINTEXT or SASL_SSL)."""
     k = config.kafka
@@ -349,7 +359,7 @@ def _sasl_listener(config: Config) -> dict[str, str]:
         )
     login = (
         "org.apache.kafka.common.security.scram.ScramLoginModule required "
-        f'username="{k.sasl_username}" password="{k.sasl_password}";'
+        f"username={jaas_quoted(k.sasl_username)} password={jaas_quoted(k.sasl_password)};"
     )
     listener = k.security_protocol.lower()
     return {

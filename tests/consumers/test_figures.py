@@ -198,3 +198,16 @@ def test_history_asks_for_pyarrow_up_front(tmp_path: Path, monkeypatch: pytest.M
     assert history_file(tmp_path / "h.csv") == tmp_path / "h.csv"  # CSV needs nothing more
     _fake_pyarrow(monkeypatch)
     assert history_file(tmp_path / "h.parquet") == tmp_path / "h.parquet"
+
+
+def test_the_summary_counts_every_model_and_a_prediction_without_split_draws(
+    tmp_path: Path,
+) -> None:
+    """No test runs yet: the summary still counts both models (it counted those with test
+    predictions only, 0); a prediction the validator accepts without ``split`` is drawn past."""
+    predictions = _predictions(n_train=12, n_test=0)
+    models = {p["model"] for p in predictions}
+    loose = dict(predictions[0])
+    del loose["split"]
+    markdown, _ = write_report([*predictions, loose], tmp_path)
+    assert f"; {len(models)} models;" in markdown.read_text() and len(models) > 1

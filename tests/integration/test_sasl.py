@@ -20,7 +20,7 @@ def sasl_stack(tmp_path_factory: pytest.TempPathFactory):
         "kafka.controller_port": 29193 + PORT_OFFSET,
         "kafka.security_protocol": "SASL_PLAINTEXT",
         "kafka.sasl_username": "alice",
-        "kafka.sasl_password": "s3cret-pw",
+        "kafka.sasl_password": 's3cret-"pw\\',  # a " and a \\ to escape in JAAS settings
         "service.http_port": 26066 + PORT_OFFSET,
     }
     with running_stack(tmp_path_factory.mktemp("sasl"), "sasl", overrides) as stack:
@@ -68,7 +68,8 @@ def test_the_password_file_is_private(sasl_stack) -> None:
     config, _ = sasl_stack
     properties = Path(config.stack.state_dir) / "kafka" / "server.properties"
     assert properties.stat().st_mode & 0o077 == 0
-    assert 'password="s3cret-pw"' in properties.read_text()
+    # JAAS-escaped, then each backslash doubled by the properties file
+    assert 'password="s3cret-\\\\"pw\\\\\\\\"' in properties.read_text()
 
 
 def test_kafka_tools_log_in_too(sasl_stack, cli) -> None:

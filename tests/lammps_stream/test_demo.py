@@ -116,3 +116,42 @@ def test_keep_stops_nothing(demo) -> None:
     _, stack, out = demo(before=("kafka",), keep=True)
     assert stack.running == set(PARTS) and stack.down_calls == []
     assert "stack left running (KEEP=1)" in out
+
+
+def test_a_prediction_published_again_is_scored_once_and_fails_nothing(tmp_path: Path) -> None:
+    """Predictions are at least once: a repeat (a worker restarted) counts once in the
+    accuracy and the report, and the demo still succeeds."""
+    import io
+    import json
+
+    from rich.console import Console
+
+    from lammps_stream.demo import _report
+    from lammps_stream.schemas import example_run_record
+
+    run = example_run_record()
+    predictions = []
+    for model, guess in (("pa", 1.0), ("linear", 2.0)):
+        predictions.append(
+            {
+                "run_id": run["run_id"],
+                "request_id": None,
+                "model": model,
+                "model_version": 3,
+                "predicted_wall_seconds": guess,
+                "actual_wall_seconds": 1.5,
+                "interval": {"low": None, "high": None, "coverage": 0.9},
+                "split": "test",
+                "params": run["params"],
+                "emitted_at": "2026-11-27T00:00:00Z",
+            }
+        )
+    again = predictions[0] | {"emitted_at": "2026-11-27T00:00:09Z", "predicted_wall_seconds": 9.0}
+    said = io.StringIO()
+    ok = [type("Run", (), {"split": "test"})()]
+    status = _report(
+        Console(file=said), tmp_path, [*predictions, again], None, ok, ["pa", "linear"], [], 1.0
+    )
+    accuracy = json.loads((tmp_path / "accuracy.json").read_text())
+    assert status == 0 and accuracy["pa"]["n"] == 1 and accuracy["pa"]["mae"] == 0.5
+    assert "1 prediction(s) published again, counted once" in said.getvalue()

@@ -443,6 +443,14 @@ def test_a_running_broker_started_with_other_settings_is_said_to_need_a_restart(
     plain = load_config(path=None, env={}, overrides={"stack.state_dir": str(tmp_path / "state")})
     (line,) = up_again(plain)
     assert "listeners" in line and "sasl.enabled.mechanisms" in line
+    # TLS turned on: its certificate is issued only by a fresh start, so no settings to compare
+    tls = load_config(
+        path=None,
+        env={},
+        overrides={"stack.state_dir": str(tmp_path / "state"), "kafka.security_protocol": "SSL"},
+    )
+    (line,) = up_again(tls)
+    assert "(server.properties)" in line and "stack down" in line
 
 
 def scram_module():
@@ -621,3 +629,15 @@ def test_up_tells_what_it_started_and_what_was_running(
     assert stack.started == ["service"] and stack.already_running == ["kafka"]
     assert stack.down(only=stack.started) == ["service"]
     assert stack.broker.running and stack.broker.stopped == 0
+
+
+def test_an_empty_snapshot_key_file_is_replaced_by_a_key(tmp_path: Path) -> None:
+    """A write cut short (a full disk, a crash) left the file empty: it is not trusted as the
+    key "" (with which no snapshot verifies) but replaced, privately."""
+    from lammps_stream.stack import stack_snapshot_key
+
+    (tmp_path / "snapshot-key").write_text("")
+    key = stack_snapshot_key(tmp_path)
+    assert len(key) == 64 and stack_snapshot_key(tmp_path) == key
+    assert (tmp_path / "snapshot-key").stat().st_mode & 0o077 == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["snapshot-key"]
