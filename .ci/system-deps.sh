@@ -12,7 +12,9 @@ what="${1:-demo}"
 missing=()
 python3 -c "import ensurepip, venv" 2>/dev/null || missing+=(python3-venv)
 if [[ "$what" != venv ]]; then
-  command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+  # Kafka 4.x needs Java 17+: Debian's default JRE is 17 on bookworm, 21 on trixie
+  java_major="$({ java -version 2>&1 || true; } | sed -n 's/.*version "\(1\.\)\{0,1\}\([0-9]*\).*/\2/p' | head -n1)"
+  [[ -n "$java_major" && "$java_major" -ge 17 ]] || missing+=(default-jre-headless)
   command -v mvn >/dev/null || missing+=(maven)
   command -v openssl >/dev/null || missing+=(openssl)   # the stack's TLS certificates
 fi

@@ -157,7 +157,9 @@ def _weights(models: list[dict[str, Any]], path: Path) -> Path:
     for ax, info in zip(axes.flat, models, strict=True):
         weights = sorted(info["weights"].items(), key=lambda kv: abs(kv[1]))
         ax.barh([k for k, _ in weights], [v for _, v in weights], color="C0")
-        ax.set(title=f"{info['name']}: coefficients", xlabel="weight (scaled features)")
+        scaled = bool((info.get("spec") or {}).get("scale"))
+        unit = "per standardised feature" if scaled else "per feature, unscaled"
+        ax.set(title=f"{info['name']}: coefficients", xlabel=f"weight ({unit})")
         ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

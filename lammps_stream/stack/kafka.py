@@ -10,7 +10,9 @@ The jars are resolved by Maven from the small ``pom.xml`` beside this module int
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import subprocess
 from importlib import resources
@@ -50,9 +52,37 @@ def require_tool(name: str, install_hint: str) -> str:
     return path
 
 
+@functools.cache
 def java() -> str:
-    """The java executable (Kafka 4.x needs Java 17 or newer)."""
-    return require_tool("java", "e.g. apt-get install openjdk-17-jre-headless")
+    """The java executable; :class:`StackError` if it is older than Java 17, which Kafka 4.x
+    needs (asked once per process)."""
+    path = require_tool("java", "e.g. apt-get install default-jre-headless")
+    try:
+        shown = subprocess.run([path, "-version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return path  # what it is shows when it runs
+    major = java_major(shown.stderr + shown.stdout)
+    if major is not None and major < 17:
+        raise StackError(
+            f"{path} is Java {major}; the local Kafka needs Java 17 or newer: install one "
+            "(e.g. apt-get install default-jre-headless) and put it first on PATH"
+        )
+    return path
+
+
+def java_major(version_text: str) -> int | None:
+    """The major version ``java -version`` prints (``1.8.0_292`` is 8).
+
+    >>> java_major('openjdk version "17.0.15" 2025-04-15'), java_major('java version "1.8.0_292"')
+    (17, 8)
+    >>> java_major("no java here") is None
+    True
+    """
+    found = re.search(r'version "(\d+)(?:\.(\d+))?', version_text)
+    if found is None:
+        return None
+    major = int(found.group(1))
+    return int(found.group(2) or 0) if major == 1 else major
 
 
 def kafka_libs(config: Config) -> Path:

@@ -45,7 +45,8 @@ class ManagedProcess:
             pid = int(self.pid_file.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
-        if _alive(pid) and self.marker in _cmdline(pid):
+        # whole arguments: the marker of a stack in /x/st must not match one in /x/st2
+        if _alive(pid) and f"{self.marker} " in _cmdline(pid):
             return pid
         with contextlib.suppress(OSError):
             self.pid_file.unlink()

@@ -641,3 +641,28 @@ def test_an_empty_snapshot_key_file_is_replaced_by_a_key(tmp_path: Path) -> None
     assert len(key) == 64 and stack_snapshot_key(tmp_path) == key
     assert (tmp_path / "snapshot-key").stat().st_mode & 0o077 == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["snapshot-key"]
+
+
+def test_a_process_of_another_stack_whose_path_extends_this_ones_is_not_ours(
+    tmp_path: Path,
+) -> None:
+    """A stale pid file whose pid now belongs to the service of a stack in ``<dir>2``: the
+    marker must match whole arguments, or ``stack down`` would stop the other stack."""
+    import subprocess
+    import sys
+
+    from lammps_stream.stack.processes import ManagedProcess
+
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)", "--stack-state", f"{tmp_path}/st2"]
+    )
+    try:
+        mine = ManagedProcess("service", tmp_path, marker=f"--stack-state {tmp_path}/st")
+        mine.pid_file.write_text(f"{other.pid}\n")
+        assert mine.pid() is None
+        theirs = ManagedProcess("other", tmp_path, marker=f"--stack-state {tmp_path}/st2")
+        theirs.pid_file.write_text(f"{other.pid}\n")
+        assert theirs.pid() == other.pid
+    finally:
+        other.kill()
+        other.wait()
