@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import reprlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -58,6 +59,9 @@ SIZE_LIMITS = {
     "threads": 4096,
 }
 MAX_WALL_SECONDS = 10**8
+# no run through MPI takes less (MPI.Wtime around the whole run): below it a wall time is
+# noise or a forgery, and the models' log target and the relative error would blow up on it
+MIN_WALL_SECONDS = 1e-6
 # Deeper than this a JSON text is refused (``malformed_json``), whichever reader reads it:
 # records are 3 levels deep, and both readers recurse (orjson to 1024 levels, the standard
 # library until Python's recursion limit), so what one reads the other might not, nor any
@@ -402,6 +406,11 @@ def _validate_result(result: dict[str, Any]) -> None:
         raise InvalidRecordError(
             "absurd_size", f"result.wall_seconds: {wall} is beyond {MAX_WALL_SECONDS}"
         )
+    if wall < MIN_WALL_SECONDS:
+        raise InvalidRecordError(
+            "absurd_size",
+            f"result.wall_seconds: {wall} is below {MIN_WALL_SECONDS:g} s, less than any run takes",
+        )
     _number(result, "loop_seconds", "result.", minimum=0)
     _number(result, "timesteps_per_second", "result.", minimum=0)
     natoms = result.get("natoms")
@@ -462,7 +471,13 @@ def validate_request(record: Any) -> dict[str, Any]:
     'r1'
     """
     _check_schema(record, REQUEST_SCHEMA)
-    _text(record, "request_id")
+    request_id = _text(record, "request_id")
+    try:
+        request_id.encode("utf-8")  # the key of its answers
+    except UnicodeEncodeError:
+        raise InvalidRecordError(
+            "bad_value", f"request_id: must be text UTF-8 can hold, got {_shown(request_id)}"
+        ) from None
     if isinstance(record.get("params"), dict):
         record["params"] = {"threads": 1, **record["params"]}
     validate_params(record.get("params"))
@@ -570,7 +585,7 @@ def _check_schema(record: Any, expected: str) -> None:
         raise InvalidRecordError("missing_field", "schema is required")
     if schema != expected:
         raise InvalidRecordError(
-            "unknown_schema", f"schema {schema!r} is not supported; expected {expected!r}"
+            "unknown_schema", f"schema {_shown(schema)} is not supported; expected {expected!r}"
         )
 
 
@@ -583,7 +598,8 @@ def _kind(value: Any) -> str:
 def _field_error(obj: dict[str, Any], name: str, prefix: str, wanted: str) -> InvalidRecordError:
     if name not in obj:
         return InvalidRecordError("missing_field", f"{prefix}{name} is required")
-    return InvalidRecordError("wrong_type", f"{prefix}{name}: must be {wanted}, got {obj[name]!r}")
+    got = _shown(obj[name])
+    return InvalidRecordError("wrong_type", f"{prefix}{name}: must be {wanted}, got {got}")
 
 
 def _object(obj: dict[str, Any], name: str, prefix: str = "") -> dict[str, Any]:
@@ -606,7 +622,7 @@ def _choice(obj: dict[str, Any], name: str, allowed: tuple[str, ...], prefix: st
         if name not in obj:
             raise InvalidRecordError("missing_field", f"{prefix}{name} is required")
         raise InvalidRecordError(
-            "bad_value", f"{prefix}{name}: must be one of {', '.join(allowed)}, got {value!r}"
+            "bad_value", f"{prefix}{name}: must be one of {', '.join(allowed)}, got {_shown(value)}"
         )
     return value
 
@@ -614,7 +630,7 @@ def _choice(obj: dict[str, Any], name: str, allowed: tuple[str, ...], prefix: st
 def _uuid(obj: dict[str, Any], name: str) -> str:
     value = _text(obj, name)
     if not is_uuid(value):
-        raise InvalidRecordError("bad_value", f"{name}: must be a UUID, got {value!r}")
+        raise InvalidRecordError("bad_value", f"{name}: must be a UUID, got {_shown(value)}")
     return value
 
 
@@ -668,7 +684,8 @@ def _timestamp(obj: dict[str, Any], name: str, prefix: str = "") -> str:
     if not zoned:
         raise InvalidRecordError(
             "bad_value",
-            f"{prefix}{name}: must be an RFC 3339 time with its zone (Z or ±hh:mm), got {value!r}",
+            f"{prefix}{name}: must be an RFC 3339 time with its zone (Z or ±hh:mm), "
+            f"got {_shown(value)}",
         )
     return value
 
@@ -774,3 +791,19 @@ def example_suggestion(**changes: Any) -> dict[str, Any]:
     }
     record.update(changes)
     return record
+
+
+def _shown(value: Any) -> str:
+    """A bad value as a reason shows it: its repr, cut to 80 characters (a 1 MB one would make
+    the dead letter larger than its topic takes, and the log line with it).
+
+    >>> _shown("a" * 1000)
+    "'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'"
+    >>> _shown([1, 2])
+    '[1, 2]'
+    """
+    return _REPR.repr(value)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80

@@ -115,6 +115,12 @@ def _faust_app(config: Config) -> faust.App:
         broker_heartbeat_interval=max(1.0, session / 10),
         consumer_group_instance_id=config.service.instance_id or None,
         web_enabled=True,
+        # the API is this project's views alone: Faust's own pages (the router's view of the
+        # cluster, tables, stats, graph) would answer without the bearer token
+        web_graph_enabled=False,
+        web_router_enabled=False,
+        web_stats_enabled=False,
+        web_tables_enabled=False,
         web_bind=config.service.http_host,
         web_host=config.service.http_host,
         web_port=config.service.http_port,

@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import bisect
 import math
+import sys
 from collections import deque
 from dataclasses import dataclass, field
 
 MIN_SCORES = 5
 SCORE_WINDOW = 500
 FLOOR_SECONDS = 1e-6
+# a band at most e^50 times wide (a factor of 5e21): enough for any model, and exp() of it
+# never overflows, whatever a diverged model predicts
+MAX_SCORE = 50.0
 
 
 @dataclass
@@ -61,7 +65,8 @@ class ConformalInterval:
         if q is None:
             return None, None
         center = max(predicted, FLOOR_SECONDS)
-        return center * math.exp(-q), center * math.exp(q)
+        # finite always: a diverged model's prediction times the widest band stays a number
+        return center * math.exp(-q), min(center * math.exp(q), sys.float_info.max)
 
     def update(self, actual: float, predicted: float) -> None:
         """Score one train run: adapt α_t to whether the band covered it, keep its score."""
@@ -74,7 +79,7 @@ class ConformalInterval:
                 0.999, max(-0.5, self.alpha + self.gamma * (1 - self.coverage - missed))
             )
         ratio = max(actual, FLOOR_SECONDS) / max(predicted, FLOOR_SECONDS)
-        score = abs(math.log(ratio))
+        score = min(abs(math.log(ratio)), MAX_SCORE)  # exp() of it must never overflow
         self.scores.append(score)
         bisect.insort(self.ordered, score)
         if len(self.scores) > SCORE_WINDOW:

@@ -290,7 +290,7 @@ class ServiceMetrics:
             for key in (*SCORE_NAMES, *POOLING_NAMES):
                 gauge = self.scores[(stream, key)]
                 value = getattr(values, key)
-                if math.isnan(value):
+                if not math.isfinite(value):  # none yet, or one that overflowed
                     with contextlib.suppress(KeyError):  # never set
                         gauge.remove(model)
                 else:

@@ -12,11 +12,14 @@ wants ``Authorization: Bearer <token>``.
 from __future__ import annotations
 
 import hmac
+import json
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
+import orjson
 from faust.web import View
 
 from lammps_stream.errors import ConfigError, InvalidRecordError
@@ -53,8 +56,38 @@ def _authorized(service: ModelService, request: Any) -> bool:
     token = service.config.service.api_token
     if not token or request.path in OPEN_PATHS:
         return True
-    given = request.headers.get("Authorization", "")
-    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    given = request.headers.get("Authorization", "")  # bytes beyond ASCII: surrogate-escaped
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), f"Bearer {token}".encode())
+
+
+def _json(view: Any, body: Any, status: int = 200) -> Any:
+    """A JSON response that any answer can be written as: text with a lone surrogate (a deck
+    named ``"lj\\ud800"`` was learned) and integers beyond 64 bits, which Faust's own
+    encoder refuses, and infinity or NaN (a diverged model's weight) as null."""
+    return view.bytes(http_json(body), content_type="application/json", status=status)
+
+
+def http_json(body: Any) -> bytes:
+    """``body`` as JSON for an HTTP answer (see :func:`_json`).
+
+    >>> http_json({"deck": "lj" + chr(0xD800), "n": 2**64, "w": float("inf")})
+    b'{"deck":"lj\\\\ud800","n":18446744073709551616,"w":null}'
+    """
+    try:
+        return orjson.dumps(body)  # infinity and NaN: null
+    except TypeError:
+        return json.dumps(_finite(body), separators=(",", ":")).encode("ascii")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every infinity and NaN replaced by None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _refused(web: Any) -> Any:
@@ -101,12 +134,13 @@ def _add_model_views(app: faust.App, service: ModelService, snapshots: SnapshotW
         async def get(self, request: Any) -> Any:
             if not _authorized(service, request):
                 return _refused(self)
-            return self.json(
+            return _json(
+                self,
                 {
                     "models": [_model_view(service, name) for name in shards.names],
                     "recommended": shards.recommended(),
                     "partitions": sorted(shards.by_partition),
-                }
+                },
             )
 
         async def post(self, request: Any) -> Any:
@@ -121,16 +155,17 @@ def _add_model_views(app: faust.App, service: ModelService, snapshots: SnapshotW
                     )
                 spec = model_spec(body)
             except ConfigError as err:
-                return self.json({"error": str(err), "code": "bad_spec"}, status=400)
+                return _json(self, {"error": str(err), "code": "bad_spec"}, status=400)
             except ValueError:
-                return self.json({"error": "body is not JSON", "code": "malformed_json"}, 400)
+                return _json(self, {"error": "body is not JSON", "code": "malformed_json"}, 400)
             if spec.name in shards.specs or spec.name in service.adding:
-                return self.json(
+                return _json(
+                    self,
                     {"error": f"model {spec.name!r} exists; remove it first", "code": "exists"},
                     status=409,
                 )
             replayed = await add_model(service, snapshots, spec)
-            return self.json(_model_view(service, spec.name) | {"replayed": replayed}, status=201)
+            return _json(self, _model_view(service, spec.name) | {"replayed": replayed}, status=201)
 
     @app.page("/models/{name}")
     class Model(View):
@@ -140,21 +175,22 @@ def _add_model_views(app: faust.App, service: ModelService, snapshots: SnapshotW
             if not _authorized(service, request):
                 return _refused(self)
             if name not in shards.specs:
-                return self.json(_unknown(service, name), status=404)
-            return self.json(_model_view(service, name))
+                return _json(self, _unknown(service, name), status=404)
+            return _json(self, _model_view(service, name))
 
         async def delete(self, request: Any, name: str) -> Any:
             if not _authorized(service, request):
                 return _refused(self)
             if name not in shards.specs:
-                return self.json(_unknown(service, name), status=404)
+                return _json(self, _unknown(service, name), status=404)
             if len(shards.specs) == 1:
-                return self.json(
+                return _json(
+                    self,
                     {"error": "cannot remove the last model; add another first", "code": "last"},
                     status=400,
                 )
             await remove_model(service, snapshots, name)
-            return self.json({"removed": name})
+            return _json(self, {"removed": name})
 
 
 def _add_metrics_view(app: faust.App, service: ModelService) -> None:
@@ -198,16 +234,18 @@ def _add_predict_view(app: faust.App, service: ModelService, answer: Answer) -> 
                 validate_params(params)
                 encode(params)  # NaN or infinity in any parameter: refused
             except InvalidRecordError as err:
-                return self.json({"error": err.message, "code": err.code}, status=400)
-            except ValueError as err:  # UnicodeError and JSON's errors are ValueErrors too
-                return self.json(
+                return _json(self, {"error": err.message, "code": err.code}, status=400)
+            except (ValueError, RecursionError) as err:  # UnicodeError, JSON errors, depth
+                return _json(
+                    self,
                     {"error": f"body is not valid JSON ({err})", "code": "malformed_json"},
                     status=400,
                 )
             if not shards.by_partition:  # restoring (at the start, at a rebalance)?
                 await service.restored(PREDICT_RESTORE_WAIT_SECONDS)
             if not shards.by_partition:
-                return self.json(
+                return _json(
+                    self,
                     {
                         "error": "this worker learns no runs partition yet (a standby while "
                         "the group has more workers than kafka.runs_partitions, or still "
@@ -218,13 +256,14 @@ def _add_predict_view(app: faust.App, service: ModelService, answer: Answer) -> 
                 )
             request_id = new_id()
             answers = await answer(params, request_id)
-            return self.json(
+            return _json(
+                self,
                 {
                     "request_id": request_id,
                     "predictions": answers,
                     "recommended": shards.recommended(),
                     "unfamiliar": shards.unfamiliar(params),
-                }
+                },
             )
 
 

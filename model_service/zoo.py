@@ -329,6 +329,8 @@ def _build_value(where: str, value: Any) -> Any:
     if isinstance(value, dict) and "class" in value:
         cls = _allowed_class(where, str(value["class"]))
         params = value.get("params") or {}
+        if not isinstance(params, dict):
+            raise ConfigError(f"{where}.params: expected a mapping, got {params!r}")
         kwargs = {k: _build_value(f"{where}.{k}", v) for k, v in params.items()}
         try:
             return cls(**kwargs)

@@ -59,6 +59,9 @@ def test_add_and_remove_models_while_running(admin, cli, tmp_path: Path) -> None
         assert _status(f"{url}/models") == 401
         assert _status(f"{url}/models", "wrong") == 401
         assert _status(f"{url}/healthz") == 200 and _status(f"{url}/metrics") == 200
+        assert _status(f"{url}/models", "\xff") == 401  # not a 500
+        for faust_page in ("/router/", "/table/", "/graph/"):  # Faust's own: not served
+            assert _status(f"{url}{faust_page}") == 404
 
         no_token = cli("models", "list", env=env | {"LAMMPS_STREAM_SERVICE_API_TOKEN": ""})
         assert no_token.returncode == 2 and "bearer token" in no_token.stderr
@@ -76,9 +79,16 @@ def test_add_and_remove_models_while_running(admin, cli, tmp_path: Path) -> None
         assert refused.returncode == 2 and "is not allowed" in refused.stderr
 
         more = stream_of_runs(20, seed=6)
+        i = next(i for i, run in enumerate(more) if run["split"] == "train")
+        odd = more[i]  # a deck name with a lone surrogate (JSON "\ud800"): valid, learned
+        more[i] = odd | {"params": odd["params"] | {"deck": "lj" + chr(0xD800)}}
         publish(config, more)
         wanted += distinct_train(more)
         assert wait_learned([worker], wanted) == {"pa": wanted, "tree": wanted}
+        api = ServiceApi(config)
+        assert {m["name"] for m in api.get("/models")["models"]} == {"pa", "tree"}  # not a 500
+        answer = api.post("/predict", {"params": PARAMS | {"deck": "eam", "seed": 2**64}})
+        assert len(answer["predictions"]) == 2
     finally:
         worker.stop()
 

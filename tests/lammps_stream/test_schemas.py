@@ -68,6 +68,7 @@ def test_bytes_that_are_not_run_records(raw: bytes, code: str) -> None:
         ("result.wall_seconds", -1.5, "non_positive_wall_time"),
         ("result.wall_seconds", math.inf, "not_finite"),
         ("result.wall_seconds", 1e12, "absurd_size"),
+        ("result.wall_seconds", 5e-324, "absurd_size"),  # MAPE was +Inf for every model after it
         ("params.x", 10**6, "absurd_size"),
         ("params.steps", 10**11, "absurd_size"),
         ("result.natoms", -1, "wrong_type"),
@@ -235,3 +236,14 @@ def test_json_nested_up_to_the_limit_is_read() -> None:
     assert decode_json(b'{"a":' + deep + b"}")["a"][0][0]  # 64 levels with the object
     many = b"[" + b",".join([b"[1]"] * 500) + b"]"  # many brackets, shallow
     assert len(decode_json(many)) == 500
+
+
+def test_a_request_id_utf8_cannot_hold_is_a_bad_value() -> None:
+    """It keys the answers: a lone surrogate there was a processing_error with a traceback."""
+    from lammps_stream.schemas import REQUEST_SCHEMA, validate_request
+
+    params = {"deck": "lj", "x": 1, "y": 1, "z": 1, "steps": 10, "ranks": 1, "threads": 1}
+    request = {"schema": REQUEST_SCHEMA, "request_id": "r" + chr(0xD800), "params": params}
+    with pytest.raises(InvalidRecordError) as caught:
+        validate_request(request)
+    assert caught.value.code == "bad_value" and "request_id" in caught.value.message

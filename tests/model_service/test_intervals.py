@@ -64,3 +64,20 @@ def test_a_new_target_keeps_the_scores_and_restarts_the_adaptation() -> None:
     assert wide_low < low and wide_high > high
     band.retarget(0.99)  # the same target again: nothing moves
     assert band.bounds(100.0) == (wide_low, wide_high)
+
+
+def test_a_diverged_model_leaves_the_band_finite_and_working() -> None:
+    """Predictions of 1e300 s against runs of seconds: scores are capped, so the bounds stay
+    finite numbers and the band keeps moving (exp() overflowed, and every update raised)."""
+    import math
+
+    from model_service.intervals import ConformalInterval
+
+    band = ConformalInterval(coverage=0.9)
+    for actual in [1.0, 2.0, 1.5, 3.0, 2.5, 1.2, 0.9]:
+        band.update(actual, 1e300)
+    low, high = band.bounds(1e300)
+    assert low is not None and high is not None
+    assert math.isfinite(low) and math.isfinite(high)
+    band.update(1.0, 1e-300)  # and the other way
+    assert all(math.isfinite(v) for v in band.bounds(1.0))

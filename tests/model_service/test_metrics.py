@@ -75,3 +75,18 @@ def test_a_score_without_a_value_loses_its_series_instead_of_keeping_the_last() 
     assert 'lammps_stream_prequential_scored_records{model="pa"} 0.0' in text
     assert 'lammps_stream_interval_coverage_ratio{model="pa"}' not in text
     assert 'lammps_stream_interval_tested_records{model="pa"} 0.0' in text
+
+
+def test_a_score_that_overflowed_is_no_series() -> None:
+    """A score at infinity (a relative error over a near-zero time) is left out, as NaN is:
+    Prometheus would show +Inf for good."""
+    from lammps_stream.scoring import Scores
+    from model_service.metrics import ServiceMetrics
+
+    metrics = ServiceMetrics()
+    scores = Scores()
+    scores.update(1e-300, 1e10)  # the relative error overflows
+    metrics.scores_of("pa", {"prequential": scores})
+    text = metrics.exposition()
+    assert b'lammps_stream_prequential_mape_ratio{model="pa"}' not in text
+    assert b'lammps_stream_prequential_mae_seconds{model="pa"}' in text

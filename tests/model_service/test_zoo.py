@@ -144,3 +144,19 @@ def test_params_no_json_can_hold_are_refused() -> None:
     params = {"C": 0.01, "eps": datetime.date(2026, 1, 1)}  # YAML reads 2026-01-01 so
     with pytest.raises(ConfigError, match=r"models\[x\]\.params: cannot be written as JSON"):
         model_spec({"name": "x", "class": PA, "params": params})
+
+
+def test_nested_params_that_are_no_mapping_are_a_bad_spec() -> None:
+    """``POST /models`` answered 500 (an AttributeError) for these."""
+    from lammps_stream.errors import ConfigError
+    from model_service.zoo import model_spec
+
+    nested = {"class": "river.optim.SGD", "params": [0.1]}
+    with pytest.raises(ConfigError, match=r"\[odd\]\.optimizer\.params: expected a mapping"):
+        model_spec(
+            {
+                "name": "odd",
+                "class": "river.linear_model.LinearRegression",
+                "params": {"optimizer": nested},
+            }
+        )
