@@ -129,31 +129,29 @@ class Spool:
         if not self.directory.is_dir():
             return 0
         now = time.time()
-        stale_claims = [
-            p
-            for p in self.directory.glob(f"{CLAIM_PREFIX}*")
-            if now - _claimed_at(p.name) > self.stale_seconds
-        ]
         stale_writes = []
         for tmp in self.directory.glob(".tmp-*.json"):
             with contextlib.suppress(OSError):
                 if now - tmp.stat().st_mtime > self.stale_seconds:
                     stale_writes.append(tmp)
-        return len(self._files()) + len(stale_claims) + len(stale_writes)
+        return len(self._files()) + len(self._stale_claims(now)) + len(stale_writes)
 
     def _files(self) -> list[Path]:
         if not self.directory.is_dir():
             return []
         return [p for p in self.directory.iterdir() if p.suffix == ".json" and p.name[0] != "."]
 
+    def _stale_claims(self, now: float) -> list[Path]:
+        """Claims older than ``stale_seconds`` at ``now``: left by replays that died."""
+        claims = self.directory.glob(f"{CLAIM_PREFIX}*")
+        return [p for p in claims if now - _claimed_at(p.name) > self.stale_seconds]
+
     def _release_stale_claims(self) -> None:
         if not self.directory.is_dir():
             return
-        now = time.time()
-        for claimed in self.directory.glob(f"{CLAIM_PREFIX}*"):
-            if now - _claimed_at(claimed.name) > self.stale_seconds:
-                log.warning("spool: %s was claimed and never sent; replaying it", claimed)
-                self.release(claimed)
+        for claimed in self._stale_claims(time.time()):
+            log.warning("spool: %s was claimed and never sent; replaying it", claimed)
+            self.release(claimed)
 
     def _finish_stale_writes(self) -> None:
         """A ``.tmp-`` file ``stale_seconds`` old is a write whose process died: if it holds

@@ -147,6 +147,13 @@ def test_relative_tls_files_are_made_absolute(
 
 
 # -- 2. a SCRAM login set after the storage was formatted -----------------------------------------
+def _formatted_earlier(tmp_path: Path, how: str = "") -> None:
+    """The stack's KRaft storage under ``tmp_path/state`` as a format left it."""
+    data = tmp_path / "state" / "kafka" / "data"
+    data.mkdir(parents=True)
+    (data / "meta.properties").write_text(f"formatted earlier {how}\n")
+
+
 def _sasl_config(tmp_path: Path, **overrides: Any):
     return load_config(
         path=None,
@@ -337,9 +344,7 @@ def test_a_formatted_broker_gets_a_scram_login_set_after_it_once(
 ) -> None:
     from lammps_stream.stack import LocalStack, scram
 
-    data = tmp_path / "state" / "kafka" / "data"
-    data.mkdir(parents=True)
-    (data / "meta.properties").write_text("formatted earlier, without SASL\n")
+    _formatted_earlier(tmp_path, "without SASL")
     calls: list[Any] = []
     monkeypatch.setattr(
         scram, "set_login", lambda config, timeout, retire=None: calls.append(retire)
@@ -371,9 +376,7 @@ def test_a_scram_login_kafka_refuses_to_set_stops_the_broker(
     from lammps_stream.errors import StackError
     from lammps_stream.stack import LocalStack, scram
 
-    data = tmp_path / "state" / "kafka" / "data"
-    data.mkdir(parents=True)
-    (data / "meta.properties").write_text("formatted earlier\n")
+    _formatted_earlier(tmp_path)
 
     def refuse(config: Any, timeout: float, retire: Any = None) -> None:
         raise StackError("could not set the SCRAM login 'alice'")
@@ -535,9 +538,7 @@ def test_server_properties_are_never_readable_by_others(
 ) -> None:
     from lammps_stream.stack import LocalStack, scram
 
-    data = tmp_path / "state" / "kafka" / "data"
-    data.mkdir(parents=True)
-    (data / "meta.properties").write_text("formatted\n")
+    _formatted_earlier(tmp_path)
     monkeypatch.setattr(scram, "set_login", lambda config, timeout, retire=None: None)
     modes: list[int] = []
     original = Path.write_text
