@@ -150,6 +150,16 @@ def _error_by(predictions: list[dict[str, Any]], model: str, key: str, path: Pat
     return path
 
 
+def weight_unit(info: dict[str, Any]) -> str:
+    """What one of a model's weights multiplies, from its ``GET /models`` entry.
+
+    >>> weight_unit({"spec": {"scale": True}}), weight_unit({"spec": {"scale": False}})
+    ('per standardised feature', 'per feature, unscaled')
+    """
+    scaled = bool((info.get("spec") or {}).get("scale"))
+    return "per standardised feature" if scaled else "per feature, unscaled"
+
+
 def _weights(models: list[dict[str, Any]], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -157,9 +167,7 @@ def _weights(models: list[dict[str, Any]], path: Path) -> Path:
     for ax, info in zip(axes.flat, models, strict=True):
         weights = sorted(info["weights"].items(), key=lambda kv: abs(kv[1]))
         ax.barh([k for k, _ in weights], [v for _, v in weights], color="C0")
-        scaled = bool((info.get("spec") or {}).get("scale"))
-        unit = "per standardised feature" if scaled else "per feature, unscaled"
-        ax.set(title=f"{info['name']}: coefficients", xlabel=f"weight ({unit})")
+        ax.set(title=f"{info['name']}: coefficients", xlabel=f"weight ({weight_unit(info)})")
         ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from consumers.evaluate import evaluate
-from consumers.plots import plot_all
+from consumers.plots import plot_all, weight_unit
 
 CAPTIONS = {
     "predicted_vs_actual.png": "Predicted against actual wall time, per model. Every prediction "
@@ -21,7 +21,6 @@ CAPTIONS = {
     "against the number of records the model had learned.",
     "error_by_deck.png": "The best model's held-out error by deck.",
     "error_by_size.png": "The best model's held-out error by problem size.",
-    "weights.png": "Coefficients of the linear models on their scaled features.",
 }
 
 
@@ -33,6 +32,7 @@ def write_report(
 ) -> tuple[Path, Path]:
     """Write ``report.md``, ``report.html`` and the figures into ``out``."""
     figures = plot_all(predictions, out, models_info)
+    captions = CAPTIONS | {"weights.png": _weights_caption(models_info or [])}
     held_out = evaluate(predictions, "test")
     prequential = evaluate(predictions, "train")
     runs = {p["run_id"]: p for p in predictions if p.get("run_id")}
@@ -56,15 +56,32 @@ def write_report(
         md += [f"## {heading}", "", table]
     md += ["## Figures", ""]
     for fig in figures:
-        md += [f"![{fig.stem}]({fig.name})", "", CAPTIONS.get(fig.name, ""), ""]
+        md += [f"![{fig.stem}]({fig.name})", "", captions.get(fig.name, ""), ""]
     markdown = out / "report.md"
     markdown.write_text("\n".join(md))
     page = out / "report.html"
-    page.write_text(_html(title, summary, sections, figures))
+    page.write_text(_html(title, summary, sections, figures, captions))
     return markdown, page
 
 
-def _html(title: str, summary: str, sections: list[tuple[str, str]], figures: list[Path]) -> str:
+def _weights_caption(models_info: list[dict[str, Any]]) -> str:
+    """The weights figure's caption: whose coefficients, on which features.
+
+    >>> _weights_caption([{"name": "linear", "weights": {"a": 1.0}}, {"name": "knn"}])
+    'Coefficients of linear (per feature, unscaled).'
+    """
+    drawn = [f"{m['name']} ({weight_unit(m)})" for m in models_info if m.get("weights")]
+    names = ", ".join(drawn[:-1]) + " and " + drawn[-1] if len(drawn) > 1 else "".join(drawn)
+    return f"Coefficients of {names}."
+
+
+def _html(
+    title: str,
+    summary: str,
+    sections: list[tuple[str, str]],
+    figures: list[Path],
+    captions: dict[str, str],
+) -> str:
     body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(summary)}</p>"]
     for heading, table in sections:
         body.append(f"<h2>{html.escape(heading)}</h2>")
@@ -72,7 +89,7 @@ def _html(title: str, summary: str, sections: list[tuple[str, str]], figures: li
     body.append("<h2>Figures</h2>")
     for fig in figures:
         data = base64.b64encode(fig.read_bytes()).decode("ascii")
-        caption = html.escape(CAPTIONS.get(fig.name, fig.stem))
+        caption = html.escape(captions.get(fig.name, fig.stem))
         body.append(
             f'<figure><img alt="{fig.stem}" src="data:image/png;base64,{data}">'
             f"<figcaption>{caption}</figcaption></figure>"

@@ -26,7 +26,7 @@ pick with its own predicted wall time (a fantasy: for a Bayesian model this shri
 posterior there exactly as the real run would, whatever its time), so the next pick goes where
 the models will still know least, not to the twin of the first.
 
-The committee matters: the SGD models (``linear``, ``pa``) have not converged after a hundred
+The committee matters: the gradient models (``linear``, ``pa``) have not converged after a hundred
 runs, and their disagreement with the others says where *they* are wrong, not where data is
 missing — with all five models in the committee, suggestions did worse than random sampling
 on the recorded campaign. :data:`DEFAULT_COMMITTEE` is the two log-space Bayesian models.

@@ -73,6 +73,20 @@ def test_report_writes_markdown_html_and_figures(tmp_path: Path) -> None:
     assert "36 runs (30 train, 6 test)" in markdown.read_text()
 
 
+def test_the_weights_caption_says_how_each_model_saw_its_features(tmp_path: Path) -> None:
+    spec = {"scale": True}
+    info = [
+        {"name": "plain", "weights": {"cells": 1.2}, "spec": {"scale": False}},
+        {"name": "scaled", "weights": {"cells": 0.4}, "spec": spec},
+    ]
+    markdown, page = write_report(_predictions(), tmp_path, info)
+    caption = "Coefficients of plain (per feature, unscaled) and scaled (per standardised feature)."
+    assert caption in markdown.read_text()
+    assert caption in page.read_text()
+    write_report(_predictions(), tmp_path, info[:1])
+    assert "standardised" not in markdown.read_text()
+
+
 def test_evaluation_picks_the_better_model_and_cites_the_prototype() -> None:
     result = evaluate(_predictions())
     assert result.best == "good"

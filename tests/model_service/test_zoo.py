@@ -24,6 +24,35 @@ def test_every_built_in_learns_and_predicts(name: str) -> None:
     assert model.predict_one(X) > 0
 
 
+def _large_lj_runs(count: int = 300, seed: int = 7):
+    """Runs far larger than the recorded campaign's (steps 1,000, up to 8³ cells, up to 4
+    ranks), timed as the campaign's lj runs scale: ``wall ≈ e^-3.8 · work^0.92``."""
+    import random
+
+    rng = random.Random(seed)
+    for _ in range(count):
+        params = {"deck": "lj", "steps": 1000, "ranks": rng.choice((1, 2, 4)), "threads": 1}
+        params |= {axis: rng.randint(1, 8) for axis in "xyz"}
+        work = params["steps"] * params["x"] * params["y"] * params["z"] / params["ranks"]
+        yield features(params), math.exp(-3.8 + rng.gauss(0, 0.1)) * work**0.92
+
+
+@pytest.mark.parametrize("name", sorted(BUILT_IN))
+def test_no_built_in_diverges_on_runs_larger_than_the_campaign(name: str) -> None:
+    # Plain SGD at lr 0.01 on log features this large (|x|² ≈ 175) overshot on every step:
+    # after a few dozen runs its predictions swung to the e³⁰ cap and stayed there.
+    model = build_model(model_spec(name))
+    log_errors = []
+    for i, (x, wall) in enumerate(_large_lj_runs()):
+        predicted = model.predict_one(x)
+        assert math.isfinite(predicted)
+        if i >= 50:
+            assert predicted < 100 * wall, f"run {i}: {predicted:.3g} s predicted for {wall:.3g} s"
+            log_errors.append(abs(math.log(max(predicted, 1e-9) / wall)))
+        model.learn_one(x, wall)
+    assert sorted(log_errors)[len(log_errors) // 2] < 1.0
+
+
 def test_the_issue_defaults_are_built_in() -> None:
     classes = {BUILT_IN[n]["class"] for n in BUILT_IN}
     assert {
