@@ -4,7 +4,9 @@
 #   helm="$(bash .ci/helm.sh)"     # absolute path of a helm v3.21.4 binary
 #
 # Built with `go install helm.sh/helm/v3/cmd/helm@VERSION` (go from PATH, else
-# /usr/local/go/bin/go) into a cache outside the clone,
+# /usr/local/go/bin/go, else a Go toolchain fetched from the Go module proxy as the module
+# golang.org/toolchain, checked against the checksum database, and kept in
+# ~/.cache/lammps-stream/go/GOVERSION) into a cache outside the clone,
 # ${HELM_BIN_DIR:-~/.cache/lammps-stream/bin}. The ldflags are those of Helm's own
 # Makefile, so `helm version` names the release and the default Kubernetes version is the one
 # its client-go targets (tests pass --kube-version anyway). Idempotent: a binary of the right
@@ -24,17 +26,20 @@ if [[ -x "$helm" && "$(installed_version)" == "$version" ]]; then
   exit 0
 fi
 
+# The Go module proxy only (it serves the checksum database too); no VCS fetches.
+export GOPROXY="https://proxy.golang.org" GOFLAGS="-buildvcs=false" CGO_ENABLED=0
+
 go_bin="$(command -v go || true)"
 if [[ -z "$go_bin" && -x /usr/local/go/bin/go ]]; then
   go_bin=/usr/local/go/bin/go
 fi
 if [[ -z "$go_bin" ]]; then
-  echo "helm.sh: Go is needed to build helm $version (go install); put go on PATH" >&2
-  exit 2
+  go_version="${GO_TOOLCHAIN_VERSION:-go1.26.8}"
+  go_dir="${XDG_CACHE_HOME:-$HOME/.cache}/lammps-stream/go/$go_version"
+  echo "helm.sh: no go on PATH; using $go_version from the Go module proxy ($go_dir)" >&2
+  go_bin="$(python3 "$(dirname "$0")/go_toolchain.py" "$go_version" "$go_dir")"
+  export GOTOOLCHAIN=local
 fi
-
-# The Go module proxy only (it serves the checksum database too); no VCS fetches.
-export GOPROXY="https://proxy.golang.org" GOFLAGS="-buildvcs=false" CGO_ENABLED=0
 module="helm.sh/helm/v3"
 echo "helm.sh: building helm $version with $("$go_bin" env GOVERSION) into $bin_dir" >&2
 go_mod="$("$go_bin" mod download -json "$module@$version" \
