@@ -6,7 +6,8 @@
 #                         shared with anything else that uses munge, and `up` reuses it)
 #   .ci/slurm.sh status   sinfo
 #
-# Runs as root on Debian 12 without systemd: the daemons are started directly and tracked by
+# `up` by a user other than root only checks that a Slurm is already up (started by root) and
+# says how to start it otherwise. Runs as root on Debian 12 without systemd: the daemons are started directly and tracked by
 # their pid files under /run. `up` is idempotent; if the generated slurm.conf changed (other
 # host name, CPU count, ...) running daemons are restarted to pick it up.
 #
@@ -218,8 +219,22 @@ wait_idle() { # [time slurmd was started, as %FT%T]
   die "node $NODE not idle after ${WAIT_SECONDS} s (last state: ${state:-unknown})"
 }
 
+# Whether a Slurm is answering here with a node that takes jobs (for `up` run by a user).
+already_up() {
+  local state
+  command -v sinfo >/dev/null || return 1
+  state=$(sinfo -h -o %T 2>/dev/null | head -n 1) || return 1
+  [[ $state =~ ^(idle|mixed|allocated|completing)$ ]]
+}
+
 up() {
-  [[ $EUID -eq 0 ]] || die "must run as root"
+  if [[ $EUID -ne 0 ]]; then
+    if already_up; then
+      say "up (already running; $(id -un) is not root, so its configuration was left as it is)"
+      return
+    fi
+    die "Slurm is not up and idle here, and installing or starting it needs root: run '$0 up' as root once"
+  fi
   install_packages
   start_munge
   if write_conf; then
