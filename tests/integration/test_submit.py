@@ -147,3 +147,19 @@ def _record_of_the_only_run(stack, jobs_dir: Path) -> dict[str, Any]:
     )
     (record,) = [validate_run_record(r) for r in records if r.get("run_id") == run_id]
     return record
+
+
+def test_slurm_sh_up_by_a_user_finds_roots_slurm_running(slurm) -> None:
+    import tempfile
+
+    from tests.integration.slurm import SCRIPT
+
+    with tempfile.TemporaryDirectory() as readable:  # any user may read it, unlike the clone
+        copy = Path(readable) / "slurm.sh"
+        copy.write_text(SCRIPT.read_text())
+        Path(readable).chmod(0o755)
+        copy.chmod(0o644)
+        as_nobody = ["runuser", "-u", "nobody", "--", "bash", str(copy), "up"]
+        done = subprocess.run(as_nobody, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "already running; nobody is not root" in done.stdout
