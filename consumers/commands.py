@@ -12,6 +12,7 @@ import math
 import sys
 import urllib.parse
 from collections import deque
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ COLUMNS = ("run", "split", "params", "model", "predicted s", "actual s", "error 
 
 def predictions(config: Config, args: argparse.Namespace) -> int:
     """Show predictions: the last N as a table, or follow them live."""
-    since = parse_since(args.since) if args.since else None
+    since = _since(args)
     filters = {"model": args.model, "split": args.split, "run": args.run}
     if not args.follow:
         rows = load_predictions(config, since=since, **filters)
@@ -131,7 +132,8 @@ def evaluate(config: Config, args: argparse.Namespace) -> int:
     from consumers.output import writable_dir
 
     out = writable_dir(Path(args.out)) if args.out else None  # before the topic is read
-    result = score(load_predictions(config, split=args.split, model=args.model), args.split)
+    found = load_predictions(config, split=args.split, model=args.model, since=_since(args))
+    result = score(found, args.split)
     if args.model and result.table.get(args.model, {}).get("n", 0) == 0:
         raise NoDataError(f"no {args.split} predictions for model {args.model} yet")
     if args.json:
@@ -150,7 +152,7 @@ def plot(config: Config, args: argparse.Namespace) -> int:
     from consumers.plots import plot_all
 
     out = writable_dir(Path(args.out))
-    written = plot_all(load_predictions(config), out, models_info(config))
+    written = plot_all(load_predictions(config, since=_since(args)), out, models_info(config))
     if not written:
         raise NoDataError(
             f"nothing to plot: no prediction on {config.kafka.topics.predictions} is of a "
@@ -168,9 +170,15 @@ def report(config: Config, args: argparse.Namespace) -> int:
     from consumers.report import write_report
 
     out = writable_dir(Path(args.out))
-    markdown, page = write_report(load_predictions(config), out, models_info(config))
+    found = load_predictions(config, since=_since(args))
+    markdown, page = write_report(found, out, models_info(config))
     make_console().print(f"wrote {markdown} and {page}")
     return 0
+
+
+def _since(args: argparse.Namespace) -> datetime | None:
+    """``--since`` as a time (see :func:`~consumers.reader.parse_since`), or None."""
+    return parse_since(args.since) if args.since else None
 
 
 def models_info(config: Config) -> list[dict[str, Any]] | None:

@@ -362,8 +362,9 @@ def load_predictions(
         wanted = " ".join(
             f"{k}={v}" for k, v in (("model", model), ("split", split), ("run", run)) if v
         )
+        when = f" since {since.isoformat(timespec='seconds')}" if since else ""
         raise NoDataError(
-            f"no predictions{' matching ' + wanted if wanted else ''} on "
+            f"no predictions{' matching ' + wanted if wanted else ''}{when} on "
             f"{config.kafka.topics.predictions} yet; publish runs with `lammps-stream produce`"
         )
     return once_each(sorted(found, key=lambda p: p["emitted_at"]))

@@ -353,9 +353,7 @@ def _add_service_commands(sub: argparse._SubParsersAction[Parser]) -> None:
         help="at most N, 0 for all (without --follow: the last N, default 20)",
     )
     preds.add_argument("--from-beginning", action="store_true", help="with --follow: replay first")
-    preds.add_argument(
-        "--since", help="start at a time: 10m, 2h, 1d or 2026-11-25T10:00:00Z (no zone: UTC)"
-    )
+    _add_since_flag(preds)
     _add_filter_flags(preds, split=True)
     preds.set_defaults(handler="consumers.commands:predictions")
 
@@ -405,14 +403,17 @@ def _add_result_commands(sub: argparse._SubParsersAction[Parser]) -> None:
     evaluate.add_argument("--out", help="also write evaluation.md and evaluation.json here")
     evaluate.add_argument("--split", choices=["test", "train"], default="test")
     evaluate.add_argument("--model")
+    _add_since_flag(evaluate)
     evaluate.set_defaults(handler="consumers.commands:evaluate")
 
     plot = sub.add_parser("plot", help="figures (PNG) from the predictions")
     plot.add_argument("--out", required=True, help="directory for the PNG files")
+    _add_since_flag(plot)
     plot.set_defaults(handler="consumers.commands:plot")
 
     report = sub.add_parser("report", help="a markdown and a self-contained HTML report")
     report.add_argument("--out", required=True, help="directory for report.md, report.html")
+    _add_since_flag(report)
     report.set_defaults(handler="consumers.commands:report")
 
 
@@ -459,6 +460,15 @@ def _add_workflow_commands(sub: argparse._SubParsersAction[Parser]) -> None:
     demo.add_argument("--out", default="results/demo")
     demo.add_argument("--keep", action="store_true", help="leave the stack running")
     demo.set_defaults(handler=cmd_demo)
+
+
+def _add_since_flag(parser: argparse.ArgumentParser) -> None:
+    """``--since``: only predictions emitted from then on (a demo and a campaign on one stack
+    share the predictions topic)."""
+    parser.add_argument(
+        "--since",
+        help="only predictions from then on: 10m, 2h, 1d or 2026-11-25T10:00:00Z (no zone: UTC)",
+    )
 
 
 def _add_filter_flags(parser: argparse.ArgumentParser, split: bool) -> None:

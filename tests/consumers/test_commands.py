@@ -231,3 +231,24 @@ def test_predict_walltime_says_where_to_raise_the_run_timeout(
     words = shlex.split(last.partition("raise it: ")[2].replace("...", "slurm --count 1"))
     parsed = build_parser().parse_args(words[1:])
     assert parsed.set == [("producer.timeout_seconds", "130")]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "report", "plot"])
+def test_results_can_be_limited_to_predictions_since_a_time(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A demo and a campaign on one stack share the predictions topic: --since keeps one of them.
+    from lammps_stream.cli import build_parser
+
+    asked: list[object] = []
+
+    def loaded(config: object, **kwargs: object) -> list[dict[str, object]]:
+        asked.append(kwargs.get("since"))
+        raise UsageError("stop here")
+
+    monkeypatch.setattr(commands, "load_predictions", loaded)
+    out = str(tmp_path / "out")
+    args = build_parser().parse_args([command, "--out", out, "--since", "2026-11-25T10:00:00Z"])
+    with pytest.raises(UsageError, match="stop here"):
+        getattr(commands, command)(load_config(path=None, env={}), args)
+    assert [str(t) for t in asked] == ["2026-11-25 10:00:00+00:00"]

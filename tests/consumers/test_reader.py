@@ -16,7 +16,7 @@ from consumers import reader
 from consumers.history import history_rows
 from consumers.reader import once_each, table_row, to_json_line
 from lammps_stream.config import Config, load_config
-from lammps_stream.errors import BrokerUnavailableError, UsageError
+from lammps_stream.errors import BrokerUnavailableError, NoDataError, UsageError
 from lammps_stream.schemas import encode, example_prediction, validate_prediction
 
 
@@ -304,3 +304,10 @@ def test_since_out_of_range_is_a_usage_error(text: str, message: str) -> None:
 def test_since_without_a_zone_is_utc() -> None:
     assert reader.parse_since("2026-11-25T10:00:00") == datetime(2026, 11, 25, 10, tzinfo=UTC)
     assert reader.parse_since("1970-01-01T00:00:00Z") == reader.EPOCH
+
+
+def test_none_since_a_time_says_since_when(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reader, "read_predictions", lambda config, since=None: iter([]))
+    since = reader.parse_since("2026-11-25T10:00:00Z")
+    with pytest.raises(NoDataError, match=r"no predictions matching model=pa since 2026-11-25T10:"):
+        reader.load_predictions(_config(), model="pa", since=since)
