@@ -100,7 +100,9 @@ def merged(parts: list[Scores]) -> Scores:
         n = total.n + part.n
         delta = part._mean - total._mean
         total._m2 += part._m2 + delta * delta * total.n * part.n / n
-        total._mean += delta * part.n / n
+        # part.n / n first: 1.0 exactly for the first part, so a mean comes through to the
+        # last bit and parts of one constant value leave SST at 0 (R² None, not -1e30)
+        total._mean += delta * (part.n / n)
         total.n = n
         total._abs_error += part._abs_error
         total._sq_error += part._sq_error

@@ -51,7 +51,8 @@ class ConformalInterval:
             self.alpha = 1.0 - self.coverage
 
     def width(self) -> float | None:
-        """The log half-width ``q``, or None before enough scores (or when α_t ≤ 0)."""
+        """The log half-width ``q``, or None before enough scores; at α_t ≤ 0, the widest
+        score kept (ACI's infinite band would cover every later run)."""
         ordered = self.ordered
         if len(ordered) < MIN_SCORES:
             return None
@@ -65,8 +66,9 @@ class ConformalInterval:
         if q is None:
             return None, None
         center = max(predicted, FLOOR_SECONDS)
+        # a prediction under the floor (a model's answer clamped to 0 s) is inside its band too;
         # finite always: a diverged model's prediction times the widest band stays a number
-        return center * math.exp(-q), min(center * math.exp(q), sys.float_info.max)
+        return min(center * math.exp(-q), predicted), min(center * math.exp(q), sys.float_info.max)
 
     def update(self, actual: float, predicted: float) -> None:
         """Score one train run: adapt α_t to whether the band covered it, keep its score."""

@@ -36,3 +36,20 @@ def test_scores_that_overflowed_are_none_in_json() -> None:
     assert scores["rmse"] is None and scores["r2"] is None
     assert scores["mae"] == pytest.approx(1e200)  # finite: kept
     assert encode(scores)  # strict JSON takes it
+
+
+def test_r2_of_runs_that_all_took_one_time_has_no_value_over_several_shards() -> None:
+    """Each shard alone has no R² (SST is 0); pooled, SST must stay exactly 0 too, not a
+    rounding residue that makes R² about -1e30 (``GET /models`` with two partitions)."""
+    from lammps_stream.scoring import merged
+
+    for wall in (0.1, 0.2, 0.7, 3.3):
+        a, b = Scores(), Scores()
+        for _ in range(6):
+            a.update(wall, 1.1 * wall)
+        for _ in range(2):
+            b.update(wall, 0.9 * wall)
+        m = merged([a, b])
+        assert math.isnan(a.r2) and math.isnan(m.r2) and m.as_dict()["r2"] is None
+        assert m.actual_mean == wall and m.actual_std == 0.0
+        assert merged([a]).actual_mean == wall  # one shard: its own mean, to the last bit

@@ -81,3 +81,16 @@ def test_a_diverged_model_leaves_the_band_finite_and_working() -> None:
     assert math.isfinite(low) and math.isfinite(high)
     band.update(1.0, 1e-300)  # and the other way
     assert all(math.isfinite(v) for v in band.bounds(1.0))
+
+
+@pytest.mark.parametrize("predicted", [0.0, 1e-9, 5e-7])
+def test_a_prediction_clamped_below_the_floor_lies_inside_its_own_band(predicted: float) -> None:
+    """A model's output clamped to 0 s (or under the 1 µs floor the band is centred on) is
+    still the prediction the band is about: low ≤ predicted ≤ high, as for any other."""
+    band = ConformalInterval(coverage=0.9)
+    for _ in range(20):
+        band.update(11.0, 10.0)
+    low, high = band.bounds(predicted)
+    assert low is not None and high is not None
+    assert low <= predicted <= high
+    assert high == pytest.approx(1e-6 * 1.1)  # the upper bound is the calibrated one

@@ -217,3 +217,27 @@ def test_a_restored_model_as_configured_is_left_as_it_was() -> None:
     new = Learner([], coverage=0.9)
     new.add(state.spec, state)
     assert state.interval.alpha == alpha and new.conformed == {}
+
+
+def test_a_prediction_clamped_to_zero_is_inside_its_published_interval() -> None:
+    """A model answering below 0 s is published as 0 s: its interval must contain that."""
+
+    class Negative:
+        def predict_one(self, x: dict) -> float:
+            return -3.0
+
+        def learn_one(self, x: dict, y: float) -> None:
+            pass
+
+    learner = Learner(["bayes_linear"], coverage=0.9)
+    for i in range(20):
+        _feed(learner, _record(1 + i % 3, 0.5 + 1.0 * (1 + i % 3)))
+    learner.state["bayes_linear"].model = Negative()
+    for split in ("train", "test"):
+        prediction = _feed(learner, _record(2, 2.5, split=split)).predictions[0]
+        validate_prediction(prediction)
+        low, high = prediction["interval"]["low"], prediction["interval"]["high"]
+        assert prediction["predicted_wall_seconds"] == 0.0
+        assert low is not None and low <= 0.0 <= high
+    predicted, low, high = learner.predict_one("bayes_linear", _record(2, 2.5)["params"])
+    assert predicted == 0.0 and low is not None and low <= predicted <= high
