@@ -413,6 +413,13 @@ WRONG_VALUES = [
     (LAMMPS_STREAM, ("podSecurityContext.runAsNonRoot=false",), "/podSecurityContext/runAsNonRoot"),
     (LAMMPS_STREAM, ("service.resources.limits=null",), "missing property 'limits'"),
     (LAMMPS_STREAM, ("secrets.kafka.password=hunter2",), "'password' not allowed"),
+    # the one variable the config loader reads the signing key from (another would be refused
+    # as no setting, or set a different one: the API token, say)
+    (
+        LAMMPS_STREAM,
+        ("secrets.snapshotKey.env=LAMMPS_STREAM_SERVICE_API_TOKEN",),
+        "/secrets/snapshotKey/env",
+    ),
     (LAMMPS_STREAM, ("jobs.mpi.operator=slurm",), "/jobs/mpi/operator"),
     (LAMMPS_STREAM, ("jobs.indexed.enabled=true",), "jobs: a producer job is enabled"),
     (

@@ -19,7 +19,8 @@ plan or new pods need a new name; the same values keep the name, and helm upgrad
 running batch alone. Pods' host names add a suffix to it, and must stay DNS labels (63
 characters): <name>-<index> (an Indexed Job's, and the MiniCluster's Job's), <name>-launcher
 and <name>-worker-<size-1> (the MPI Operator refuses an MPIJob whose names would not fit), so
-the fullname is cut to leave room for the longest. Takes (dict "root" $ "spec" TEXT "kind"
+the fullname is cut to leave room for the longest. An MPIJob's and a MiniCluster's (that of
+its headless Service) must also start with a letter. Takes (dict "root" $ "spec" TEXT "kind"
 "indexed"|"flux"|"mpijob"). */}}
 {{- define "lammps-stream.runsName" -}}
 {{- $root := .root -}}
@@ -39,6 +40,9 @@ the fullname is cut to leave room for the longest. Takes (dict "root" $ "spec" T
 {{- $name := printf "%s-runs-%s" (include "lammps-stream.fullname" $root | trunc $room | trimSuffix "-") $hash -}}
 {{- if and (eq .kind "mpijob") (not (regexMatch "^[a-z]" $name)) -}}
 {{- fail (printf "jobs.mpi.operator=mpijob: the MPIJob's name %s must start with a letter (the MPI Operator takes DNS-1035 labels only); use a release name or fullnameOverride that starts with one" $name) -}}
+{{- end -}}
+{{- if and (eq .kind "flux") (not (regexMatch "^[a-z]" $name)) -}}
+{{- fail (printf "jobs.mpi.operator=flux: the MiniCluster's name %s must start with a letter (the Flux Operator names the MiniCluster's headless Service after it, and a Service's name is a DNS-1035 label); use a release name or fullnameOverride that starts with one" $name) -}}
 {{- end -}}
 {{- $name -}}
 {{- end -}}
@@ -158,6 +162,7 @@ template:
     restartPolicy: Never
     serviceAccountName: {{ include "lammps-stream.serviceAccountName" . }}
     automountServiceAccountToken: false
+    enableServiceLinks: false
     {{- with .Values.imagePullSecrets }}
     imagePullSecrets:
       {{- toYaml . | nindent 6 }}
@@ -195,6 +200,31 @@ script is written by the operator's entrypoint inside double quotes: no $, " or 
 {{- $mpi := .Values.jobs.mpi -}}
 {{- $fullname := include "lammps-stream.fullname" . -}}
 {{- $login := include "lammps-stream.kafkaLogin" (dict "root" . "client" true) | fromJson -}}
+{{- $environment := dict "LAMMPS_STREAM_CONFIG" "/etc/lammps-stream/lammps-stream.yaml" -}}
+{{- $_ := set $environment "LAMMPS_STREAM_PRODUCER_SPOOL_DIR" "/tmp/lammps-stream/spool" -}}
+{{- $_ = set $environment "LAMMPS_STREAM_PRODUCER_JOBS_DIR" "/tmp/lammps-stream/jobs" -}}
+{{- $_ = set $environment "LAMMPS_STREAM_STACK_STATE_DIR" "/tmp/lammps-stream/state" -}}
+{{- $_ = set $environment "LAMMPS_STREAM_STACK_CACHE_DIR" "/tmp/lammps-stream/cache" -}}
+{{- with $login.username -}}
+{{- $_ = set $environment "LAMMPS_STREAM_KAFKA_SASL_USERNAME" . -}}
+{{- end -}}
+{{- with .Values.secrets.tls -}}
+{{- if .ca.existingSecret -}}
+{{- $_ = set $environment "LAMMPS_STREAM_KAFKA_SSL_CAFILE" (printf "/etc/lammps-stream-tls/ca/%s" .ca.key) -}}
+{{- end -}}
+{{- if .client.existingSecret -}}
+{{- $_ = set $environment "LAMMPS_STREAM_KAFKA_SSL_CERTFILE" (printf "/etc/lammps-stream-tls/client/%s" .client.certKey) -}}
+{{- $_ = set $environment "LAMMPS_STREAM_KAFKA_SSL_KEYFILE" (printf "/etc/lammps-stream-tls/client/%s" .client.keyKey) -}}
+{{- end -}}
+{{- end -}}
+{{- $secrets := dict -}}
+{{- if $login.existingSecret -}}
+{{- range $name, $key := $login.env -}}
+{{- if not (and $login.username (eq $name "LAMMPS_STREAM_KAFKA_SASL_USERNAME")) -}}
+{{- $_ = set $secrets $name (dict "name" $login.existingSecret "key" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 size: {{ int $mpi.size }}
 tasks: {{ mul (int $mpi.size) (int $mpi.tasksPerPod) }}
 # Finished, the MiniCluster stays, with its pods and their logs (cleanup would delete it as
@@ -240,6 +270,18 @@ containers:
       test ! -e /tmp/lammps-stream-records-left || exit 75
       test ! -e /tmp/lammps-stream-runs-failed
     commands:
+      # Run by every pod before Flux starts (so before the runs): the pods get a variable for
+      # each Service of the namespace, which a MiniCluster cannot turn off (the chart's other
+      # pods do, enableServiceLinks), and a Service named lammps-stream... (this chart's, for a
+      # release of that name) gives LAMMPS_STREAM_SERVICE_HOST and more, which the config
+      # loader refuses as settings it does not know: keep only the chart's LAMMPS_STREAM_*.
+      pre: |
+        for name in $(env | sed -n 's/^\(LAMMPS_STREAM_[A-Za-z0-9_]*\)=.*/\1/p'); do
+          case "$name" in
+            {{ keys $environment $secrets | sortAlpha | join "|" }}) ;;
+            *) unset "$name" ;;
+          esac
+        done
       # Run by every pod once its broker has exited, the last of the operator's entrypoint
       # (wait.sh): $? is then the lead broker's `flux start` (the batch's outcome), 0 on a
       # worker. Without it every pod would exit 0 whatever happened.
@@ -256,32 +298,10 @@ containers:
         touch "$viewbase/flux-operator-complete.txt"
         exit "$status"
     environment:
-      LAMMPS_STREAM_CONFIG: /etc/lammps-stream/lammps-stream.yaml
-      LAMMPS_STREAM_PRODUCER_SPOOL_DIR: /tmp/lammps-stream/spool
-      LAMMPS_STREAM_PRODUCER_JOBS_DIR: /tmp/lammps-stream/jobs
-      LAMMPS_STREAM_STACK_STATE_DIR: /tmp/lammps-stream/state
-      LAMMPS_STREAM_STACK_CACHE_DIR: /tmp/lammps-stream/cache
-      {{- with $login.username }}
-      LAMMPS_STREAM_KAFKA_SASL_USERNAME: {{ . | quote }}
-      {{- end }}
-      {{- with .Values.secrets.tls }}
-      {{- if .ca.existingSecret }}
-      LAMMPS_STREAM_KAFKA_SSL_CAFILE: /etc/lammps-stream-tls/ca/{{ .ca.key }}
-      {{- end }}
-      {{- if .client.existingSecret }}
-      LAMMPS_STREAM_KAFKA_SSL_CERTFILE: /etc/lammps-stream-tls/client/{{ .client.certKey }}
-      LAMMPS_STREAM_KAFKA_SSL_KEYFILE: /etc/lammps-stream-tls/client/{{ .client.keyKey }}
-      {{- end }}
-      {{- end }}
-    {{- if $login.existingSecret }}
+      {{- toYaml $environment | nindent 6 }}
+    {{- with $secrets }}
     secrets:
-      {{- range $name, $key := $login.env }}
-      {{- if not (and $login.username (eq $name "LAMMPS_STREAM_KAFKA_SASL_USERNAME")) }}
-      {{ $name }}:
-        name: {{ $login.existingSecret }}
-        key: {{ $key }}
-      {{- end }}
-      {{- end }}
+      {{- toYaml . | nindent 6 }}
     {{- end }}
     resources:
       {{- toYaml $mpi.resources | nindent 6 }}
@@ -332,6 +352,7 @@ mpiReplicaSpecs:
           app.kubernetes.io/component: producer
       spec:
         automountServiceAccountToken: false
+        enableServiceLinks: false
         {{- with .Values.imagePullSecrets }}
         imagePullSecrets:
           {{- toYaml . | nindent 10 }}
@@ -377,6 +398,7 @@ mpiReplicaSpecs:
           app.kubernetes.io/component: producer-worker
       spec:
         automountServiceAccountToken: false
+        enableServiceLinks: false
         {{- with .Values.imagePullSecrets }}
         imagePullSecrets:
           {{- toYaml . | nindent 10 }}
