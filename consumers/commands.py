@@ -66,9 +66,11 @@ def predictions(config: Config, args: argparse.Namespace) -> int:
 
 
 def _table(rows: list[dict[str, Any]], title: str) -> Any:
+    from rich.markup import escape
+
     table = make_table(*COLUMNS, title=title, whole=("run", "model"))
-    for p in rows:
-        table.add_row(*table_row(p).values())
+    for p in rows:  # text as it is: a deck named lj[big] is not markup
+        table.add_row(*(escape(text) for text in table_row(p).values()))
     return table
 
 
@@ -120,7 +122,8 @@ def history(config: Config, args: argparse.Namespace) -> int:
     rows = sorted(rows + snapshot_rows(trusted), key=lambda r: r["emitted_at"])
     write_history(rows, out)
     models = len({r["model"] for r in rows})
-    make_console().print(f"{len(rows)} rows ({len(trusted)} snapshots) for {models} models → {out}")
+    # print, not the console: a path is neither markup nor cut at the console's width
+    print(f"{len(rows)} rows ({len(trusted)} snapshots) for {models} models → {out}")
     if note:
         print(f"history: {note}", file=sys.stderr)
     return 0
@@ -129,7 +132,7 @@ def history(config: Config, args: argparse.Namespace) -> int:
 def evaluate(config: Config, args: argparse.Namespace) -> int:
     """``evaluate``: the held-out table as markdown (and JSON with ``--json``)."""
     from consumers.evaluate import evaluate as score
-    from consumers.output import writable_dir
+    from consumers.output import writable_dir, write_text
 
     out = writable_dir(Path(args.out)) if args.out else None  # before the topic is read
     found = load_predictions(config, split=args.split, model=args.model, since=_since(args))
@@ -141,8 +144,8 @@ def evaluate(config: Config, args: argparse.Namespace) -> int:
     else:
         print(result.to_markdown(), end="")
     if out is not None:
-        (out / "evaluation.md").write_text(result.to_markdown())
-        (out / "evaluation.json").write_text(result.to_json() + "\n")
+        write_text(out / "evaluation.md", result.to_markdown())
+        write_text(out / "evaluation.json", result.to_json() + "\n")
     return 0
 
 
@@ -160,7 +163,7 @@ def plot(config: Config, args: argparse.Namespace) -> int:
             "`lammps-stream produce`"
         )
     for path in written:
-        make_console().print(f"wrote {path}")
+        print(f"wrote {path}")  # whole, as history's line
     return 0
 
 
@@ -172,7 +175,7 @@ def report(config: Config, args: argparse.Namespace) -> int:
     out = writable_dir(Path(args.out))
     found = load_predictions(config, since=_since(args))
     markdown, page = write_report(found, out, models_info(config))
-    make_console().print(f"wrote {markdown} and {page}")
+    print(f"wrote {markdown} and {page}")  # whole, as history's line
     return 0
 
 

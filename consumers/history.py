@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from consumers.output import readable, replaced, writable_file
 from lammps_stream.config import Config
 from lammps_stream.errors import UsageError
 from lammps_stream.scoring import Scores
@@ -69,6 +70,7 @@ def history_rows(predictions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         s.update(actual, predicted)
         window.append(abs(actual - predicted))
         params = p.get("params", {})
+        deck = params.get("deck")
         rows.append(
             {
                 "source": "prediction",
@@ -77,7 +79,7 @@ def history_rows(predictions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 "split": p["split"],
                 "learned": p["model_version"],
                 "run_id": p.get("run_id"),
-                "deck": params.get("deck"),
+                "deck": readable(deck) if isinstance(deck, str) else deck,
                 "cells": params.get("x", 1) * params.get("y", 1) * params.get("z", 1),
                 "ranks": params.get("ranks"),
                 "actual": actual,
@@ -145,8 +147,6 @@ def history_file(out: Path) -> Path:
     >>> history_file(Path("/tmp/history.csv"))
     PosixPath('/tmp/history.csv')
     """
-    from consumers.output import writable_file
-
     writable_file(out, example="history.csv (or .parquet)")
     if out.suffix == ".parquet":
         _pyarrow(out)
@@ -154,12 +154,15 @@ def history_file(out: Path) -> Path:
 
 
 def write_history(rows: list[dict[str, Any]], out: Path) -> Path:
-    """CSV, or Parquet when ``out`` ends in ``.parquet`` (needs pyarrow)."""
+    """CSV, or Parquet when ``out`` ends in ``.parquet`` (needs pyarrow); the whole file or,
+    if writing it fails, the previous one as it was (:func:`~consumers.output.replaced`)."""
     if out.suffix == ".parquet":
         pa, pq = _pyarrow(out)
-        pq.write_table(pa.table(history_columns(rows)), out)
+        table = pa.table(history_columns(rows))
+        with replaced(out) as tmp:
+            pq.write_table(table, tmp)
         return out
-    with open(out, "w", newline="", encoding="utf-8") as handle:
+    with replaced(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)

@@ -1,6 +1,7 @@
 """Figures (PNG, matplotlib) from the predictions a model service published.
 
-- ``predicted_vs_actual.png``: one panel per model, test runs over train runs, y = x.
+- ``predicted_vs_actual.png``: one panel per model, test runs over train runs, y = x; a
+  prediction beyond the axes (:func:`scatter_range`) is drawn at their edge.
 - ``learning_curves.png``: rolling MAE against records learned, every model on one figure.
 - ``error_by_deck.png`` and ``error_by_size.png``: the best model's held-out error.
 - ``weights.png``: the coefficients of the linear models, when the service offers them.
@@ -8,12 +9,17 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from consumers.evaluate import evaluate
 from consumers.history import history_rows
+from consumers.output import readable, replaced
+
+# the scatter's axes reach at most this factor beyond the actual times (see scatter_range)
+SPAN = 100.0
 
 
 def plot_all(
@@ -37,7 +43,7 @@ def plot_all(
             _error_by(predictions, best, "deck", out / "error_by_deck.png"),
             _error_by(predictions, best, "cells", out / "error_by_size.png"),
         ]
-    weighted = [m for m in models_info or [] if m.get("weights")]
+    weighted = [m for m in models_info or [] if drawn_weights(m)]
     if weighted:
         written.append(_weights(weighted, out / "weights.png"))
     return [path for path in written if path is not None]
@@ -45,6 +51,33 @@ def plot_all(
 
 def _models(predictions: list[dict[str, Any]]) -> list[str]:
     return sorted({p["model"] for p in predictions})
+
+
+def _save(fig: Any, path: Path) -> Path:
+    """``fig`` as PNG at ``path``, whole or not at all, and closed."""
+    import matplotlib.pyplot as plt
+
+    with replaced(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def scatter_range(actual: list[float], predicted: list[float]) -> tuple[float, float]:
+    """The limits of both log axes of predicted against actual: every actual time and every
+    positive prediction with a margin, but at most :data:`SPAN` times beyond the actual
+    times. One diverged prediction (a model's output may be any finite number) would
+    otherwise stretch every model's panel to it, or past what matplotlib can draw.
+
+    >>> scatter_range([1.0, 10.0], [2.0, 8.0])
+    (0.7, 14.0)
+    >>> scatter_range([1.0, 10.0], [0.0, 1e300])
+    (0.7, 1000.0)
+    """
+    values = actual + [v for v in predicted if v > 0]
+    low = max(min(values) * 0.7, min(actual) / SPAN)
+    high = min(max(values) * 1.4, max(actual) * SPAN)
+    return low, high
 
 
 def _predicted_vs_actual(predictions: list[dict[str, Any]], path: Path) -> Path:
@@ -55,16 +88,15 @@ def _predicted_vs_actual(predictions: list[dict[str, Any]], path: Path) -> Path:
     rows = (len(models) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4 * rows), squeeze=False)
     known = predictions  # each of a finished run (plot_all keeps no others)
-    values = [p["actual_wall_seconds"] for p in known] + [
-        p["predicted_wall_seconds"] for p in known if p["predicted_wall_seconds"] > 0
-    ]
-    low, high = min(values) * 0.7, max(values) * 1.4
+    low, high = scatter_range(
+        [p["actual_wall_seconds"] for p in known], [p["predicted_wall_seconds"] for p in known]
+    )
     for ax, model in zip(axes.flat, models, strict=False):
         for split, style in (("train", {"c": "0.75", "s": 10}), ("test", {"c": "C3", "s": 22})):
             pts = [p for p in known if p["model"] == model and p.get("split") == split]
             ax.scatter(
                 [p["actual_wall_seconds"] for p in pts],
-                [max(p["predicted_wall_seconds"], low) for p in pts],
+                [min(max(p["predicted_wall_seconds"], low), high) for p in pts],
                 label=f"{split} ({len(pts)})",
                 **style,
             )
@@ -85,9 +117,7 @@ def _predicted_vs_actual(predictions: list[dict[str, Any]], path: Path) -> Path:
         "Predicted vs actual wall time (each prediction made before the model learned the run)"
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _learning_curves(predictions: list[dict[str, Any]], path: Path) -> Path | None:
@@ -100,8 +130,8 @@ def _learning_curves(predictions: list[dict[str, Any]], path: Path) -> Path | No
     for model in _models(predictions):
         mine = [r for r in rows if r["model"] == model]
         ax.plot([r["learned"] for r in mine], [r["rolling_mae"] for r in mine], label=model)
+    _error_scale(ax, [r["rolling_mae"] for r in rows])
     ax.set(
-        yscale="log",
         xlabel="records learned",
         ylabel="rolling MAE over 20 runs (s)",
         title="Learning curves: prequential error (predict, then learn)",
@@ -109,9 +139,18 @@ def _learning_curves(predictions: list[dict[str, Any]], path: Path) -> Path | No
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+def _error_scale(ax: Any, errors: list[float]) -> None:
+    """A log axis for ``errors``; where some are 0 (a model that predicted its last runs
+    exactly), a log axis would drop them: symmetric log, linear below the smallest error
+    above 0, or linear when there is none."""
+    positive = [e for e in errors if e > 0]
+    if len(positive) == len(errors):
+        ax.set_yscale("log")
+    elif positive:
+        ax.set_yscale("symlog", linthresh=min(positive))
 
 
 def _error_by(predictions: list[dict[str, Any]], model: str, key: str, path: Path) -> Path | None:
@@ -136,7 +175,7 @@ def _error_by(predictions: list[dict[str, Any]], model: str, key: str, path: Pat
         groups[group].append(100 * error / p["actual_wall_seconds"])
     labels = sorted(groups, key=str) if key == "deck" else sorted(groups)
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.boxplot([groups[g] for g in labels], tick_labels=[str(g) for g in labels])
+    ax.boxplot([groups[g] for g in labels], tick_labels=[readable(str(g)) for g in labels])
     ax.set(
         xlabel="deck" if key == "deck" else "replicated cells (x·y·z)",
         ylabel="absolute error (% of actual)",
@@ -145,9 +184,22 @@ def _error_by(predictions: list[dict[str, Any]], model: str, key: str, path: Pat
     )
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+def drawn_weights(info: dict[str, Any]) -> dict[str, float]:
+    """The weights of a ``GET /models`` entry that are numbers: one that overflowed is null
+    there (JSON has no infinity or NaN), and no bar.
+
+    >>> drawn_weights({"weights": {"a": 1.5, "b": None}}), drawn_weights({"name": "knn"})
+    ({'a': 1.5}, {})
+    """
+    weights = info.get("weights") or {}
+    return {
+        k: v
+        for k, v in weights.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }
 
 
 def weight_unit(info: dict[str, Any]) -> str:
@@ -165,11 +217,9 @@ def _weights(models: list[dict[str, Any]], path: Path) -> Path:
 
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4.5), squeeze=False)
     for ax, info in zip(axes.flat, models, strict=True):
-        weights = sorted(info["weights"].items(), key=lambda kv: abs(kv[1]))
+        weights = sorted(drawn_weights(info).items(), key=lambda kv: abs(kv[1]))
         ax.barh([k for k, _ in weights], [v for _, v in weights], color="C0")
         ax.set(title=f"{info['name']}: coefficients", xlabel=f"weight ({weight_unit(info)})")
         ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

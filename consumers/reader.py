@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from consumers.output import readable
 from lammps_stream.broker import access_denied, check_readable, make_consumer
 from lammps_stream.config import Config
 from lammps_stream.errors import (
@@ -487,13 +488,14 @@ def _seek_to_time(consumer: Any, assigned: list[Any], since: datetime) -> None:
 
 def table_row(prediction: dict[str, Any]) -> dict[str, str]:
     """One prediction as display strings: run, split (``request`` for a question asked with
-    ``predict``), model, predicted, actual, error."""
+    ``predict``), model, predicted, actual, error; each one printable (a deck named in another
+    encoding than UTF-8 is shown escaped, :func:`~consumers.output.readable`)."""
     predicted = prediction["predicted_wall_seconds"]
     actual = prediction.get("actual_wall_seconds")
     error = "" if actual is None else f"{predicted - actual:+.2f}"
     p = prediction.get("params", {})
     size = "×".join(str(p[a]) for a in ("x", "y", "z") if a in p)
-    return {
+    row = {
         "run": (prediction.get("run_id") or prediction.get("request_id") or "")[:8],
         "split": prediction.get("split") or ("request" if prediction.get("request_id") else ""),
         "params": f"{p.get('deck', '')} {size} np={p.get('ranks', '')}".strip(),
@@ -502,6 +504,7 @@ def table_row(prediction: dict[str, Any]) -> dict[str, str]:
         "actual": "" if actual is None else f"{actual:.2f}",
         "error": error,
     }
+    return {name: readable(text) for name, text in row.items()}
 
 
 def to_json_line(prediction: dict[str, Any]) -> str:

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from consumers.evaluate import evaluate
-from consumers.plots import plot_all, weight_unit
+from consumers.output import readable, write_text
+from consumers.plots import drawn_weights, plot_all, weight_unit
 
 CAPTIONS = {
     "predicted_vs_actual.png": "Predicted against actual wall time, per model. Every prediction "
@@ -40,7 +41,7 @@ def write_report(
     splits = Counter(p.get("split") for p in runs.values())
     summary = (
         f"{len(runs)} runs ({splits.get('train', 0)} train, {splits.get('test', 0)} test) over "
-        f"{', '.join(f'{d} ({n})' for d, n in sorted(decks.items(), key=str))}; "
+        f"{', '.join(f'{_deck(d)} ({n})' for d, n in sorted(decks.items(), key=str))}; "
         f"{len({p['model'] for p in predictions})} models; "
         f"generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC}."
     )
@@ -57,11 +58,18 @@ def write_report(
     md += ["## Figures", ""]
     for fig in figures:
         md += [f"![{fig.stem}]({fig.name})", "", captions.get(fig.name, ""), ""]
-    markdown = out / "report.md"
-    markdown.write_text("\n".join(md))
-    page = out / "report.html"
-    page.write_text(_html(title, summary, sections, figures, captions))
+    markdown = write_text(out / "report.md", "\n".join(md))
+    page = write_text(out / "report.html", _html(title, summary, sections, figures, captions))
     return markdown, page
+
+
+def _deck(name: Any) -> str:
+    """A deck's name in the summary (one not UTF-8 escaped, :func:`readable`).
+
+    >>> _deck("lj"), _deck("m\\udce9tal"), _deck(None)
+    ('lj', 'm\\\\udce9tal', 'None')
+    """
+    return readable(str(name))
 
 
 def _weights_caption(models_info: list[dict[str, Any]]) -> str:
@@ -70,7 +78,7 @@ def _weights_caption(models_info: list[dict[str, Any]]) -> str:
     >>> _weights_caption([{"name": "linear", "weights": {"a": 1.0}}, {"name": "knn"}])
     'Coefficients of linear (per feature, unscaled).'
     """
-    drawn = [f"{m['name']} ({weight_unit(m)})" for m in models_info if m.get("weights")]
+    drawn = [f"{m['name']} ({weight_unit(m)})" for m in models_info if drawn_weights(m)]
     names = ", ".join(drawn[:-1]) + " and " + drawn[-1] if len(drawn) > 1 else "".join(drawn)
     return f"Coefficients of {names}."
 

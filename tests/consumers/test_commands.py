@@ -252,3 +252,54 @@ def test_results_can_be_limited_to_predictions_since_a_time(
     with pytest.raises(UsageError, match="stop here"):
         getattr(commands, command)(load_config(path=None, env={}), args)
     assert [str(t) for t in asked] == ["2026-11-25 10:00:00+00:00"]
+
+
+@pytest.mark.parametrize("command", ["plot", "report", "history"])
+def test_written_paths_are_printed_whole(
+    command: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The paths a command wrote, as given: rich took ``[test]`` for markup (and dropped it)
+    and cut a path longer than the console at its width, piped or not."""
+    from lammps_stream.cli import build_parser
+    from tests.consumers.test_figures import _predictions
+
+    monkeypatch.setattr(commands, "load_predictions", lambda config, **kwargs: _predictions())
+    monkeypatch.setattr(commands, "read_snapshots", lambda config: [])
+    monkeypatch.setattr(commands, "models_info", lambda config: None)
+    out = tmp_path / "[test]" / ("d" * 80)
+    target = out / "history.csv" if command == "history" else out
+    config = load_config(path=None, env={}, overrides={"stack.state_dir": str(tmp_path)})
+    args = build_parser().parse_args([command, "--out", str(target)])
+    assert getattr(commands, command)(config, args) == 0
+    printed = capsys.readouterr().out.splitlines()
+    if command == "plot":
+        assert printed == [
+            f"wrote {out / name}.png"
+            for name in ("predicted_vs_actual", "learning_curves", "error_by_deck", "error_by_size")
+        ]
+    elif command == "report":
+        assert printed == [f"wrote {out / 'report.md'} and {out / 'report.html'}"]
+    else:
+        assert printed == [f"72 rows (0 snapshots) for 2 models → {target}"]
+
+
+def test_the_predictions_table_shows_a_deck_with_brackets_as_named() -> None:
+    """A deck file ``in.lj[big]`` is deck ``lj[big]``: rich took ``[big]`` for a style and
+    showed ``lj`` (and a ``[/x]`` in a name failed the whole table)."""
+    import io
+
+    from rich.console import Console
+
+    from lammps_stream.schemas import example_prediction
+
+    shown = []
+    for deck in ("lj[big]", "eam[/x]"):
+        out = io.StringIO()
+        params = {"deck": deck, "x": 2, "ranks": 1}
+        table = commands._table([example_prediction(params=params)], "1 predictions")
+        Console(file=out, width=200).print(table)
+        shown.append(out.getvalue())
+    assert "lj[big] 2 np=1" in shown[0] and "eam[/x] 2 np=1" in shown[1]

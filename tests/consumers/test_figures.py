@@ -114,12 +114,18 @@ def _without_pyarrow(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _fake_pyarrow(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Path]]:
     """A pyarrow whose tables are the columns given and whose ``write_table`` records what
-    it was asked to write, whether or not this machine has the real one."""
+    it was asked to write (and writes a file there), whether or not this machine has the
+    real one."""
     written: list[tuple[Any, Path]] = []
     pyarrow = types.ModuleType("pyarrow")
     parquet = types.ModuleType("pyarrow.parquet")
+
+    def write_table(table: Any, where: Path) -> None:
+        written.append((table, where))
+        Path(where).write_bytes(b"PAR1")
+
     vars(pyarrow).update(table=lambda columns: {"table": columns}, parquet=parquet)
-    vars(parquet)["write_table"] = lambda table, out: written.append((table, out))
+    vars(parquet)["write_table"] = write_table
     monkeypatch.setitem(sys.modules, "pyarrow", pyarrow)
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", parquet)
     return written
@@ -139,7 +145,9 @@ def test_parquet_with_pyarrow_gets_the_history_columns(
     rows = history_rows(_predictions())
     out = tmp_path / "h.parquet"
     assert write_history(rows, out) == out
-    assert written == [({"table": history_columns(rows)}, out)]
+    ((table, _),) = written
+    assert table == {"table": history_columns(rows)}
+    assert out.read_bytes() == b"PAR1" and [p.name for p in tmp_path.iterdir()] == [out.name]
 
 
 def _answers() -> list[dict]:
@@ -225,3 +233,190 @@ def test_the_summary_counts_every_model_and_a_prediction_without_split_draws(
     del loose["split"]
     markdown, _ = write_report([*predictions, loose], tmp_path)
     assert f"; {len(models)} models;" in markdown.read_text() and len(models) > 1
+
+
+class _Drawn:
+    """What every figure saved while it is active shows: each axes' limits and lines."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from matplotlib.figure import Figure
+
+        self.axes: list[Any] = []
+        real = Figure.savefig
+
+        def spy(fig: Any, *args: Any, **kwargs: Any) -> Any:
+            for ax in fig.axes:
+                if ax.axison:
+                    lines = [(line.get_label(), list(line.get_ydata())) for line in ax.lines]
+                    self.axes.append((ax.get_xlim(), ax.get_ylim(), lines))
+            return real(fig, *args, **kwargs)
+
+        monkeypatch.setattr(Figure, "savefig", spy)
+
+
+@pytest.mark.parametrize("wild", [1e13, 1e300])
+def test_one_diverged_prediction_neither_breaks_nor_squashes_the_scatter(
+    wild: float, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model that diverged once (up to e^30 s, or any finite number the schema takes) is
+    drawn at the edge: it once stretched every model's panel to its value (1e300 crashed)."""
+    from consumers.plots import _predicted_vs_actual
+
+    predictions = _predictions()
+    diverged = [p | {"model": "diverged"} for p in predictions if p["model"] == "good"]
+    diverged[3] = diverged[3] | {"predicted_wall_seconds": wild}
+    drawn = _Drawn(monkeypatch)
+    _predicted_vs_actual(predictions + diverged, tmp_path / "pva.png")
+    actuals = [p["actual_wall_seconds"] for p in predictions]
+    assert len(drawn.axes) == 3
+    for xlim, ylim, _ in drawn.axes:
+        assert xlim == ylim
+        assert min(actuals) / 100 <= ylim[0] and ylim[1] <= 100 * max(actuals)
+
+
+def test_a_curve_at_zero_error_stays_on_the_learning_curves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model that predicts its runs exactly (all-equal actual times, say) has a rolling MAE
+    of 0: on a log axis its curve vanished, and alone it left the figure empty."""
+    from consumers.plots import _learning_curves
+
+    predictions = _predictions(n_train=30, n_test=0)
+    exact = [
+        p | {"model": "exact", "predicted_wall_seconds": p["actual_wall_seconds"]}
+        for p in predictions
+        if p["model"] == "good"
+    ]
+    for shown in (predictions + exact, exact):
+        drawn = _Drawn(monkeypatch)
+        _learning_curves(shown, tmp_path / "lc.png")
+        ((_, (bottom, top), lines),) = drawn.axes
+        assert "exact" in {label for label, _ in lines}
+        for label, ys in lines:
+            assert all(bottom <= y <= top for y in ys), label
+
+
+def _latin1_deck(predictions: list[dict]) -> list[dict]:
+    """The predictions of a deck file whose name is not UTF-8 (``in.m\\xe9tal`` on a Latin-1
+    file system): Python reads its name with a lone surrogate, which the records carry on."""
+    from lammps_stream.schemas import decode_json, encode, validate_prediction
+
+    out = []
+    for p in predictions:
+        params = p["params"] | {"deck": "m\udce9tal"}
+        out.append(validate_prediction(decode_json(encode(p | {"params": params}))))
+    assert out[0]["params"]["deck"] == "m\udce9tal"
+    return out
+
+
+def test_a_deck_name_that_is_not_utf8_is_written_and_drawn(tmp_path: Path) -> None:
+    predictions = _latin1_deck(_predictions())
+    path = write_history(history_rows(predictions), tmp_path / "history.csv")
+    with open(path, encoding="utf-8") as handle:
+        assert {row["deck"] for row in csv.DictReader(handle)} == {"m\\udce9tal"}
+    markdown, _ = write_report(predictions, tmp_path)
+    assert "m\\udce9tal (36)" in markdown.read_text(encoding="utf-8")
+    assert (tmp_path / "error_by_deck.png").read_bytes().startswith(PNG)
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("cannot be written")
+
+
+def test_a_history_that_fails_midway_leaves_the_previous_file_whole(tmp_path: Path) -> None:
+    rows = history_rows(_predictions())
+    out = write_history(rows, tmp_path / "history.csv")
+    before = out.read_bytes()
+    broken = [*rows[:40], rows[40] | {"deck": _Unprintable()}, *rows[41:]]
+    with pytest.raises(RuntimeError, match="cannot be written"):
+        write_history(broken, out)
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["history.csv"]  # no leftover
+
+
+def test_a_parquet_history_that_fails_midway_leaves_the_previous_file_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_pyarrow(monkeypatch)
+
+    def half(table: Any, where: Any) -> None:
+        Path(where).write_bytes(b"PAR1 half")
+        raise OSError(28, "No space left on device")
+
+    vars(sys.modules["pyarrow.parquet"])["write_table"] = half
+    out = tmp_path / "h.parquet"
+    out.write_bytes(b"PAR1 the whole previous history PAR1")
+    with pytest.raises(OSError, match="No space left"):
+        write_history(history_rows(_predictions()), out)
+    assert out.read_bytes() == b"PAR1 the whole previous history PAR1"
+    assert [p.name for p in tmp_path.iterdir()] == ["h.parquet"]
+
+
+def test_a_report_that_fails_midway_leaves_the_previous_page_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from consumers import report
+
+    _, page = write_report(_predictions(), tmp_path)
+    before = page.read_bytes()
+    monkeypatch.setattr(report, "_html", lambda *args: "<p>" + "x" * 100_000 + "\ud800")
+    with pytest.raises(UnicodeEncodeError):
+        write_report(_predictions(), tmp_path)
+    assert page.read_bytes() == before
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_reports_are_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    """report.html says it is UTF-8, and R², – and model names need it: a legacy locale
+    (here ASCII) once failed the write halfway."""
+    import os
+    import subprocess
+
+    script = (
+        "import argparse, pathlib, sys\n"
+        "from consumers import commands\n"
+        "from consumers.report import write_report\n"
+        "from lammps_stream.config import load_config\n"
+        "from tests.consumers.test_figures import _predictions\n"
+        "out = pathlib.Path(sys.argv[1])\n"
+        "preds = [p | {'model': p['model'] + '\\u00e9\\u6a21\\u578b'} for p in _predictions()]\n"
+        "write_report(preds, out)\n"
+        "commands.load_predictions = lambda config, **kwargs: preds\n"
+        "args = argparse.Namespace(out=str(out), split='test', model=None, json=False,\n"
+        "                          since=None)\n"
+        "commands.evaluate(load_config(path=None, env={}), args)\n"
+    )
+    env = os.environ | {
+        "LC_ALL": "C",
+        "LANG": "C",
+        "PYTHONUTF8": "0",
+        "PYTHONCOERCECLOCALE": "0",
+        "PYTHONIOENCODING": "utf-8",  # stdout is not what is tested
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        env=env,
+        cwd=Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    for name in ("report.md", "report.html", "evaluation.md"):
+        text = (tmp_path / name).read_bytes().decode("utf-8")
+        assert "good\u00e9\u6a21\u578b" in text and "R²" in text, name
+    evaluation = json.loads((tmp_path / "evaluation.json").read_bytes().decode("utf-8"))
+    assert evaluation["best"] == "good\u00e9\u6a21\u578b"
+
+
+def test_weights_the_service_sent_as_null_are_left_out(tmp_path: Path) -> None:
+    """``GET /models`` writes a weight that overflowed (inf, NaN) as null: the figure and
+    the report once failed on it (``abs(None)``), every other figure with them."""
+    info = [
+        {"name": "sgd", "weights": {"cells": None, "ranks": -0.3, "steps": 1.2}},
+        {"name": "lost", "weights": {"cells": None}},
+    ]
+    markdown, _ = write_report(_predictions(), tmp_path, info)
+    assert (tmp_path / "weights.png").read_bytes().startswith(PNG)
+    assert "Coefficients of sgd (per feature, unscaled)." in markdown.read_text()

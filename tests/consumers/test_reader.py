@@ -311,3 +311,16 @@ def test_none_since_a_time_says_since_when(monkeypatch: pytest.MonkeyPatch) -> N
     since = reader.parse_since("2026-11-25T10:00:00Z")
     with pytest.raises(NoDataError, match=r"no predictions matching model=pa since 2026-11-25T10:"):
         reader.load_predictions(_config(), model="pa", since=since)
+
+
+def test_a_deck_name_that_is_not_utf8_can_be_shown() -> None:
+    """A deck file named in Latin-1 (``in.m\\xe9tal``) gives a deck name with a lone surrogate,
+    which the records carry on: the table shows it escaped instead of failing to print."""
+    from lammps_stream.schemas import decode_json
+
+    raw = encode(example_prediction(params={"deck": "m\udce9tal", "x": 2, "ranks": 1}))
+    row = table_row(validate_prediction(decode_json(raw)))
+    assert row["params"] == "m\\udce9tal 2 np=1"
+    for text in row.values():
+        text.encode("utf-8")
+    assert json.loads(to_json_line(decode_json(raw)))["params"]["deck"] == "m\udce9tal"
