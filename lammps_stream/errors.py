@@ -64,6 +64,22 @@ class SnapshotSignatureError(LammpsStreamError):
     """A model snapshot's signature does not verify: its bytes are never unpickled."""
 
 
+REASON_CODES = (
+    "not_utf8",
+    "malformed_json",
+    "not_finite",
+    "not_an_object",
+    "unknown_schema",
+    "missing_field",
+    "wrong_type",
+    "bad_value",
+    "non_positive_wall_time",
+    "absurd_size",
+    "processing_error",  # a valid record the service could not handle, or a request unanswered
+)
+"""Every reason a record goes to the dead letter topic (``DeadLetter.reason.code``)."""
+
+
 class InvalidRecordError(LammpsStreamError):
     """A record breaks its schema; ``code`` is a stable reason for the dead letter topic.
 

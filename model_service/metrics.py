@@ -23,6 +23,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from lammps_stream.errors import REASON_CODES
 from lammps_stream.schemas import FAILURE_TYPES, failure_type
 from lammps_stream.scoring import Scores
 
@@ -50,6 +51,10 @@ POOLING_NAMES = {
     ),
 }
 
+# What became of a record (lammps_stream_records_total{outcome}): a run learned, a test run
+# scored, a failed run counted, a duplicate skipped, a dead letter, a request answered, or a
+# run handled before this worker resumed (seen)
+OUTCOMES = ("learned", "test", "failed", "duplicate", "dead", "request", "seen")
 OUTGOING_TOPICS = ("predictions", "models", "dlq", "suggestions")  # what the worker writes
 
 STREAMS = {
@@ -85,6 +90,11 @@ class ServiceMetrics:
             ["reason"],
             registry=r,
         )
+        # at 0 from the start, as failed_runs below: a series born at 1 shows no increase()
+        for outcome in OUTCOMES:
+            self.records.labels(outcome=outcome)
+        for code in REASON_CODES:
+            self.dead_letters.labels(reason=code)
         self.failed_runs = Counter(
             "lammps_stream_failed_runs",
             "Failed runs received (status failed, counted, never learned), by error type "

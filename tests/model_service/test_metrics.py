@@ -90,3 +90,33 @@ def test_a_score_that_overflowed_is_no_series() -> None:
     text = metrics.exposition()
     assert b'lammps_stream_prequential_mape_ratio{model="pa"}' not in text
     assert b'lammps_stream_prequential_mae_seconds{model="pa"}' in text
+
+
+def test_every_outcome_and_reason_series_starts_at_zero() -> None:
+    # A series born with its first record at 1 shows no increase() for that record: on a fresh
+    # worker three failed runs read as two, and the alerts counted on them miss their threshold.
+    from lammps_stream.errors import REASON_CODES
+    from model_service.metrics import OUTCOMES
+
+    text = ServiceMetrics().exposition().decode()
+    for outcome in OUTCOMES:
+        assert f'lammps_stream_records_total{{outcome="{outcome}"}} 0.0' in text
+    for code in REASON_CODES:
+        assert f'lammps_stream_dead_letters_total{{reason="{code}"}} 0.0' in text
+
+
+def test_every_reason_code_the_code_raises_is_listed() -> None:
+    import re
+    from pathlib import Path
+
+    from lammps_stream.errors import REASON_CODES
+
+    root = Path(__file__).resolve().parents[2]
+    raised = set()
+    for package in ("lammps_stream", "model_service"):
+        for source in (root / package).glob("*.py"):
+            text = source.read_text()
+            raised |= set(re.findall(r'InvalidRecordError\(\s*"(\w+)"', text))
+            raised |= set(re.findall(r'send_dead_letter\([^()]*"(\w+)"', text))
+    assert "not_utf8" in raised and "processing_error" in raised
+    assert raised <= set(REASON_CODES)
