@@ -186,12 +186,15 @@ def _since(args: argparse.Namespace) -> datetime | None:
 
 def models_info(config: Config) -> list[dict[str, Any]] | None:
     """``GET /models`` from the service, or None when it does not answer."""
+    from rich.markup import escape
+
     try:
         return ServiceApi(config, timeout=3).get("/models")["models"]
-    except (BrokerUnavailableError, UsageError, KeyError):
+    except (BrokerUnavailableError, UsageError, KeyError) as err:
+        why = str(err) if isinstance(err, UsageError) else f"{config.service.url} not answering"
         make_console().print(
-            f"[dim]model service at {config.service.url} not answering: "
-            "figures that need the live models are left out[/dim]"
+            f"[dim]model service: {escape(why)}; figures that need the live models are left "
+            "out[/dim]"
         )
         return None
 

@@ -303,3 +303,14 @@ def test_the_predictions_table_shows_a_deck_with_brackets_as_named() -> None:
         Console(file=out, width=200).print(table)
         shown.append(out.getvalue())
     assert "lj[big] 2 np=1" in shown[0] and "eam[/x] 2 np=1" in shown[1]
+
+
+def test_figures_left_out_say_why_the_service_gave_no_models(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    answer = {"error": "missing or wrong bearer token", "code": "unauthorized"}
+    with fake_service(status=401, body=answer) as config:
+        assert commands.models_info(config) is None
+    said = " ".join(capsys.readouterr().out.split())
+    assert "wants a bearer token" in said and "not answering" not in said
+    assert "figures that need the live models are left out" in said
