@@ -31,13 +31,20 @@ from lammps_stream.schemas import PREDICTION_SCHEMA, now
 from lammps_stream.scoring import RecentScores, Scores
 from model_service.familiarity import Seen
 from model_service.features import features
-from model_service.intervals import ConformalInterval
+from model_service.intervals import ConformalInterval, log_error
 from model_service.zoo import ModelSpec, build_model, coefficients, model_spec
+
+# A run predicted more than e^5 (~150) times off counts as that far off: ADWIN's cut test
+# scales with the window's variance, which one wilder error would inflate for a long time.
+DRIFT_ERROR_CAP = 5.0
 
 
 def _drift_detector() -> Any:
-    """ADWIN on a model's absolute prequential error: it flags a change in the error's mean,
-    as when the machine, the MPI library or the mix of decks changes under the model."""
+    """ADWIN on a model's relative prequential error (:func:`~model_service.intervals.
+    log_error`, at most :data:`DRIFT_ERROR_CAP`): it flags a change in the error's mean, as
+    when the machine, the MPI library or the mix of decks changes under the model. Errors in
+    seconds would let one long run's miss (a new deck's 20-minute run, predicted at a fraction
+    of it) swamp the variance, and hide a machine four times slower for hundreds of runs."""
     from river import drift
 
     return drift.ADWIN()
@@ -304,8 +311,9 @@ class Learner:
             state.prequential_recent.update(y, predicted)
             if state.learned > 1:  # before any run a model predicts its prior, not its error
                 state.interval.update(y, predicted)
-            drifted = _error_rose(state.drift, abs(y - predicted))
-            state.drifts += drifted
+                error = min(log_error(y, predicted), DRIFT_ERROR_CAP)
+                drifted = _error_rose(state.drift, error)
+                state.drifts += drifted
         else:
             state.test.update(y, predicted)
             state.test_recent.update(y, predicted)

@@ -119,6 +119,28 @@ def test_a_change_of_machine_is_detected_as_drift() -> None:
     assert describe(learner.state["bayes_linear"])["drifts"] >= 1
 
 
+def test_one_long_run_of_a_new_deck_does_not_blind_the_detector() -> None:
+    # On errors in seconds, one 20-minute run of a deck the model had not seen (predicted at
+    # a fraction of that) made ADWIN's variance so large that runs four times slower
+    # afterwards went unflagged for 300 runs. Relative errors weigh every run alike.
+    import random
+
+    rng = random.Random(3)
+    learner = Learner(["bayes_log"], coverage=0.9)
+
+    def run(deck: str, x: int, wall: float) -> bool:
+        record = _record(x, wall * rng.uniform(0.95, 1.05))
+        record["params"]["deck"] = deck
+        return any(s.drifted for s in _feed(learner, record).steps)
+
+    stable = [run("lj", 1 + i % 3, 0.5 + 1.0 * (1 + i % 3)) for i in range(300)]
+    stable += [run("rhodo", 4, 1200.0)]
+    stable += [run("lj", 1 + i % 3, 0.5 + 1.0 * (1 + i % 3)) for i in range(100)]
+    assert not any(stable)
+    slower = [run("lj", 1 + i % 3, 4.0 * (0.5 + 1.0 * (1 + i % 3))) for i in range(300)]
+    assert any(slower)
+
+
 def test_an_error_that_falls_is_not_a_drift() -> None:
     # a noisy machine that turns quiet: ADWIN sees the error's mean change, but a model
     # doing better is no alarm (as models learn, their error falls too)
