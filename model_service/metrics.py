@@ -79,8 +79,9 @@ class ServiceMetrics:
         r = self.registry
         self.records = Counter(
             "lammps_stream_records",
-            "Records received, by outcome (learned, test, failed, duplicate, dead, request; "
-            "seen: handled before this worker resumed)",
+            "Records received, by outcome (learned, test, failed, duplicate, dead; request: a "
+            "question answered, from lammps.requests or POST /predict; seen: handled before "
+            "this worker resumed)",
             ["outcome"],
             registry=r,
         )
@@ -105,7 +106,11 @@ class ServiceMetrics:
         for kind in (*FAILURE_TYPES, "other"):  # at 0 from the start: rate() sees the first
             self.failed_runs.labels(error=kind)
         self.predictions = Counter(
-            "lammps_stream_predictions", "Predictions published", ["model"], registry=r
+            "lammps_stream_predictions",
+            "Predictions of runs published (train and test runs; answers to requests are "
+            'counted in lammps_stream_records_total{outcome="request"})',
+            ["model"],
+            registry=r,
         )
         self.undelivered = Counter(
             "lammps_stream_undelivered_messages",

@@ -141,7 +141,8 @@ PIPELINE = Dashboard(
         ),
         Panel(
             "Predictions per second, by model",
-            "Predictions published to lammps.predictions.",
+            "Predictions of runs (train and test) published to lammps.predictions; answers to "
+            "requests are the records panel's request.",
             (q(f"sum by (model) (rate(lammps_stream_predictions_total[{RATE}]))", "{{model}}"),),
             unit="reqps",
         ),
