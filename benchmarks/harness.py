@@ -236,14 +236,45 @@ def cpu_seconds(pid: int) -> float:
     >>> cpu_seconds(os.getpid()) > 0
     True
     """
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` and the processes it started have used so far
+    (Linux): its own, its children's that it has waited for, and that of its descendants still
+    there (a worker's scoring process, say), each once.
+
+    >>> import os
+    >>> tree_cpu_seconds(os.getpid()) >= cpu_seconds(os.getpid())
+    True
+    """
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):  # gone meanwhile
+                children.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
+    ticks = sum(int(f) for f in _stat(pid)[11:15])  # utime, stime, cutime, cstime
+    below = children.get(pid, [])
+    while below:
+        child = below.pop()
+        with contextlib.suppress(OSError, IndexError, ValueError):  # gone: in its parent's
+            ticks += sum(int(f) for f in _stat(child)[11:15])
+        below.extend(children.get(child, []))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, ppid, ...)."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
 
 
 class CpuWindow:
     """CPU seconds (user + system, every thread) that this process and others spend between
     :meth:`start` and :meth:`stop`, per record: what a path costs beyond its wall-clock rate,
-    and what the broker spends on its behalf. ``None`` stands for this process.
+    and what the broker spends on its behalf. ``None`` stands for this process, counted alone
+    (the broker and the workers are its children); a process given to :meth:`watch` is
+    counted with the processes it starts.
 
     >>> import os
     >>> window = CpuWindow({"own": None, "also_own": os.getpid()})
@@ -257,15 +288,21 @@ class CpuWindow:
     def __init__(self, pids: dict[str, int | None]) -> None:
         self.pids = {name: os.getpid() if pid is None else pid for name, pid in pids.items()}
         self.pids = {name: pid for name, pid in self.pids.items() if pid is not None}
+        self.trees: set[str] = set()
         self.started: dict[str, float] = {}
         self.used: dict[str, float] = {}
 
     def watch(self, name: str, pid: int) -> None:
-        """Count process ``pid`` too, as ``name`` (before :meth:`start`)."""
+        """Count process ``pid`` and the processes it starts too, as ``name`` (before
+        :meth:`start`): a worker's CPU includes its scoring process's."""
         self.pids[name] = pid
+        self.trees.add(name)
 
     def _now(self) -> dict[str, float]:
-        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        return {
+            name: (tree_cpu_seconds if name in self.trees else cpu_seconds)(pid)
+            for name, pid in self.pids.items()
+        }
 
     def start(self) -> None:
         self.started = self._now()

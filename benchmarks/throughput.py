@@ -16,7 +16,8 @@ side by side on the same records:
   far a Python worker could get at all, the figure any target for it should be read against;
 - ``django_river_ml``: the prototype's server learning the same models over HTTP through its
   riverapi client, on at most 500 of the records (see :mod:`benchmarks.django_river_ml`),
-  measured before and after the worker, and averaged, as the ceiling is.
+  measured before and after the worker, and averaged, as the ceiling is; no rate if it left
+  out a model (one it would not host).
 
 The records are the recorded campaign (``docs/data/campaign-runs.jsonl``) repeated with fresh
 run_ids. After each path's clock stops, every model must have learned every record (a model
@@ -415,13 +416,18 @@ def one_round(
 
 
 def _mean_rate(*measured: dict[str, Any]) -> float | None:
-    """The mean records/s of django-river-ml's measurements, None if any of them failed.
+    """The mean records/s of django-river-ml's measurements, None if any of them failed or
+    left a model out (it then learned fewer models than the other paths: not the same work).
 
     >>> _mean_rate({"records_per_second": 20.0}, {"records_per_second": 30.0})
     25.0
     >>> _mean_rate({"records_per_second": 20.0}, {"error": "no venv"}) is None
     True
+    >>> _mean_rate({"records_per_second": 20.0, "skipped_models": {"knn": "refused"}}) is None
+    True
     """
+    if any(m.get("skipped_models") for m in measured):
+        return None
     rates = [m.get("records_per_second") for m in measured]
     if any(rate is None for rate in rates):
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import harness
+from tests.benchmarks.busy_child import BusyParent
 
 
 class Worker:
@@ -27,3 +28,20 @@ def test_percentile_is_the_nearest_rank() -> None:
     assert harness.percentile(values, 0.5) == 50.0
     assert harness.percentile(values, 0.99) == 99.0
     assert harness.percentile(list(reversed(values)), 0.99) == 99.0
+
+
+@pytest.mark.parametrize("child", ["running", "reaped"])
+def test_a_watched_worker_counts_the_processes_it_starts(child: str) -> None:
+    # a worker spawns its scoring process: its CPU is the worker's, counted once
+    parent = BusyParent(child)
+    try:
+        window = harness.CpuWindow({})
+        window.watch("own", parent.pid)
+        window.start()
+        spent = parent.burn()
+        window.stop()
+    finally:
+        parent.stop()
+    assert spent >= 0.3
+    counted = window.ms_per_record(1000)["own"]  # seconds: 1000 records
+    assert spent - 0.02 <= counted <= spent + 0.15

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -12,6 +14,7 @@ from benchmarks import harness, latency
 from benchmarks.harness import Worker, isolated_config
 from benchmarks.throughput import records
 from lammps_stream.config import load_config
+from tests.benchmarks.busy_child import BusyParent
 from tests.conftest import PORT_OFFSET
 
 
@@ -57,3 +60,37 @@ def test_an_unanswered_run_counts_as_slow_not_as_absent() -> None:
     assert result["p99_ms"] is None and result["max_ms"] is None
     every = latency.tail([0.010] * 1000, runs=1000)
     assert (every["p99_ms"], every["max_ms"]) == (10.0, 10.0)
+
+
+def test_the_workers_cpu_per_run_counts_its_scoring_process(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    started: list[BusyParent] = []
+
+    class FakeWorker:
+        def __init__(self, config: Any, root: Path, label: str) -> None:
+            started.append(BusyParent("running"))
+            self.process = started[-1].process
+
+        def wait_ready(self) -> None:
+            pass
+
+        def stop(self) -> None:
+            started[-1].stop()
+
+    spent: list[float] = []
+
+    def measure(config: Any, paced: list[Any], rate: float, untimed: int) -> list[float]:
+        spent.append(started[-1].burn())  # the worker's scoring process, while the runs flow
+        return [0.01] * (len(paced) - untimed)
+
+    config = SimpleNamespace(service=SimpleNamespace(model_names=["pa"]))
+    monkeypatch.setattr(latency, "isolated_config", lambda *args, **kwargs: config)
+    monkeypatch.setattr(latency, "Worker", FakeWorker)
+    monkeypatch.setattr(latency, "publish", lambda config, batch: None)
+    monkeypatch.setattr(latency, "require_learned", lambda workers, n: {})
+    monkeypatch.setattr(latency, "measure", measure)
+    paced = 1100  # 1,000 untimed (5 s at 200 runs/s), then 100 timed
+    result = latency.one_model_set(config, tmp_path, 0, ["pa"], [{}] * (500 + paced))
+    assert result["runs"] == 100
+    assert result["worker_cpu_ms_per_run"] >= round(1000 * (spent[0] - 0.02) / paced, 2)

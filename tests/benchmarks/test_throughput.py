@@ -12,6 +12,7 @@ import pytest
 
 from benchmarks import throughput
 from benchmarks.harness import isolated_config, librdkafka, publish
+from lammps_stream.config import load_config
 from tests.conftest import PORT_OFFSET
 
 
@@ -117,3 +118,40 @@ def test_each_round_keeps_its_own_worker_to_ceiling_ratio() -> None:
     assert [r["worker_vs_ceiling"] for r in summary["rounds"]] == [0.5, 0.3, 0.818]
     assert summary["worker_vs_ceiling"] == round(6.0 / 11.0, 3)  # the ratio of the medians
     assert {r["worker_timed_from"] for r in summary["rounds"]} == {500}
+
+
+def test_django_river_ml_that_left_a_model_out_gives_no_rate_nor_ratio(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the other paths learn pa and knn; a prototype that hosted pa alone did less work
+    hosted_one = {
+        "records_per_second": 90.0,
+        "records": 500,
+        "models": ["pa"],
+        "skipped_models": {"knn": "upload refused: SystemExit('400')"},
+    }
+    hosted_both = dict(hosted_one, models=["pa", "knn"], skipped_models={})
+    measured: list[dict[str, Any]] = []
+    config = isolated_config(
+        load_config(path=None, env={}), Path(), "t", http_port=1, make_topics=False
+    )
+    monkeypatch.setattr(throughput, "django_river_ml", lambda *args: dict(measured.pop(0)))
+    monkeypatch.setattr(throughput, "in_process", lambda batch, models, window: 1000.0)
+    monkeypatch.setattr(throughput, "worker", lambda *args: (450.0, 300))
+    monkeypatch.setattr(throughput, "hand_written_loop", lambda *args: 200.0)
+    monkeypatch.setattr(throughput, "lean_loop", lambda *args: 600.0)
+    monkeypatch.setattr(throughput, "cpu_reference_ms", lambda: 15.0)
+
+    def one_round(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+        measured[:] = [before, after]
+        return throughput.one_round(config, Path(), "t", [], ["pa", "knn"], quick=True)
+
+    every = one_round(hosted_both, hosted_both)
+    assert every["django_river_ml"] == 90.0
+    for partial in (one_round(hosted_one, hosted_both), one_round(hosted_both, hosted_one)):
+        assert partial["django_river_ml"] is None
+        summary = throughput.summary(["pa", "knn"], [partial])
+        assert summary["django_river_ml_records_per_second"] is None
+        assert summary["worker_vs_django_river_ml"] is None
+    # what it did is still said
+    assert summary["django_river_ml"]["skipped_models"] == hosted_one["skipped_models"]
