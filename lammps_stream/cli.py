@@ -580,7 +580,7 @@ def run_command(config: Config, args: argparse.Namespace) -> int:
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     """``--set`` pairs and the shortcut flags as dotted config keys."""
     overrides: dict[str, Any] = dict(args.set)
-    if args.bootstrap:
+    if args.bootstrap is not None:  # given empty, it is refused, not dropped
         overrides["kafka.bootstrap"] = args.bootstrap
     if getattr(args, "no_service", False):
         overrides["stack.start_service"] = False
@@ -589,7 +589,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         ("partition", "producer.partition"),
         ("time_limit", "producer.time_limit"),
     ):
-        if getattr(args, flag, None):
+        if getattr(args, flag, None) is not None:  # `--partition ''`: none, whatever the file says
             overrides[key] = getattr(args, flag)
     return overrides
 

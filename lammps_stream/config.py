@@ -215,6 +215,11 @@ class ServiceConfig:
     suggest_committee: list[str] = field(default_factory=lambda: ["bayes_log", "hoeffding_tree"])
 
     def __post_init__(self) -> None:
+        if not self.http_host or re.search(r"[\s/?#@]", self.http_host):
+            raise ConfigError(
+                "service.http_host: expected a host name or address the model service listens "
+                f"on, e.g. 127.0.0.1 or 0.0.0.0, got {self.http_host!r}"
+            )
         _check_range("service.http_port", self.http_port, 1, 65535)
         _check_range("service.interval_coverage", self.interval_coverage, 0.5, 0.999)
         _check_range("service.snapshot_every", self.snapshot_every, 1, 10**9)
@@ -236,6 +241,12 @@ class ServiceConfig:
                 raise ConfigError(
                     f"service.models: each entry is a built-in model's name or a mapping "
                     f"with name, class and params; got {item!r}"
+                )
+        names = self.model_names
+        for name in names:
+            if names.count(name) > 1:  # the service keeps one model per name
+                raise ConfigError(
+                    f"service.models: {name!r} is named twice; give each model a name of its own"
                 )
         _check_choice("service.log_level", self.log_level, ("debug", "info", "warning", "error"))
 
@@ -291,6 +302,8 @@ class ProducerConfig:
         _check_range("producer.threads", self.threads, 1, 1024)
         _check_range("producer.steps", self.steps, 0, 10**9)
         _check_range("producer.timeout_seconds", self.timeout_seconds, 1, 10**7)
+        _check_directory("producer.spool_dir", self.spool_dir, ProducerConfig.spool_dir)
+        _check_directory("producer.jobs_dir", self.jobs_dir, ProducerConfig.jobs_dir)
         if self.pushgateway:
             _check_url("producer.pushgateway", self.pushgateway, "http://pushgateway:9091")
         try:
@@ -317,6 +330,8 @@ class StackConfig:
 
     def __post_init__(self) -> None:
         _check_range("stack.start_timeout_seconds", self.start_timeout_seconds, 1, 3600)
+        _check_directory("stack.state_dir", self.state_dir, StackConfig.state_dir)
+        _check_directory("stack.cache_dir", self.cache_dir, StackConfig.cache_dir)
 
 
 @dataclass(frozen=True)
@@ -349,7 +364,7 @@ def load_config(
         _set_dotted(tree, key, _Text(value))
     for key, value in (overrides or {}).items():
         if key not in _known_keys():
-            raise ConfigError(f"{key}: not a setting; {_unknown_setting_hint(key)}")
+            raise ConfigError(f"{key}: {_not_a_setting(key)}")
         _set_dotted(tree, key, _Text(value) if isinstance(value, str) else value)
     return _build(Config, tree, prefix="")
 
@@ -451,10 +466,11 @@ def run_seconds_within(limit_minutes: int) -> float:
 
 class _Loader(yaml.SafeLoader):
     r"""PyYAML's safe loader without YAML 1.1's base-60 numbers: ``30:00`` stays the string
-    a Slurm time limit means, not 1800.
+    a Slurm time limit means, not 1800; and with YAML 1.2's exponents without a dot: ``2e-3``
+    is a number, not text.
 
-    >>> yaml.load("a: 30:00\nb: 1:30:00\nc: 12", Loader=_Loader)
-    {'a': '30:00', 'b': '1:30:00', 'c': 12}
+    >>> yaml.load("a: 30:00\nb: 1:30:00\nc: 12\nd: 2e-3\ne: 1E+3", Loader=_Loader)
+    {'a': '30:00', 'b': '1:30:00', 'c': 12, 'd': 0.002, 'e': 1000.0}
     """
 
 
@@ -468,6 +484,12 @@ def _no_base_60(construct: typing.Callable[[Any, Any], Any]) -> typing.Callable[
 _Loader.add_constructor("tag:yaml.org,2002:int", _no_base_60(yaml.SafeLoader.construct_yaml_int))
 _Loader.add_constructor(
     "tag:yaml.org,2002:float", _no_base_60(yaml.SafeLoader.construct_yaml_float)
+)
+# YAML 1.1 reads a float only with a dot in it: 2e-3 would be the text '2e-3'
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
 )
 
 
@@ -483,11 +505,24 @@ def _config_file(path: str | os.PathLike[str] | None, env: typing.Mapping[str, s
 
 
 def _existing(path: Path, source: str) -> Path:
+    if path.is_dir():
+        raise ConfigError(
+            f"{source}: {path} is a directory; give the YAML file in it, e.g. {path / DEFAULT_FILE}"
+        )
     if not path.is_file():
         raise ConfigError(
             f"{source}: config file {path} does not exist; give an existing YAML file"
         )
     return path
+
+
+def read_yaml(text: str) -> Any:
+    r"""YAML ``text`` read as the configuration is: ``30:00`` is text, ``2e-3`` a number.
+
+    >>> read_yaml("x: 1:30\ntemp: [1e-3, 2.5]")
+    {'x': '1:30', 'temp': [0.001, 2.5]}
+    """
+    return yaml.load(text, Loader=_Loader)
 
 
 def yaml_problem(err: Exception) -> str:
@@ -518,6 +553,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         loader = _Loader(path.read_text(encoding="utf-8"))
         try:
             node = loader.get_single_node()
+            _check_unique_keys(path, node, "", set())  # before the constructor merges `<<:`
             data = None if node is None else loader.construct_document(node)
             if isinstance(node, yaml.MappingNode):
                 _check_text_as_typed(path, loader, node, Config, "")
@@ -534,6 +570,35 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections (kafka:, service:, ...)")
     return data
+
+
+def _check_unique_keys(path: Path, node: Any, key: str, seen: set[int]) -> None:
+    """:class:`ConfigError` for a mapping key given twice anywhere in the file: YAML keeps
+    the last, so a second ``kafka:`` section would silently put the first's keys back to
+    their defaults. Keys that ``<<:`` merges may be set again; that is what merging is for."""
+    if id(node) in seen:  # an alias of a node checked already (or a recursive one)
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_unique_keys(path, item, f"{key}[{i}]", seen)
+    elif isinstance(node, yaml.MappingNode):
+        lines: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            name = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            where = f"{key}.{name}" if key else str(name)
+            line = key_node.start_mark.line + 1
+            if name is not None and (key_node.tag, name) in lines:
+                first = lines[(key_node.tag, name)]
+                raise ConfigError(
+                    f"{where} in {path}: given twice (lines {first} and {line}); the second "
+                    "would replace the first whole, so merge them into one"
+                )
+            if name is not None:
+                lines[(key_node.tag, name)] = line
+            _check_unique_keys(path, value_node, where, seen)
 
 
 def _text_kind(kind: Any) -> str:
@@ -665,6 +730,25 @@ def _merge(into: dict[str, Any], other: dict[str, Any]) -> None:
             into[key] = value
 
 
+def _not_a_setting(key: str) -> str:
+    """Why ``--set KEY=...`` names no setting, and how to mend it: a section wants one of
+    its keys, an environment variable's name is that of a setting, else
+    :func:`_unknown_setting_hint`."""
+    known = _known_keys()
+    in_section = [k[len(key) + 1 :] for k in known if k.startswith(key + ".")]
+    if in_section:
+        return (
+            f"not a setting but a section; give {key}.KEY=VALUE, KEY one of {', '.join(in_section)}"
+        )
+    by_env = {ENV_PREFIX + k.replace(".", "_").upper(): k for k in known}
+    if key in by_env:
+        return (
+            f"not a setting but the environment variable of {by_env[key]}; "
+            f"give --set {by_env[key]}=VALUE"
+        )
+    return f"not a setting; {_unknown_setting_hint(key)}"
+
+
 def _unknown_setting_hint(key: str) -> str:
     """How to mend ``--set KEY=...`` for a key that is no setting: the setting it is closest
     to, else the keys of its section, else the sections.
@@ -706,6 +790,8 @@ def _known_keys(cls: type = Config, prefix: str = "") -> list[str]:
 
 def _build(cls: type, tree: Any, prefix: str) -> Any:
     where = prefix.rstrip(".") or "config"
+    if tree is None and prefix:  # a section left empty in the file (`stack:`, keys commented)
+        tree = {}
     if not isinstance(tree, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(tree).__name__}")
     hints = typing.get_type_hints(cls)
@@ -784,6 +870,13 @@ def _check_range(key: str, value: float, low: float, high: float) -> None:
 def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}: must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _check_directory(key: str, value: str, default: str) -> None:
+    """An empty path is the working directory: the stack's state or the spool would land
+    wherever a command happened to run, and the next command elsewhere would not find it."""
+    if not value.strip():
+        raise ConfigError(f"{key}: give a directory (default {default}), not nothing")
 
 
 def _check_url(key: str, value: str, example: str) -> None:

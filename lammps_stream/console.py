@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 
 def console() -> Any:
-    """A rich Console for command output (plain text when piped)."""
+    """A rich Console for command output (plain text when piped). ``COLUMNS=0`` (or
+    ``LINES=0``) is taken as not set: rich would print nothing in zero columns."""
     from rich.console import Console
 
-    return Console(highlight=False)
+    sizes = {n: os.environ.get(n, "").strip() for n in ("COLUMNS", "LINES")}
+    zero = [n for n, value in sizes.items() if value.isdecimal() and int(value) == 0]
+    if not zero:
+        return Console(highlight=False)
+    environ = {k: v for k, v in os.environ.items() if k not in zero}
+    return Console(highlight=False, _environ=environ)
 
 
 def table(*headers: str, title: str | None = None, whole: tuple[str, ...] = ("model",)) -> Any:

@@ -28,16 +28,19 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from lammps_stream.config import yaml_problem
+from lammps_stream.config import read_yaml, yaml_problem
 from lammps_stream.errors import UsageError
 
 INT_DIMENSIONS = ("x", "y", "z", "steps", "ranks", "threads")
+# the most points a grid lists: --sampler grid over x: [1, 100000000] is no plan to run
+GRID_LIMIT = 100_000
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ class ParameterSpace:
             decks = [decks]
         if not isinstance(decks, list) or not decks or not all(isinstance(d, str) for d in decks):
             raise UsageError(f"{source}: decks must be a non-empty list of deck names or paths")
+        _check_unique(f"{source}: decks", decks)
         dims = [Dimension("deck", values=tuple(decks))]
         defaults = {"x": 1, "y": 1, "z": 1, "steps": 0, "ranks": 1, "threads": 1}
         for name in INT_DIMENSIONS:
@@ -118,6 +122,8 @@ class ParameterSpace:
             raise UsageError(
                 f"{source}: vars must be a mapping of NAME: value|[low, high]|{{values}}"
             )
+        for name in variables:
+            _check_variable_name(source, str(name))
         var_dims = tuple(
             _dimension(str(name), spec, source, integer=False, minimum=None)
             for name, spec in variables.items()
@@ -125,32 +131,32 @@ class ParameterSpace:
         return cls(tuple(dims), var_dims)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> ParameterSpace | SpaceSet:
-        """Read a space from YAML: one mapping, or ``spaces: [mapping, ...]`` for a set."""
+    def from_file(cls, path: str | Path, flag: str = "--space") -> ParameterSpace | SpaceSet:
+        """Read a space from YAML: one mapping, or ``spaces: [mapping, ...]`` for a set.
+        ``flag`` is where the path came from, for the error (``--space``, ``producer.space``).
+        Numbers are read as in the configuration: ``1e-3`` is one, ``1:30`` is not."""
         file = Path(path).expanduser()
         try:
-            data = yaml.safe_load(file.read_text(encoding="utf-8"))
+            data = read_yaml(file.read_text(encoding="utf-8"))
         except OSError as exc:
-            raise UsageError(f"--space {file}: cannot read it ({exc.strerror})") from None
+            raise UsageError(f"{flag} {file}: cannot read it ({exc.strerror})") from None
         except UnicodeDecodeError:
             raise UsageError(
-                f"--space {file}: not UTF-8 text; save the YAML file as UTF-8"
+                f"{flag} {file}: not UTF-8 text; save the YAML file as UTF-8"
             ) from None
         except yaml.YAMLError as exc:
-            raise UsageError(f"--space {file}: not valid YAML ({yaml_problem(exc)})") from None
+            raise UsageError(f"{flag} {file}: not valid YAML ({yaml_problem(exc)})") from None
         if not isinstance(data, dict):
-            raise UsageError(f"--space {file}: expected a mapping (decks:, x:, y:, ...)")
+            raise UsageError(f"{flag} {file}: expected a mapping (decks:, x:, y:, ...)")
         if "spaces" in data:
             members = data["spaces"]
             if set(data) != {"spaces"} or not isinstance(members, list) or not members:
-                raise UsageError(
-                    f"--space {file}: `spaces:` must be the only key, a non-empty list"
-                )
+                raise UsageError(f"{flag} {file}: `spaces:` must be the only key, a non-empty list")
             for i, member in enumerate(members):
                 if not isinstance(member, dict):
                     what = "empty" if member is None else f"{member!r}, not a space"
                     raise UsageError(
-                        f"--space {file}: spaces[{i}] is {what}; write each entry of spaces: "
+                        f"{flag} {file}: spaces[{i}] is {what}; write each entry of spaces: "
                         "as a mapping, e.g. - {decks: [lj], x: [1, 4], steps: 100}"
                     )
             return SpaceSet(
@@ -196,7 +202,15 @@ class ParameterSpace:
         return params
 
     def grid(self, grid_points: int = 3) -> list[dict[str, Any]]:
-        """Every combination of every dimension's levels."""
+        """Every combination of every dimension's levels; :class:`UsageError` when there are
+        more than :data:`GRID_LIMIT` (listing them could take the machine's memory)."""
+        dims = (*self.dimensions, *self.var_dimensions)
+        size = math.prod(_levels(d, grid_points) for d in dims)
+        if size > GRID_LIMIT:
+            raise UsageError(
+                f"the space's grid has {size:,} points, more than {GRID_LIMIT:,}; narrow its "
+                "ranges, or draw --count N runs with --sampler random, lhs or sobol"
+            )
         combos: list[dict[str, Any]] = [{}]
         for d in self.dimensions:
             combos = [c | {d.name: v} for c in combos for v in d.levels(grid_points)]
@@ -226,7 +240,12 @@ class SpaceSet:
     members: tuple[ParameterSpace, ...]
 
     def fixed(self, **values: Any) -> SpaceSet:
-        return SpaceSet(tuple(member.fixed(**values) for member in self.members))
+        """Every member with ``values`` pinned; a deck pins only the members that list it
+        (``--deck lj`` takes lj's own ranges), or every member when none does (a deck of
+        one's own)."""
+        deck = values.get("deck")
+        members = [m for m in self.members if deck in m.dimensions[0].values]
+        return SpaceSet(tuple(m.fixed(**values) for m in members or self.members))
 
 
 def _dimension(name: str, spec: Any, source: str, integer: bool, minimum: int | None) -> Dimension:
@@ -237,6 +256,7 @@ def _dimension(name: str, spec: Any, source: str, integer: bool, minimum: int | 
             raise UsageError(f"{where}: write choices as {{values: [a, b, ...]}}")
         for v in values:
             _check_number(where, v, integer, minimum)
+        _check_unique(where, values)
         return Dimension(name, values=tuple(values), integer=integer)
     if isinstance(spec, list):
         if len(spec) != 2:
@@ -256,8 +276,35 @@ def _check_number(where: str, value: Any, integer: bool, minimum: int | None) ->
     if isinstance(value, bool) or not isinstance(value, kinds):
         wanted = "whole numbers" if integer else "numbers"
         raise UsageError(f"{where}: expected {wanted}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):  # .nan, .inf: no run's value
+        raise UsageError(f"{where}: expected a finite number, got {value}")
     if minimum is not None and value < minimum:
         raise UsageError(f"{where}: must be >= {minimum}, got {value}")
+
+
+def _check_unique(where: str, values: list[Any]) -> None:
+    """A choice listed twice: a grid would run its points twice, and the other samplers
+    draw it twice as often."""
+    for i, value in enumerate(values):
+        if value in values[:i]:
+            raise UsageError(f"{where}: {value!r} is listed twice; list each once")
+
+
+# the deck variables the runner passes itself (-var x ...): LAMMPS keeps the first -var
+AXIS_VARIABLES = ("x", "y", "z")
+
+
+def _check_variable_name(source: str, name: str) -> None:
+    """A name of ``vars`` that LAMMPS takes, and that is not one of the box's axes."""
+    if name in AXIS_VARIABLES:
+        raise UsageError(
+            f"{source}: vars: {name} is the replication along {name}, which LAMMPS is given "
+            f"already; give it as {name}: [low, high], not under vars"
+        )
+    if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+        raise UsageError(
+            f"{source}: vars: {name!r} is no LAMMPS variable name; use letters, digits and _"
+        )
 
 
 def _round(value: Any) -> Any:
@@ -272,7 +319,7 @@ def space_from_config(producer: Any) -> ParameterSpace:
     '[1, 3]'
     """
     if producer.space:
-        return ParameterSpace.from_file(producer.space)
+        return ParameterSpace.from_file(producer.space, flag="producer.space")
     return ParameterSpace.from_mapping(
         {
             "decks": [producer.deck],
@@ -331,13 +378,15 @@ def candidate_params(
     return _unique([p | {"steps": p["steps"] or default_steps} for p in points])
 
 
-def _levels(d: Dimension) -> int:
-    """How many values ``d`` has on a grid (3 for a float range), without listing them."""
+def _levels(d: Dimension, grid_points: int = 3) -> int:
+    """How many values ``d`` has on a grid (``grid_points`` for a float range), without
+    listing them."""
     if d.values:
         return len(d.values)
+    assert d.low is not None and d.high is not None
     if d.integer:
         return int(d.high) - int(d.low) + 1
-    return 1 if d.low == d.high else 3
+    return 1 if grid_points == 1 or d.low == d.high else grid_points
 
 
 def _unique(params: list[dict[str, Any]]) -> list[dict[str, Any]]:

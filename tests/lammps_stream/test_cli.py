@@ -389,3 +389,50 @@ def test_the_seeds_at_either_end_of_the_range_are_taken(seed: str) -> None:
         ["demo"],
     ):
         assert parser.parse_args([*argv, "--seed", seed]).seed == int(seed)
+
+
+@pytest.mark.parametrize(
+    ("argv", "key", "value"),
+    [
+        (["submit", "slurm", "--count", "1", "--partition", ""], "producer.partition", ""),
+        (["submit", "slurm", "--count", "1", "--image", ""], "producer.image", ""),
+        (["submit", "slurm", "--count", "1", "--time", ""], "producer.time_limit", ""),
+        (["--bootstrap", "", "stack", "status"], "kafka.bootstrap", ""),
+    ],
+)
+def test_a_flag_given_empty_is_not_dropped(argv: list[str], key: str, value: str) -> None:
+    """``--partition ''`` (no partition, whatever the config file says) was ignored: the
+    job went to the file's partition."""
+    from lammps_stream.cli import build_parser, overrides_from
+
+    assert overrides_from(build_parser().parse_args(argv))[key] == value
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["--bootstrap", "", "stack", "status"],
+            "lammps-stream: kafka.bootstrap: expected host:port[,host:port...], got ''",
+        ),
+        (
+            ["submit", "slurm", "--count", "1", "--time", "", "--print"],
+            "lammps-stream: producer.time_limit (--time): expected a time limit as minutes, "
+            "MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS (e.g. 02:00:00), got ''",
+        ),
+    ],
+)
+def test_an_empty_value_for_a_flag_is_one_line(
+    clean_cli: Path, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+) -> None:
+    jobs = ["--set", f"producer.jobs_dir={clean_cli / 'jobs'}"]  # had it got through
+    assert _main_line([*jobs, *argv], capsys) == expected
+
+
+def test_a_bad_space_from_the_config_names_the_setting_not_a_flag(tmp_path: Path) -> None:
+    missing = tmp_path / "space.yaml"
+    env = {"LAMMPS_STREAM_PRODUCER_SPACE": str(missing)}
+    line = one_line_error(run("produce", "--count", "1", "--dry-run", env=env))
+    assert line == (
+        f"lammps-stream: producer.space {missing}: cannot read it (No such file or directory)"
+    )

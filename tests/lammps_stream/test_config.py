@@ -413,3 +413,160 @@ def test_secrets_that_look_like_numbers_survive_a_written_config(tmp_path: Path)
     cfg = load_config(path=None, env=env)
     path = write_config(cfg, tmp_path / "lammps-stream.yaml")
     assert load_config(path, env={}) == cfg
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "kafka:\n",  # every key of the section commented out
+        "kafka:\n  partitions: 3\n  topics:\n",
+        "stack:\n  # state_dir: /scratch/stack\n",
+    ],
+)
+def test_a_section_left_empty_in_the_file_keeps_its_defaults(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    assert load_config(path, env={}) == Config()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "kafka:\n  bootstrap: h:1\nservice:\n  http_port: 7000\nkafka:\n  partitions: 6\n",
+            "kafka in {path}: given twice (lines 1 and 5); the second would replace the first "
+            "whole, so merge them into one",
+        ),
+        (
+            "kafka:\n  partitions: 3\n  partitions: 6\n",
+            "kafka.partitions in {path}: given twice (lines 2 and 3); the second would replace "
+            "the first whole, so merge them into one",
+        ),
+        (
+            "kafka:\n  topics:\n    runs: a\n    'runs': b\n",
+            "kafka.topics.runs in {path}: given twice (lines 3 and 4); the second would replace "
+            "the first whole, so merge them into one",
+        ),
+    ],
+)
+def test_a_key_given_twice_in_the_file_is_refused(tmp_path: Path, text: str, message: str) -> None:
+    """YAML keeps the last of two equal keys: a second `kafka:` section silently put every
+    key of the first back to its default."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert str(info.value) == message.format(path=path)
+
+
+def test_a_merge_key_may_repeat_what_it_merges(tmp_path: Path) -> None:
+    """`<<:` merges keys a mapping may then set again: that is no key given twice."""
+    path = tmp_path / "c.yaml"
+    path.write_text("kafka:\n  <<: {partitions: 4, bootstrap: 'h:1'}\n  partitions: 6\n")
+    cfg = load_config(path, env={})
+    assert (cfg.kafka.partitions, cfg.kafka.bootstrap) == (6, "h:1")
+
+
+@pytest.mark.parametrize("source", ["--config", "LAMMPS_STREAM_CONFIG"])
+def test_a_config_path_that_is_a_directory_says_so(tmp_path: Path, source: str) -> None:
+    if source == "--config":
+        call = {"path": tmp_path, "env": {}}
+    else:
+        call = {"env": {"LAMMPS_STREAM_CONFIG": str(tmp_path)}}
+    with pytest.raises(ConfigError) as info:
+        load_config(**call)
+    assert str(info.value) == (
+        f"{source}: {tmp_path} is a directory; give the YAML file in it, "
+        f"e.g. {tmp_path / 'lammps-stream.yaml'}"
+    )
+
+
+@pytest.mark.parametrize("text", ["2e-3", "2E-3", "+2e-3", "0.2e-2", "2_0e-4"])
+def test_a_number_in_scientific_notation_is_a_number(tmp_path: Path, text: str) -> None:
+    """YAML 1.1 wants a dot in a float's mantissa: 2e-3 was the text '2e-3', refused as
+    'expected a number' from the file, the environment and --set alike."""
+    path = tmp_path / "c.yaml"
+    path.write_text(f"service:\n  batch_wait_seconds: {text}\n")
+    assert load_config(path, env={}).service.batch_wait_seconds == 0.002
+    env = {"LAMMPS_STREAM_SERVICE_BATCH_WAIT_SECONDS": text}
+    assert load_config(path=None, env=env).service.batch_wait_seconds == 0.002
+    overrides = {"service.batch_wait_seconds": text, "service.snapshot_seconds": "1e3"}
+    service = load_config(path=None, env={}, overrides=overrides).service
+    assert (service.batch_wait_seconds, service.snapshot_seconds) == (0.002, 1000)
+
+
+def test_scientific_notation_for_a_whole_number_or_in_text_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"kafka\.partitions: expected an integer, got 1000\.0"):
+        load_config(path=None, env={"LAMMPS_STREAM_KAFKA_PARTITIONS": "1e3"})
+    path = tmp_path / "c.yaml"
+    path.write_text("kafka:\n  version: 4e1\n")
+    with pytest.raises(ConfigError, match=r"a number \(40\.0\) where text is wanted; quote it"):
+        load_config(path, env={})
+
+
+@pytest.mark.parametrize("host", ["", " ", "a b", "host/path", "127.0.0.1\n6067"])
+def test_a_service_host_no_url_can_hold_is_refused(host: str) -> None:
+    """``models list`` with ``http_host: 'a b'`` ended in http.client's traceback."""
+    with pytest.raises(ConfigError) as info:
+        load_config(path=None, env={}, overrides={"service.http_host": host})
+    assert str(info.value) == (
+        "service.http_host: expected a host name or address the model service listens on, "
+        f"e.g. 127.0.0.1 or 0.0.0.0, got {host.strip()!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    "key", ["stack.state_dir", "stack.cache_dir", "producer.spool_dir", "producer.jobs_dir"]
+)
+def test_an_empty_directory_setting_is_refused(key: str) -> None:
+    """An empty path is the working directory: the stack's state or the spool scattered
+    over wherever the command happened to run."""
+    default = getattr(getattr(Config(), key.split(".")[0]), key.split(".")[1])
+    with pytest.raises(ConfigError) as info:
+        load_config(path=None, env={}, overrides={key: " "})
+    assert str(info.value) == f"{key}: give a directory (default {default}), not nothing"
+
+
+@pytest.mark.parametrize(
+    ("models", "name"),
+    [
+        ("[linear, pa, linear]", "linear"),
+        ("[{name: t, class: river.tree.HoeffdingTreeRegressor}, {name: t, class: x.Y}]", "t"),
+    ],
+)
+def test_a_model_named_twice_is_refused(models: str, name: str) -> None:
+    """The service keeps one model per name: the second silently replaced the first."""
+    with pytest.raises(ConfigError) as info:
+        load_config(path=None, env={"LAMMPS_STREAM_SERVICE_MODELS": models})
+    assert str(info.value) == (
+        f"service.models: {name!r} is named twice; give each model a name of its own"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        (
+            "kafka.topics",
+            "kafka.topics: not a setting but a section; give kafka.topics.KEY=VALUE, "
+            "KEY one of runs, predictions, requests, models, dlq, suggestions",
+        ),
+        (
+            "stack",
+            "stack: not a setting but a section; give stack.KEY=VALUE, KEY one of state_dir, "
+            "cache_dir, start_service, start_timeout_seconds, authorizer",
+        ),
+        (
+            "LAMMPS_STREAM_KAFKA_PARTITIONS",
+            "LAMMPS_STREAM_KAFKA_PARTITIONS: not a setting but the environment variable of "
+            "kafka.partitions; give --set kafka.partitions=VALUE",
+        ),
+    ],
+)
+def test_an_override_naming_a_section_or_a_variable_says_what_to_give(
+    key: str, message: str
+) -> None:
+    """``--set kafka.topics=x`` was asked 'did you mean kafka.topics.dlq?'."""
+    with pytest.raises(ConfigError) as info:
+        load_config(path=None, env={}, overrides={key: "x"})
+    assert str(info.value) == message
