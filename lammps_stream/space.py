@@ -123,7 +123,7 @@ class ParameterSpace:
                 f"{source}: vars must be a mapping of NAME: value|[low, high]|{{values}}"
             )
         for name in variables:
-            _check_variable_name(source, str(name))
+            check_variable_name(f"{source}: vars", str(name))
         var_dims = tuple(
             _dimension(str(name), spec, source, integer=False, minimum=None)
             for name, spec in variables.items()
@@ -294,17 +294,23 @@ def _check_unique(where: str, values: list[Any]) -> None:
 AXIS_VARIABLES = ("x", "y", "z")
 
 
-def _check_variable_name(source: str, name: str) -> None:
-    """A name of ``vars`` that LAMMPS takes, and that is not one of the box's axes."""
+def check_variable_name(where: str, name: str, axis_as: str = "{name}: [low, high]") -> None:
+    """:class:`UsageError` unless ``name`` is a variable LAMMPS takes with ``-var`` and not
+    one of the box's axes (the runner passes those itself, and LAMMPS keeps the first).
+
+    >>> check_variable_name("run-one --var", "T")
+    >>> check_variable_name("run-one --var", "x", axis_as="-x N")
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.UsageError: run-one --var: x is the replication along x, ... -x N, ...
+    """
     if name in AXIS_VARIABLES:
         raise UsageError(
-            f"{source}: vars: {name} is the replication along {name}, which LAMMPS is given "
-            f"already; give it as {name}: [low, high], not under vars"
+            f"{where}: {name} is the replication along {name}, which LAMMPS is given "
+            f"already; give it as {axis_as.format(name=name)}, not as a variable"
         )
     if not re.fullmatch(r"[A-Za-z0-9_]+", name):
-        raise UsageError(
-            f"{source}: vars: {name!r} is no LAMMPS variable name; use letters, digits and _"
-        )
+        raise UsageError(f"{where}: {name!r} is no LAMMPS variable name; use letters, digits and _")
 
 
 def _round(value: Any) -> Any:

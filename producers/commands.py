@@ -80,6 +80,10 @@ def _run_one_plan(config: Config, args: argparse.Namespace) -> Any:
         "threads": args.threads or config.producer.threads,
     }
     if args.var:
+        from lammps_stream.space import check_variable_name
+
+        for name, _ in args.var:
+            check_variable_name("run-one --var", name, axis_as="-{name} N")
         params["vars"] = dict(args.var)
     split = args.split or "train"
     if args.run_id:

@@ -56,6 +56,8 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
         (["submit", "pbs"], "invalid choice: 'pbs'"),
         (["predict", "deck=lj", "x=0"], "predict: x: must be a positive integer, got 0"),
         (["run-one", "--index", "3"], "run-one: --index picks a line of a plan file; give it"),
+        (["run-one", "--var", "x=3"], "run-one --var: x is the replication along x, which"),
+        (["run-one", "--var", "a b=3"], "run-one --var: 'a b' is no LAMMPS variable name"),
         (
             ["run-one", "--plan", "/no/plan.jsonl", "--index", "0", "-x", "4", "--np", "2"],
             "run-one: the --plan line gives the whole run; drop -x, --np",

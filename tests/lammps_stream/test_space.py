@@ -126,7 +126,7 @@ def test_a_variable_named_like_an_axis_is_refused(name: str) -> None:
     x was never run, though each record said it was."""
     assert _mapping_refusal({"vars": {name: [1.0, 2.0]}}) == (
         f"s.yaml: vars: {name} is the replication along {name}, which LAMMPS is given "
-        f"already; give it as {name}: [low, high], not under vars"
+        f"already; give it as {name}: [low, high], not as a variable"
     )
 
 
