@@ -5,14 +5,24 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
+SCRATCH = tempfile.mkdtemp(prefix="lammps-stream-cli-tests-")
+
 
 def _clean_env() -> dict[str, str]:
-    """This process's environment without the user's LAMMPS_STREAM_* settings."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("LAMMPS_STREAM_")}
+    """This process's environment without the user's LAMMPS_STREAM_* settings, its spool,
+    jobs and stack state in a scratch directory: a usage mistake that is not refused runs,
+    and its record must not land in the user's spool."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LAMMPS_STREAM_")}
+    return clean | {
+        "LAMMPS_STREAM_PRODUCER_SPOOL_DIR": f"{SCRATCH}/spool",
+        "LAMMPS_STREAM_PRODUCER_JOBS_DIR": f"{SCRATCH}/jobs",
+        "LAMMPS_STREAM_STACK_STATE_DIR": f"{SCRATCH}/stack",
+    }
 
 
 def run(
