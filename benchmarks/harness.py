@@ -274,7 +274,7 @@ class CpuWindow:
     :meth:`start` and :meth:`stop`, per record: what a path costs beyond its wall-clock rate,
     and what the broker spends on its behalf. ``None`` stands for this process, counted alone
     (the broker and the workers are its children); a process given to :meth:`watch` is
-    counted with the processes it starts.
+    counted alone too, and the processes it starts apart, as ``children``.
 
     >>> import os
     >>> window = CpuWindow({"own": None, "also_own": os.getpid()})
@@ -293,16 +293,17 @@ class CpuWindow:
         self.used: dict[str, float] = {}
 
     def watch(self, name: str, pid: int) -> None:
-        """Count process ``pid`` and the processes it starts too, as ``name`` (before
-        :meth:`start`): a worker's CPU includes its scoring process's."""
+        """Count process ``pid`` as ``name`` and the processes it starts as ``children``
+        (before :meth:`start`): a worker's scoring process, which runs at the lowest priority
+        on cycles nothing else wants, apart from the worker's own work."""
         self.pids[name] = pid
         self.trees.add(name)
 
     def _now(self) -> dict[str, float]:
-        return {
-            name: (tree_cpu_seconds if name in self.trees else cpu_seconds)(pid)
-            for name, pid in self.pids.items()
-        }
+        now = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        for name in self.trees:
+            now["children"] = tree_cpu_seconds(self.pids[name]) - now[name]
+        return now
 
     def start(self) -> None:
         self.started = self._now()
