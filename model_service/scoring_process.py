@@ -3,8 +3,10 @@ for work nobody waits for (a batch of suggestions).
 
 A thread would not do: scoring a batch is 15-25 ms of pure Python, holding the GIL while runs
 arrive. A process at normal priority would not either: on two cores it takes its time from the
-broker. The process is spawned (not forked from a worker full of threads and sockets) on first
-use, replaced if it dies, and ends by itself when the worker is gone, SIGKILL included (a pool
+broker. The process is spawned (not forked from a worker full of threads and sockets) when
+the worker starts (:meth:`ScoringProcess.start`, which also has it import river then, not
+in the middle of the stream when the first batch comes due) or on first use, replaced if it
+dies, and ends by itself when the worker is gone, SIGKILL included (a pool
 process otherwise waits on its queue forever: it holds that pipe's other end itself).
 
 >>> import asyncio, os
@@ -43,16 +45,27 @@ class ScoringProcess:
         self.niceness = niceness
         self.pool: ProcessPoolExecutor | None = None
 
+    def start(self) -> None:
+        """Start the process now, and have it import what scoring needs: ~1 s of CPU (and a
+        burst of memory traffic beside the stream's) that would otherwise fall in the middle
+        of the stream, when the first batch of suggestions comes due."""
+        if self.pool is None:
+            self.pool = self._new_pool()
+            self.pool.submit(_warm_up)
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start,
+            initargs=(self.niceness, os.getpid()),
+        )
+
     async def run(self, call: Callable[[], T]) -> T:
         """``call()`` in the scoring process, started if need be. Raises ``BrokenProcessPool``
         if the process died meanwhile; the next call starts a new one."""
         if self.pool is None:
-            self.pool = ProcessPoolExecutor(
-                1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start,
-                initargs=(self.niceness, os.getpid()),
-            )
+            self.pool = self._new_pool()
         try:
             return await asyncio.get_running_loop().run_in_executor(self.pool, call)
         except BrokenProcessPool:
@@ -70,6 +83,15 @@ def _start(niceness: int, parent: int) -> None:
     """In the new process: lower its priority, and end it once ``parent`` is gone."""
     os.nice(niceness)
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _warm_up() -> None:
+    """In the new process: import what scoring a batch of suggestions needs (the river
+    modules of every built-in model, as unpickling a committee would)."""
+    import model_service.suggestions  # noqa: F401
+    from model_service.zoo import BUILT_IN, build_models
+
+    build_models(sorted(BUILT_IN))
 
 
 def _exit_with(parent: int) -> None:

@@ -155,6 +155,8 @@ def serve(config: Config, args: Any = None) -> int:
     expand(config.stack.state_dir).mkdir(parents=True, exist_ok=True)  # Faust's datadir lives here
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     app = create_app(config)
+    if config.service.suggest_every:
+        app.service.scoring.start()  # its imports before the runs flow, not among them
     freeze_long_lived_objects()  # and again once the first partitions are assigned
     worker = _worker_class(faust.Worker)(app, loglevel=config.service.log_level.upper(), quiet=True)
     # Faust's terminal spinner sets the root logger to DEBUG and formats every debug record

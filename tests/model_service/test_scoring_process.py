@@ -84,3 +84,24 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return status != "Z"
+
+
+def _imported(module: str) -> bool:
+    return module in sys.modules
+
+
+def test_a_started_process_has_imported_what_scoring_needs_before_the_first_batch() -> None:
+    # Started lazily, the process imported river (~1 s of CPU and memory traffic) when the
+    # first batch of suggestions came due, in the middle of the stream; the worker starts it
+    # before the runs flow, and it imports then.
+    async def main(start: bool) -> bool:
+        scoring = ScoringProcess()
+        try:
+            if start:
+                scoring.start()
+            return await scoring.run(functools.partial(_imported, "river.tree"))
+        finally:
+            scoring.close()
+
+    assert asyncio.run(main(start=True))
+    assert not asyncio.run(main(start=False))  # a call alone imports nothing of the kind
