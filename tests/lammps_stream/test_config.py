@@ -379,10 +379,15 @@ def test_a_text_setting_that_yaml_reads_as_something_else_is_refused(
     """YAML 1.1 reads an unquoted 0123 as 83: a secret that changed silently would fail
     only at the broker's login, so the file is refused, saying how to quote it."""
     path = tmp_path / "lammps-stream.yaml"
+    assert _file_refused(path, text) == message.format(path=path)
+
+
+def _file_refused(path: Path, text: str) -> str:
+    """The one line a config file of ``text`` at ``path`` is refused with."""
     path.write_text(text)
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
-    assert str(info.value) == message.format(path=path)
+    return str(info.value)
 
 
 def test_a_number_in_a_text_setting_that_reads_back_as_written_is_taken(tmp_path: Path) -> None:
@@ -453,10 +458,7 @@ def test_a_key_given_twice_in_the_file_is_refused(tmp_path: Path, text: str, mes
     """YAML keeps the last of two equal keys: a second `kafka:` section silently put every
     key of the first back to its default."""
     path = tmp_path / "c.yaml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as info:
-        load_config(path, env={})
-    assert str(info.value) == message.format(path=path)
+    assert _file_refused(path, text) == message.format(path=path)
 
 
 def test_a_merge_key_may_repeat_what_it_merges(tmp_path: Path) -> None:
