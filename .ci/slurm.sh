@@ -7,9 +7,10 @@
 #   .ci/slurm.sh status   sinfo
 #
 # `up` by a user other than root only checks that a Slurm is already up (started by root) and
-# says how to start it otherwise. Runs as root on Debian 12 without systemd: the daemons are started directly and tracked by
-# their pid files under /run. `up` is idempotent; if the generated slurm.conf changed (other
-# host name, CPU count, ...) running daemons are restarted to pick it up.
+# says how to start it otherwise. Runs as root on Debian 12 without systemd: the daemons are
+# started directly and tracked by their pid files under /run. `up` is idempotent; if the
+# generated slurm.conf changed (other host name, CPU count, ...) running daemons are restarted
+# to pick it up.
 #
 # Layout: /etc/slurm/slurm.conf (the Debian package's compiled-in path), state in
 # /var/spool/slurmctld and /var/spool/slurmd, logs in /var/log/slurm, pid files in /run/slurm.
