@@ -10,7 +10,7 @@ widens, and one that is too cautious narrows, even when the error drifts.
 
 >>> band = ConformalInterval(coverage=0.8)
 >>> for actual in [10.5, 9.0, 11.0, 10.2, 9.5, 10.8]:
-...     band.update(actual, 10.0)
+...     _ = band.update(actual, 10.0)
 >>> low, high = band.bounds(20.0)
 >>> round(low, 2), round(high, 2)
 (18.18, 22.0)
@@ -84,9 +84,9 @@ class ConformalInterval:
         # finite always: a diverged model's prediction times the widest band stays a number
         return min(center * math.exp(-q), predicted), min(center * math.exp(q), sys.float_info.max)
 
-    def update(self, actual: float, predicted: float) -> None:
+    def update(self, actual: float, predicted: float) -> float:
         """Score one train run: adapt α_t to whether the band covered it, keep its score
-        (:func:`log_error`)."""
+        (:func:`log_error`) and return it (what drift is watched on)."""
         low, high = self.bounds(predicted)
         if low is not None and high is not None:
             missed = not low <= actual <= high
@@ -101,6 +101,7 @@ class ConformalInterval:
         if len(self.scores) > SCORE_WINDOW:
             oldest = self.scores.popleft()
             del self.ordered[bisect.bisect_left(self.ordered, oldest)]
+        return score
 
     def retarget(self, coverage: float) -> None:
         """Aim at ``coverage`` from now on (``service.interval_coverage`` changed since this
@@ -112,7 +113,7 @@ class ConformalInterval:
 
         >>> band = ConformalInterval(coverage=0.5)
         >>> for actual in [10.5, 9.0, 11.0, 10.2, 9.5, 10.8, 12.0, 8.0]:
-        ...     band.update(actual, 10.0)
+        ...     _ = band.update(actual, 10.0)
         >>> narrow = band.bounds(10.0)
         >>> band.retarget(0.99)
         >>> band.coverage, round(band.alpha, 2), band.observed_coverage

@@ -31,7 +31,7 @@ from lammps_stream.schemas import PREDICTION_SCHEMA, now
 from lammps_stream.scoring import RecentScores, Scores
 from model_service.familiarity import Seen
 from model_service.features import features
-from model_service.intervals import ConformalInterval, log_error
+from model_service.intervals import ConformalInterval
 from model_service.zoo import ModelSpec, build_model, coefficients, model_spec
 
 # A run predicted more than e^5 (~150) times off counts as that far off: ADWIN's cut test
@@ -310,9 +310,8 @@ class Learner:
             state.prequential.update(y, predicted)
             state.prequential_recent.update(y, predicted)
             if state.learned > 1:  # before any run a model predicts its prior, not its error
-                state.interval.update(y, predicted)
-                error = min(log_error(y, predicted), DRIFT_ERROR_CAP)
-                drifted = _error_rose(state.drift, error)
+                error = state.interval.update(y, predicted)  # log_error, computed once
+                drifted = _error_rose(state.drift, min(error, DRIFT_ERROR_CAP))
                 state.drifts += drifted
         else:
             state.test.update(y, predicted)
