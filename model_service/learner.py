@@ -32,7 +32,13 @@ from lammps_stream.scoring import RecentScores, Scores
 from model_service.familiarity import Seen
 from model_service.features import features
 from model_service.intervals import ConformalInterval
-from model_service.zoo import ModelSpec, build_model, coefficients, model_spec
+from model_service.zoo import (
+    MAX_PREDICTED_SECONDS,
+    ModelSpec,
+    build_model,
+    coefficients,
+    model_spec,
+)
 
 # A run predicted more than e^5 (~150) times off counts as that far off: ADWIN's cut test
 # scales with the window's variance, which one wilder error would inflate for a long time.
@@ -374,9 +380,19 @@ def describe(state: ModelState) -> dict[str, Any]:
 
 
 def _clean(value: Any) -> float:
-    """A model's raw output as a usable wall time: finite and not negative."""
+    """A model's raw output as a usable wall time: not negative, and at most
+    :data:`~model_service.zoo.MAX_PREDICTED_SECONDS` (a diverged model's infinity too, which
+    must not read as an instant run); 0 for no number at all (None, NaN).
+
+    >>> [_clean(v) for v in (-2.0, 3.5, None, float("nan"))]
+    [0.0, 3.5, 0.0, 0.0]
+    >>> _clean(float("inf")) == _clean(1e300) == MAX_PREDICTED_SECONDS
+    True
+    """
     try:
         number = float(value)
     except (TypeError, ValueError):
         return 0.0
-    return max(0.0, number) if math.isfinite(number) else 0.0
+    if math.isnan(number):
+        return 0.0
+    return min(max(0.0, number), MAX_PREDICTED_SECONDS)

@@ -68,6 +68,10 @@ ALLOWED_MODULES = (
 )
 FEATURE_VIEWS = ("log", "raw")
 TARGETS = ("log", "seconds")
+# The longest wall time any model is taken to predict (e^30 s, some 340,000 years): a
+# log-target model's guess is capped there before exp, and every other model's output too.
+LOG_CAP = 30.0
+MAX_PREDICTED_SECONDS = math.exp(LOG_CAP)
 
 
 @dataclass(frozen=True)
@@ -323,8 +327,12 @@ def build_models(items: list[str | dict[str, Any]]) -> dict[str, Any]:
 
 
 def _exp(value: float) -> float:
-    """``exp`` that an untrained model's wild guess cannot overflow."""
-    return math.exp(min(value, 30.0))
+    """``exp`` that an untrained model's wild guess cannot overflow.
+
+    >>> _exp(1000.0) == MAX_PREDICTED_SECONDS
+    True
+    """
+    return math.exp(min(value, LOG_CAP))
 
 
 def _build_value(where: str, value: Any) -> Any:

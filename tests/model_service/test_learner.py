@@ -7,6 +7,7 @@ import pytest
 
 from lammps_stream.schemas import example_run_record, new_id, validate_prediction
 from model_service.learner import Learner, describe
+from model_service.zoo import MAX_PREDICTED_SECONDS
 
 OFFSETS = count()
 
@@ -108,6 +109,23 @@ def test_predictions_are_never_negative_or_nan() -> None:
         for p in _feed(learner, _record(1, wall)).predictions:
             value = p["predicted_wall_seconds"]
             assert value >= 0 and math.isfinite(value)
+
+
+def test_a_diverged_model_predicts_the_longest_time_not_an_instant() -> None:
+    # A model whose output overflowed to infinity read as a 0 s run: `predict --walltime`
+    # would then have offered the shortest time limit for a run the model thought endless.
+    class Diverged:
+        def predict_one(self, x: dict[str, float]) -> float:
+            return math.inf
+
+        def learn_one(self, x: dict[str, float], y: float) -> None:
+            pass
+
+    learner = Learner(["pa"], coverage=0.9)
+    learner.state["pa"].model = Diverged()
+    [prediction] = _feed(learner, _record(1, 2.0)).predictions
+    assert prediction["predicted_wall_seconds"] == MAX_PREDICTED_SECONDS
+    assert learner.predict_one("pa", _record(1, 2.0)["params"])[0] == MAX_PREDICTED_SECONDS
 
 
 def test_a_change_of_machine_is_detected_as_drift() -> None:
