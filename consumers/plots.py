@@ -129,7 +129,8 @@ def _learning_curves(predictions: list[dict[str, Any]], path: Path) -> Path | No
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for model in _models(predictions):
         mine = [r for r in rows if r["model"] == model]
-        ax.plot([r["learned"] for r in mine], [r["rolling_mae"] for r in mine], label=model)
+        learned = learned_axis([r["learned"] for r in mine])
+        ax.plot(learned, [r["rolling_mae"] for r in mine], label=model)
     _error_scale(ax, [r["rolling_mae"] for r in rows])
     ax.set(
         xlabel="records learned",
@@ -140,6 +141,21 @@ def _learning_curves(predictions: list[dict[str, Any]], path: Path) -> Path | No
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def learned_axis(versions: list[int]) -> list[int]:
+    """Where a model's train predictions go on the learning curves, given the records it
+    had learned before each (``model_version``, in the order they were made): one more for
+    each, from the first one's. With several runs partitions every partition's shard of the
+    model counts from 0, and their versions, interleaved, drew the curve back and forth.
+
+    >>> learned_axis([0, 0, 1, 1, 2])  # two shards
+    [0, 1, 2, 3, 4]
+    >>> learned_axis([500, 501, 502])  # one shard, a history that starts late
+    [500, 501, 502]
+    """
+    first = versions[0] if versions else 0
+    return list(range(first, first + len(versions)))
 
 
 def _error_scale(ax: Any, errors: list[float]) -> None:

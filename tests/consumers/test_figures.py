@@ -242,12 +242,14 @@ class _Drawn:
         from matplotlib.figure import Figure
 
         self.axes: list[Any] = []
+        self.xs: dict[str, list[float]] = {}  # each line's x values, by label
         real = Figure.savefig
 
         def spy(fig: Any, *args: Any, **kwargs: Any) -> Any:
             for ax in fig.axes:
                 if ax.axison:
                     lines = [(line.get_label(), list(line.get_ydata())) for line in ax.lines]
+                    self.xs |= {line.get_label(): list(line.get_xdata()) for line in ax.lines}
                     self.axes.append((ax.get_xlim(), ax.get_ylim(), lines))
             return real(fig, *args, **kwargs)
 
@@ -294,6 +296,20 @@ def test_a_curve_at_zero_error_stays_on_the_learning_curves(
         assert "exact" in {label for label, _ in lines}
         for label, ys in lines:
             assert all(bottom <= y <= top for y in ys), label
+
+
+def test_learning_curves_go_forward_over_several_partitions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs partitions: each has its own shard of the model, counting from 0, and their
+    predictions interleave; the curve drew back and forth over the first half of the axis."""
+    from consumers.plots import _learning_curves
+
+    predictions = [p for p in _predictions(n_train=30, n_test=0) if p["model"] == "good"]
+    two_shards = [p | {"model_version": i // 2} for i, p in enumerate(predictions)]
+    drawn = _Drawn(monkeypatch)
+    _learning_curves(two_shards, tmp_path / "lc.png")
+    assert drawn.xs["good"] == list(range(30))
 
 
 def _latin1_deck(predictions: list[dict]) -> list[dict]:
