@@ -105,6 +105,7 @@ class KafkaConfig:
         _check_range("kafka.runs_partitions", self.runs_partitions, 1, 1000)
         _check_range("kafka.replication_factor", self.replication_factor, 1, 100)
         _check_range("kafka.request_timeout_seconds", self.request_timeout_seconds, 0.1, 600)
+        _check_heap("kafka.heap", self.heap)
         _check_choice(
             "kafka.security_protocol",
             self.security_protocol,
@@ -894,6 +895,24 @@ def _check_url(key: str, value: str, example: str) -> None:
         port_ok = False
     if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
         raise ConfigError(f"{key}: expected a URL like {example}, got {value!r}")
+
+
+def _check_heap(key: str, value: str) -> None:
+    """A Java heap size with its unit (``-Xmx``'s k, m, g or t), checked before the local
+    broker's JVM refuses it with a line of its own; a bare number, which Java reads as bytes,
+    is refused too.
+
+    >>> _check_heap("kafka.heap", "2g")
+    >>> _check_heap("kafka.heap", "768")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.ConfigError: kafka.heap: '768' is not a Java heap size with its ...
+    """
+    if not re.fullmatch(r"[1-9][0-9]{0,8}[kKmMgGtT]", value):
+        raise ConfigError(
+            f"{key}: {value!r} is not a Java heap size with its unit; give megabytes or "
+            "gigabytes, e.g. 768m or 2g"
+        )
 
 
 def _check_host_port(key: str, value: str) -> None:

@@ -151,6 +151,14 @@ def test_sasl_needs_a_login() -> None:
         load_config(path=None, env={"LAMMPS_STREAM_KAFKA_SASL_MECHANISM": "GSSAPI"})
 
 
+@pytest.mark.parametrize("heap", ["768", "lots", "1.5g", "-1g", "0m"])
+def test_a_heap_size_java_would_refuse_or_misread_is_one_line(heap: str) -> None:
+    # It reached the broker's JVM as -Xmx768 (bytes), which failed the stack's start.
+    with pytest.raises(ConfigError, match=r"kafka\.heap: .* e\.g\. 768m or 2g"):
+        load_config(path=None, env={"LAMMPS_STREAM_KAFKA_HEAP": heap})
+    assert load_config(path=None, env={"LAMMPS_STREAM_KAFKA_HEAP": "2g"}).kafka.heap == "2g"
+
+
 def test_tls_settings_from_the_environment(tmp_path: Path) -> None:
     ca = tmp_path / "ca.crt"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
