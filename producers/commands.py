@@ -70,6 +70,7 @@ def _run_one_plan(config: Config, args: argparse.Namespace) -> Any:
             "run-one: --index picks a line of a plan file; give it with --plan FILE (or drop it)"
         )
     deck = args.deck or config.producer.deck
+    _check_axes(deck, args)
     params: dict[str, Any] = {
         "deck": deck,
         "x": args.x or 1,
@@ -89,6 +90,27 @@ def _run_one_plan(config: Config, args: argparse.Namespace) -> Any:
     if args.run_id:
         return RunPlan(params=params, split=split, run_id=_checked_run_id(args.run_id))
     return RunPlan(params=params, split=split)
+
+
+def _check_axes(deck: str, args: argparse.Namespace) -> None:
+    """:class:`UsageError` for ``-x``/``-y``/``-z`` above 1 along an axis ``deck`` does not
+    replicate (declares no ``variable AXIS index``): LAMMPS would run the box of size 1 there,
+    and the record would claim the size asked for.
+
+    >>> _check_axes("lj", argparse.Namespace(x=2, y=None, z=3))
+    """
+    from producers.decks import resolve_deck
+
+    given = {axis: getattr(args, axis) for axis in ("x", "y", "z")}
+    if all(value in (None, 1) for value in given.values()):
+        return
+    found = resolve_deck(deck)
+    for axis, value in given.items():
+        if value not in (None, 1) and axis not in found.variables:
+            raise UsageError(
+                f"run-one: deck {found.name} does not replicate along {axis} (it declares no "
+                f"`variable {axis} index`); drop -{axis} {value}"
+            )
 
 
 def _run_flags(args: argparse.Namespace) -> dict[str, Any]:

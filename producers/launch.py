@@ -190,11 +190,11 @@ def run_one_here(
     if outcome is None:
         return None
     try:
-        record = run_record(plan.run_id, plan.split, outcome, submitted_at)
-        if keep is not None:
-            with contextlib.suppress(OSError):  # on another node than the launcher
-                write_whole(keep, record)
         with StopRequest() as late:  # the run is over: a stop now waits for its record
+            record = run_record(plan.run_id, plan.split, outcome, submitted_at)
+            if keep is not None:
+                with contextlib.suppress(OSError):  # on another node than the launcher
+                    write_whole(keep, record)
             summary = _summary(record, publish(config, record))
             report(summary)
         if late.signal_number:  # taken now, as it would have been without the wait

@@ -19,6 +19,7 @@ in the spool that is not a valid RunRecord: none of them can block the replay of
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from dataclasses import dataclass
@@ -107,9 +108,22 @@ class Publisher:
         return sent
 
     def close(self) -> None:
-        if self._producer is not None:
-            self._producer.close(timeout=5)
-            self._producer = None
+        """Close the Kafka producer. One still holding a record the broker never
+        acknowledged (it went away mid-send; the record is spooled) cannot flush it:
+        kafka-python's ``close`` then raises KafkaTimeoutError before it stops anything, so
+        its sender is force-closed (the pending record dropped from it) and closed again."""
+        from kafka.errors import KafkaError
+
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            producer.close(timeout=5)
+        except KafkaError as exc:
+            log.warning("Kafka producer closed with a record unacknowledged (%s)", exc)
+            with contextlib.suppress(KafkaError, AttributeError):
+                producer._sender.force_close()
+                producer.close(timeout=5)
 
     def _spool(self, record: dict[str, Any], reason: str) -> Delivery:
         try:

@@ -193,3 +193,23 @@ def test_produce_replay_with_flags_that_plan_runs_is_refused_before_anything_is_
         "(plan new runs with another `produce --count N`)"
     )
     assert _Publisher.calls == []
+
+
+def _run_one_args(*flags: str) -> argparse.Namespace:
+    from lammps_stream.cli import build_parser
+
+    return build_parser().parse_args(["run-one", *flags])
+
+
+def test_run_one_refuses_a_size_along_an_axis_its_deck_does_not_replicate() -> None:
+    """chute declares x and y only: `-z 4` ran the same box as `-z 1`, and its record once
+    said z=4, teaching the models a size the run never had."""
+    config = load_config(path=None, env={})
+    with pytest.raises(UsageError) as caught:
+        commands._run_one_plan(config, _run_one_args("--deck", "chute", "-z", "4"))
+    assert str(caught.value) == (
+        "run-one: deck chute does not replicate along z (it declares no `variable z index`); "
+        "drop -z 4"
+    )
+    plan = commands._run_one_plan(config, _run_one_args("--deck", "chute", "-x", "2", "-z", "1"))
+    assert (plan.params["x"], plan.params["z"]) == (2, 1)  # what a launcher passes on

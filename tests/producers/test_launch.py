@@ -368,3 +368,38 @@ def test_a_sigterm_to_rank_0_while_it_publishes_is_taken_once_it_has_reported(
     assert read_report(report)["status"] == "ok"  # reported before the signal took effect
     assert json.loads(keep.read_text())["status"] == "ok"
     assert "not reached" not in done.stdout
+
+
+RANK_0_SIGNALLED_WHILE_KEEPING = RANK_0_SIGNALLED_WHILE_PUBLISHING.replace(
+    "launch.publish = publish\n",
+    "launch.publish = lambda config, record: Delivery(record['run_id'], 'sent', 0, 1)\n"
+    "kept = launch.write_whole\n"
+    "def keeping(path, value):\n"
+    "    os.kill(os.getpid(), signal.SIGTERM)  # flux cancel, as the record is kept\n"
+    "    kept(path, value)\n"
+    "launch.write_whole = keeping\n",
+)
+
+
+def test_a_sigterm_to_rank_0_while_it_keeps_the_record_is_taken_once_it_has_reported(
+    tmp_path: Path,
+) -> None:
+    """The run is over, rank 0 is keeping its record (a shared file system may be slow): a
+    SIGTERM then once ended it with nothing published, the run lost where no launcher
+    watches (Flux); it now waits, as it does while the record is published."""
+    import subprocess
+
+    assert RANK_0_SIGNALLED_WHILE_KEEPING != RANK_0_SIGNALLED_WHILE_PUBLISHING
+    report, keep = tmp_path / "report.json", tmp_path / "report.record.json"
+    done = subprocess.run(
+        [sys.executable, "-c", RANK_0_SIGNALLED_WHILE_KEEPING, str(report), str(keep)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert read_report(report)["status"] == "ok"  # reported before the signal took effect
+    assert json.loads(keep.read_text())["status"] == "ok"
+    assert "not reached" not in done.stdout

@@ -294,3 +294,56 @@ def test_a_record_larger_than_a_kafka_message_is_refused_before_sending(publishe
     assert caught.value.code == "too_large"
     assert "more than a Kafka message holds (1,000,000)" in str(caught.value)
     assert broker.sent == [] and not list(pub.spool.directory.iterdir())
+
+
+class StuckProducer:
+    """kafka-python's KafkaProducer after the broker went away mid-send: the record's batch
+    is never acknowledged, so ``get`` times out, and so does ``close`` (it flushes first and
+    raises KafkaTimeoutError while a batch is pending) until the sender is force-closed."""
+
+    def __init__(self) -> None:
+        self.pending = False
+        self.closed = False
+        self._sender = self  # KafkaProducer._sender: force_close() drops pending batches
+
+    def send(self, topic: str, key: bytes, value: bytes) -> StuckProducer:
+        self.pending = True
+        return self
+
+    def get(self, timeout: float) -> None:
+        from kafka.errors import KafkaTimeoutError
+
+        raise KafkaTimeoutError(f"Timeout after waiting for {timeout} secs.")
+
+    def force_close(self) -> None:
+        self.pending = False
+
+    def close(self, timeout: float | None = None) -> None:
+        from kafka.errors import KafkaTimeoutError
+
+        if self.pending:
+            raise KafkaTimeoutError("Timeout waiting for future")
+        self.closed = True
+
+
+def test_a_broker_lost_mid_send_spools_the_run_and_closes_the_producer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker went away after the producer connected: the acknowledgement never came,
+    and closing the producer (whose flush times out on the unacknowledged record) once raised
+    KafkaTimeoutError out of publish: the finished run was neither sent nor spooled."""
+    producers: list[StuckProducer] = []
+
+    def stuck(config) -> StuckProducer:
+        producers.append(StuckProducer())
+        return producers[-1]
+
+    monkeypatch.setattr("producers.publisher.make_producer", stuck)
+    config = load_config(path=None, env={}, overrides={"producer.spool_dir": str(tmp_path)})
+    pub = Publisher(config)
+    record = example_run_record(run_id=new_id())
+    delivery = pub.publish(record)
+    pub.close()
+    assert delivery.status == "spooled" and "KafkaTimeoutError" in delivery.reason
+    assert [r for _, r in pub.spool.pending()] == [record]
+    assert pub._producer is None and all(p.closed for p in producers)
