@@ -80,3 +80,63 @@ def test_kafka_stopped_then_started_loses_and_duplicates_nothing(cli, tmp_path) 
         assert list((tmp_path / "spool").glob("*.json")) == []
     finally:
         run("stack", "down", check=False)
+
+
+def test_a_broker_that_stops_answering_mid_send_loses_no_run(cli, tmp_path) -> None:
+    """The broker froze (SIGSTOP) after the producer connected: the send times out, and
+    closing the producer, whose flush waits on the unacknowledged record, once raised out of
+    publish: the finished run was neither sent nor spooled. It is spooled, and flushed once
+    the broker answers again."""
+    import os
+    import signal
+
+    from lammps_stream.config import dump_config, load_config
+    from lammps_stream.schemas import example_run_record
+    from lammps_stream.stack import LocalStack
+    from producers.publisher import Publisher
+
+    config = load_config(
+        path=None,
+        env={},
+        overrides={
+            "kafka.bootstrap": f"127.0.0.1:{29792 + PORT_OFFSET}",
+            "kafka.controller_port": 29793 + PORT_OFFSET,
+            "stack.state_dir": str(tmp_path / "state"),
+            "producer.spool_dir": str(tmp_path / "spool"),
+            "kafka.request_timeout_seconds": 2,
+        },
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(dump_config(config))
+    env = {"LAMMPS_STREAM_CONFIG": str(path)}
+    cli("stack", "up", "--no-service", env=env, check=True)
+    publisher = Publisher(config)
+    broker = None
+    try:
+        first, second = (example_run_record(run_id=new_id()) for _ in range(2))
+        assert publisher.publish(first).status == "sent"  # connected
+        broker = LocalStack(config).broker.pid()
+        assert broker is not None
+        os.kill(broker, signal.SIGSTOP)
+        delivery = publisher.publish(second)
+        publisher.close()
+        assert delivery.status == "spooled", delivery
+        os.kill(broker, signal.SIGCONT)
+        broker = None
+        assert [d.status for d in publisher.flush_spool()] == ["sent"]
+        publisher.close()
+        records = read_topic(
+            config,
+            config.kafka.topics.runs,
+            lambda rs: {first["run_id"], second["run_id"]} <= {r.get("run_id") for r in rs},
+            timeout=30,
+        )
+        # the frozen broker may still append the copy it had read before the client gave
+        # up on it: a repeat the service skips by run_id, never a loss
+        assert {r["run_id"] for r in records} == {first["run_id"], second["run_id"]}
+        assert list((tmp_path / "spool").glob("*.json")) == []
+    finally:
+        if broker is not None:
+            os.kill(broker, signal.SIGCONT)
+        publisher.close()
+        cli("stack", "down", env=env, check=False)
