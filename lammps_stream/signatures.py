@@ -54,7 +54,17 @@ def signed_bytes(header: dict[str, Any], payload: bytes) -> bytes:
 
 def verified(record: dict[str, Any], key: bytes) -> bytes:
     """A snapshot's compressed state, once its signature (over the header and the state) has
-    verified with ``key``; :class:`SnapshotSignatureError` if it does not."""
+    verified with ``key``; :class:`SnapshotSignatureError` if it does not, also when the record
+    could not have been signed at all (state not base64, a header no UTF-8 JSON holds, a
+    signature that is not hex), so that one bad record on the models topic stops no reader.
+
+    >>> verified({"schema": "lammps-stream.model/1", "model": "pa", "partition": 0,
+    ...     "learned": 3, "offsets": {}, "metrics": {}, "created_at": "2026-01-01T00:00:00Z",
+    ...     "state_base64": "c3RhdGU=", "signature": "é" * 64}, b"k")
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.SnapshotSignatureError: snapshot of pa/0: signature does not verify; ...
+    """
     validate_snapshot(record)
     name = f"{record['model']}/{record.get('partition', 0)}"
     algorithm = record.get("signature_algorithm", ALGORITHM)
@@ -62,9 +72,16 @@ def verified(record: dict[str, Any], key: bytes) -> bytes:
         raise SnapshotSignatureError(
             f"snapshot of {name}: signed with {algorithm!r}, not {ALGORITHM!r}; refusing it"
         )
-    payload = base64.b64decode(record["state_base64"])
     header = {field: value for field, value in record.items() if field not in UNSIGNED}
-    if not hmac.compare_digest(sign(signed_bytes(header, payload), key), str(record["signature"])):
+    try:
+        payload = base64.b64decode(record["state_base64"])
+        expected = sign(signed_bytes(header, payload), key).encode("ascii")
+        given = str(record["signature"]).encode("utf-8", "surrogatepass")
+    except (binascii.Error, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+        raise SnapshotSignatureError(
+            f"snapshot of {name}: cannot be verified ({exc}); refusing to unpickle it"
+        ) from None
+    if not hmac.compare_digest(expected, given):
         raise SnapshotSignatureError(
             f"snapshot of {name}: signature does not verify; refusing to unpickle it "
             f"(is service.snapshot_key the key the writing worker used? a snapshot taken "

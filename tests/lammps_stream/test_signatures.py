@@ -55,3 +55,20 @@ def test_a_reader_takes_the_configured_key_else_the_local_stacks(tmp_path: Path)
         b"service-key",
         "service.snapshot_key",
     )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"signature": "é" * 64},  # hmac.compare_digest refuses non-ASCII text (TypeError)
+        {"state_base64": "not base64!"},  # binascii.Error
+        {"model": "pa\ud800"},  # a lone surrogate JSON can carry: no UTF-8 header to sign
+        {"metrics": {"prequential": {"mae": float("nan")}}},  # no JSON header to sign
+    ],
+    ids=["non-ascii-signature", "bad-base64", "surrogate-in-header", "nan-in-header"],
+)
+def test_a_malformed_snapshot_does_not_verify_rather_than_crash(change: dict) -> None:
+    """Whoever verifies a snapshot from the models topic (the worker restoring models added at
+    run time) catches SnapshotSignatureError: any other error would stop it on one bad record."""
+    with pytest.raises(SnapshotSignatureError, match="refusing"):
+        verified(snapshot(b"k") | change, b"k")
