@@ -10,6 +10,7 @@ campaign's questions, the benchmarks): JSON in and out, the bearer token from
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -67,7 +68,7 @@ class ServiceApi:
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read())
+                raw = response.read()
         except urllib.error.HTTPError as err:
             raise _refusal(method, path, err) from None
         except TimeoutError:  # sent, and no answer in time (a connection never made: URLError)
@@ -75,11 +76,42 @@ class ServiceApi:
                 f"model service at {self.base} did not answer {method} {path} within "
                 f"{self.timeout:g} s; check it with `lammps-stream stack status`"
             ) from None
+        except http.client.HTTPException as err:  # not HTTP at all, or cut off mid-answer
+            raise BrokerUnavailableError(
+                f"model service at {self.base} broke off its answer to {method} {path} "
+                f"({err.__class__.__name__}); is service.url the model service's address? "
+                "check it with `lammps-stream stack status`"
+            ) from None
         except (urllib.error.URLError, OSError, ValueError) as err:
             raise BrokerUnavailableError(
                 f"model service at {self.base} is not answering ({err}); "
                 "start it with `lammps-stream stack up`"
             ) from None
+        return _answer(self.base, method, path, raw)
+
+
+def _answer(base: str, method: str, path: str, raw: bytes) -> dict[str, Any]:
+    """A 2xx answer's JSON object, or :class:`BrokerUnavailableError` when it is none (an
+    HTML page, a list: another program answers at ``service.url``).
+
+    >>> _answer("http://h:1", "GET", "/models", b'{"models": []}')
+    {'models': []}
+    >>> _answer("http://h:1", "GET", "/models", b"<html>")
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.BrokerUnavailableError: http://h:1 answered GET /models with no JSON ...
+    """
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        shown = " ".join(raw[:40].decode("utf-8", "replace").split())
+        raise BrokerUnavailableError(
+            f"{base} answered {method} {path} with no JSON object ({shown!r}); is service.url "
+            "(service.http_host, service.http_port) the model service's address?"
+        )
+    return answer
 
 
 def _refusal(method: str, path: str, err: urllib.error.HTTPError) -> ServiceRefusedError:
