@@ -35,7 +35,7 @@ from lammps_stream.config import Config, child_env, expand, write_config
 from lammps_stream.errors import LammpsStreamError, StackError
 from lammps_stream.signatures import SNAPSHOT_KEY_FILE
 from lammps_stream.stack import kafka, scram, tls
-from lammps_stream.stack.processes import ManagedProcess
+from lammps_stream.stack.processes import ManagedProcess, log_size, log_tail
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,8 @@ class LocalStack:
         self.scram_login = self.kafka_dir / scram.LOGIN_FILE
         self.started: list[str] = []
         self.already_running: list[str] = []
+        # where each log stood when its part was started: what it held before is earlier runs'
+        self._log_marks: dict[Path, int] = {}
         self.broker = ManagedProcess("kafka", self.state_dir, marker=str(self.properties))
         self.service = ManagedProcess(
             "service", self.state_dir, marker=f"serve --stack-state {self.state_dir}"
@@ -173,6 +175,12 @@ class LocalStack:
             self._warn_if_reconfigured()
             return
         k = self.config.kafka
+        if self._broker_address()[1] == k.controller_port:  # Kafka wants one port per listener
+            raise StackError(
+                f"kafka.controller_port {k.controller_port} is the port of kafka.bootstrap "
+                f"{k.bootstrap}; the broker's controller listens on a port of its own: set "
+                "kafka.controller_port (LAMMPS_STREAM_KAFKA_CONTROLLER_PORT) to a free one"
+            )
         for address in (":".join(map(str, self._broker_address())), self._controller_address()):
             host, _, port = address.rpartition(":")
             if port_open(host, int(port)):
@@ -194,6 +202,7 @@ class LocalStack:
         if formatted:  # new storage: no login yet, whatever an old record says
             self.scram_login.unlink(missing_ok=True)
         logs = self.state_dir / "logs"
+        self._log_marks[logs / "server.log"] = log_size(logs / "server.log")
         self.broker.start(kafka.broker_command(self.config, self.properties, logs))
         self.started.append(self.broker.name)
         self.say(f"starting kafka on {k.bootstrap}")
@@ -297,6 +306,7 @@ class LocalStack:
             "--stack-state",
             str(self.state_dir),
         ]
+        self._log_marks[self.service.log_file] = log_size(self.service.log_file)
         self.service.start(command, env=env, cwd=self.state_dir)
         self.started.append(self.service.name)
         self.say(f"starting model service on {cfg.url}")
@@ -308,9 +318,8 @@ class LocalStack:
             if healthy():
                 return
             if part.exited():
-                raise StackError(
-                    f"{part.name} exited while starting; see {log}:\n{_tail(log) or part.tail()}"
-                )
+                shown = log_tail(log, 12, since=self._log_marks.get(log, 0)) or part.tail()
+                raise StackError(f"{part.name} exited while starting; see {log}:\n{shown}")
             time.sleep(0.5)
         part.stop()
         limit = self.config.stack.start_timeout_seconds
@@ -375,13 +384,6 @@ def _detail(pid: int | None, healthy: bool, good: str) -> str:
     if pid is None:
         return "not running"
     return good if healthy else (good or "not answering")
-
-
-def _tail(path: Path, lines: int = 12) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def status_json(rows: list[PartStatus]) -> str:

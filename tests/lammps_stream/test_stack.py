@@ -613,6 +613,29 @@ def test_a_taken_controller_port_is_looked_for_on_loopback(
     assert asked == [("10.0.0.5", 9092), ("127.0.0.1", 9093)]
 
 
+def test_a_bootstrap_port_that_is_the_controller_port_is_refused_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline
+) -> None:
+    """Moving the broker to 9093 (another Kafka has 9092) puts both listeners on one port:
+    no port is taken yet, so only Kafka itself would refuse, deep in StorageTool's output."""
+    from lammps_stream.errors import StackError
+    from lammps_stream.stack import LocalStack, kafka
+
+    def not_reached(*args: Any) -> None:
+        raise AssertionError("storage formatted with both listeners on one port")
+
+    monkeypatch.setattr(kafka, "format_storage", not_reached)
+    config = load_config(
+        path=None,
+        env={},
+        overrides={"kafka.bootstrap": "127.0.0.1:9093", "stack.state_dir": str(tmp_path)},
+    )
+    stack = _faked(LocalStack(config))
+    with pytest.raises(StackError, match=r"kafka\.controller_port.*9093.*kafka\.bootstrap"):
+        stack._start_broker()
+    assert stack.broker.started == []
+
+
 # -- 3. what `up` started is what `down(only=...)` stops ------------------------------------------
 def test_up_tells_what_it_started_and_what_was_running(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline
@@ -667,3 +690,93 @@ def test_a_process_of_another_stack_whose_path_extends_this_ones_is_not_ours(
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_process_still_in_exec_is_not_taken_for_a_stale_pid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """For a few milliseconds after ``Popen`` returns, the child's /proc/<pid>/cmdline is
+    empty (its exec is not done). ``stack status`` or ``stack down`` in another shell reading
+    the pid file then must not delete it: the broker would run on untracked."""
+    import subprocess
+    import sys
+
+    from lammps_stream.stack import processes
+    from lammps_stream.stack.processes import ManagedProcess
+
+    marker = f"--stack-state {tmp_path}/st"
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)", "--stack-state", f"{tmp_path}/st"]
+    )
+    real, calls = processes._cmdline, []
+
+    def exec_in_progress(pid: int) -> str:
+        calls.append(pid)
+        return "" if len(calls) <= 3 else real(pid)
+
+    monkeypatch.setattr(processes, "_cmdline", exec_in_progress)
+    try:
+        elsewhere = ManagedProcess("service", tmp_path, marker=marker)  # not its parent
+        elsewhere.pid_file.write_text(f"{child.pid}\n")
+        assert elsewhere.pid() == child.pid
+        assert elsewhere.pid_file.is_file()
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_broker_dying_before_it_logs_is_shown_with_its_own_output_not_an_old_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """server.log and kafka.out keep earlier runs' lines: a JVM that dies before logging
+    (a heap it cannot reserve, a Java too old) must be shown with what it printed now, not
+    with the last run's "shut down completed"."""
+    import sys
+
+    import lammps_stream.stack as stack_module
+    from lammps_stream.errors import StackError
+    from lammps_stream.stack import LocalStack, kafka
+
+    monkeypatch.setattr(stack_module, "port_open", lambda host, port: False)
+    monkeypatch.setattr(stack_module, "broker_healthy", lambda config: False)
+    monkeypatch.setattr(kafka, "kafka_libs", lambda config: tmp_path)
+    monkeypatch.setattr(kafka, "format_storage", lambda config, properties, data_dir: False)
+    dies = [sys.executable, "-c", "print('Invalid maximum heap size: -Xmx900g'); exit(1)"]
+    monkeypatch.setattr(kafka, "broker_command", lambda config, properties, logs: dies)
+    logs = tmp_path / "state" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "server.log").write_text("[earlier] INFO [KafkaRaftServer nodeId=1] shut down\n")
+    (logs / "kafka.out").write_text("earlier run's output\n")
+    config = load_config(path=None, env={}, overrides={"stack.state_dir": str(tmp_path / "state")})
+    with pytest.raises(StackError, match="kafka exited while starting") as caught:
+        LocalStack(config)._start_broker()
+    message = str(caught.value)
+    assert "Invalid maximum heap size: -Xmx900g" in message
+    assert "shut down" not in message and "earlier run" not in message
+
+
+def test_a_process_that_outlives_sigkill_does_not_hang_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process stuck in the kernel (state D: a hung NFS or Lustre mount under state_dir)
+    outlives SIGKILL until its I/O returns: ``stack down`` says so instead of waiting forever,
+    and keeps the pid file so that a later ``stack down`` finds the process again."""
+    import subprocess
+    import sys
+
+    from lammps_stream.errors import StackError
+    from lammps_stream.stack import processes
+    from lammps_stream.stack.processes import ManagedProcess
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)", "--x"])
+    monkeypatch.setattr(processes, "_signal_group", lambda pid, sig: None)  # never dies
+    monkeypatch.setattr(processes, "KILL_WAIT_SECONDS", 0.3, raising=False)
+    try:
+        part = ManagedProcess("kafka", tmp_path, marker="--x")
+        part.pid_file.write_text(f"{child.pid}\n")
+        with pytest.raises(StackError, match=rf"kafka \(pid {child.pid}\) outlived SIGKILL"):
+            part.stop(timeout=0.2)
+        assert part.pid_file.is_file()
+    finally:
+        child.kill()
+        child.wait()
