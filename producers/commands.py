@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,8 @@ from lammps_stream.console import console as _console
 from lammps_stream.console import table as _table
 from lammps_stream.errors import UsageError
 from lammps_stream.schemas import is_uuid
+
+_JSON_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 
 
 def run_one(config: Config, args: argparse.Namespace) -> int:
@@ -85,11 +89,25 @@ def _run_one_plan(config: Config, args: argparse.Namespace) -> Any:
 
         for name, _ in args.var:
             check_variable_name("run-one --var", name, axis_as="-{name} N")
-        params["vars"] = dict(args.var)
+        params["vars"] = {name: var_value(value) for name, value in args.var}
     split = args.split or "train"
     if args.run_id:
         return RunPlan(params=params, split=split, run_id=_checked_run_id(args.run_id))
     return RunPlan(params=params, split=split)
+
+
+def var_value(text: str) -> int | float | str:
+    """A ``--var NAME=VALUE`` value as its record keeps it: a number when the text is a JSON
+    number (a plan's ``t: 1.2``, passed to the ranks as ``--var t=1.2``, is recorded as the
+    plan holds it, not as the text "1.2"), else the text.
+
+    >>> [var_value(v) for v in ("3", "-1.2", "1e-3", "007", "abc", "1e999", "1_000")]
+    [3, -1.2, 0.001, '007', 'abc', '1e999', '1_000']
+    """
+    if not _JSON_NUMBER.fullmatch(text):
+        return text
+    number = json.loads(text)
+    return number if math.isfinite(number) else text
 
 
 def _check_axes(deck: str, args: argparse.Namespace) -> None:

@@ -213,3 +213,28 @@ def test_run_one_refuses_a_size_along_an_axis_its_deck_does_not_replicate() -> N
     )
     plan = commands._run_one_plan(config, _run_one_args("--deck", "chute", "-x", "2", "-z", "1"))
     assert (plan.params["x"], plan.params["z"]) == (2, 1)  # what a launcher passes on
+
+
+def test_run_one_records_a_numeric_var_as_the_number_its_plan_held() -> None:
+    """`produce` passes a plan's vars to the ranks as `--var t=1.2`: the records of runs that
+    finished carried the text "1.2" where the plan, and the failure records, held 1.2."""
+    from producers.launch import run_one_args
+    from producers.sampling import RunPlan
+
+    config = load_config(path=None, env={})
+    planned = RunPlan(
+        params={
+            "deck": "lj",
+            "x": 1,
+            "y": 1,
+            "z": 1,
+            "steps": 10,
+            "ranks": 1,
+            "threads": 1,
+            "vars": {"t": 1.2, "n": 3, "tag": "007"},
+        },
+        split="train",
+    )
+    flags = run_one_args(planned, "2026-01-01T00:00:00Z")
+    plan = commands._run_one_plan(config, _run_one_args(*flags))
+    assert plan.params["vars"] == {"t": 1.2, "n": 3, "tag": "007"}
