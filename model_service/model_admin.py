@@ -114,7 +114,9 @@ async def add_model(
     follows was written (None: a request to this worker). The model is listed once it has
     been warm-started everywhere (a model of that name already here, removed and added again
     elsewhere, is replaced then); a shard rebuilt meanwhile gets it too
-    (:func:`with_current_models`). Its snapshots say ``origin: added`` from the start."""
+    (:func:`with_current_models`). Its snapshots say ``origin: added`` from the start.
+    Removed meanwhile (``DELETE`` here while it replaced a model of that name, a later
+    tombstone read from another worker), it is not added: the removal came last."""
     shards, name = service.shards, spec.name
     before = {p: lr.state[name] for p, lr in shards.by_partition.items() if name in lr.state}
     origin = service.origins.get(name)
@@ -122,10 +124,17 @@ async def add_model(
     service.adding[name] = spec
     service.origins[name] = "added"
     service.sync.added_here(name, time.time() if written_at is None else written_at, local)
+    removals = service.sync.removed_at.get(name)
     try:
         replayed = 0
         for partition, learner in list(shards.by_partition.items()):
             replayed += await _warm_start(service, spec, partition, learner)
+        if service.sync.removed_at.get(name) != removals:
+            for learner in shards.by_partition.values():
+                learner.remove(name)
+            service.origins.pop(name, None)
+            log.info("model %s was removed while it was being added: not added", name)
+            return replayed
         shards.specs[name] = spec
     except BaseException:
         _undo_add(service, name, before, origin)

@@ -18,6 +18,7 @@ ReplayPlan(start=0, learn_from=0, end=0)
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from lammps_stream.errors import InvalidRecordError, SnapshotSignatureError
 from lammps_stream.schemas import decode_json, decode_run_record, parse_time, validate_snapshot
 from lammps_stream.signatures import verified
 from model_service.learner import Learner
-from model_service.model_sync import Change
+from model_service.model_sync import GRACE_SECONDS, Change
 from model_service.shards import Shards
 from model_service.snapshots import load_state
 from model_service.zoo import ModelSpec, model_spec
@@ -55,10 +56,10 @@ def replay_plan(positions: list[int], committed: int | None, dedup_window: int) 
 
 @dataclass
 class Snapshots:
-    """The latest record per key on the models topic (None: removed by a tombstone), whether
-    each model's newest record, under any of its keys, is alive, and when it was written (its
-    Kafka timestamp), and the offset after the last record read (where a reader of later
-    changes starts).
+    """The latest record per key on the models topic (None: removed by a tombstone), in the
+    order they were written, whether each model's newest record, under any of its keys, is
+    alive, and when it was written (its Kafka timestamp), and the offset after the last record
+    read (where a reader of later changes starts).
 
     >>> from model_service.learner import Learner
     >>> from model_service.snapshots import snapshot_record
@@ -91,7 +92,9 @@ class Snapshots:
         """Specs of models added at run time (``models add``) whose newest record is not a
         tombstone: a model removed while this worker was away stays removed, though the
         snapshots its partitions' last owner took of it are still there. Only snapshots
-        whose signature verifies with ``key`` count."""
+        whose signature verifies with ``key`` count; of those, the newest spec (a model
+        removed and added again with other parameters may still have a snapshot of its
+        earlier self under a key nobody tombstoned)."""
         specs: dict[str, ModelSpec] = {}
         for record in self.latest.values():
             if record is None or not self.alive.get(record.get("model", ""), True):
@@ -112,22 +115,34 @@ class Snapshots:
 
 def read_snapshots(config: Config) -> Snapshots:
     """Read the compacted models topic to its end. Record CRCs are not checked (see
-    :class:`ModelChanges`): a snapshot is restored only once its signature verifies."""
+    :class:`ModelChanges`): a snapshot is restored only once its signature verifies.
+
+    A snapshot written within ``GRACE_SECONDS`` of a tombstone of its model does not make the
+    model alive again, as it would not in a round of model changes
+    (:meth:`~model_service.model_sync.ModelSync.restorable`): a worker that had not read the
+    removal yet took it (on a revoke, say), and may never tombstone that key itself."""
     latest: dict[str, dict[str, Any] | None] = {}
     alive: dict[str, bool] = {}
     written_at: dict[str, float] = {}
+    removed_at: dict[str, float] = {}
     end = 0
     models = config.kafka.topics.models
     for message in _read_partition_range(config, models, 0, 0, None, check_crcs=False):
         end = message.offset + 1
         key = (message.key or b"").decode("utf-8", "replace")
-        alive[_model_of(key)] = message.value is not None
-        written_at[_model_of(key)] = written(message)
+        name, at = _model_of(key), written(message)
         if message.value is None:
+            removed_at[name] = at
+        if message.value is None or at > removed_at.get(name, -math.inf) + GRACE_SECONDS:
+            alive[name] = message.value is not None
+            written_at[name] = at
+        if message.value is None:
+            latest.pop(key, None)  # kept in the order written: the newest spec wins
             latest[key] = None
             continue
         record = _snapshot_of(message)
         if record is not None:
+            latest.pop(key, None)
             latest[key] = record
     return Snapshots(latest, alive, end, written_at)
 
@@ -345,22 +360,34 @@ def rebuild_shard(
 
 def foreign_snapshot(record: dict[str, Any], topic: str, partition: int, high: int) -> str:
     """Why a snapshot cannot stand for ``topic[partition]``, which ends at offset ``high``
-    (``""`` when it can): taken of another runs topic (``kafka.topics.runs`` changed), or at an
+    (``""`` when it can): taken of another runs topic (``kafka.topics.runs`` changed), of
+    another partition (its signed header says so, whatever key it was found under), at an
     offset beyond the partition's end (the topic was deleted and made again: its offsets start
-    again from 0, and the snapshot's runs are not these).
+    again from 0, and the snapshot's runs are not these), or with no offset of the partition
+    that it reflects (read before its signature is checked: nothing here may raise).
 
-    >>> record = {"offsets": {"lammps.runs": {"0": 500}}}
+    >>> record = {"partition": 0, "offsets": {"lammps.runs": {"0": 500}}}
     >>> foreign_snapshot(record, "lammps.runs", 0, 800)
     ''
     >>> foreign_snapshot(record, "lammps.runs", 0, 12)
     'reflects lammps.runs[0] up to offset 500, beyond its end (12): the topic was recreated?'
     >>> foreign_snapshot(record, "runs.v2", 0, 800)
     'was taken of another runs topic (lammps.runs), not runs.v2'
+    >>> foreign_snapshot(record, "lammps.runs", 1, 800)
+    'was taken of lammps.runs[0], not lammps.runs[1]'
+    >>> foreign_snapshot({"offsets": {"lammps.runs": 500}}, "lammps.runs", 0, 800)
+    'does not say which offset of lammps.runs[0] it reflects'
     """
     offsets = record.get("offsets") or {}
     if topic not in offsets:
         return f"was taken of another runs topic ({', '.join(offsets) or 'none'}), not {topic}"
-    position = int(offsets[topic].get(str(partition), 0))
+    taken_of = record.get("partition", partition)
+    if taken_of != partition:
+        return f"was taken of {topic}[{taken_of}], not {topic}[{partition}]"
+    reflected = offsets[topic]
+    position = reflected.get(str(partition)) if isinstance(reflected, dict) else None
+    if not isinstance(position, int) or isinstance(position, bool) or position < 0:
+        return f"does not say which offset of {topic}[{partition}] it reflects"
     if position > high:
         return (
             f"reflects {topic}[{partition}] up to offset {position}, beyond its end ({high}): "

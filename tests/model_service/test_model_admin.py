@@ -340,3 +340,40 @@ def test_a_model_is_added_as_added_from_the_start_and_not_at_all_if_its_add_fail
     assert "tree" not in worker.origins and "tree" not in worker.shards.specs
     assert all("tree" not in s.state for s in worker.shards.by_partition.values())
     assert topic_writer.topic.records == []
+
+
+def test_a_model_removed_here_while_its_replacement_warms_up_stays_removed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``DELETE /models/pa`` while pa, removed and added again with other parameters on
+    another worker, is being replaced here: the replacement must not finish the add after the
+    removal (the model back in the shards, its snapshots after its tombstones)."""
+    import threading
+
+    topic = ModelsTopic()
+    worker = holding(0, 1)
+    writer = topic.writer(worker)
+    warming, go_on = threading.Event(), threading.Event()
+
+    def warm_start(config: Any, solo: Learner, partition: int, end: int) -> int:
+        warming.set()
+        go_on.wait(5.0)
+        return 0
+
+    monkeypatch.setattr(recovery, "warm_start", warm_start)
+    other = model_spec({"name": "pa", "class": "river.linear_model.PARegressor"})
+
+    async def main() -> None:
+        adding = asyncio.ensure_future(
+            add_model(worker, writer, other, written_at=time.time())  # type: ignore[arg-type]
+        )
+        while not warming.is_set():
+            await asyncio.sleep(0.01)
+        await remove_model(worker, writer, "pa")  # type: ignore[arg-type]
+        go_on.set()
+        await asyncio.wait_for(adding, 5.0)
+
+    asyncio.run(main())
+    assert "pa" not in worker.shards.specs
+    assert all("pa" not in s.state for s in worker.shards.by_partition.values())
+    assert topic.written() == [("pa/0", True), ("pa/1", True)]  # nothing after them

@@ -356,3 +356,91 @@ def test_a_warm_start_with_nothing_to_read_makes_no_consumer(
     learner.state["pa"].position = 7
     assert recovery.warm_start(None, learner, 0, 7) == 0  # type: ignore[arg-type]
     assert learner.state["pa"].position == 7
+
+
+def test_a_snapshot_of_another_partition_under_this_ones_key_is_not_restored(topic) -> None:
+    """The key is not signed, the header is: partition 1's state copied to ``pa/0`` would
+    skip partition 0's runs up to partition 1's offset as seen (never learned)."""
+    config = load_config(path=None, env={})
+    shards = Shards([model_spec("pa")], coverage=0.9)
+    other = shards.fresh()
+    for offset, record in enumerate(topic["runs"][:25]):  # partition 1's runs, say
+        other.handle(record, offset)
+    record = snapshot_record(other.state["pa"], partition=1, runs_topic="lammps.runs", key=KEY)
+    found = recovery.rebuild_shard(config, shards, recovery.Snapshots({"pa/0": record}), KEY, 0)
+    assert found.snapshotted == {} and topic["plan"].learn_from == 0
+    assert found.learner.state["pa"].learned == 30
+
+
+@pytest.mark.parametrize("offsets", [{"lammps.runs": 5}, {"lammps.runs": {"0": "many"}}])
+def test_a_snapshot_whose_offsets_are_not_offsets_stops_no_rebuild(topic, offsets) -> None:
+    """Its header is read before its signature is checked: a malformed one is refused, as a
+    snapshot that does not verify is, rather than crashing the assignment."""
+    config = load_config(path=None, env={})
+    shards = Shards([model_spec("pa")], coverage=0.9)
+    record = snapshot_record(
+        shards.fresh().state["pa"], partition=0, runs_topic="lammps.runs", key=KEY
+    )
+    found = recovery.rebuild_shard(
+        config, shards, recovery.Snapshots({"pa/0": record | {"offsets": offsets}}), KEY, 0
+    )
+    assert found.snapshotted == {} and found.learner.state["pa"].learned == 30
+
+
+def test_a_model_added_again_with_another_spec_comes_back_with_its_newest_spec(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Replaced while partition 0 had no owner to tombstone ``tree/0``: the spec of the
+    newest snapshot is the model's, whichever key was written first."""
+    from lammps_stream.schemas import encode
+
+    tree = {"name": "tree", "class": "river.tree.HoeffdingTreeRegressor"}
+    old, new = model_spec(tree), model_spec(tree | {"params": {"grace_period": 50}})
+
+    def added(spec, partition):
+        state = Learner([spec], 0.9).state["tree"]
+        record = snapshot_record(
+            state, partition=partition, runs_topic="lammps.runs", key=KEY, origin="added"
+        )
+        return encode(record)
+
+    records = [
+        Record(0, b"tree/1", added(old, 1), 10.0),
+        Record(1, b"tree/0", added(old, 0), 11.0),
+        Record(2, b"tree/1", None, 40.0),
+        Record(3, b"tree/1", added(new, 1), 60.0),
+    ]
+    monkeypatch.setattr(recovery, "_read_partition_range", lambda *a, **k: iter(records))
+    found = recovery.read_snapshots(load_config(path=None, env={}))
+    assert found.added_specs(KEY) == [new]
+
+
+def test_a_late_snapshot_of_a_removed_model_does_not_bring_it_back_on_restore(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker that had not read the removal yet snapshotted the model (on a revoke, say)
+    2 s after its tombstone: as a round of model changes would, the restore ignores it."""
+    from lammps_stream.schemas import encode
+
+    tree = model_spec({"name": "tree", "class": "river.tree.HoeffdingTreeRegressor"})
+    state = Learner([tree], 0.9).state["tree"]
+
+    def added(partition: int) -> bytes:
+        record = snapshot_record(
+            state, partition=partition, runs_topic="lammps.runs", key=KEY, origin="added"
+        )
+        return encode(record)
+
+    late = [
+        Record(0, b"tree/0", added(0), 10.0),
+        Record(1, b"tree/1", added(1), 11.0),
+        Record(2, b"tree/0", None, 100.0),
+        Record(3, b"tree/1", added(1), 102.0),
+    ]
+    monkeypatch.setattr(recovery, "_read_partition_range", lambda *a, **k: iter(late))
+    found = recovery.read_snapshots(load_config(path=None, env={}))
+    assert found.added_specs(KEY) == [] and found.removed() == {"tree": 100.0}
+    again = [*late, Record(4, b"tree/1", added(1), 130.0)]  # added again, past the grace
+    monkeypatch.setattr(recovery, "_read_partition_range", lambda *a, **k: iter(again))
+    found = recovery.read_snapshots(load_config(path=None, env={}))
+    assert found.added_specs(KEY) == [tree] and found.written_at == {"tree": 130.0}
