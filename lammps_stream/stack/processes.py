@@ -53,8 +53,9 @@ class ManagedProcess:
             pid = int(self.pid_file.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
-        # whole arguments: the marker of a stack in /x/st must not match one in /x/st2
-        if _alive(pid) and f"{self.marker} " in _exec_cmdline(pid):
+        # whole arguments: the marker of a stack in /x/st must match neither one in /x/st2 nor
+        # one in /y/x/st
+        if _alive(pid) and f" {self.marker} " in f" {_exec_cmdline(pid)}":
             return pid
         with contextlib.suppress(OSError):
             self.pid_file.unlink()

@@ -692,6 +692,30 @@ def test_a_process_of_another_stack_whose_path_extends_this_ones_is_not_ours(
         other.wait()
 
 
+def test_a_process_of_a_stack_whose_path_ends_with_this_ones_is_not_ours(tmp_path: Path) -> None:
+    """The broker's marker is its properties file: a stale pid now held by the broker of a
+    stack in ``/y/x/st`` once matched the marker of one in ``/x/st``."""
+    import subprocess
+    import sys
+
+    from lammps_stream.stack.processes import ManagedProcess
+
+    ours = tmp_path / "st" / "kafka" / "server.properties"
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)", f"{tmp_path}/y{ours}"]
+    )
+    try:
+        mine = ManagedProcess("kafka", tmp_path, marker=str(ours))
+        mine.pid_file.write_text(f"{other.pid}\n")
+        assert mine.pid() is None
+        theirs = ManagedProcess("other", tmp_path, marker=f"{tmp_path}/y{ours}")
+        theirs.pid_file.write_text(f"{other.pid}\n")
+        assert theirs.pid() == other.pid
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_a_process_still_in_exec_is_not_taken_for_a_stale_pid(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
