@@ -176,15 +176,27 @@ def task_timeout(config: Config) -> float:
 
 def sbatch(script: Path) -> str:
     """Submit with ``sbatch --parsable``; return the job id."""
-    binary = _tool("sbatch", "Slurm's sbatch")
+    binary = _tool("sbatch", "Slurm's sbatch", script)
     result = subprocess.run(
         [binary, "--parsable", str(script)], capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
-        raise SubmitError(
-            f"sbatch refused {script}: {result.stderr.strip() or result.stdout.strip()}"
-        )
+        said = result.stderr.strip() or result.stdout.strip()
+        raise SubmitError(f"sbatch refused {script}: {said}{kept(script, 'sbatch')}")
     return result.stdout.strip().split(";")[0]
+
+
+def kept(script: Path, command: str) -> str:
+    """What a refused submission says of its job: written, and how to submit it later (its
+    plan holds the runs, suggestions it claimed among them, which no other producer takes).
+
+    >>> kept(Path("/j/x/job.sbatch"), "sbatch")
+    '; the job stays written in /j/x: submit it with `sbatch /j/x/job.sbatch` once that is mended'
+    """
+    return (
+        f"; the job stays written in {script.parent}: submit it with "
+        f"`{command} {shlex.quote(str(script))}` once that is mended"
+    )
 
 
 def wait_for_array(
@@ -239,7 +251,7 @@ def array_states(job_id: str) -> dict[str, str]:
 
 def flux_batch(script: Path, nodes: int = 1) -> str:
     """Submit the Flux script as a batch job; return its job id."""
-    binary = _tool("flux", "Flux (flux-core)")
+    binary = _tool("flux", "Flux (flux-core)", script)
     result = subprocess.run(
         [binary, "batch", f"--nodes={nodes}", str(script)],
         capture_output=True,
@@ -247,17 +259,19 @@ def flux_batch(script: Path, nodes: int = 1) -> str:
         check=False,
     )
     if result.returncode != 0:
-        raise SubmitError(f"flux batch refused {script}: {result.stderr.strip()}")
+        said = result.stderr.strip()
+        raise SubmitError(f"flux batch refused {script}: {said}{kept(script, 'flux batch')}")
     return result.stdout.strip()
 
 
-def _tool(name: str, what: str) -> str:
+def _tool(name: str, what: str, script: Path | None = None) -> str:
     import shutil
 
     path = shutil.which(name)
     if path is None:
+        then = kept(script, f"{name} batch" if name == "flux" else name) if script else ""
         raise ToolMissingError(
             f"{name} not found on PATH: {what} is needed to submit; "
-            "use --print to write the script without submitting"
+            f"use --print to write the script without submitting{then}"
         )
     return path

@@ -229,3 +229,29 @@ def test_squeue_failing_for_good_ends_the_wait_with_one_line(
     monkeypatch.setattr(submit, "SQUEUE_PATIENCE_SECONDS", 0.04)
     with pytest.raises(submit.SubmitError, match="squeue -j 7"):
         submit.wait_for_array("7", 2, poll=0.01)
+
+
+def test_a_refused_submission_says_where_its_job_stays_and_how_to_submit_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan is written (and suggestions in it claimed) before sbatch is asked: a refusal
+    said only why, and the runs it held looked lost."""
+    from lammps_stream.errors import ToolMissingError
+
+    job = submit.write_job(_config(tmp_path / "jobs"), PLANS, "slurm")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(
+        "#!/bin/sh\necho 'sbatch: error: invalid partition' >&2\nexit 1\n"
+    )
+    (bin_dir / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    with pytest.raises(submit.SubmitError) as refused:
+        submit.sbatch(job.script)
+    assert str(refused.value) == (
+        f"sbatch refused {job.script}: sbatch: error: invalid partition; the job stays written "
+        f"in {job.directory}: submit it with `sbatch {job.script}` once that is mended"
+    )
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    with pytest.raises(ToolMissingError, match=f"submit it with `flux batch {job.script}`"):
+        submit.flux_batch(job.script)
