@@ -216,13 +216,16 @@ def model_spec(item: str | dict[str, Any]) -> ModelSpec:
         raise ConfigError(f"{where}.params: expected a mapping, got {params!r}")
     _check_json(f"{where}.params", params)
     _check_finite(f"{where}.params", params)
+    scale = item.get("scale")
+    if scale is not None and not isinstance(scale, bool):  # bool("false") is True
+        raise ConfigError(f"{where}.scale: true or false, got {scale!r}")
     spec = ModelSpec(
         name=name,
         cls=str(item.get("class", "")),
         params=params,
         features=str(item.get("features", "log")),
         target=str(item.get("target", "log")),
-        scale=bool(item.get("scale", False)),
+        scale=bool(scale),
         description=str(item.get("description", "")),
     )
     if spec.features not in FEATURE_VIEWS:
@@ -326,12 +329,18 @@ def build_models(items: list[str | dict[str, Any]]) -> dict[str, Any]:
     return {spec.name: build_model(spec) for spec in specs}
 
 
-def _exp(value: float) -> float:
-    """``exp`` that an untrained model's wild guess cannot overflow.
+def _exp(value: float | None) -> float | None:
+    """``exp`` that an untrained model's wild guess cannot overflow; no answer (a model that
+    predicts None before it has learned, as river's ``AMFRegressor``) stays no answer, which
+    the learner publishes as 0 s.
 
     >>> _exp(1000.0) == MAX_PREDICTED_SECONDS
     True
+    >>> _exp(None) is None
+    True
     """
+    if value is None:
+        return None
     return math.exp(min(value, LOG_CAP))
 
 
@@ -349,21 +358,46 @@ def _build_value(where: str, value: Any) -> Any:
             return cls(**kwargs)
         except (TypeError, ValueError) as err:
             raise ConfigError(f"{where}: {value['class']}({', '.join(params)}): {err}") from err
+        except Exception as err:  # river's constructors raise KeyError, AttributeError, ...
+            raise ConfigError(
+                f"{where}: {value['class']}({', '.join(params)}): {type(err).__name__}: {err}"
+            ) from err
     if isinstance(value, list):
         return [_build_value(where, v) for v in value]
     return value
 
 
 def _allowed_class(where: str, path: str) -> type:
+    """The class ``path`` names, if an allowed module (or one of its submodules) defines it: a
+    name the module merely imports (``typing.Any``, a base class of another package) is not
+    on the allow-list.
+
+    >>> _allowed_class("m", "model_service.neighbors.WindowSearch").__name__
+    'WindowSearch'
+    >>> _allowed_class("m", "model_service.neighbors.BaseNN")
+    Traceback (most recent call last):
+    ...
+    lammps_stream.errors.ConfigError: m.class: 'model_service.neighbors.BaseNN' is not allowed; ...
+    """
     module_name, _, class_name = path.rpartition(".")
+    refused = ConfigError(
+        f"{where}.class: {path!r} is not allowed; use a class from {', '.join(ALLOWED_MODULES)}"
+    )
     if module_name not in ALLOWED_MODULES or class_name.startswith("_"):
+        raise refused
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:  # on the list, but not in the river installed here
         raise ConfigError(
-            f"{where}.class: {path!r} is not allowed; use a class from {', '.join(ALLOWED_MODULES)}"
-        )
-    module = importlib.import_module(module_name)
+            f"{where}.class: {module_name} cannot be imported here ({err}); use a class from "
+            f"another allowed module"
+        ) from None
     cls = getattr(module, class_name, None)
     if not inspect.isclass(cls):
         raise ConfigError(f"{where}.class: {module_name} has no class {class_name!r}")
+    defined_in = str(getattr(cls, "__module__", ""))
+    if defined_in != module_name and not defined_in.startswith(f"{module_name}."):
+        raise refused
     return cls
 
 

@@ -70,3 +70,25 @@ def test_an_empty_window_finds_nothing_and_a_bad_size_is_refused() -> None:
     assert WindowSearch(window_size=5).search(({"a": 1.0}, None), 3) == ([], [])
     with pytest.raises(ValueError, match="window_size"):
         WindowSearch(window_size=0)
+
+
+@pytest.mark.parametrize("window_size", [1, 3, 7])
+def test_distances_agree_through_eviction_and_features_absent_here_or_there(
+    window_size: int,
+) -> None:
+    """Sparse points (features absent in some, unseen by the window in some queries), a
+    window that evicts all the time: the k nearest distances are LazySearch's, to rounding
+    (which of two points equally near comes first may differ in the last bit of a sum)."""
+    rng = random.Random(window_size)
+    lazy = neighbors.LazySearch(window_size=window_size, dist_func=euclidean_distance_tuple)
+    window = WindowSearch(window_size=window_size)
+    for i in range(400):
+        x = {
+            f"f{rng.randint(0, 12)}": rng.choice([0.0, 1.0, -1.0, 1e3 * rng.random()])
+            for _ in range(rng.randint(0, 5))
+        }
+        for k in (1, 3, 10):
+            (_, expected), (_, got) = lazy.search((x, None), k), window.search((x, None), k)
+            assert got == pytest.approx(expected, rel=1e-12, abs=1e-12)
+        lazy.append((x, i))
+        window.append((x, i))

@@ -189,3 +189,68 @@ def test_nested_params_that_are_no_mapping_are_a_bad_spec() -> None:
                 "params": {"optimizer": nested},
             }
         )
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"mode": 3}, r"PARegressor\(mode\): KeyError"),  # river raises KeyError(3)
+        ({"C": 0.01, "eps": 0.1, "mode": "x"}, r"PARegressor\(C, eps, mode\): KeyError"),
+    ],
+)
+def test_a_constructor_refusing_its_params_in_any_way_is_a_bad_spec(
+    params: dict, message: str
+) -> None:
+    """``POST /models`` answered 500 for these: river's constructors raise KeyError,
+    AttributeError, ZeroDivisionError..., not only TypeError and ValueError."""
+    with pytest.raises(ConfigError, match=r"models\[x\]: river\.linear_model\." + message):
+        model_spec({"name": "x", "class": PA, "params": params})
+
+
+def test_an_engine_that_is_no_engine_is_a_bad_spec() -> None:
+    item = {"name": "x", "class": "river.neighbors.KNNRegressor", "params": {"engine": 5}}
+    with pytest.raises(ConfigError, match=r"KNNRegressor\(engine\): AttributeError"):
+        model_spec(item)
+
+
+def test_an_allowed_module_this_river_lacks_is_a_bad_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``river.neural_net`` is on the allow-list, but river 0.26 has no such module: that was
+    a ModuleNotFoundError out of ``model_spec`` (a 500 from ``POST /models``)."""
+    monkeypatch.setattr(zoo, "ALLOWED_MODULES", (*zoo.ALLOWED_MODULES, "river.nowhere"))
+    with pytest.raises(ConfigError, match=r"models\[mlp\]\.class: river\.nowhere cannot be"):
+        model_spec({"name": "mlp", "class": "river.nowhere.MLPRegressor"})
+    with pytest.raises(ConfigError):  # missing here, or there and wanting params
+        model_spec({"name": "mlp", "class": "river.neural_net.MLPRegressor"})
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "model_service.neighbors.Any",  # typing.Any, imported there
+        "model_service.neighbors.BaseNN",  # river's, imported there
+        "model_service.leaf_models.Any",
+    ],
+)
+def test_only_classes_the_allowed_modules_define_are_allowed(path: str) -> None:
+    """A name a module merely imports is no part of the allow-list: were the project's
+    module ever to import, say, ``subprocess.Popen``, YAML could not reach it."""
+    with pytest.raises(ConfigError, match=f"'{path}' is not allowed"):
+        model_spec({"name": "x", "class": path})
+
+
+def test_a_model_with_no_answer_before_learning_can_learn_log_wall_time() -> None:
+    """river's AMFRegressor predicts None before it has learned: ``exp(None)`` raised, so
+    with the default log target the spec was refused as failing on a sample run."""
+    spec = model_spec({"name": "amf", "class": "river.forest.AMFRegressor", "params": {"seed": 1}})
+    model = build_model(spec)
+    assert model.predict_one(X) is None  # no number: the learner publishes it as 0 s
+    model.learn_one(X, 2.0)
+    assert model.predict_one(X) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("scale", ["false", "no", 0.0, 1])
+def test_scale_is_a_boolean_not_any_value(scale: object) -> None:
+    """``scale: "false"`` (quoted in YAML, or a string in a posted spec) put a StandardScaler
+    in front, as ``bool("false")`` is True."""
+    with pytest.raises(ConfigError, match=r"models\[x\]\.scale: true or false"):
+        model_spec({"name": "x", "class": PA, "scale": scale})
