@@ -22,7 +22,7 @@ import faust
 import orjson
 from faust.web import View
 
-from lammps_stream.errors import ConfigError, InvalidRecordError
+from lammps_stream.errors import BrokerUnavailableError, ConfigError, InvalidRecordError
 from lammps_stream.schemas import encode, new_id, validate_params
 from model_service.metrics import CONTENT_TYPE
 from model_service.model_admin import add_model, remove_model
@@ -90,6 +90,26 @@ def _finite(value: Any) -> Any:
     return value
 
 
+async def _read_json(request: Any) -> Any:
+    """``request``'s body as JSON; ValueError when it is not, RecursionError when it nests
+    too deep. aiohttp decodes the body with the charset its Content-Type names: one Python
+    does not know, or a codec that is not a text encoding (``base64``), is a ValueError too.
+
+    >>> import asyncio
+    >>> class Request:
+    ...     async def json(self):
+    ...         return b"{}".decode("no-such-charset")
+    >>> asyncio.run(_read_json(Request()))
+    Traceback (most recent call last):
+    ...
+    ValueError: cannot decode the body: unknown encoding: no-such-charset
+    """
+    try:
+        return await request.json()
+    except LookupError as err:
+        raise ValueError(f"cannot decode the body: {err}") from None
+
+
 def _refused(web: Any) -> Any:
     return web.json(
         {
@@ -147,7 +167,7 @@ def _add_model_views(app: faust.App, service: ModelService, snapshots: SnapshotW
             if not _authorized(service, request):
                 return _refused(self)
             try:
-                body = await request.json()
+                body = await _read_json(request)
                 if not isinstance(body, dict):
                     raise ConfigError(
                         "the body is a JSON object with name, class and params, "
@@ -156,7 +176,7 @@ def _add_model_views(app: faust.App, service: ModelService, snapshots: SnapshotW
                 spec = model_spec(body)
             except ConfigError as err:
                 return _json(self, {"error": str(err), "code": "bad_spec"}, status=400)
-            except ValueError:
+            except (ValueError, RecursionError):  # UnicodeError, JSON errors, depth
                 return _json(self, {"error": "body is not JSON", "code": "malformed_json"}, 400)
             if spec.name in shards.specs or spec.name in service.adding:
                 return _json(
@@ -164,7 +184,18 @@ def _add_model_views(app: faust.App, service: ModelService, snapshots: SnapshotW
                     {"error": f"model {spec.name!r} exists; remove it first", "code": "exists"},
                     status=409,
                 )
-            replayed = await add_model(service, snapshots, spec)
+            try:
+                replayed = await add_model(service, snapshots, spec)
+            except (BrokerUnavailableError, TimeoutError) as err:
+                # reading the runs topic to warm it start: undone; reading its partitions, on
+                # a standby, to pass it on: added here alone
+                then = (
+                    "it is added on this worker alone (the others were not told): remove it"
+                    if spec.name in shards.specs
+                    else "the model was not added"
+                )
+                why = f"{err}: {then}, and add it again once the broker answers"
+                return _json(self, {"error": why, "code": "broker_unavailable"}, status=503)
             return _json(self, _model_view(service, spec.name) | {"replayed": replayed}, status=201)
 
     @app.page("/models/{name}")
@@ -227,7 +258,7 @@ def _add_predict_view(app: faust.App, service: ModelService, answer: Answer) -> 
             if not _authorized(service, request):
                 return _refused(self)
             try:
-                body = await request.json()
+                body = await _read_json(request)
                 params = body.get("params", body) if isinstance(body, dict) else body
                 if isinstance(params, dict):
                     params = {"threads": 1, **params}
@@ -256,6 +287,15 @@ def _add_predict_view(app: faust.App, service: ModelService, answer: Answer) -> 
                 )
             request_id = new_id()
             answers = await answer(params, request_id)
+            if not answers:  # as a request on lammps.requests: a dead letter, not an answer
+                return _json(
+                    self,
+                    {
+                        "error": "no model could answer (each raised: see the worker's log)",
+                        "code": "processing_error",
+                    },
+                    status=500,
+                )
             return _json(
                 self,
                 {
@@ -268,7 +308,9 @@ def _add_predict_view(app: faust.App, service: ModelService, answer: Answer) -> 
 
 
 def _add_health_views(app: faust.App, service: ModelService) -> None:
-    """``/healthz`` (the process answers) and ``/readyz`` (it holds its partitions)."""
+    """``/healthz`` (the process answers) and ``/readyz`` (it holds its partitions, their
+    shards restored: Faust ends a rebalance once its own recovery is done, which may be while
+    the assignment handler still rebuilds them)."""
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -276,7 +318,7 @@ def _add_health_views(app: faust.App, service: ModelService) -> None:
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
-        ready = service.assigned and not app.rebalancing
+        ready = service.assigned and not service.restoring() and not app.rebalancing
         return web.json({"ready": ready}, status=200 if ready else 503)
 
 

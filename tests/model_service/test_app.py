@@ -5,6 +5,7 @@ and on a standby, suggestions that cannot be encoded, and the shutdown's models-
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import threading
@@ -391,3 +392,131 @@ def test_a_model_added_here_after_the_tombstone_the_rebuild_reads_is_kept(
     taking_over(w, topic, monkeypatch)
     assert "tree" in w.service.shards.by_partition[0].state
     w.service.close()
+
+
+# The HTTP views (model_service/views.py) on an aiohttp test server: no Kafka, no worker.
+
+
+class Views:
+    """A Faust app with the worker's views, its shard 0 restored, answering requests through
+    ``answer`` (the shards' own predictions, published nowhere)."""
+
+    def __init__(self, models: tuple[str, ...] = ("linear", "pa"), token: str = "") -> None:
+        from model_service.views import add_views
+
+        overrides: dict[str, Any] = {"service.models": list(models), "service.api_token": token}
+        self.config = load_config(path=None, env={}, overrides=overrides)
+        self.app = app_module._faust_app(self.config)
+        self.service = ModelService(self.config)
+        w = Wiring(
+            app=self.app,
+            config=self.config,
+            service=self.service,
+            predictions=Topic(),  # type: ignore[arg-type]
+            dlq=Topic(),  # type: ignore[arg-type]
+            suggested=Topic(),  # type: ignore[arg-type]
+            snapshots=Snapshots(),  # type: ignore[arg-type]
+        )
+        holding(w, 0)
+        add_views(self.app, self.service, functools.partial(app_module._answer, w), w.snapshots)
+        self.app.web.init_server()
+        self.loop = asyncio.new_event_loop()  # the web app's, for every request
+
+    def close(self) -> None:
+        self.loop.close()
+        self.service.close()
+
+    def ask(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        """One request: its status and its body (as JSON when it is JSON)."""
+        from aiohttp.test_utils import TestClient, TestServer
+
+        async def main() -> tuple[int, Any]:
+            async with TestClient(TestServer(self.app.web.web_app)) as client:
+                response = await client.request(method, path, **kwargs)
+                text = await response.text()
+                try:
+                    return response.status, json.loads(text)
+                except ValueError:
+                    return response.status, text
+
+        return self.loop.run_until_complete(main())
+
+
+@pytest.fixture
+def views() -> Any:
+    made = Views()
+    yield made
+    made.close()
+
+
+def test_readyz_is_not_ready_while_a_rebalance_rebuilds_a_shard(views: Views) -> None:
+    """Faust ends its rebalance (``app.rebalancing`` false) as soon as its own recovery is done,
+    while the assignment handler may still be rebuilding the shards from the models topic."""
+    assert views.ask("GET", "/readyz") == (200, {"ready": True})
+    views.service.shards.drop(0)  # revoked, and given back: being rebuilt
+    views.service.rebuilding(0)
+    assert not views.app.rebalancing
+    assert views.ask("GET", "/readyz") == (503, {"ready": False})
+    views.service.adopt(0, views.service.shards.fresh())
+    assert views.ask("GET", "/readyz") == (200, {"ready": True})
+
+
+def test_a_model_spec_nested_too_deep_is_malformed_json_not_a_server_error(views: Views) -> None:
+    status, body = views.ask("POST", "/models", data=b"[" * 100_000)
+    assert status == 400 and body["code"] == "malformed_json"
+
+
+def test_a_prediction_no_model_could_give_is_an_error_not_an_empty_answer(views: Views) -> None:
+    for learner in views.service.shards.by_partition.values():
+        for state in learner.state.values():
+            state.model = None  # predict_one raises
+    status, body = views.ask("POST", "/predict", json={"params": PARAMS})
+    assert status == 500 and body["code"] == "processing_error"
+    assert "no model could answer" in body["error"]
+
+
+def test_a_model_added_while_the_broker_is_unreachable_is_refused_with_503_and_undone(
+    views: Views, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lammps_stream.errors import BrokerUnavailableError
+    from model_service import recovery
+
+    def unreachable(*args: Any) -> int:
+        raise BrokerUnavailableError("broker at 127.0.0.1:9092 is unreachable")
+
+    monkeypatch.setattr(recovery, "warm_start", unreachable)  # replaying the runs topic
+    status, body = views.ask("POST", "/models", json=TREE)
+    assert status == 503 and body["code"] == "broker_unavailable"
+    assert "unreachable" in body["error"]
+    assert "tree" not in views.service.shards.specs and not views.service.adding
+
+
+@pytest.mark.parametrize("path", ["/predict", "/models"])
+@pytest.mark.parametrize("charset", ["no-such-charset", "base64", "rot13"])
+def test_a_body_in_a_charset_python_cannot_decode_is_refused_not_a_server_error(
+    views: Views, path: str, charset: str
+) -> None:
+    """aiohttp decodes the body with the charset the request names: an unknown one, or a
+    codec that is not a text encoding, raises LookupError."""
+    headers = {"Content-Type": f"application/json; charset={charset}"}
+    status, body = views.ask("POST", path, data=json.dumps({"params": PARAMS}), headers=headers)
+    assert status == 400 and body["code"] == "malformed_json"
+
+
+def test_a_model_added_on_a_standby_that_cannot_pass_it_on_says_so(
+    views: Views, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lammps_stream.errors import BrokerUnavailableError
+    from model_service import recovery
+
+    def unreachable(*args: Any) -> list[int]:
+        raise BrokerUnavailableError("broker at 127.0.0.1:9092 is unreachable")
+
+    views.service.shards.drop(0)  # a standby: the runs partitions come from the broker
+    views.service.given_up(0)
+    views.service.assignment = set()
+    monkeypatch.setattr(recovery, "partitions_of", unreachable)
+    status, body = views.ask("POST", "/models", json=TREE)
+    assert status == 503 and body["code"] == "broker_unavailable"
+    assert "added on this worker alone" in body["error"]
+    assert "tree" in views.service.shards.specs
