@@ -239,15 +239,24 @@ async def remove_model(
     service: ModelService, snapshots: SnapshotWriter, name: str, why: str = "removed"
 ) -> None:
     """Remove ``name`` from every local shard and tombstone its snapshots here (the
-    tombstones tell the other workers). The last model stays: a worker needs one."""
+    tombstones tell the other workers). The last model stays: a worker needs one. A standby's
+    tombstones go to every runs partition: asked here (``why`` is "removed"), it removes
+    nothing when the broker cannot say which those are
+    (:class:`~lammps_stream.errors.BrokerUnavailableError`); following another worker, it
+    drops the model first (that worker's tombstones told the others)."""
     shards = service.shards
     if len(shards.specs) == 1:
         log.warning("model %s %s: kept, as it is this worker's last model", name, why)
         return
+    # a standby tombstones every runs partition's key: that tells the workers that learn
+    partitions = sorted(shards.by_partition)
+    if not partitions and why == "removed":
+        partitions = await _runs_partitions(service)
+        if name not in shards.specs:  # removed meanwhile (asked twice at once)
+            return
     drop_model(service, name)
     service.sync.removed_here(name, time.time())  # its snapshots do not bring it back
-    # a standby tombstones every runs partition's key: that tells the workers that learn
-    partitions = sorted(shards.by_partition) or await _runs_partitions(service)
+    partitions = partitions or await _runs_partitions(service)
     await snapshots.remove(name, partitions)  # after the snapshots still on their way
     service.metrics.forget(name)  # what they counted too
     log.info("model %s %s", name, why)

@@ -220,7 +220,11 @@ def _add_model_views(app: faust.App, service: ModelService, snapshots: SnapshotW
                     {"error": "cannot remove the last model; add another first", "code": "last"},
                     status=400,
                 )
-            await remove_model(service, snapshots, name)
+            try:
+                await remove_model(service, snapshots, name)
+            except (BrokerUnavailableError, TimeoutError) as err:  # a standby, before anything
+                why = f"{err}: the model was not removed; remove it again once the broker answers"
+                return _json(self, {"error": why, "code": "broker_unavailable"}, status=503)
             return _json(self, {"removed": name})
 
 

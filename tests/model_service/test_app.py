@@ -520,3 +520,25 @@ def test_a_model_added_on_a_standby_that_cannot_pass_it_on_says_so(
     assert status == 503 and body["code"] == "broker_unavailable"
     assert "added on this worker alone" in body["error"]
     assert "tree" in views.service.shards.specs
+
+
+def test_a_model_removed_on_a_standby_that_cannot_reach_the_broker_is_503_and_kept(
+    views: Views, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model was dropped before the runs partitions were asked for: a 500, no worker
+    told, and asking again answered 404."""
+    from lammps_stream.errors import BrokerUnavailableError
+    from model_service import recovery
+
+    def unreachable(*args: Any) -> list[int]:
+        raise BrokerUnavailableError("broker at 127.0.0.1:9092 is unreachable")
+
+    views.service.shards.drop(0)  # a standby: the runs partitions come from the broker
+    views.service.given_up(0)
+    views.service.assignment = set()
+    monkeypatch.setattr(recovery, "partitions_of", unreachable)
+    name = sorted(views.service.shards.specs)[0]
+    status, body = views.ask("DELETE", f"/models/{name}")
+    assert status == 503 and body["code"] == "broker_unavailable"
+    assert "was not removed" in body["error"]
+    assert name in views.service.shards.specs

@@ -296,6 +296,32 @@ def test_a_model_added_on_a_standby_goes_out_untrained_for_every_runs_partition(
     assert topic.written() == [("tree/0", False), ("tree/1", False)]
 
 
+def test_a_removal_on_a_standby_that_cannot_reach_the_broker_removes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It dropped the model, then failed to learn the runs partitions to tombstone: the model
+    was gone here, no other worker was told, and asking again answered "no such model"."""
+    from lammps_stream.errors import BrokerUnavailableError
+
+    def unreachable(config: Any, topic: str) -> list[int]:
+        raise BrokerUnavailableError("Kafka broker at 127.0.0.1:9092 is not reachable")
+
+    monkeypatch.setattr(recovery, "partitions_of", unreachable)
+    standby, tombstones = holding(), Snapshots()
+    with pytest.raises(BrokerUnavailableError):
+        asyncio.run(remove_model(standby, tombstones, "pa"))  # type: ignore[arg-type]
+    assert "pa" in standby.shards.specs and tombstones.removed == []
+    monkeypatch.setattr(recovery, "partitions_of", lambda config, topic: [0, 1])
+    asyncio.run(remove_model(standby, tombstones, "pa"))  # type: ignore[arg-type]
+    assert "pa" not in standby.shards.specs and tombstones.removed == [("pa", [0, 1])]
+    # following another worker's removal (its tombstones told the others), it is dropped
+    follower = holding(models=("linear", "pa", "knn"))
+    monkeypatch.setattr(recovery, "partitions_of", unreachable)
+    with pytest.raises(BrokerUnavailableError):
+        asyncio.run(remove_model(follower, tombstones, "pa", "removed on another worker"))  # type: ignore[arg-type]
+    assert "pa" not in follower.shards.specs
+
+
 def test_a_model_added_during_a_rebalance_goes_out_from_the_rebuilt_shard(
     no_kafka: Any,
 ) -> None:
