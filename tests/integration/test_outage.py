@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+from lammps_stream.config import Config
 from lammps_stream.schemas import new_id
 from tests.conftest import PORT_OFFSET
 from tests.integration.conftest import read_topic
@@ -40,15 +42,18 @@ def test_run_is_spooled_when_the_broker_is_unreachable_then_flushed_once(stack, 
     assert sum(r.get("run_id") == run_id for r in records) == 1
 
 
-def test_kafka_stopped_then_started_loses_and_duplicates_nothing(cli, tmp_path) -> None:
+def _own_stack(tmp_path: Path, port: int) -> tuple[Config, dict[str, str]]:
+    """A local stack of a test's own (broker on ``port``, controller on the next, state and
+    spool under ``tmp_path``, a 2 s request timeout): its config, and the environment that
+    points the command line at it."""
     from lammps_stream.config import dump_config, load_config
 
     config = load_config(
         path=None,
         env={},
         overrides={
-            "kafka.bootstrap": f"127.0.0.1:{29092 + PORT_OFFSET}",
-            "kafka.controller_port": 29093 + PORT_OFFSET,
+            "kafka.bootstrap": f"127.0.0.1:{port + PORT_OFFSET}",
+            "kafka.controller_port": port + 1 + PORT_OFFSET,
             "stack.state_dir": str(tmp_path / "state"),
             "producer.spool_dir": str(tmp_path / "spool"),
             "kafka.request_timeout_seconds": 2,
@@ -56,9 +61,14 @@ def test_kafka_stopped_then_started_loses_and_duplicates_nothing(cli, tmp_path) 
     )
     path = tmp_path / "config.yaml"
     path.write_text(dump_config(config))
+    return config, {"LAMMPS_STREAM_CONFIG": str(path)}
+
+
+def test_kafka_stopped_then_started_loses_and_duplicates_nothing(cli, tmp_path) -> None:
+    config, env = _own_stack(tmp_path, 29092)
 
     def run(*args: str, check: bool = True):
-        return cli(*args, env={"LAMMPS_STREAM_CONFIG": str(path)}, check=check)
+        return cli(*args, env=env, check=check)
 
     try:
         run("stack", "up", "--no-service")
@@ -90,25 +100,11 @@ def test_a_broker_that_stops_answering_mid_send_loses_no_run(cli, tmp_path) -> N
     import os
     import signal
 
-    from lammps_stream.config import dump_config, load_config
     from lammps_stream.schemas import example_run_record
     from lammps_stream.stack import LocalStack
     from producers.publisher import Publisher
 
-    config = load_config(
-        path=None,
-        env={},
-        overrides={
-            "kafka.bootstrap": f"127.0.0.1:{29792 + PORT_OFFSET}",
-            "kafka.controller_port": 29793 + PORT_OFFSET,
-            "stack.state_dir": str(tmp_path / "state"),
-            "producer.spool_dir": str(tmp_path / "spool"),
-            "kafka.request_timeout_seconds": 2,
-        },
-    )
-    path = tmp_path / "config.yaml"
-    path.write_text(dump_config(config))
-    env = {"LAMMPS_STREAM_CONFIG": str(path)}
+    config, env = _own_stack(tmp_path, 29792)
     cli("stack", "up", "--no-service", env=env, check=True)
     publisher = Publisher(config)
     broker = None

@@ -667,50 +667,34 @@ def test_an_empty_snapshot_key_file_is_replaced_by_a_key(tmp_path: Path) -> None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["snapshot-key"]
 
 
-def test_a_process_of_another_stack_whose_path_extends_this_ones_is_not_ours(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("mine", "theirs"),
+    [
+        ("--stack-state {tmp}/st", "--stack-state {tmp}/st2"),  # a path that extends ours
+        ("{tmp}/st/kafka/server.properties", "{tmp}/y{tmp}/st/kafka/server.properties"),
+    ],
+    ids=["extends", "ends-with"],
+)
+def test_a_process_of_another_stack_whose_path_contains_this_ones_is_not_ours(
+    tmp_path: Path, mine: str, theirs: str
 ) -> None:
-    """A stale pid file whose pid now belongs to the service of a stack in ``<dir>2``: the
-    marker must match whole arguments, or ``stack down`` would stop the other stack."""
+    """A stale pid file whose pid now belongs to a part of a stack in ``<dir>2`` (the
+    service's marker) or in ``/y<dir>`` (the broker's, its properties file): the marker must
+    match whole arguments, or ``stack down`` would stop the other stack."""
     import subprocess
     import sys
 
     from lammps_stream.stack.processes import ManagedProcess
 
-    other = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(30)", "--stack-state", f"{tmp_path}/st2"]
-    )
+    mine, theirs = mine.format(tmp=tmp_path), theirs.format(tmp=tmp_path)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", *theirs.split()])
     try:
-        mine = ManagedProcess("service", tmp_path, marker=f"--stack-state {tmp_path}/st")
-        mine.pid_file.write_text(f"{other.pid}\n")
-        assert mine.pid() is None
-        theirs = ManagedProcess("other", tmp_path, marker=f"--stack-state {tmp_path}/st2")
-        theirs.pid_file.write_text(f"{other.pid}\n")
-        assert theirs.pid() == other.pid
-    finally:
-        other.kill()
-        other.wait()
-
-
-def test_a_process_of_a_stack_whose_path_ends_with_this_ones_is_not_ours(tmp_path: Path) -> None:
-    """The broker's marker is its properties file: a stale pid now held by the broker of a
-    stack in ``/y/x/st`` once matched the marker of one in ``/x/st``."""
-    import subprocess
-    import sys
-
-    from lammps_stream.stack.processes import ManagedProcess
-
-    ours = tmp_path / "st" / "kafka" / "server.properties"
-    other = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(30)", f"{tmp_path}/y{ours}"]
-    )
-    try:
-        mine = ManagedProcess("kafka", tmp_path, marker=str(ours))
-        mine.pid_file.write_text(f"{other.pid}\n")
-        assert mine.pid() is None
-        theirs = ManagedProcess("other", tmp_path, marker=f"{tmp_path}/y{ours}")
-        theirs.pid_file.write_text(f"{other.pid}\n")
-        assert theirs.pid() == other.pid
+        ours = ManagedProcess("service", tmp_path, marker=mine)
+        ours.pid_file.write_text(f"{other.pid}\n")
+        assert ours.pid() is None
+        its = ManagedProcess("other", tmp_path, marker=theirs)
+        its.pid_file.write_text(f"{other.pid}\n")
+        assert its.pid() == other.pid
     finally:
         other.kill()
         other.wait()

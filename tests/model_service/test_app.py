@@ -503,19 +503,25 @@ def test_a_body_in_a_charset_python_cannot_decode_is_refused_not_a_server_error(
     assert status == 400 and body["code"] == "malformed_json"
 
 
-def test_a_model_added_on_a_standby_that_cannot_pass_it_on_says_so(
-    views: Views, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _standby_without_broker(views: Views, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``views``' worker made a standby (no partition: the runs partitions come from the
+    broker) whose broker cannot say which partitions the runs topic has."""
     from lammps_stream.errors import BrokerUnavailableError
     from model_service import recovery
 
     def unreachable(*args: Any) -> list[int]:
         raise BrokerUnavailableError("broker at 127.0.0.1:9092 is unreachable")
 
-    views.service.shards.drop(0)  # a standby: the runs partitions come from the broker
+    views.service.shards.drop(0)
     views.service.given_up(0)
     views.service.assignment = set()
     monkeypatch.setattr(recovery, "partitions_of", unreachable)
+
+
+def test_a_model_added_on_a_standby_that_cannot_pass_it_on_says_so(
+    views: Views, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _standby_without_broker(views, monkeypatch)
     status, body = views.ask("POST", "/models", json=TREE)
     assert status == 503 and body["code"] == "broker_unavailable"
     assert "added on this worker alone" in body["error"]
@@ -527,16 +533,7 @@ def test_a_model_removed_on_a_standby_that_cannot_reach_the_broker_is_503_and_ke
 ) -> None:
     """The model was dropped before the runs partitions were asked for: a 500, no worker
     told, and asking again answered 404."""
-    from lammps_stream.errors import BrokerUnavailableError
-    from model_service import recovery
-
-    def unreachable(*args: Any) -> list[int]:
-        raise BrokerUnavailableError("broker at 127.0.0.1:9092 is unreachable")
-
-    views.service.shards.drop(0)  # a standby: the runs partitions come from the broker
-    views.service.given_up(0)
-    views.service.assignment = set()
-    monkeypatch.setattr(recovery, "partitions_of", unreachable)
+    _standby_without_broker(views, monkeypatch)
     name = sorted(views.service.shards.specs)[0]
     status, body = views.ask("DELETE", f"/models/{name}")
     assert status == 503 and body["code"] == "broker_unavailable"

@@ -350,26 +350,6 @@ print("not reached: the SIGTERM is taken once the run is reported")
 """
 
 
-def test_a_sigterm_to_rank_0_while_it_publishes_is_taken_once_it_has_reported(
-    tmp_path: Path,
-) -> None:
-    import subprocess
-
-    report, keep = tmp_path / "report.json", tmp_path / "report.record.json"
-    done = subprocess.run(
-        [sys.executable, "-c", RANK_0_SIGNALLED_WHILE_PUBLISHING, str(report), str(keep)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    assert done.returncode == -signal.SIGTERM, done.stderr
-    assert read_report(report)["status"] == "ok"  # reported before the signal took effect
-    assert json.loads(keep.read_text())["status"] == "ok"
-    assert "not reached" not in done.stdout
-
-
 RANK_0_SIGNALLED_WHILE_KEEPING = RANK_0_SIGNALLED_WHILE_PUBLISHING.replace(
     "launch.publish = publish\n",
     "launch.publish = lambda config, record: Delivery(record['run_id'], 'sent', 0, 1)\n"
@@ -381,18 +361,23 @@ RANK_0_SIGNALLED_WHILE_KEEPING = RANK_0_SIGNALLED_WHILE_PUBLISHING.replace(
 )
 
 
-def test_a_sigterm_to_rank_0_while_it_keeps_the_record_is_taken_once_it_has_reported(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    "script",
+    [RANK_0_SIGNALLED_WHILE_PUBLISHING, RANK_0_SIGNALLED_WHILE_KEEPING],
+    ids=["publishing", "keeping"],
+)
+def test_a_sigterm_to_rank_0_once_the_run_is_over_is_taken_once_it_has_reported(
+    tmp_path: Path, script: str
 ) -> None:
-    """The run is over, rank 0 is keeping its record (a shared file system may be slow): a
-    SIGTERM then once ended it with nothing published, the run lost where no launcher
-    watches (Flux); it now waits, as it does while the record is published."""
+    """The run is over, rank 0 publishes its record, or keeps it first (a shared file system
+    may be slow): a SIGTERM then waits for the report. While it kept the record, a SIGTERM
+    once ended it with nothing published, the run lost where no launcher watches (Flux)."""
     import subprocess
 
-    assert RANK_0_SIGNALLED_WHILE_KEEPING != RANK_0_SIGNALLED_WHILE_PUBLISHING
+    assert RANK_0_SIGNALLED_WHILE_KEEPING != RANK_0_SIGNALLED_WHILE_PUBLISHING  # replaced
     report, keep = tmp_path / "report.json", tmp_path / "report.record.json"
     done = subprocess.run(
-        [sys.executable, "-c", RANK_0_SIGNALLED_WHILE_KEEPING, str(report), str(keep)],
+        [sys.executable, "-c", script, str(report), str(keep)],
         capture_output=True,
         text=True,
         timeout=60,
