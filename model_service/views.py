@@ -53,11 +53,15 @@ def _lag(app: faust.App, service: ModelService) -> dict[int, int]:
 
 
 def _authorized(service: ModelService, request: Any) -> bool:
+    """Whether ``request`` may have its answer: an open path, no token set, or
+    ``Authorization: Bearer <token>`` (the scheme in any case, as RFC 7235 has it)."""
     token = service.config.service.api_token
     if not token or request.path in OPEN_PATHS:
         return True
-    given = request.headers.get("Authorization", "")  # bytes beyond ASCII: surrogate-escaped
-    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), f"Bearer {token}".encode())
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # bytes beyond ASCII: surrogate-escaped; compared in constant time whatever they are
+    given_bytes = given.encode("utf-8", "surrogateescape")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given_bytes, token.encode())
 
 
 def _json(view: Any, body: Any, status: int = 200) -> Any:

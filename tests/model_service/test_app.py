@@ -539,3 +539,25 @@ def test_a_model_removed_on_a_standby_that_cannot_reach_the_broker_is_503_and_ke
     assert status == 503 and body["code"] == "broker_unavailable"
     assert "was not removed" in body["error"]
     assert name in views.service.shards.specs
+
+
+def test_the_bearer_scheme_is_matched_in_any_case_and_the_token_exactly() -> None:
+    """RFC 7235: the scheme is case-insensitive (`bearer t0ken` was refused); the token is not."""
+    made = Views(token="t0ken")
+    try:
+        for header, status in [
+            ("Bearer t0ken", 200),
+            ("bearer t0ken", 200),
+            ("BEARER t0ken", 200),
+            ("Bearer T0KEN", 401),
+            ("Basic t0ken", 401),
+            ("Bearer", 401),
+            ("t0ken", 401),
+            ("", 401),
+        ]:
+            assert made.ask("GET", "/models", headers={"Authorization": header})[0] == status, (
+                header
+            )
+        assert made.ask("GET", "/healthz")[0] == 200  # open
+    finally:
+        made.close()
