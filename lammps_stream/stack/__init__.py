@@ -137,8 +137,6 @@ class LocalStack:
         self.scram_login = self.kafka_dir / scram.LOGIN_FILE
         self.started: list[str] = []
         self.already_running: list[str] = []
-        # where each log stood when its part was started: what it held before is earlier runs'
-        self._log_marks: dict[Path, int] = {}
         self.broker = ManagedProcess("kafka", self.state_dir, marker=str(self.properties))
         self.service = ManagedProcess(
             "service", self.state_dir, marker=f"serve --stack-state {self.state_dir}"
@@ -202,13 +200,18 @@ class LocalStack:
         if formatted:  # new storage: no login yet, whatever an old record says
             self.scram_login.unlink(missing_ok=True)
         logs = self.state_dir / "logs"
-        self._log_marks[logs / "server.log"] = log_size(logs / "server.log")
+        server_log_before = log_size(logs / "server.log")  # what it holds is earlier runs'
         self.broker.start(kafka.broker_command(self.config, self.properties, logs))
         self.started.append(self.broker.name)
         self.say(f"starting kafka on {k.bootstrap}")
         if k.sasl and not scram.login_recorded(self.config, self.scram_login):
             self._set_scram_login(logs / "server.log", new_storage=formatted)
-        self._wait(self.broker, lambda: broker_healthy(self.config), logs / "server.log")
+        self._wait(
+            self.broker,
+            lambda: broker_healthy(self.config),
+            logs / "server.log",
+            since=server_log_before,
+        )
 
     def _warn_if_reconfigured(self) -> None:
         """Say so when the running broker was started with other settings than the
@@ -306,19 +309,27 @@ class LocalStack:
             "--stack-state",
             str(self.state_dir),
         ]
-        self._log_marks[self.service.log_file] = log_size(self.service.log_file)
         self.service.start(command, env=env, cwd=self.state_dir)
         self.started.append(self.service.name)
         self.say(f"starting model service on {cfg.url}")
         self._wait(self.service, lambda: http_ok(f"{cfg.url}/readyz"), self.service.log_file)
 
-    def _wait(self, part: ManagedProcess, healthy: Callable[[], bool], log: Path) -> None:
+    def _wait(
+        self,
+        part: ManagedProcess,
+        healthy: Callable[[], bool],
+        log: Path,
+        since: int | None = None,
+    ) -> None:
+        """Until ``part`` is ``healthy()``; :class:`StackError` if it exits first (with the
+        last lines ``log`` got from byte ``since`` on, else those of ``part``'s own output
+        since it started) or stays unhealthy past ``stack.start_timeout_seconds``."""
         deadline = time.monotonic() + self.config.stack.start_timeout_seconds
         while time.monotonic() < deadline:
             if healthy():
                 return
             if part.exited():
-                shown = log_tail(log, 12, since=self._log_marks.get(log, 0)) or part.tail()
+                shown = (log_tail(log, 12, since) if since is not None else "") or part.tail()
                 raise StackError(f"{part.name} exited while starting; see {log}:\n{shown}")
             time.sleep(0.5)
         part.stop()

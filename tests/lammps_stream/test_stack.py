@@ -55,7 +55,7 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setattr(stack_module, "port_open", lambda host, port: False)
     monkeypatch.setattr(kafka, "kafka_libs", lambda config: libs)
     monkeypatch.setattr(kafka, "java", lambda: "/opt/java/bin/java")
-    monkeypatch.setattr(stack_module.LocalStack, "_wait", lambda self, part, healthy, log: None)
+    monkeypatch.setattr(stack_module.LocalStack, "_wait", lambda *args, **kwargs: None)
 
 
 def _faked(stack, broker_running: bool = False, service_running: bool = False):
