@@ -176,7 +176,7 @@ def task_timeout(config: Config) -> float:
 
 def sbatch(script: Path) -> str:
     """Submit with ``sbatch --parsable``; return the job id."""
-    binary = _tool("sbatch", "Slurm's sbatch", script)
+    binary = _tool("sbatch", "Slurm's sbatch", kept(script, "sbatch"))
     result = subprocess.run(
         [binary, "--parsable", str(script)], capture_output=True, text=True, check=False
     )
@@ -251,7 +251,7 @@ def array_states(job_id: str) -> dict[str, str]:
 
 def flux_batch(script: Path, nodes: int = 1) -> str:
     """Submit the Flux script as a batch job; return its job id."""
-    binary = _tool("flux", "Flux (flux-core)", script)
+    binary = _tool("flux", "Flux (flux-core)", kept(script, "flux batch"))
     result = subprocess.run(
         [binary, "batch", f"--nodes={nodes}", str(script)],
         capture_output=True,
@@ -264,12 +264,12 @@ def flux_batch(script: Path, nodes: int = 1) -> str:
     return result.stdout.strip()
 
 
-def _tool(name: str, what: str, script: Path | None = None) -> str:
+def _tool(name: str, what: str, then: str = "") -> str:
+    """The path of ``name``, or :class:`ToolMissingError` (``then`` added to its message)."""
     import shutil
 
     path = shutil.which(name)
     if path is None:
-        then = kept(script, f"{name} batch" if name == "flux" else name) if script else ""
         raise ToolMissingError(
             f"{name} not found on PATH: {what} is needed to submit; "
             f"use --print to write the script without submitting{then}"
