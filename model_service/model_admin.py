@@ -79,7 +79,7 @@ async def _carry_out(
     specs = service.shards.specs
     for name in removed:
         if name in specs and name not in added:
-            await remove_model(service, snapshots, name, "removed on another worker")
+            await remove_model(service, snapshots, name, followed=True)
     for name in added:
         spec, at = service.sync.specs[name], service.sync.written_at[name]
         if name in service.adding:
@@ -236,21 +236,22 @@ def _lacks(service: ModelService, learner: Learner, spec: ModelSpec) -> bool:
 
 
 async def remove_model(
-    service: ModelService, snapshots: SnapshotWriter, name: str, why: str = "removed"
+    service: ModelService, snapshots: SnapshotWriter, name: str, followed: bool = False
 ) -> None:
     """Remove ``name`` from every local shard and tombstone its snapshots here (the
     tombstones tell the other workers). The last model stays: a worker needs one. A standby's
-    tombstones go to every runs partition: asked here (``why`` is "removed"), it removes
+    tombstones go to every runs partition: asked here (not ``followed``), it removes
     nothing when the broker cannot say which those are
     (:class:`~lammps_stream.errors.BrokerUnavailableError`); following another worker, it
     drops the model first (that worker's tombstones told the others)."""
     shards = service.shards
+    why = "removed on another worker" if followed else "removed"
     if len(shards.specs) == 1:
         log.warning("model %s %s: kept, as it is this worker's last model", name, why)
         return
     # a standby tombstones every runs partition's key: that tells the workers that learn
     partitions = sorted(shards.by_partition)
-    if not partitions and why == "removed":
+    if not partitions and not followed:
         partitions = await _runs_partitions(service)
         if name not in shards.specs:  # removed meanwhile (asked twice at once)
             return

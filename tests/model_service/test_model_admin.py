@@ -318,7 +318,7 @@ def test_a_removal_on_a_standby_that_cannot_reach_the_broker_removes_nothing(
     follower = holding(models=("linear", "pa", "knn"))
     monkeypatch.setattr(recovery, "partitions_of", unreachable)
     with pytest.raises(BrokerUnavailableError):
-        asyncio.run(remove_model(follower, tombstones, "pa", "removed on another worker"))  # type: ignore[arg-type]
+        asyncio.run(remove_model(follower, tombstones, "pa", followed=True))  # type: ignore[arg-type]
     assert "pa" not in follower.shards.specs
 
 
